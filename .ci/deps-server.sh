@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Debian packages the daemon's tests need (test/server): Chromium for the overlay test
+# (driven by playwright-core, which downloads nothing), systemd-analyze for the unit
+# check, ffmpeg for the ffmpeg-driven stand-in pipeline. Idempotent; called by .ci/run.
+set -euo pipefail
+
+need_apt=()
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "ci: installing ${need_apt[*]} from Debian (server tests)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi

@@ -1,0 +1,193 @@
+/**
+ * The `casa-live serve` config file schema (YAML). Every field is documented in
+ * config/casa-live.example.yaml; the resolved, defaults-applied form is `ServeConfig`.
+ */
+import { z } from 'zod';
+import { validateStreamInput } from './input.js';
+import { LOG_LEVELS } from '../logger.js';
+
+/** Stream ids appear in URLs, file names and metric labels. */
+export const STREAM_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+
+export const streamIdSchema = z
+  .string()
+  .regex(STREAM_ID_RE, 'must be 1-64 characters of A-Z a-z 0-9 _ - and start with a letter or digit');
+
+export const streamInputSchema = z.string().superRefine((input, ctx) => {
+  const check = validateStreamInput(input);
+  if (!check.ok) ctx.addIssue({ code: 'custom', message: check.problem ?? 'invalid input' });
+});
+
+/** Generation overrides (DESIGN §3). Absent fields take the model's defaults. */
+export const generationSchema = z.strictObject({
+  temperature: z.number().min(0).max(10).optional(),
+  topK: z.int().min(0).optional(),
+  maxNewTokensPerFrame: z.int().min(1).max(4096).optional(),
+  maxContextTokens: z.int().min(16).optional(),
+  sinkTokens: z.int().min(0).optional(),
+  repetitionPenalty: z.number().min(0).optional(),
+  repetitionDecay: z.number().min(0).max(1).optional(),
+  repetitionClamp: z.number().min(0).optional(),
+  eosBias: z.number().optional(),
+  seed: z.int().optional(),
+  /** Replaces the model's default user instruction. */
+  prompt: z.string().min(1).optional(),
+});
+export type GenerationOverrides = z.infer<typeof generationSchema>;
+
+export const restartSchema = z.strictObject({
+  /** always: restart when the input ends or fails; on-failure: only when it fails; never. */
+  policy: z.enum(['always', 'on-failure', 'never']).optional(),
+  initialDelayMs: z.int().min(0).max(3_600_000).optional(),
+  maxDelayMs: z.int().min(0).max(3_600_000).optional(),
+  /** Consecutive failed attempts before the stream is put in state `error`; absent = unlimited. */
+  maxRetries: z.int().min(0).optional(),
+});
+export interface RestartPolicy {
+  policy: 'always' | 'on-failure' | 'never';
+  initialDelayMs: number;
+  maxDelayMs: number;
+  maxRetries?: number;
+}
+
+export const rawStreamSchema = z.strictObject({
+  id: streamIdSchema,
+  input: streamInputSchema,
+  model: z.string().min(1).optional(),
+  fps: z.number().gt(0).max(30).optional(),
+  generation: generationSchema.optional(),
+  enabled: z.boolean().optional(),
+  restart: restartSchema.optional(),
+});
+export type RawStreamConfig = z.infer<typeof rawStreamSchema>;
+
+/** A secret given inline, from an environment variable, or from a file (systemd LoadCredential). */
+export const secretSchema = z.union([
+  z.string().min(16, 'tokens must be at least 16 characters'),
+  z.strictObject({ env: z.string().min(1) }),
+  z.strictObject({ file: z.string().min(1) }),
+]);
+export type RawSecret = z.infer<typeof secretSchema>;
+
+export const rawConfigSchema = z.strictObject({
+  listen: z
+    .strictObject({
+      host: z.string().min(1).optional(),
+      port: z.int().min(0).max(65535).optional(),
+    })
+    .optional(),
+  auth: z
+    .strictObject({
+      /** false: anyone who can reach the port may subscribe and manage streams. */
+      required: z.boolean().optional(),
+      /** Tokens that may subscribe to feeds and read the stream list. */
+      tokens: z.array(secretSchema).optional(),
+      /** Tokens that may also add, change and remove streams. */
+      adminTokens: z.array(secretSchema).optional(),
+      /** Browser origins allowed to open the WebSocket; empty = any. */
+      allowedOrigins: z.array(z.string().regex(/^https?:\/\/[^/]+$/, 'must be an origin like https://example.com')).optional(),
+      /** Require a token for /metrics too. */
+      protectMetrics: z.boolean().optional(),
+    })
+    .optional(),
+  model: z.string().min(1).optional(),
+  defaults: z
+    .strictObject({
+      fps: z.number().gt(0).max(30).optional(),
+      generation: generationSchema.optional(),
+      restart: restartSchema.optional(),
+    })
+    .optional(),
+  streams: z.array(rawStreamSchema).optional(),
+  limits: z
+    .strictObject({
+      maxClients: z.int().min(1).max(100_000).optional(),
+      maxStreams: z.int().min(1).max(1000).optional(),
+      clientBufferBytes: z.int().min(4096).optional(),
+      clientSoftBufferBytes: z.int().min(1024).optional(),
+      resumeWindow: z.int().min(0).max(1_000_000).optional(),
+      maxPayloadBytes: z.int().min(256).max(1_048_576).optional(),
+      pingIntervalMs: z.int().min(100).max(600_000).optional(),
+    })
+    .optional(),
+  dataDir: z.string().min(1).optional(),
+  captionLog: z
+    .strictObject({
+      retentionDays: z.number().gt(0).optional(),
+      fsync: z.boolean().optional(),
+    })
+    .optional(),
+  log: z
+    .strictObject({
+      level: z.enum(LOG_LEVELS).optional(),
+    })
+    .optional(),
+});
+export type RawConfig = z.infer<typeof rawConfigSchema>;
+
+/** One stream, defaults applied: what a PipelineFactory receives. */
+export interface StreamConfig {
+  id: string;
+  /** As validated; relative file paths are resolved against the config file's directory. */
+  input: string;
+  /** Model bundle name or path (the stream's own, else the config's `model`). */
+  model: string;
+  fps: number;
+  /** `defaults.generation` overlaid with the stream's own overrides. */
+  generation: GenerationOverrides;
+  enabled: boolean;
+  restart: RestartPolicy;
+}
+
+export interface ServeLimits {
+  maxClients: number;
+  maxStreams: number;
+  /** Hard per-client buffer: past it the client is closed with 4008 (resume). */
+  clientBufferBytes: number;
+  /** Past this much unsent data a client's token events are coalesced. */
+  clientSoftBufferBytes: number;
+  /** Committed events (captions, status) per stream that can be replayed on resume. */
+  resumeWindow: number;
+  maxPayloadBytes: number;
+  pingIntervalMs: number;
+}
+
+export interface ServeConfig {
+  /** Absolute path of the file this was loaded from (undefined when parsed from text). */
+  configPath?: string;
+  listen: { host: string; port: number };
+  auth: {
+    required: boolean;
+    tokens: string[];
+    adminTokens: string[];
+    allowedOrigins: string[];
+    protectMetrics: boolean;
+  };
+  model: string;
+  defaults: { fps: number; generation: GenerationOverrides; restart: RestartPolicy };
+  streams: StreamConfig[];
+  limits: ServeLimits;
+  dataDir: string;
+  captionLog: { retentionDays: number; fsync: boolean };
+  log: { level: (typeof LOG_LEVELS)[number] };
+}
+
+export const DEFAULTS = {
+  host: '127.0.0.1',
+  port: 8787,
+  model: 'casa-tiny',
+  fps: 2,
+  restart: { policy: 'always', initialDelayMs: 1000, maxDelayMs: 30_000 } satisfies RestartPolicy,
+  limits: {
+    maxClients: 1000,
+    maxStreams: 64,
+    clientBufferBytes: 1024 * 1024,
+    clientSoftBufferBytes: 64 * 1024,
+    resumeWindow: 2000,
+    maxPayloadBytes: 4096,
+    pingIntervalMs: 30_000,
+  } satisfies ServeLimits,
+  retentionDays: 7,
+  fsync: true,
+  logLevel: 'info',
+} as const;

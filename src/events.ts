@@ -1,0 +1,67 @@
+/**
+ * Caption events (DESIGN §6). The WebSocket feed, the durable caption log and the CLI's
+ * JSONL output all share this schema. Times are seconds; `seq` increases monotonically
+ * per stream across token, caption and status events.
+ */
+export type StreamState = 'connecting' | 'live' | 'reconnecting' | 'ended' | 'error';
+
+export interface TokenEvent {
+  type: 'token';
+  stream: string;
+  seq: number;
+  frame: number;
+  pts: number;
+  text: string;
+}
+
+export interface CaptionEvent {
+  type: 'caption';
+  stream: string;
+  seq: number;
+  frame: number;
+  /** Stream time (s) of the frame this caption was generated for. */
+  start: number;
+  /** Stream time (s) at which the next frame arrives (start + 1/fps). */
+  end: number;
+  text: string;
+  /** Frame received → caption committed, in milliseconds. */
+  latencyMs: number;
+}
+
+export interface StatusEvent {
+  type: 'status';
+  stream: string;
+  seq: number;
+  state: StreamState;
+  reason?: string;
+  /** How far the caption session is behind the newest frame, in milliseconds. */
+  lagMs: number;
+  droppedFrames: number;
+}
+
+export type StreamEvent = TokenEvent | CaptionEvent | StatusEvent;
+
+/** A stream event before the stream's sequencer stamped it with `stream` and `seq`. */
+export type UnsequencedEvent =
+  | Omit<TokenEvent, 'stream' | 'seq'>
+  | Omit<CaptionEvent, 'stream' | 'seq'>
+  | Omit<StatusEvent, 'stream' | 'seq'>;
+
+export interface HelloEvent {
+  type: 'hello';
+  version: string;
+  streams: string[];
+  model: string;
+  fps: number;
+  /** How many recent events per stream the server can replay on resume. */
+  resumeWindow: number;
+}
+
+export interface ErrorEvent {
+  type: 'error';
+  reason: string;
+  /** The client request that was refused, when it could be parsed. */
+  request?: unknown;
+}
+
+export type ServerEvent = StreamEvent | HelloEvent | ErrorEvent;

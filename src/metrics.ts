@@ -1,0 +1,89 @@
+/**
+ * Prometheus metrics (prom-client). Each server owns its own Registry, so several servers
+ * can live in one process (tests) without clashing.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface Metrics {
+  registry: Registry;
+  framesIn: Counter<'stream'>;
+  framesDropped: Counter<'stream'>;
+  tokens: Counter<'stream'>;
+  captions: Counter<'stream'>;
+  captionLatency: Histogram<'stream'>;
+  kvTokens: Gauge<'stream'>;
+  reconnects: Counter<'stream'>;
+  streamState: Gauge<'stream' | 'state'>;
+  wsClients: Gauge;
+  wsConnections: Counter;
+  wsRejected: Counter<'reason'>;
+  wsMessagesSent: Counter;
+  wsTokensCoalesced: Counter;
+  wsSlowCloses: Counter;
+  wsResumes: Counter;
+  captionLogWrites: Counter<'stream'>;
+  captionLogErrors: Counter<'stream'>;
+  modelLoaded: Gauge;
+  /** Removes every series of one stream (stream removed at run time). */
+  removeStream(stream: string): void;
+}
+
+export const STREAM_STATES = ['connecting', 'live', 'reconnecting', 'ended', 'error', 'stopped'] as const;
+
+export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
+  const registry = new Registry();
+  if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'casa_live_' });
+  const registers = [registry];
+
+  const framesIn = new Counter({ name: 'casa_live_frames_in_total', help: 'Frames received from ingest.', labelNames: ['stream'], registers });
+  const framesDropped = new Counter({ name: 'casa_live_frames_dropped_total', help: 'Stale frames dropped because the caption session was behind.', labelNames: ['stream'], registers });
+  const tokens = new Counter({ name: 'casa_live_tokens_total', help: 'Text tokens sampled.', labelNames: ['stream'], registers });
+  const captions = new Counter({ name: 'casa_live_captions_total', help: 'Captions committed (one per captioned frame).', labelNames: ['stream'], registers });
+  const captionLatency = new Histogram({
+    name: 'casa_live_frame_to_caption_latency_seconds',
+    help: 'Time from a frame being received to its caption being committed.',
+    labelNames: ['stream'],
+    buckets: [0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10],
+    registers,
+  });
+  const kvTokens = new Gauge({ name: 'casa_live_kv_tokens', help: 'Text tokens held in the stream\'s KV cache.', labelNames: ['stream'], registers });
+  const reconnects = new Counter({ name: 'casa_live_stream_reconnects_total', help: 'Times a stream\'s pipeline was restarted after it ended or failed.', labelNames: ['stream'], registers });
+  const streamState = new Gauge({ name: 'casa_live_stream_state', help: '1 for the current state of each stream.', labelNames: ['stream', 'state'], registers });
+  const wsClients = new Gauge({ name: 'casa_live_websocket_clients', help: 'Connected WebSocket clients.', registers });
+  const wsConnections = new Counter({ name: 'casa_live_websocket_connections_total', help: 'WebSocket connections accepted.', registers });
+  const wsRejected = new Counter({ name: 'casa_live_websocket_rejected_total', help: 'WebSocket upgrades refused.', labelNames: ['reason'], registers });
+  const wsMessagesSent = new Counter({ name: 'casa_live_websocket_messages_sent_total', help: 'Messages written to WebSocket clients.', registers });
+  const wsTokensCoalesced = new Counter({ name: 'casa_live_websocket_tokens_coalesced_total', help: 'Token events merged or superseded for slow clients.', registers });
+  const wsSlowCloses = new Counter({ name: 'casa_live_websocket_slow_closes_total', help: 'Clients closed with 4008 (buffer limit; resume from last seq).', registers });
+  const wsResumes = new Counter({ name: 'casa_live_websocket_resumes_total', help: 'Subscriptions that resumed from a seq.', registers });
+  const captionLogWrites = new Counter({ name: 'casa_live_caption_log_writes_total', help: 'Events appended to the durable caption log.', labelNames: ['stream'], registers });
+  const captionLogErrors = new Counter({ name: 'casa_live_caption_log_errors_total', help: 'Failed caption log appends.', labelNames: ['stream'], registers });
+  const modelLoaded = new Gauge({ name: 'casa_live_model_loaded', help: '1 once the model is loaded.', registers });
+
+  const perStream = [framesIn, framesDropped, tokens, captions, captionLatency, kvTokens, reconnects, captionLogWrites, captionLogErrors];
+  return {
+    registry,
+    framesIn,
+    framesDropped,
+    tokens,
+    captions,
+    captionLatency,
+    kvTokens,
+    reconnects,
+    streamState,
+    wsClients,
+    wsConnections,
+    wsRejected,
+    wsMessagesSent,
+    wsTokensCoalesced,
+    wsSlowCloses,
+    wsResumes,
+    captionLogWrites,
+    captionLogErrors,
+    modelLoaded,
+    removeStream(stream: string) {
+      for (const m of perStream) (m as Counter<'stream'>).remove({ stream });
+      for (const state of STREAM_STATES) streamState.remove({ stream, state });
+    },
+  };
+}

@@ -1,0 +1,432 @@
+/**
+ * `casa-live serve`: HTTP (health, readiness, metrics, stream API, overlay) and the
+ * WebSocket feed on one port, the stream manager, model readiness, reload and shutdown.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { HelloEvent } from '../events.js';
+import { createLogger, type Logger } from '../logger.js';
+import { createMetrics, type Metrics } from '../metrics.js';
+import { loadConfig, parseStream, ConfigInvalidError, type ConfigProblem } from '../config/load.js';
+import { STREAM_ID_RE, type ServeConfig } from '../config/schema.js';
+import { Authorizer, satisfies, tokenOf, type Role } from './auth.js';
+import { Hub } from './hub.js';
+import { CLOSE_CODES, WS_PATH, WS_PATH_ALIAS } from './protocol.js';
+import { StreamExistsError, StreamLimitError, StreamManager, StreamNotFoundError, StreamOwnershipError } from './stream-manager.js';
+import type { RunnerDeps } from './stream-runner.js';
+import type { ModelState, PipelineFactory, PrepareHook } from './types.js';
+import { OVERLAY_CSP, OVERLAY_HTML } from './overlay/page.js';
+
+const MAX_BODY_BYTES = 64 * 1024;
+const PRUNE_INTERVAL_MS = 3_600_000;
+
+export const VERSION: string = (() => {
+  try {
+    const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../../package.json', import.meta.url)), 'utf8')) as { version?: string };
+    return pkg.version ?? '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+})();
+
+export interface ServerOptions {
+  config: ServeConfig;
+  pipelineFactory: PipelineFactory;
+  /** Loads the shared model; streams start once it resolves. Absent: ready at once. */
+  prepare?: PrepareHook;
+  logger?: Logger;
+  /** How long a stream's pipeline.stop() may take at shutdown/removal (default 5000 ms). */
+  stopTimeoutMs?: number;
+  /** How long a client closed with 4008 may take to read its close frame (default 5000 ms). */
+  slowCloseGraceMs?: number;
+}
+
+export type ReloadResult =
+  | { ok: true; added: string[]; changed: string[]; removed: string[]; restartNeeded: string[] }
+  | { ok: false; error: string; problems?: ConfigProblem[] };
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly extra: Record<string, unknown> = {},
+  ) {
+    super(message);
+  }
+}
+
+export class CasaServer {
+  config: ServeConfig;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly manager: StreamManager;
+  readonly hub: Hub;
+  model: ModelState;
+  /** Resolves once the model is loaded and streams started; rejects when prepare fails. */
+  readonly ready: Promise<void>;
+
+  private readonly httpServer: http.Server;
+  private authorizer: Authorizer;
+  private readonly deps: RunnerDeps;
+  private closing: Promise<void> | undefined;
+  private pruneTimer: NodeJS.Timeout | undefined;
+  private readonly startedAt = Date.now();
+  private resolveReady!: () => void;
+  private rejectReady!: (err: unknown) => void;
+
+  private constructor(private readonly options: ServerOptions) {
+    this.config = options.config;
+    this.logger = options.logger ?? createLogger({ level: options.config.log.level });
+    this.metrics = createMetrics();
+    this.authorizer = new Authorizer(this.config.auth);
+    this.model = { state: 'loading', name: this.config.model };
+    this.ready = new Promise<void>((resolve, reject) => {
+      this.resolveReady = resolve;
+      this.rejectReady = reject;
+    });
+    this.ready.catch(() => undefined);
+
+    this.hub = new Hub({
+      metrics: this.metrics,
+      logger: this.logger.child({ component: 'ws' }),
+      limits: { ...this.config.limits },
+      getStream: (id) => this.manager.get(id),
+      hello: () => this.hello(),
+      slowCloseGraceMs: options.slowCloseGraceMs ?? 5000,
+    });
+    this.deps = {
+      factory: options.pipelineFactory,
+      publish: (ev) => this.hub.publish(ev),
+      metrics: this.metrics,
+      logger: this.logger,
+      dataDir: this.config.dataDir,
+      captionLog: { ...this.config.captionLog },
+      resumeWindow: this.config.limits.resumeWindow,
+      stopTimeoutMs: options.stopTimeoutMs ?? 5000,
+    };
+    this.manager = new StreamManager(this.deps, this.config.limits.maxStreams);
+    this.httpServer = http.createServer((req, res) => {
+      this.handle(req, res).catch((err: unknown) => this.fail(res, err));
+    });
+    this.httpServer.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+    this.httpServer.on('clientError', (_err, socket) => {
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      else socket.destroy();
+    });
+    this.httpServer.headersTimeout = 15_000;
+    this.httpServer.requestTimeout = 30_000;
+  }
+
+  /** Opens the stream logs, listens, then loads the model in the background and starts the streams. */
+  static async start(options: ServerOptions): Promise<CasaServer> {
+    const server = new CasaServer(options);
+    await server.manager.init(server.config);
+    await new Promise<void>((resolve, reject) => {
+      server.httpServer.once('error', reject);
+      server.httpServer.listen(server.config.listen.port, server.config.listen.host, () => {
+        server.httpServer.off('error', reject);
+        resolve();
+      });
+    });
+    server.logger.info(
+      { host: server.config.listen.host, port: server.port, streams: server.manager.ids(), dataDir: server.config.dataDir, version: VERSION },
+      'casa-live serve listening',
+    );
+    server.pruneTimer = setInterval(() => void server.manager.pruneLogs(), PRUNE_INTERVAL_MS);
+    server.pruneTimer.unref();
+    void server.loadModel();
+    return server;
+  }
+
+  get port(): number {
+    const addr = this.httpServer.address();
+    return typeof addr === 'object' && addr ? addr.port : this.config.listen.port;
+  }
+
+  get isClosing(): boolean {
+    return this.closing !== undefined;
+  }
+
+  private async loadModel(): Promise<void> {
+    const started = Date.now();
+    try {
+      const result = this.options.prepare ? await this.options.prepare(this.config) : { modelName: this.config.model };
+      if (this.closing) return;
+      this.model = { state: 'loaded', name: result.modelName, loadedAt: new Date().toISOString() };
+      this.metrics.modelLoaded.set(1);
+      this.logger.info({ model: result.modelName, ms: Date.now() - started }, 'model loaded');
+      this.manager.startAll();
+      this.resolveReady();
+    } catch (err) {
+      this.model = { state: 'failed', name: this.config.model, error: err instanceof Error ? err.message : String(err) };
+      this.logger.fatal({ err, model: this.config.model }, 'model failed to load; no stream will start');
+      this.rejectReady(err);
+    }
+  }
+
+  private hello(): HelloEvent {
+    return {
+      type: 'hello',
+      version: VERSION,
+      streams: this.manager.ids(),
+      model: this.model.name,
+      fps: this.config.defaults.fps,
+      resumeWindow: this.config.limits.resumeWindow,
+    };
+  }
+
+  /** Re-reads the config file and applies it: streams reconciled, auth and limits replaced. */
+  async reload(): Promise<ReloadResult> {
+    const file = this.config.configPath;
+    if (!file) return { ok: false, error: 'this server was not started from a config file' };
+    if (this.closing) return { ok: false, error: 'shutting down' };
+    let next: ServeConfig;
+    try {
+      next = await loadConfig(file);
+    } catch (err) {
+      const problems = err instanceof ConfigInvalidError ? err.problems : undefined;
+      const error = err instanceof Error ? err.message : String(err);
+      this.logger.error({ problems: err instanceof ConfigInvalidError ? err.details : undefined, error }, 'config reload failed; keeping the running config');
+      return problems ? { ok: false, error, problems } : { ok: false, error };
+    }
+    const restartNeeded: string[] = [];
+    const old = this.config;
+    if (next.listen.host !== old.listen.host || next.listen.port !== old.listen.port) restartNeeded.push('listen');
+    if (next.dataDir !== old.dataDir) restartNeeded.push('dataDir');
+    if (next.model !== old.model) restartNeeded.push('model');
+    if (restartNeeded.length) this.logger.warn({ fields: restartNeeded }, 'these config changes take effect only after a restart');
+    next = { ...next, listen: old.listen, dataDir: old.dataDir };
+
+    this.logger.level = next.log.level;
+    this.authorizer = new Authorizer(next.auth);
+    this.hub.setLimits({ ...next.limits });
+    this.manager.setMaxStreams(next.limits.maxStreams);
+    this.deps.captionLog = { ...next.captionLog };
+    this.deps.resumeWindow = next.limits.resumeWindow;
+    this.config = next;
+    const result = await this.manager.applyConfig(next);
+    this.logger.info({ ...result, restartNeeded }, 'config reloaded');
+    return { ok: true, ...result, restartNeeded };
+  }
+
+  /**
+   * Graceful stop: refuse new work, stop every stream (each finishes its frame in hand,
+   * whose events are logged and sent), flush and close the logs, close clients with 1001.
+   */
+  close(): Promise<void> {
+    if (this.closing) return this.closing;
+    this.closing = (async () => {
+      const t0 = Date.now();
+      this.logger.info('shutting down');
+      clearInterval(this.pruneTimer);
+      const httpClosed = new Promise<void>((resolve) => this.httpServer.close(() => resolve()));
+      this.httpServer.closeIdleConnections();
+      await this.manager.closeAll('server shutting down');
+      await this.hub.closeAll(CLOSE_CODES.GOING_AWAY, 'server shutting down');
+      this.httpServer.closeAllConnections();
+      await Promise.race([httpClosed, new Promise((r) => setTimeout(r, 1000).unref())]);
+      this.logger.info({ ms: Date.now() - t0 }, 'shutdown complete');
+    })();
+    return this.closing;
+  }
+
+  // ---- WebSocket upgrade ------------------------------------------------------------
+
+  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => undefined);
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const reject = (status: number, reason: string, message: string, headers: Record<string, string> = {}): void => {
+      this.metrics.wsRejected.inc({ reason });
+      this.logger.info({ remote: req.socket.remoteAddress, status, reason }, 'websocket upgrade refused');
+      const body = JSON.stringify({ error: message }) + '\n';
+      const lines = [
+        `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}`,
+        'Connection: close',
+        'Content-Type: application/json',
+        `Content-Length: ${Buffer.byteLength(body)}`,
+        ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+      ];
+      socket.end(lines.join('\r\n') + '\r\n\r\n' + body);
+    };
+    if (url.pathname !== WS_PATH && url.pathname !== WS_PATH_ALIAS) return reject(404, 'path', `no WebSocket endpoint at ${url.pathname}; use ${WS_PATH}`);
+    if (this.closing) return reject(503, 'shutdown', 'server is shutting down');
+    const origin = req.headers.origin;
+    const allowed = this.config.auth.allowedOrigins;
+    if (allowed.length > 0 && origin !== undefined && !allowed.includes(origin)) {
+      return reject(403, 'origin', `origin ${origin} is not allowed`);
+    }
+    if (!satisfies(this.authorizer.roleOf(tokenOf(req, url)), 'viewer')) {
+      return reject(401, 'auth', 'missing or invalid token (Authorization: Bearer <token> or ?token=)', { 'WWW-Authenticate': 'Bearer' });
+    }
+    if (this.hub.size >= this.config.limits.maxClients) {
+      return reject(503, 'max_clients', `too many clients (limits.maxClients = ${this.config.limits.maxClients})`, { 'Retry-After': '5' });
+    }
+    this.hub.wss.handleUpgrade(req, socket, head, (ws) => {
+      if (this.closing) {
+        ws.close(CLOSE_CODES.GOING_AWAY, 'server shutting down');
+        return;
+      }
+      this.hub.accept(ws, req);
+    });
+  }
+
+  // ---- HTTP ---------------------------------------------------------------------------
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const method = req.method ?? 'GET';
+    const path = url.pathname;
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    if (path === '/healthz') {
+      this.allow(method, ['GET', 'HEAD']);
+      return this.json(res, 200, { status: 'ok', version: VERSION, uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000) });
+    }
+    if (path === '/readyz') {
+      this.allow(method, ['GET', 'HEAD']);
+      const ready = this.model.state === 'loaded' && !this.closing;
+      return this.json(res, ready ? 200 : 503, {
+        ready,
+        ...(this.closing ? { shuttingDown: true } : {}),
+        model: this.model,
+        streams: this.manager.list().map(({ config: _c, ...info }) => info),
+      });
+    }
+    if (path === '/metrics') {
+      this.allow(method, ['GET']);
+      if (this.config.auth.protectMetrics) this.authorize(req, url, 'viewer');
+      this.manager.collectStats();
+      const body = await this.metrics.registry.metrics();
+      res.writeHead(200, { 'Content-Type': this.metrics.registry.contentType, 'Cache-Control': 'no-store' });
+      res.end(body);
+      return;
+    }
+    const overlay = /^\/overlay\/([^/]+)$/.exec(path);
+    if (overlay) {
+      this.allow(method, ['GET', 'HEAD']);
+      const id = decodeURIComponent(overlay[1]!);
+      if (!STREAM_ID_RE.test(id)) throw new HttpError(404, 'not a valid stream id');
+      res.writeHead(200, {
+        'Content-Type': 'text/html; charset=utf-8',
+        'Content-Security-Policy': OVERLAY_CSP,
+        'Cache-Control': 'no-cache',
+        'Referrer-Policy': 'no-referrer',
+      });
+      res.end(method === 'HEAD' ? undefined : OVERLAY_HTML);
+      return;
+    }
+    if (path === '/v1/streams') {
+      this.allow(method, ['GET', 'POST']);
+      if (method === 'GET') {
+        this.authorize(req, url, 'viewer');
+        return this.json(res, 200, { streams: this.manager.list() });
+      }
+      this.authorize(req, url, 'admin');
+      const body = await this.readJson(req);
+      const { stream, problems } = parseStream(body, this.config);
+      if (!stream) throw new HttpError(400, problems.map((p) => `${p.path}: ${p.message}`).join('; '), { problems });
+      const info = await this.manager.add(stream, body);
+      return this.json(res, 201, { stream: info });
+    }
+    const one = /^\/v1\/streams\/([^/]+)(\/captions)?$/.exec(path);
+    if (one) {
+      const id = decodeURIComponent(one[1]!);
+      if (one[2]) {
+        this.allow(method, ['GET']);
+        this.authorize(req, url, 'viewer');
+        const runner = this.manager.get(id);
+        if (!runner) throw new HttpError(404, `stream "${id}" does not exist`);
+        const after = Number(url.searchParams.get('after') ?? 0);
+        const limit = Math.min(10_000, Math.max(1, Number(url.searchParams.get('limit') ?? 1000)));
+        if (!Number.isInteger(after) || after < 0 || !Number.isFinite(limit)) throw new HttpError(400, 'after must be a seq (integer >= 0) and limit a number');
+        return this.json(res, 200, { stream: id, events: await runner.history(after, Math.floor(limit)) });
+      }
+      this.allow(method, ['GET', 'PUT', 'DELETE']);
+      if (method === 'GET') {
+        this.authorize(req, url, 'viewer');
+        const runner = this.manager.get(id);
+        if (!runner) throw new HttpError(404, `stream "${id}" does not exist`);
+        return this.json(res, 200, { stream: runner.info() });
+      }
+      this.authorize(req, url, 'admin');
+      if (method === 'DELETE') {
+        await this.manager.remove(id);
+        return this.json(res, 200, { removed: id });
+      }
+      const body = await this.readJson(req);
+      const withId = body !== null && typeof body === 'object' && !Array.isArray(body) ? { id, ...(body as Record<string, unknown>) } : body;
+      if ((withId as { id?: unknown }).id !== id) throw new HttpError(400, `id: must be "${id}" (the stream in the URL)`);
+      const { stream, problems } = parseStream(withId, this.config);
+      if (!stream) throw new HttpError(400, problems.map((p) => `${p.path}: ${p.message}`).join('; '), { problems });
+      return this.json(res, 200, { stream: await this.manager.replace(stream, withId) });
+    }
+    if (path === '/') {
+      this.allow(method, ['GET', 'HEAD']);
+      return this.json(res, 200, {
+        name: 'casa-live',
+        version: VERSION,
+        endpoints: ['/healthz', '/readyz', '/metrics', '/v1/streams', WS_PATH, '/overlay/<stream>?token=...'],
+      });
+    }
+    throw new HttpError(404, `no route for ${path}`);
+  }
+
+  private allow(method: string, methods: string[]): void {
+    if (!methods.includes(method)) throw new HttpError(405, `method ${method} not allowed`, { allow: methods.join(', ') });
+  }
+
+  private authorize(req: IncomingMessage, url: URL, needed: Role): void {
+    const role = this.authorizer.roleOf(tokenOf(req, url));
+    if (role === undefined) throw new HttpError(401, 'missing or invalid token (Authorization: Bearer <token>)');
+    if (!satisfies(role, needed)) throw new HttpError(403, 'this token may not change streams (needs an auth.adminTokens token)');
+  }
+
+  private async readJson(req: IncomingMessage): Promise<unknown> {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length;
+      if (size > MAX_BODY_BYTES) throw new HttpError(413, `request body larger than ${MAX_BODY_BYTES} bytes`);
+      chunks.push(chunk as Buffer);
+    }
+    try {
+      return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    } catch {
+      throw new HttpError(400, 'request body is not valid JSON');
+    }
+  }
+
+  private json(res: ServerResponse, status: number, body: unknown): void {
+    const data = JSON.stringify(body) + '\n';
+    res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' });
+    res.end(data);
+  }
+
+  private fail(res: ServerResponse, err: unknown): void {
+    let status = 500;
+    let message = 'internal error';
+    let extra: Record<string, unknown> = {};
+    if (err instanceof HttpError) {
+      status = err.status;
+      message = err.message;
+      extra = err.extra;
+      if (status === 401) res.setHeader('WWW-Authenticate', 'Bearer');
+      if (status === 405 && typeof extra.allow === 'string') res.setHeader('Allow', extra.allow);
+    } else if (err instanceof StreamExistsError || err instanceof StreamOwnershipError || err instanceof StreamLimitError) {
+      status = 409;
+      message = err.message;
+    } else if (err instanceof StreamNotFoundError) {
+      status = 404;
+      message = err.message;
+    } else {
+      this.logger.error({ err }, 'http request failed');
+    }
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    const { allow: _a, ...rest } = extra;
+    this.json(res, status, { error: message, ...rest });
+  }
+}

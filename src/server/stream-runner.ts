@@ -1,0 +1,447 @@
+/**
+ * One stream of the daemon: runs its caption pipeline (restarting it per the stream's
+ * policy), stamps every event with the stream id and seq, appends committed events to
+ * the durable caption log before broadcasting them, and keeps the recent events that a
+ * resuming client can be sent.
+ */
+import path from 'node:path';
+import type { CaptionEvent, StatusEvent, StreamEvent, StreamState, TokenEvent, UnsequencedEvent } from '../events.js';
+import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
+import { STREAM_STATES } from '../metrics.js';
+import { CaptionLog, type CommittedEvent } from '../sinks/caption-log.js';
+import type { StreamConfig } from '../config/schema.js';
+import type { CaptionPipelineWithStats, PipelineFactory } from './types.js';
+
+/** Seqs are reserved on disk in blocks of this size (see CaptionLog.reserve). */
+export const SEQ_BLOCK = 1000;
+/** A pipeline that ran this long (or produced a caption) resets the restart backoff. */
+const HEALTHY_AFTER_MS = 30_000;
+/** Tokens of the frame in progress kept for replay (bounds memory if a pipeline never commits). */
+const MAX_FRAME_TOKENS = 4096;
+
+export type RunnerState = StreamState | 'idle' | 'disabled';
+
+export interface RunnerDeps {
+  factory: PipelineFactory;
+  publish: (ev: StreamEvent) => void;
+  metrics: Metrics;
+  logger: Logger;
+  dataDir: string;
+  captionLog: { retentionDays: number; fsync: boolean };
+  resumeWindow: number;
+  /** How long pipeline.stop() may take before the stream is abandoned. */
+  stopTimeoutMs: number;
+}
+
+export interface StreamInfo {
+  id: string;
+  source: 'config' | 'api';
+  enabled: boolean;
+  state: RunnerState;
+  reason?: string;
+  lastSeq: number;
+  lagMs: number;
+  droppedFrames: number;
+  captions: number;
+  restarts: number;
+  lastCaptionAt?: string;
+  config: StreamConfig;
+}
+
+export interface ReplayResult {
+  events: StreamEvent[];
+  /** Committed events in (from, to] are no longer held in memory. */
+  gap?: { from: number; to: number };
+  /** The client's seq is ahead of the stream (the data directory was reset). */
+  ahead?: boolean;
+}
+
+function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), ms);
+    }),
+  ]);
+}
+
+export class StreamRunner {
+  config: StreamConfig;
+  source: 'config' | 'api';
+  readonly logger: Logger;
+  private log!: CaptionLog;
+
+  private seq = 0;
+  private reservedUpTo = 0;
+  private ring: CommittedEvent[] = [];
+  private evictedUpTo = 0;
+  private frameTokens: TokenEvent[] = [];
+  private lastStatus: StatusEvent | undefined;
+
+  state: RunnerState = 'idle';
+  private reason: string | undefined;
+  private lagMs = 0;
+  private droppedFrames = 0;
+  private captionCount = 0;
+  private restarts = 0;
+  private lastCaptionAt: Date | undefined;
+
+  private loop: Promise<void> | undefined;
+  private pipeline: CaptionPipelineWithStats | undefined;
+  private abort: AbortController | undefined;
+  private stopRequested = false;
+  private wake: (() => void) | undefined;
+  /** Incremented on every stop, so a detached (stuck) pipeline's late events are ignored. */
+  private generation = 0;
+  private closed = false;
+  private statsBase = { framesIn: 0, framesDropped: 0 };
+  private droppedBase = 0;
+  private hasStats = false;
+
+  private constructor(config: StreamConfig, source: 'config' | 'api', private readonly deps: RunnerDeps) {
+    this.config = config;
+    this.source = source;
+    this.logger = deps.logger.child({ stream: config.id });
+  }
+
+  static async create(config: StreamConfig, source: 'config' | 'api', deps: RunnerDeps): Promise<StreamRunner> {
+    const runner = new StreamRunner(config, source, deps);
+    runner.log = await CaptionLog.open({
+      dir: path.join(deps.dataDir, 'captions', config.id),
+      fsync: deps.captionLog.fsync,
+      retentionDays: deps.captionLog.retentionDays,
+      tailEvents: deps.resumeWindow,
+    });
+    if (runner.log.skippedLines > 0) {
+      runner.logger.warn({ skipped: runner.log.skippedLines }, 'caption log: skipped unreadable lines');
+    }
+    runner.seq = runner.log.lastSeq;
+    runner.reservedUpTo = runner.log.reservedSeq;
+    runner.ring = [...runner.log.recent];
+    runner.evictedUpTo = runner.log.olderSeq;
+    for (const ev of runner.ring) if (ev.type === 'status') runner.lastStatus = ev;
+    runner.state = config.enabled ? 'idle' : 'disabled';
+    runner.updateStateMetric();
+    runner.logger.debug({ lastSeq: runner.seq, replayable: runner.ring.length }, 'caption log opened');
+    return runner;
+  }
+
+  get id(): string {
+    return this.config.id;
+  }
+
+  get lastSeq(): number {
+    return this.seq;
+  }
+
+  info(): StreamInfo {
+    return {
+      id: this.id,
+      source: this.source,
+      enabled: this.config.enabled,
+      state: this.state,
+      ...(this.reason !== undefined ? { reason: this.reason } : {}),
+      lastSeq: this.seq,
+      lagMs: this.lagMs,
+      droppedFrames: this.droppedFrames,
+      captions: this.captionCount,
+      restarts: this.restarts,
+      ...(this.lastCaptionAt ? { lastCaptionAt: this.lastCaptionAt.toISOString() } : {}),
+      config: this.config,
+    };
+  }
+
+  /** Starts the pipeline loop (no-op when disabled or already running). */
+  start(): void {
+    if (this.closed || this.loop || !this.config.enabled) {
+      if (!this.config.enabled) {
+        this.state = 'disabled';
+        this.updateStateMetric();
+      }
+      return;
+    }
+    this.stopRequested = false;
+    if (this.state === 'idle' || this.state === 'disabled') {
+      this.state = 'connecting';
+      this.updateStateMetric();
+    }
+    const gen = this.generation;
+    this.loop = this.run(gen).catch((err: unknown) => {
+      this.logger.error({ err }, 'stream loop failed');
+    });
+  }
+
+  /**
+   * Stops the pipeline (it finishes the frame in hand; its last events are still logged
+   * and broadcast), then optionally emits a final status.
+   */
+  async stop(final?: { state: StreamState; reason: string }): Promise<void> {
+    this.stopRequested = true;
+    this.abort?.abort();
+    this.wake?.();
+    const pipeline = this.pipeline;
+    if (pipeline) {
+      const r = await withTimeout(
+        pipeline.stop().catch((err: unknown) => this.logger.warn({ err }, 'pipeline stop failed')),
+        this.deps.stopTimeoutMs,
+      );
+      if (r === 'timeout') this.logger.error({ timeoutMs: this.deps.stopTimeoutMs }, 'pipeline did not stop in time; abandoning it');
+    }
+    if (this.loop) {
+      const r = await withTimeout(this.loop, 1500);
+      if (r === 'timeout') this.logger.error('pipeline events did not end after stop; abandoning them');
+    }
+    this.generation++;
+    this.loop = undefined;
+    this.pipeline = undefined;
+    if (final) await this.emit({ type: 'status', state: final.state, reason: final.reason, lagMs: 0, droppedFrames: this.droppedFrames });
+  }
+
+  /** Applies a changed config: restarts this stream's pipeline only; seq and log continue. */
+  async reconfigure(config: StreamConfig): Promise<void> {
+    const wasRunning = this.loop !== undefined;
+    if (wasRunning) await this.stop(config.enabled ? { state: 'reconnecting', reason: 'configuration changed' } : { state: 'ended', reason: 'disabled' });
+    this.config = config;
+    if (!config.enabled) {
+      this.state = 'disabled';
+      this.updateStateMetric();
+    }
+  }
+
+  /** Stops for good: final status, log flushed and closed. */
+  async close(reason: string): Promise<void> {
+    if (this.closed) return;
+    const wasActive = this.loop !== undefined || this.state !== 'disabled';
+    await this.stop(wasActive ? { state: 'ended', reason } : undefined);
+    this.closed = true;
+    await this.log.close();
+  }
+
+  /** Events after `from` that are still held, for a resuming client. */
+  replayAfter(from: number): ReplayResult {
+    if (from > this.seq) return { events: this.backfill(0), ahead: true };
+    const events: StreamEvent[] = [];
+    for (const ev of this.ring) if (ev.seq > from) events.push(ev);
+    for (const t of this.frameTokens) if (t.seq > from) events.push(t);
+    events.sort((a, b) => a.seq - b.seq);
+    const result: ReplayResult = { events };
+    if (from < this.evictedUpTo) result.gap = { from: from + 1, to: this.evictedUpTo };
+    return result;
+  }
+
+  /** The latest status plus the last `captions` captions (and the frame in progress). */
+  backfill(captions: number): StreamEvent[] {
+    const out: StreamEvent[] = [];
+    if (captions > 0) {
+      for (let i = this.ring.length - 1; i >= 0 && out.length < captions; i--) {
+        const ev = this.ring[i]!;
+        if (ev.type === 'caption') out.push(ev);
+      }
+      out.push(...this.frameTokens);
+    }
+    if (this.lastStatus && !out.includes(this.lastStatus)) out.push(this.lastStatus);
+    return out.sort((a, b) => a.seq - b.seq);
+  }
+
+  /** Reads committed events after `from` from the durable log (HTTP history endpoint). */
+  history(after: number, limit: number): Promise<CommittedEvent[]> {
+    return this.log.readAfter(after, limit);
+  }
+
+  pruneLog(): Promise<number> {
+    return this.log.prune();
+  }
+
+  /** Folds the pipeline's own counters into the metrics (called before each scrape). */
+  collectStats(): void {
+    const p = this.pipeline;
+    if (!p || typeof p.stats !== 'function') return;
+    let s;
+    try {
+      s = p.stats();
+    } catch (err) {
+      this.logger.debug({ err }, 'pipeline stats failed');
+      return;
+    }
+    const labels = { stream: this.id };
+    if (typeof s.framesIn === 'number' && s.framesIn > this.statsBase.framesIn) {
+      this.deps.metrics.framesIn.inc(labels, s.framesIn - this.statsBase.framesIn);
+      this.statsBase.framesIn = s.framesIn;
+    }
+    if (typeof s.framesDropped === 'number' && s.framesDropped > this.statsBase.framesDropped) {
+      this.deps.metrics.framesDropped.inc(labels, s.framesDropped - this.statsBase.framesDropped);
+      this.statsBase.framesDropped = s.framesDropped;
+    }
+    if (typeof s.kvTokens === 'number') this.deps.metrics.kvTokens.set(labels, s.kvTokens);
+  }
+
+  private async run(gen: number): Promise<void> {
+    let attempt = 0;
+    let first = true;
+    while (!this.stopRequested && gen === this.generation) {
+      if (first) await this.emit({ type: 'status', state: 'connecting', reason: 'starting', lagMs: 0, droppedFrames: 0 });
+      first = false;
+      const abort = new AbortController();
+      this.abort = abort;
+      const startedAt = Date.now();
+      const captionsBefore = this.captionCount;
+      let failure: string | undefined;
+      try {
+        const pipeline: CaptionPipelineWithStats = this.deps.factory(this.config, { signal: abort.signal, logger: this.logger });
+        this.pipeline = pipeline;
+        this.hasStats = typeof pipeline.stats === 'function';
+        this.statsBase = { framesIn: 0, framesDropped: 0 };
+        this.droppedBase = 0;
+        if (this.stopRequested) void pipeline.stop().catch(() => undefined);
+        let lastError: string | undefined;
+        for await (const ev of pipeline.events) {
+          if (gen !== this.generation) break;
+          if (ev && ev.type === 'status') lastError = ev.state === 'error' ? (ev.reason ?? 'pipeline error') : undefined;
+          await this.onPipelineEvent(ev);
+        }
+        // A pipeline that reported `error` and then ended has failed, not just ended.
+        if (lastError !== undefined) failure = lastError;
+      } catch (err) {
+        failure = errorMessage(err);
+        this.logger.warn({ err }, 'stream pipeline failed');
+      } finally {
+        this.collectStats();
+        this.pipeline = undefined;
+      }
+      if (this.stopRequested || gen !== this.generation) break;
+
+      if (this.captionCount > captionsBefore || Date.now() - startedAt > HEALTHY_AFTER_MS) attempt = 0;
+      const policy = this.config.restart;
+      const what = failure ?? 'input ended';
+      if (policy.policy === 'never' || (policy.policy === 'on-failure' && failure === undefined)) {
+        await this.emit({ type: 'status', state: failure ? 'error' : 'ended', reason: what, lagMs: 0, droppedFrames: this.droppedFrames });
+        break;
+      }
+      attempt++;
+      if (policy.maxRetries !== undefined && attempt > policy.maxRetries) {
+        await this.emit({
+          type: 'status',
+          state: 'error',
+          reason: `${what}; gave up after ${attempt - 1} restart${attempt - 1 === 1 ? '' : 's'}`,
+          lagMs: 0,
+          droppedFrames: this.droppedFrames,
+        });
+        break;
+      }
+      const base = Math.min(policy.maxDelayMs, policy.initialDelayMs * 2 ** Math.min(attempt - 1, 30));
+      const delay = Math.round(base * (0.9 + Math.random() * 0.2));
+      this.restarts++;
+      this.deps.metrics.reconnects.inc({ stream: this.id });
+      await this.emit({
+        type: 'status',
+        state: 'reconnecting',
+        reason: `${what}; restarting in ${(delay / 1000).toFixed(1)}s (attempt ${attempt})`,
+        lagMs: 0,
+        droppedFrames: this.droppedFrames,
+      });
+      this.logger.info({ attempt, delayMs: delay, reason: what }, 'restarting stream pipeline');
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, delay);
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wake = undefined;
+    }
+    if (gen === this.generation) this.loop = undefined;
+  }
+
+  private async onPipelineEvent(ev: UnsequencedEvent): Promise<void> {
+    if (ev === null || typeof ev !== 'object' || !['token', 'caption', 'status'].includes((ev as { type?: string }).type ?? '')) {
+      this.logger.warn({ event: ev }, 'pipeline emitted an unknown event; ignored');
+      return;
+    }
+    if ((ev.type === 'token' || ev.type === 'caption') && this.state !== 'live') {
+      await this.emit({ type: 'status', state: 'live', lagMs: this.lagMs, droppedFrames: this.droppedFrames });
+    }
+    await this.emit(ev);
+  }
+
+  private async nextSeq(): Promise<number> {
+    this.seq += 1;
+    if (this.seq > this.reservedUpTo) {
+      this.reservedUpTo = this.seq + SEQ_BLOCK - 1;
+      try {
+        await this.log.reserve(this.reservedUpTo);
+      } catch (err) {
+        this.logger.error({ err }, 'caption log: cannot persist seq reservation');
+      }
+    }
+    return this.seq;
+  }
+
+  /** Sequences one event, logs it when committed, then broadcasts it. */
+  private async emit(ev: UnsequencedEvent): Promise<void> {
+    if (this.closed) return;
+    const seq = await this.nextSeq();
+    // Key order type, stream, seq, ...: readable log lines.
+    const out = Object.assign({ type: ev.type, stream: this.id, seq }, ev, { stream: this.id, seq }) as StreamEvent;
+    const labels = { stream: this.id };
+    const m = this.deps.metrics;
+    switch (out.type) {
+      case 'token':
+        m.tokens.inc(labels);
+        if (this.frameTokens.length < MAX_FRAME_TOKENS) this.frameTokens.push(out);
+        break;
+      case 'caption':
+        this.captionCount++;
+        this.lastCaptionAt = new Date();
+        m.captions.inc(labels);
+        if (Number.isFinite(out.latencyMs)) m.captionLatency.observe(labels, Math.max(0, out.latencyMs) / 1000);
+        if (!this.hasStats) m.framesIn.inc(labels);
+        await this.commit(out);
+        this.frameTokens = [];
+        break;
+      case 'status':
+        this.state = out.state;
+        this.reason = out.reason;
+        this.lagMs = out.lagMs ?? 0;
+        if (typeof out.droppedFrames === 'number') {
+          if (!this.hasStats && out.droppedFrames > this.droppedBase) m.framesDropped.inc(labels, out.droppedFrames - this.droppedBase);
+          this.droppedBase = Math.max(this.droppedBase, out.droppedFrames);
+          this.droppedFrames = out.droppedFrames;
+        }
+        this.updateStateMetric();
+        await this.commit(out);
+        this.lastStatus = out;
+        if (out.state !== 'live') this.frameTokens = [];
+        break;
+    }
+    this.deps.publish(out);
+  }
+
+  private async commit(ev: CaptionEvent | StatusEvent): Promise<void> {
+    try {
+      await this.log.append(ev);
+      this.deps.metrics.captionLogWrites.inc({ stream: this.id });
+    } catch (err) {
+      this.deps.metrics.captionLogErrors.inc({ stream: this.id });
+      this.logger.error({ err, seq: ev.seq }, 'caption log append failed; event broadcast without being logged');
+    }
+    this.ring.push(ev);
+    while (this.ring.length > this.deps.resumeWindow) {
+      const old = this.ring.shift();
+      if (old) this.evictedUpTo = old.seq;
+    }
+  }
+
+  private updateStateMetric(): void {
+    for (const s of STREAM_STATES) {
+      const current = this.state === 'idle' ? 'connecting' : this.state === 'disabled' ? 'stopped' : this.state;
+      this.deps.metrics.streamState.set({ stream: this.id, state: s }, s === current ? 1 : 0);
+    }
+  }
+}

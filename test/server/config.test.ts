@@ -1,0 +1,218 @@
+// Config validation: every problem names its field path (and line), `config check` exits
+// non-zero on them, defaults and secrets resolve.
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigInvalidError, loadConfig, parseConfig, validateStreamInput } from '../../src/config/index.js';
+import { runConfigCheck } from '../../src/server/index.js';
+import { removeDir, tmpDir } from './helpers.js';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await tmpDir('casa-config-');
+});
+afterAll(async () => {
+  await removeDir(dir);
+});
+
+const T = 'token-0123456789abcdef';
+
+function problemsOf(text: string, env: NodeJS.ProcessEnv = {}): string[] {
+  try {
+    parseConfig(text, { configPath: path.join(dir, 'x.yaml'), env });
+  } catch (err) {
+    if (err instanceof ConfigInvalidError) return err.details;
+    throw err;
+  }
+  return [];
+}
+
+async function check(text: string): Promise<{ code: number; out: string; err: string }> {
+  const file = path.join(dir, `c${Math.random().toString(36).slice(2)}.yaml`);
+  await writeFile(file, text);
+  const out = new PassThrough();
+  const err = new PassThrough();
+  const chunks = { out: '', err: '' };
+  out.on('data', (d) => (chunks.out += d));
+  err.on('data', (d) => (chunks.err += d));
+  const code = await runConfigCheck(file, { stdout: out, stderr: err });
+  return { code, ...chunks };
+}
+
+describe('stream inputs', () => {
+  it.each([
+    ['rtsp://cam.local:554/stream', true],
+    ['rtsps://cam.local/stream', true],
+    ['rtmp://host/live/key', true],
+    ['rtmps://host/live/key', true],
+    ['http://host/live.m3u8', true],
+    ['https://host/live.m3u8', true],
+    ['srt://:9000?mode=listener', true],
+    ['udp://@239.0.0.1:1234', true],
+    ['file:///videos/a.mp4', true],
+    ['/videos/a.mp4', true],
+    ['videos/a b.mkv', true],
+    ['-', true],
+    ['/dev/video0', true],
+    ['rtps://host/x', false],
+    ['ftp://host/x', false],
+    ['rtsp://', false],
+    ['rtsp:/cam', false],
+    ['', false],
+    [' rtsp://h/x', false],
+  ])('%s → %s', (input, ok) => {
+    expect(validateStreamInput(input).ok).toBe(ok);
+  });
+});
+
+describe('config validation', () => {
+  it('names the field path, the problem and the line', () => {
+    const text = [
+      'auth:',
+      `  tokens: ["${T}"]`,
+      'streams:',
+      '  - id: cam1',
+      '    input: rtsp://a/b',
+      '  - id: cam2',
+      '    input: rtmp://a/b',
+      '  - id: cam3',
+      '    input: rtps://a/b',
+      '',
+    ].join('\n');
+    expect(problemsOf(text)).toEqual([
+      'streams[2].input: unsupported scheme "rtps" (supported: rtsp, rtsps, rtmp, rtmps, http, https, srt, udp, file, a file path, "-" or /dev/videoN) (line 9)',
+    ]);
+  });
+
+  it('reports every problem, with paths for nested fields and unknown keys', () => {
+    const text = `
+listen: { port: 70000 }
+auth: { tokens: ["short"] }
+limits: { maxClients: 0, clientBufferBytes: 8192, clientSoftBufferBytes: 16384 }
+streams:
+  - id: cam1
+    input: rtsp://a/b
+    generation: { temprature: 0.3 }
+  - id: "bad id!"
+    input: rtsp://a/b
+  - input: rtsp://a/c
+  - id: cam1
+    input: rtsp://a/d
+    fps: 0
+typo: 1
+`;
+    const p = problemsOf(text);
+    expect(p).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^listen\.port: .*65535.* \(line 2\)$/),
+        expect.stringMatching(/^auth\.tokens\[0\]: .*16/),
+        expect.stringMatching(/^limits\.maxClients: /),
+        expect.stringMatching(/^streams\[0\]\.generation\.temprature: unknown field \(line 8\)$/),
+        expect.stringMatching(/^streams\[1\]\.id: must be 1-64 characters/),
+        expect.stringMatching(/^streams\[2\]\.id: is required/),
+        expect.stringMatching(/^streams\[3\]\.fps: /),
+        expect.stringMatching(/^typo: unknown field \(line 15\)$/),
+      ]),
+    );
+  });
+
+  it('checks cross-field rules after the schema', () => {
+    const p = problemsOf(`
+auth: { tokens: ["${T}"] }
+limits: { clientBufferBytes: 8192, clientSoftBufferBytes: 16384 }
+streams:
+  - { id: cam1, input: "-" }
+  - { id: cam1, input: "-" }
+  - { id: cam2, input: rtsp://h/x, restart: { initialDelayMs: 5000, maxDelayMs: 1000 } }
+`);
+    expect(p).toEqual([
+      expect.stringMatching(/^limits\.clientSoftBufferBytes: must be smaller than limits\.clientBufferBytes/),
+      expect.stringMatching(/^streams\[1\]\.id: duplicate stream id "cam1" \(also streams\[0\]\)/),
+      expect.stringMatching(/^streams\[1\]\.input: only one stream can read stdin/),
+      expect.stringMatching(/^streams\[2\]\.restart\.initialDelayMs: must not exceed/),
+    ]);
+  });
+
+  it('requires a token unless auth is explicitly off, and resolves env and file secrets', async () => {
+    expect(problemsOf('streams: []')).toEqual([expect.stringMatching(/^auth\.tokens: at least one token is required/)]);
+    expect(problemsOf('auth: { required: false }')).toEqual([]);
+    await mkdir(path.join(dir, 'secrets'), { recursive: true });
+    await writeFile(path.join(dir, 'secrets', 'admin'), 'admin-secret-from-a-file-0001\n');
+    const config = parseConfig(`auth: { tokens: [{ env: VIEWER }], adminTokens: [{ file: secrets/admin }] }`, {
+      configPath: path.join(dir, 'x.yaml'),
+      env: { VIEWER: 'viewer-secret-from-env-0001' },
+    });
+    expect(config.auth.tokens).toEqual(['viewer-secret-from-env-0001']);
+    expect(config.auth.adminTokens).toEqual(['admin-secret-from-a-file-0001']);
+    expect(problemsOf(`auth: { tokens: [{ env: NOPE }] }`)).toEqual([expect.stringMatching(/^auth\.tokens\[0\]\.env: environment variable NOPE is not set/)]);
+  });
+
+  it('applies defaults and resolves paths against the config file', () => {
+    const config = parseConfig(
+      `
+auth: { tokens: ["${T}"] }
+model: casa-tiny
+defaults: { fps: 1, generation: { temperature: 0.2, seed: 7 } }
+streams:
+  - { id: a, input: clips/a.mp4, generation: { temperature: 0 } }
+  - { id: b, input: rtsp://h/b, model: other, fps: 4, enabled: false, restart: { policy: never } }
+`,
+      { configPath: '/etc/casa-live/casa-live.yaml', env: { STATE_DIRECTORY: '/var/lib/casa-live' } },
+    );
+    expect(config.dataDir).toBe('/var/lib/casa-live');
+    expect(config.listen).toEqual({ host: '127.0.0.1', port: 8787 });
+    expect(config.streams[0]).toEqual({
+      id: 'a',
+      input: '/etc/casa-live/clips/a.mp4',
+      model: 'casa-tiny',
+      fps: 1,
+      generation: { temperature: 0, seed: 7 },
+      enabled: true,
+      restart: { policy: 'always', initialDelayMs: 1000, maxDelayMs: 30000 },
+    });
+    expect(config.streams[1]).toMatchObject({ model: 'other', fps: 4, enabled: false, restart: { policy: 'never' } });
+  });
+
+  it('reports YAML syntax errors with their line', () => {
+    expect(problemsOf('streams:\n  - id: a\n   input: [x\n')[0]).toMatch(/^\(config\): YAML syntax error: .*\(line \d\)$/);
+  });
+});
+
+describe('config check', () => {
+  it('exits 0 on a valid file', async () => {
+    const r = await check(`auth: { tokens: ["${T}"] }\nstreams: [{ id: cam1, input: "rtsp://h/x" }]\n`);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/: ok \(1 stream, 1 enabled; listen 127\.0\.0\.1:8787/);
+  });
+
+  it('exits 2 and lists every problem by field path', async () => {
+    const r = await check(`auth: { tokens: ["${T}"] }\nstreams:\n  - { id: cam1, input: "rtps://h/x" }\n  - { id: cam1, input: "rtsp://h/y" }\n`);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('2 problems');
+    expect(r.err).toContain('streams[0].input: unsupported scheme "rtps"');
+    expect(r.err).toContain('streams[1].id: duplicate stream id "cam1"');
+  });
+
+  it('exits 2 on a missing file', async () => {
+    const r = await check('');
+    expect(r.code).toBe(2);
+    const missing = await runConfigCheck(path.join(dir, 'nope.yaml'), { stdout: new PassThrough(), stderr: new PassThrough() });
+    expect(missing).toBe(2);
+    await expect(loadConfig(path.join(dir, 'nope.yaml'))).rejects.toThrow(/does not exist/);
+  });
+});
+
+describe('config/casa-live.example.yaml', () => {
+  it('is valid (with its token files as systemd credentials)', async () => {
+    const creds = path.join(dir, 'creds');
+    await mkdir(creds, { recursive: true });
+    await writeFile(path.join(creds, 'viewer-token'), 'example-viewer-token-0001\n');
+    await writeFile(path.join(creds, 'admin-token'), 'example-admin-token-00001\n');
+    const file = path.resolve('config', 'casa-live.example.yaml');
+    const config = await loadConfig(file, { env: { CREDENTIALS_DIRECTORY: creds, STATE_DIRECTORY: '/var/lib/casa-live' } });
+    expect(config.streams.map((s) => s.id)).toEqual(['lobby', 'stage', 'backstage']);
+    expect(config.auth.tokens).toEqual(['example-viewer-token-0001']);
+    expect(config.dataDir).toBe('/var/lib/casa-live');
+  });
+});

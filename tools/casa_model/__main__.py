@@ -1,0 +1,159 @@
+"""`python3 -m tools.casa_model build` — rebuilds the embedded models from nothing:
+world data → tokenizer → CASA and insertion training → ONNX export → evaluation → clips.
+
+Each stage writes under tools/casa_model/.work/ (cache, not committed) and the final
+bundles under models/. Stages can be run alone: data, train, export, eval, clips.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+from .data import caption_text
+from .evaluate import evaluate
+from .export import export_bundle
+from .model import CasaModel, ModelConfig
+from .tokenizer import ByteLevelBPE, train_bpe
+from .train import train
+from .world import make_clip, render_clip
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+WORK = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".work")
+# Disjoint seed ranges per split.
+TRAIN_SEEDS = (0, 1_000_000)
+VAL_SEEDS = (1_000_000, 2_000_000)
+TEST_SEEDS = (2_000_000, 3_000_000)
+DEMO_SEED = 2_500_000
+
+
+def log(msg: str) -> None:
+    print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+
+def stage_data(args) -> None:
+    os.makedirs(WORK, exist_ok=True)
+    seeds = list(range(TRAIN_SEEDS[0], TRAIN_SEEDS[0] + args.train_clips))
+    clips = [make_clip(s, args.frames) for s in seeds]
+    tok = train_bpe([caption_text(c) for clip in clips for c in clip.captions if c], args.merges)
+    tok.save(os.path.join(WORK, "tokenizer.json"))
+    t = time.time()
+    frames = np.stack([render_clip(c, args.image_size) for c in clips])
+    np.save(os.path.join(WORK, "train_frames.npy"), frames)
+    with open(os.path.join(WORK, "data.json"), "w") as f:
+        json.dump({"seeds": seeds, "frames": args.frames, "imageSize": args.image_size, "merges": args.merges,
+                   "vocab": tok.size}, f)
+    log(f"data: {len(clips)} clips x {args.frames} frames rendered in {time.time() - t:.0f}s; vocab {tok.size}")
+
+
+def _load_data():
+    meta = json.load(open(os.path.join(WORK, "data.json")))
+    tok = ByteLevelBPE.load(os.path.join(WORK, "tokenizer.json"))
+    clips = [make_clip(s, meta["frames"]) for s in meta["seeds"]]
+    frames = np.load(os.path.join(WORK, "train_frames.npy"), mmap_mode="r")
+    return meta, tok, clips, frames
+
+
+def _config(fusion: str, tok: ByteLevelBPE, args, **kw) -> ModelConfig:
+    return ModelConfig(fusion=fusion, vocab_size=tok.size, image_size=args.image_size, **kw)
+
+
+VARIANTS = {
+    "casa": dict(fusion="casa"),
+    "insertion": dict(fusion="insertion"),
+    "crossattn": dict(fusion="casa", casa_window_text=False),
+}
+
+
+def stage_train(args) -> None:
+    meta, tok, clips, frames = _load_data()
+    frames = np.asarray(frames)
+    for variant in args.variants:
+        kw = dict(VARIANTS[variant])
+        cfg = _config(kw.pop("fusion"), tok, args, **kw)
+        torch.manual_seed(args.seed)
+        model = CasaModel(cfg)
+        log(f"train {variant}: {model.num_params():,} parameters, {args.steps} steps x batch {args.batch}")
+        info = train(model, clips, frames, tok, steps=args.steps, batch_size=args.batch, lr=args.lr, seed=args.seed,
+                     log=log)
+        torch.save({"config": cfg.__dict__, "state": model.state_dict(), "train": info},
+                   os.path.join(WORK, f"{variant}.pt"))
+
+
+def _load_model(variant: str) -> tuple:
+    ck = torch.load(os.path.join(WORK, f"{variant}.pt"))
+    cfg_d = dict(ck["config"])
+    cfg_d["casa_layers"] = tuple(cfg_d["casa_layers"])
+    model = CasaModel(ModelConfig(**cfg_d))
+    model.load_state_dict(ck["state"])
+    return model.eval(), ck["train"]
+
+
+def stage_eval(args) -> None:
+    tok = ByteLevelBPE.load(os.path.join(WORK, "tokenizer.json"))
+    seeds = list(range(TEST_SEEDS[0], TEST_SEEDS[0] + args.test_clips))
+    for variant in args.variants:
+        model, info = _load_model(variant)
+        res = evaluate(model, tok, seeds, args.frames)
+        res.update({"model": variant, "params": model.num_params(), "trainMinutes": round(info["seconds"] / 60, 1),
+                    "trainSteps": info["steps"], "batchSize": info["batchSize"]})
+        with open(os.path.join(WORK, f"eval-{variant}.json"), "w") as f:
+            json.dump(res, f, indent=2)
+        log(f"eval {variant}: exact {res['frameExactMatch']:.3f} tokenF1 {res['tokenF1']:.3f} on {res['frames']} frames")
+
+
+BUNDLES = {"casa": "casa-tiny", "insertion": "casa-tiny-insertion"}
+
+
+def stage_export(args) -> None:
+    tok = ByteLevelBPE.load(os.path.join(WORK, "tokenizer.json"))
+    evals = {v: json.load(open(os.path.join(WORK, f"eval-{v}.json"))) for v in VARIANTS
+             if os.path.exists(os.path.join(WORK, f"eval-{v}.json"))}
+    for variant, name in BUNDLES.items():
+        model, info = _load_model(variant)
+        out = os.path.join(ROOT, "models", name)
+        export_bundle(model, tok, out, name, {"training": {k: info[k] for k in ("steps", "batchSize", "lr", "seconds")}})
+        ev = dict(evals.get(variant, {}))
+        ev["compare"] = {v: {k: e[k] for k in ("frameExactMatch", "tokenF1", "params")} for v, e in evals.items()}
+        with open(os.path.join(out, "eval.json"), "w") as f:
+            json.dump(ev, f, indent=2)
+        log(f"export {name}: {sum(os.path.getsize(os.path.join(out, p)) for p in os.listdir(out) if p.endswith('.onnx')) / 1e6:.1f} MB of ONNX")
+
+
+def stage_clips(args) -> None:
+    from .clips import write_examples
+    write_examples(os.path.join(ROOT, "examples"), DEMO_SEED, [TEST_SEEDS[0] + 900_000 + i for i in range(3)])
+    log("clips: examples/ written")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python3 -m tools.casa_model")
+    p.add_argument("stage", choices=["build", "data", "train", "eval", "export", "clips"])
+    p.add_argument("--train-clips", type=int, default=2000)
+    p.add_argument("--test-clips", type=int, default=100)
+    p.add_argument("--frames", type=int, default=40)
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--merges", type=int, default=80)
+    p.add_argument("--steps", type=int, default=1200)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    p.add_argument("--variants", nargs="+", default=["casa", "insertion"], choices=list(VARIANTS))
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    stages = ["data", "train", "eval", "export", "clips"] if args.stage == "build" else [args.stage]
+    start = time.time()
+    for s in stages:
+        globals()[f"stage_{s}"](args)
+    log(f"done in {(time.time() - start) / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""Exports a trained model as a casa-live bundle (docs/model-format.md): casa.json, the
+tokenizer, ONNX graphs, parity fixtures and a model card."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Dict, List, Optional
+
+import numpy as np
+import onnx
+import torch
+import torch.nn as nn
+
+from .data import FRAME_OPENING, MEAN, POST_IMAGE, PRE_IMAGE, PROMPT, EOS, STD, Special, build_sequence, collate, normalise
+from .model import CasaModel, ModelConfig
+from .tokenizer import ByteLevelBPE
+from .world import FPS, make_clip, render_clip
+
+FORMAT = "casa-live-bundle"
+FORMAT_VERSION = 1
+OPSET = 17
+
+
+class _Vision(nn.Module):
+    def __init__(self, model: CasaModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixels):
+        return self.model.vision(pixels)
+
+
+class _CasaKV(nn.Module):
+    def __init__(self, model: CasaModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image_embeds):
+        return self.model.casa_kv(image_embeds)
+
+
+class _CasaDecoder(nn.Module):
+    def __init__(self, model: CasaModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args):
+        return self.model.decoder_step(*args)
+
+
+class _InsertionDecoder(nn.Module):
+    def __init__(self, model: CasaModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args):
+        return self.model.insertion_step(*args)
+
+
+def manifest(model: CasaModel, tok: ByteLevelBPE, name: str, extra: Optional[Dict] = None) -> Dict:
+    cfg = model.cfg
+    sp = Special.of(tok)
+    casa = cfg.fusion == "casa"
+    return {
+        "format": FORMAT,
+        "formatVersion": FORMAT_VERSION,
+        "name": name,
+        "fusion": cfg.fusion,
+        "description": "casa-tiny: a small CASA captioning model trained by tools/casa_model on a procedural video world",
+        "image": {
+            "width": cfg.image_size, "height": cfg.image_size, "fit": "fill",
+            "mean": list(MEAN), "std": list(STD), "tokensPerFrame": cfg.image_tokens,
+            "patchSize": cfg.patch, "merge": cfg.merge,
+        },
+        "decoder": {
+            "layers": cfg.layers, "hiddenSize": cfg.hidden, "heads": cfg.heads, "kvHeads": cfg.kv_heads,
+            "headDim": cfg.head_dim, "vocabSize": cfg.vocab_size,
+            "casaLayers": list(cfg.active_casa_layers), "ropeTheta": cfg.rope_theta, "ropeStyle": "rotate_half",
+        },
+        "tokens": {"eos": sp.eos, "preImage": sp.pre_image, "postImage": sp.post_image, "pad": sp.pad,
+                   "penaltyIgnore": [tok.encode(" ")[0], sp.eos]},
+        "prompt": {"text": PROMPT, "frameOpening": FRAME_OPENING, "preImage": PRE_IMAGE, "postImage": POST_IMAGE, "eos": EOS},
+        "generation": {
+            "fps": FPS, "maxNewTokensPerFrame": 12, "temperature": 0.0, "topK": 256,
+            "repetitionPenalty": 1.15, "repetitionPenaltyDecay": 0.99, "repetitionCountClamp": 5, "eosBias": 1.0,
+        },
+        "context": {"maxContextTokens": 256, "evictChunk": 64},
+        "files": dict({"tokenizer": "tokenizer.json", "vision": "vision.onnx", "decoder": "decoder.onnx"},
+                      **({"casaKv": "casa_kv.onnx"} if casa else {})),
+        **(extra or {}),
+    }
+
+
+def _export(module, args, path, input_names, output_names, dynamic_axes, output_shapes):
+    torch.onnx.export(module, args, path, input_names=input_names, output_names=output_names,
+                      dynamic_axes=dynamic_axes, opset_version=OPSET, do_constant_folding=True)
+    # Shape inference leaves generated names on some output dims; write the specified ones.
+    graph_model = onnx.load(path)
+    for out in graph_model.graph.output:
+        dims = out.type.tensor_type.shape.dim
+        for dim, want in zip(dims, output_shapes[out.name]):
+            if isinstance(want, str):
+                dim.dim_param = want
+            else:
+                dim.dim_value = want
+    graph_model.producer_name = "casa-live tools/casa_model"
+    onnx.checker.check_model(graph_model)
+    onnx.save(graph_model, path)
+
+
+def export_graphs(model: CasaModel, out_dir: str) -> None:
+    cfg = model.cfg
+    model.eval()
+    L, H, D = cfg.layers, cfg.kv_heads, cfg.head_dim
+    px = torch.randn(2, 3, cfg.image_size, cfg.image_size)
+    _export(_Vision(model), (px,), os.path.join(out_dir, "vision.onnx"), ["pixels"], ["image_embeds"],
+            {"pixels": {0: "frames"}, "image_embeds": {0: "frames"}},
+            {"image_embeds": ["frames", cfg.image_tokens, cfg.hidden]})
+    emb = torch.randn(1, cfg.image_tokens, cfg.hidden)
+    if cfg.fusion == "casa":
+        C = len(cfg.active_casa_layers)
+        _export(_CasaKV(model), (emb,), os.path.join(out_dir, "casa_kv.onnx"), ["image_embeds"],
+                ["image_keys", "image_values"],
+                {"image_embeds": {0: "frames"}, "image_keys": {1: "frames"}, "image_values": {1: "frames"}},
+                {"image_keys": [C, "frames", H, cfg.image_tokens, D], "image_values": [C, "frames", H, cfg.image_tokens, D]})
+        t, p, n, w = 3, 5, cfg.image_tokens, 2
+        args = (torch.zeros(1, t, dtype=torch.long), torch.arange(p, p + t)[None], torch.arange(w + 1, w + t + 1)[None],
+                torch.randn(L, 1, H, p, D), torch.randn(L, 1, H, p, D), torch.randn(C, 1, H, n, D),
+                torch.randn(C, 1, H, n, D), torch.randn(C, 1, H, w, D), torch.randn(C, 1, H, w, D))
+        names = ["input_ids", "position_ids", "window_position_ids", "past_keys", "past_values",
+                 "image_keys", "image_values", "window_keys", "window_values"]
+        outs = ["logits", "new_keys", "new_values", "new_window_keys", "new_window_values"]
+        dyn = {"input_ids": {1: "tokens"}, "position_ids": {1: "tokens"}, "window_position_ids": {1: "tokens"},
+               "past_keys": {3: "past"}, "past_values": {3: "past"}, "image_keys": {3: "image_tokens"},
+               "image_values": {3: "image_tokens"}, "window_keys": {3: "window"}, "window_values": {3: "window"},
+               "logits": {1: "tokens"}, "new_keys": {3: "tokens"}, "new_values": {3: "tokens"},
+               "new_window_keys": {3: "tokens"}, "new_window_values": {3: "tokens"}}
+        shapes = {"logits": [1, "tokens", cfg.vocab_size], "new_keys": [L, 1, H, "tokens", D],
+                  "new_values": [L, 1, H, "tokens", D], "new_window_keys": [C, 1, H, "tokens", D],
+                  "new_window_values": [C, 1, H, "tokens", D]}
+        _export(_CasaDecoder(model), args, os.path.join(out_dir, "decoder.onnx"), names, outs, dyn, shapes)
+    else:
+        t, p, n = 2, 5, cfg.image_tokens
+        args = (torch.zeros(1, t, dtype=torch.long), emb, torch.arange(p, p + n + t)[None],
+                torch.randn(L, 1, H, p, D), torch.randn(L, 1, H, p, D))
+        names = ["input_ids", "image_embeds", "position_ids", "past_keys", "past_values"]
+        outs = ["logits", "new_keys", "new_values"]
+        dyn = {"input_ids": {1: "tokens"}, "image_embeds": {1: "image_tokens"}, "position_ids": {1: "positions"},
+               "past_keys": {3: "past"}, "past_values": {3: "past"}, "logits": {1: "positions"},
+               "new_keys": {3: "positions"}, "new_values": {3: "positions"}}
+        shapes = {"logits": [1, "positions", cfg.vocab_size], "new_keys": [L, 1, H, "positions", D],
+                  "new_values": [L, 1, H, "positions", D]}
+        _export(_InsertionDecoder(model), args, os.path.join(out_dir, "decoder.onnx"), names, outs, dyn, shapes)
+
+
+def write_fixtures(model: CasaModel, tok: ByteLevelBPE, out_dir: str, seed: int = 424242, frames: int = 4) -> Dict:
+    """A scripted session: the prompt, `frames` frames as raw rgb24 pixels, and the ground-truth
+    caption tokens forced one by one; with the logits the packed (full-sequence) PyTorch model
+    gives for every text token, in stream order."""
+    cfg = model.cfg
+    fx = os.path.join(out_dir, "fixtures")
+    os.makedirs(fx, exist_ok=True)
+    clip = make_clip(seed, frames)
+    rgb = render_clip(clip, cfg.image_size)
+    seq = build_sequence(clip, tok)
+    batch = collate([seq], normalise(rgb)[None], Special.of(tok), cfg.fusion, cfg.image_tokens)
+    with torch.no_grad():
+        logits = model.forward_packed(batch)[0].numpy().astype(np.float32)
+    logits.tofile(os.path.join(fx, "logits.f32"))
+    steps: List[Dict] = [{"kind": "prompt", "ids": seq.ids[: seq.frame_starts[0]]}]
+    for j, start in enumerate(seq.frame_starts):
+        end = seq.frame_starts[j + 1] if j + 1 < len(seq.frame_starts) else len(seq.ids)
+        name = f"frame{j}.rgb"
+        rgb[j].tofile(os.path.join(fx, name))
+        steps.append({"kind": "frame", "frame": j, "pixels": name, "ids": seq.ids[start:start + 2]})
+        for tid in seq.ids[start + 2:end]:
+            steps.append({"kind": "token", "ids": [tid]})
+    script = {
+        "description": "Scripted session; logits.f32 holds float32 [textTokens, vocab] rows from the packed "
+                       "PyTorch reference, one row per text token in stream order (the steps' ids concatenated).",
+        "seed": seed, "width": cfg.image_size, "height": cfg.image_size, "vocabSize": cfg.vocab_size,
+        "textTokens": len(seq.ids), "tolerance": 1e-4, "steps": steps,
+        "captions": clip.captions,
+        "tokenization": [{"text": t, "ids": tok.encode(t)} for t in
+                         [PROMPT] + [" " + c for c in clip.captions if c] + [" another big yellow triangle enters from the bottom"]],
+    }
+    with open(os.path.join(fx, "session.json"), "w") as f:
+        json.dump(script, f, indent=1)
+    return script
+
+
+def export_bundle(model: CasaModel, tok: ByteLevelBPE, out_dir: str, name: str, extra: Optional[Dict] = None) -> None:
+    os.makedirs(out_dir, exist_ok=True)
+    for stale in ("vision.onnx", "casa_kv.onnx", "decoder.onnx"):
+        if os.path.exists(os.path.join(out_dir, stale)):
+            os.remove(os.path.join(out_dir, stale))
+    export_graphs(model, out_dir)
+    tok.save(os.path.join(out_dir, "tokenizer.json"))
+    write_fixtures(model, tok, out_dir)
+    with open(os.path.join(out_dir, "casa.json"), "w") as f:
+        json.dump(manifest(model, tok, name, extra), f, indent=2)

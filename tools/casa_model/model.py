@@ -1,0 +1,401 @@
+"""The casa-tiny model: a Qwen2-style decoder with CASA sublayers, a small vision encoder,
+and the insertion twin.
+
+Two computation paths share the same weights:
+- `forward_packed`: training / reference. A whole clip at once; CASA layers use one
+  block-diagonal mask (queries = text; keys = [image_j ; text_j], causal in text).
+- `vision` / `casa_kv` / `decoder_step`: streaming. One call per chunk of tokens with
+  explicit caches; this is what is exported to ONNX. Tests check both paths agree.
+
+Positions: self-attention uses consecutive text positions (images take none); CASA
+layers use window-relative positions (image keys at 0, the window's text at 1, 2, …).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+NEG = -1e9
+_ZERO = torch.tensor(0.0)
+_NEG = torch.tensor(NEG)
+
+
+def additive(allowed: torch.Tensor) -> torch.Tensor:
+    """Boolean mask → float32 additive mask (0 where allowed, a large negative elsewhere)."""
+    return torch.where(allowed, _ZERO, _NEG)
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    fusion: str = "casa"  # casa | insertion
+    vocab_size: int = 342
+    hidden: int = 128
+    layers: int = 4
+    heads: int = 4
+    kv_heads: int = 2
+    head_dim: int = 32
+    ffn: int = 384
+    casa_layers: Tuple[int, ...] = (0, 1, 2, 3)
+    casa_window_text: bool = True  # False: plain cross-attention ablation (image keys only)
+    rope_theta: float = 10000.0
+    image_size: int = 64
+    patch: int = 8
+    vision_hidden: int = 64
+    vision_layers: int = 2
+    vision_heads: int = 4
+    merge: int = 2  # 2x2 neighbouring patches merged into one image token (as Qwen2.5-VL does)
+    rms_eps: float = 1e-6
+
+    @property
+    def image_tokens(self) -> int:
+        return (self.image_size // self.patch // self.merge) ** 2
+
+    @property
+    def active_casa_layers(self) -> Tuple[int, ...]:
+        return tuple(self.casa_layers) if self.fusion == "casa" else ()
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float):
+    """positions [..., T] → cos, sin [..., T, head_dim] (Qwen2 / rotate-half layout)."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    freqs = positions.to(torch.float32).unsqueeze(-1) * inv_freq
+    emb = torch.cat([freqs, freqs], dim=-1)
+    return emb.cos(), emb.sin()
+
+
+def rotate_half(x):
+    half = x.shape[-1] // 2
+    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+
+
+def apply_rope(x, cos, sin):
+    """x [B, H, T, D]; cos/sin [B, T, D]."""
+    return x * cos.unsqueeze(1) + rotate_half(x) * sin.unsqueeze(1)
+
+
+def _causal_tail_mask(query_idx, keys: int, t: int):
+    """Additive mask [T, keys] for T new queries that are the last T of `keys` keys: query i
+    sees every key up to keys - t + i."""
+    key_idx = torch.arange(keys)[None, :]
+    return additive(key_idx <= query_idx + (keys - t))
+
+
+def repeat_kv(x, groups: int):
+    if groups == 1:
+        return x
+    b, h, t, d = x.shape
+    return x.unsqueeze(2).expand(b, h, groups, t, d).reshape(b, h * groups, t, d)
+
+
+def attend(q, k, v, mask_add):
+    """q [B,H,T,D], k/v [B,H,S,D], mask_add broadcastable to [B,H,T,S] (0 or NEG)."""
+    scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(q.shape[-1]) + mask_add
+    return torch.matmul(torch.softmax(scores, dim=-1), v)
+
+
+class Attention(nn.Module):
+    """Grouped-query attention projections (shared by self-attention and CASA sublayers)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.q = nn.Linear(cfg.hidden, cfg.heads * cfg.head_dim, bias=True)
+        self.k = nn.Linear(cfg.hidden, cfg.kv_heads * cfg.head_dim, bias=True)
+        self.v = nn.Linear(cfg.hidden, cfg.kv_heads * cfg.head_dim, bias=True)
+        self.o = nn.Linear(cfg.heads * cfg.head_dim, cfg.hidden, bias=False)
+
+    def split(self, x, proj, heads):
+        b, t, _ = x.shape
+        return proj(x).view(b, t, heads, self.cfg.head_dim).transpose(1, 2)
+
+    def qkv(self, x, cos, sin):
+        q = apply_rope(self.split(x, self.q, self.cfg.heads), cos, sin)
+        k = apply_rope(self.split(x, self.k, self.cfg.kv_heads), cos, sin)
+        v = self.split(x, self.v, self.cfg.kv_heads)
+        return q, k, v
+
+    def out(self, attn):
+        b, h, t, d = attn.shape
+        return self.o(attn.transpose(1, 2).reshape(b, t, h * d))
+
+
+class CasaSublayer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.norm = RMSNorm(cfg.hidden, cfg.rms_eps)
+        self.image_norm = RMSNorm(cfg.hidden, cfg.rms_eps)
+        self.attn = Attention(cfg)
+
+    def image_kv(self, image_embeds):
+        """image_embeds [F, N, D] → k, v [F, KVH, N, Dh]; image keys sit at window position 0 (no rotation)."""
+        x = self.image_norm(image_embeds)
+        return self.attn.split(x, self.attn.k, self.attn.cfg.kv_heads), self.attn.split(x, self.attn.v, self.attn.cfg.kv_heads)
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.gate = nn.Linear(cfg.hidden, cfg.ffn, bias=False)
+        self.up = nn.Linear(cfg.hidden, cfg.ffn, bias=False)
+        self.down = nn.Linear(cfg.ffn, cfg.hidden, bias=False)
+
+    def forward(self, x):
+        return self.down(F.silu(self.gate(x)) * self.up(x))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig, casa: bool):
+        super().__init__()
+        self.norm1 = RMSNorm(cfg.hidden, cfg.rms_eps)
+        self.self_attn = Attention(cfg)
+        self.casa = CasaSublayer(cfg) if casa else None
+        self.norm2 = RMSNorm(cfg.hidden, cfg.rms_eps)
+        self.mlp = MLP(cfg)
+
+
+class VisionBlock(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d = cfg.vision_hidden
+        self.norm1 = nn.LayerNorm(d)
+        self.attn = nn.MultiheadAttention(d, cfg.vision_heads, batch_first=True)
+        self.norm2 = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+
+    def forward(self, x):
+        h = self.norm1(x)
+        x = x + self.attn(h, h, h, need_weights=False)[0]
+        return x + self.mlp(self.norm2(x))
+
+
+class VisionEncoder(nn.Module):
+    """Patches with learned 2-D (row + column) positions, a few transformer blocks, and a
+    connector to the decoder width."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        g = cfg.image_size // cfg.patch
+        self.grid = g
+        self.patch = nn.Conv2d(3, cfg.vision_hidden, cfg.patch, cfg.patch)
+        self.row = nn.Parameter(torch.randn(g, cfg.vision_hidden) * 0.02)
+        self.col = nn.Parameter(torch.randn(g, cfg.vision_hidden) * 0.02)
+        self.blocks = nn.ModuleList([VisionBlock(cfg) for _ in range(cfg.vision_layers)])
+        self.norm = nn.LayerNorm(cfg.vision_hidden)
+        self.merge = cfg.merge
+        merged = cfg.vision_hidden * cfg.merge * cfg.merge
+        self.connector = nn.Sequential(nn.Linear(merged, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, cfg.hidden))
+
+    def forward(self, pixels):
+        x = self.patch(pixels).flatten(2).transpose(1, 2)  # [F, N, Dv], row-major
+        pos = (self.row[:, None, :] + self.col[None, :, :]).reshape(self.grid * self.grid, -1)
+        x = x + pos
+        for blk in self.blocks:
+            x = blk(x)
+        x = self.norm(x)
+        f, _, d = x.shape
+        g, m = self.grid, self.merge
+        # [F, g*g, D] → [F, (g/m)*(g/m), m*m*D]: each output token holds an m×m block of patches
+        x = x.reshape(f, g // m, m, g // m, m, d).permute(0, 1, 3, 2, 4, 5).reshape(f, (g // m) * (g // m), m * m * d)
+        return self.connector(x)
+
+
+class CasaModel(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.hidden)
+        casa = set(cfg.active_casa_layers)
+        self.blocks = nn.ModuleList([Block(cfg, i in casa) for i in range(cfg.layers)])
+        self.norm = RMSNorm(cfg.hidden, cfg.rms_eps)
+        self.lm_head = nn.Linear(cfg.hidden, cfg.vocab_size, bias=False)
+        self.vision = VisionEncoder(cfg)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m):
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+
+    @property
+    def casa_blocks(self) -> List[Block]:
+        return [b for b in self.blocks if b.casa is not None]
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # ------------------------------------------------------------------ packed (training)
+    def forward_packed(self, batch) -> torch.Tensor:
+        """Logits [B, T, V] for the text tokens of whole clips.
+
+        batch: dict with
+          ids [B,T] long, pos [B,T] long (self-attention positions),
+          win [B,T] long (window id; 0 = prompt, j = frame j, -1 = padding),
+          wpos [B,T] long (window-relative position; 1, 2, … in frame windows),
+          pixels [B,M,3,H,W] float (frame j is pixels[:, j-1]),
+          for insertion: seq_src [B,S] long, seq_pos [B,S] long, text_at [B,T] long (see data.py).
+        """
+        if self.cfg.fusion == "insertion":
+            return self._forward_packed_insertion(batch)
+        cfg = self.cfg
+        ids, pos, win, wpos, pixels = batch["ids"], batch["pos"], batch["win"], batch["wpos"], batch["pixels"]
+        b, t = ids.shape
+        m = pixels.shape[1]
+        n = cfg.image_tokens
+        h = self.embed(ids)
+        cos, sin = rope_cos_sin(pos, cfg.head_dim, cfg.rope_theta)
+        wcos, wsin = rope_cos_sin(wpos, cfg.head_dim, cfg.rope_theta)
+        causal = torch.ones(t, t, dtype=torch.bool).tril()
+        self_mask = additive(causal)[None, None]
+        # CASA, block-diagonal: a text query of window j sees image j's tokens and the
+        # window-j text up to itself. Each query gathers only its own image's keys.
+        img = self.vision(pixels.reshape(b * m, *pixels.shape[2:])).reshape(b, m, n, cfg.hidden)
+        img_idx = (win - 1).clamp(min=0)  # [B,T] which image each query sees
+        has_img = (win > 0)[:, None, None, :, None]  # [B,1,1,T,1]
+        see_txt = (win[:, :, None] == win[:, None, :]) & causal[None] & (win[:, None, :] >= 0)
+        if not cfg.casa_window_text:
+            # plain cross-attention ablation: image keys only (a query without image sees itself)
+            eye = torch.eye(t, dtype=torch.bool)[None]
+            see_txt = eye & ~(win > 0)[:, :, None]
+        see_txt = see_txt | (torch.eye(t, dtype=torch.bool)[None] & (win < 0)[:, :, None])  # padding: itself
+        txt_mask = additive(see_txt)[:, None, None]  # [B,1,1,T,T]
+        img_mask = additive(has_img)  # [B,1,1,T,1]
+        batch_idx = torch.arange(b)[:, None]
+        kvh, g = cfg.kv_heads, cfg.heads // cfg.kv_heads
+        scale = 1.0 / math.sqrt(cfg.head_dim)
+        for blk in self.blocks:
+            x = blk.norm1(h)
+            q, k, v = blk.self_attn.qkv(x, cos, sin)
+            h = h + blk.self_attn.out(attend(q, repeat_kv(k, g), repeat_kv(v, g), self_mask))
+            if blk.casa is not None:
+                x = blk.casa.norm(h)
+                q, k, v = blk.casa.attn.qkv(x, wcos, wsin)
+                ik, iv = blk.casa.image_kv(img.reshape(b * m, n, cfg.hidden))  # [B*M,KVH,N,Dh]
+                ik = ik.reshape(b, m, kvh, n, cfg.head_dim)[batch_idx, img_idx].transpose(1, 2)  # [B,KVH,T,N,Dh]
+                iv = iv.reshape(b, m, kvh, n, cfg.head_dim)[batch_idx, img_idx].transpose(1, 2)
+                qg = q.reshape(b, kvh, g, t, cfg.head_dim) * scale
+                s_img = torch.einsum("bkgtd,bktnd->bkgtn", qg, ik) + img_mask
+                s_txt = torch.matmul(qg, k[:, :, None].transpose(-1, -2)) + txt_mask  # [B,KVH,G,T,T]
+                p = torch.softmax(torch.cat([s_img, s_txt], dim=-1), dim=-1)
+                attn = torch.einsum("bkgtn,bktnd->bkgtd", p[..., :n], iv) + torch.matmul(p[..., n:], v[:, :, None])
+                h = h + blk.casa.attn.out(attn.reshape(b, cfg.heads, t, cfg.head_dim))
+            h = h + blk.mlp(blk.norm2(h))
+        return self.lm_head(self.norm(h))
+
+    def _forward_packed_insertion(self, batch):
+        cfg = self.cfg
+        ids, pixels = batch["ids"], batch["pixels"]
+        b, t = ids.shape
+        m = pixels.shape[1]
+        text = self.embed(ids)
+        img = self.vision(pixels.reshape(b * m, *pixels.shape[2:])).reshape(b, m * cfg.image_tokens, cfg.hidden)
+        pool = torch.cat([text, img], dim=1)  # seq_src indexes into [text ; images]
+        src = batch["seq_src"]
+        h = torch.gather(pool, 1, src[:, :, None].expand(-1, -1, cfg.hidden))
+        s = h.shape[1]
+        cos, sin = rope_cos_sin(batch["seq_pos"], cfg.head_dim, cfg.rope_theta)
+        mask = additive(torch.ones(s, s, dtype=torch.bool).tril())[None, None]
+        g = cfg.heads // cfg.kv_heads
+        for blk in self.blocks:
+            q, k, v = blk.self_attn.qkv(blk.norm1(h), cos, sin)
+            h = h + blk.self_attn.out(attend(q, repeat_kv(k, g), repeat_kv(v, g), mask))
+            h = h + blk.mlp(blk.norm2(h))
+        h = torch.gather(h, 1, batch["text_at"][:, :, None].expand(-1, -1, cfg.hidden))
+        return self.lm_head(self.norm(h))
+
+    # ------------------------------------------------------------------ streaming (export)
+    def casa_kv(self, image_embeds):
+        """[F, N, D] → keys, values [C, F, KVH, N, Dh] for the CASA layers in order."""
+        ks, vs = zip(*[blk.casa.image_kv(image_embeds) for blk in self.casa_blocks])
+        return torch.stack(ks), torch.stack(vs)
+
+    def decoder_step(self, input_ids, position_ids, window_position_ids, past_keys, past_values,
+                     image_keys, image_values, window_keys, window_values):
+        """One CASA prefill/decode step over T new text tokens (batch 1).
+
+        past_* [L,1,KVH,P,Dh] (self-attention, keys rotated at their positions);
+        image_* [C,1,KVH,N,Dh]; window_* [C,1,KVH,W,Dh] (window text so far, rotated at
+        window positions). Returns logits [1,T,V], new_keys/new_values [L,1,KVH,T,Dh],
+        new_window_keys/new_window_values [C,1,KVH,T,Dh].
+        """
+        cfg = self.cfg
+        g = cfg.heads // cfg.kv_heads
+        h = self.embed(input_ids)
+        t = input_ids.shape[1]
+        p = past_keys.shape[3]
+        cos, sin = rope_cos_sin(position_ids, cfg.head_dim, cfg.rope_theta)
+        wcos, wsin = rope_cos_sin(window_position_ids, cfg.head_dim, cfg.rope_theta)
+        query_idx = torch.arange(t)[:, None]
+        self_mask = _causal_tail_mask(query_idx, p + t, t)
+        new_k, new_v, new_wk, new_wv = [], [], [], []
+        c = 0
+        for i, blk in enumerate(self.blocks):
+            q, k, v = blk.self_attn.qkv(blk.norm1(h), cos, sin)
+            new_k.append(k)
+            new_v.append(v)
+            kk = torch.cat([past_keys[i], k], dim=2)
+            vv = torch.cat([past_values[i], v], dim=2)
+            h = h + blk.self_attn.out(attend(q, repeat_kv(kk, g), repeat_kv(vv, g), self_mask))
+            if blk.casa is not None:
+                q, k, v = blk.casa.attn.qkv(blk.casa.norm(h), wcos, wsin)
+                new_wk.append(k)
+                new_wv.append(v)
+                n = image_keys.shape[3]
+                w = window_keys.shape[3]
+                if cfg.casa_window_text:
+                    kk = torch.cat([image_keys[c], window_keys[c], k], dim=2)
+                    vv = torch.cat([image_values[c], window_values[c], v], dim=2)
+                    casa_mask = _causal_tail_mask(query_idx, kk.shape[2], t)
+                elif n > 0:  # plain cross-attention ablation (PyTorch only, not exported)
+                    kk, vv = image_keys[c], image_values[c]
+                    casa_mask = torch.zeros(t, n)
+                else:
+                    kk, vv = k, v
+                    casa_mask = additive(torch.eye(t, dtype=torch.bool))
+                h = h + blk.casa.attn.out(attend(q, repeat_kv(kk, g), repeat_kv(vv, g), casa_mask))
+                c += 1
+            h = h + blk.mlp(blk.norm2(h))
+        logits = self.lm_head(self.norm(h))
+        stack = lambda xs: torch.stack(xs) if xs else torch.zeros(0, 1, cfg.kv_heads, t, cfg.head_dim)
+        return logits, stack(new_k), stack(new_v), stack(new_wk), stack(new_wv)
+
+    def insertion_step(self, input_ids, image_embeds, position_ids, past_keys, past_values):
+        """Insertion twin: [image_embeds ; embed(input_ids)] as one chunk of N+T tokens.
+
+        Returns logits [1,N+T,V] and new_keys/new_values [L,1,KVH,N+T,Dh].
+        """
+        cfg = self.cfg
+        g = cfg.heads // cfg.kv_heads
+        h = torch.cat([image_embeds, self.embed(input_ids)], dim=1)
+        t = h.shape[1]
+        p = past_keys.shape[3]
+        cos, sin = rope_cos_sin(position_ids, cfg.head_dim, cfg.rope_theta)
+        mask = _causal_tail_mask(torch.arange(t)[:, None], p + t, t)
+        new_k, new_v = [], []
+        for i, blk in enumerate(self.blocks):
+            q, k, v = blk.self_attn.qkv(blk.norm1(h), cos, sin)
+            new_k.append(k)
+            new_v.append(v)
+            kk = torch.cat([past_keys[i], k], dim=2)
+            vv = torch.cat([past_values[i], v], dim=2)
+            h = h + blk.self_attn.out(attend(q, repeat_kv(kk, g), repeat_kv(vv, g), mask))
+            h = h + blk.mlp(blk.norm2(h))
+        return self.lm_head(self.norm(h)), torch.stack(new_k), torch.stack(new_v)

@@ -1,0 +1,106 @@
+"""The streaming (exported) path computes exactly what the packed training path computes."""
+import numpy as np
+import pytest
+import torch
+
+from tools.casa_model.data import Special, build_sequence, collate, normalise
+from tools.casa_model.model import CasaModel, ModelConfig
+from tools.casa_model.stream import Session
+from tools.casa_model.world import make_clip, render_clip
+
+
+def _model(fusion, tok, **kw):
+    torch.manual_seed(0)
+    m = CasaModel(ModelConfig(fusion=fusion, vocab_size=tok.size, casa_layers=(1, 3), **kw))
+    # non-trivial weights: random norms so no path hides behind the identity
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    return m.eval()
+
+
+def _streamed_logits(model, tok, clip, frames):
+    """Feeds the clip's ground-truth tokens through the streaming session."""
+    sp = Special.of(tok)
+    s = Session(model, tok)
+    rows = [s.prefill_prompt()[None]]
+    seq = build_sequence(clip, tok)
+    for j, start in enumerate(seq.frame_starts):
+        end = seq.frame_starts[j + 1] if j + 1 < len(seq.frame_starts) else len(seq.ids)
+        rows.append(s.start_frame(frames[j])[None])
+        for tid in seq.ids[start + 2:end]:
+            rows.append(s.feed([tid]))
+    return seq, rows
+
+
+@pytest.mark.parametrize("fusion", ["casa", "insertion"])
+def test_streaming_equals_packed(fusion, tok):
+    clip = make_clip(7, 6)
+    frames = render_clip(clip, 64)
+    model = _model(fusion, tok)
+    seq = build_sequence(clip, tok)
+    batch = collate([seq], normalise(frames)[None], Special.of(tok), fusion, model.cfg.image_tokens)
+    with torch.no_grad():
+        packed = model.forward_packed(batch)[0]
+    _, rows = _streamed_logits(model, tok, clip, frames)
+    # rows: the prompt's last logits, then per frame the post-image marker's and each fed token's
+    streamed = []
+    for r in rows:
+        streamed.append(r[-1] if r.dim() == 2 else r)
+    # positions with a prediction in the streamed run: prompt end, each frame's post-image marker and text
+    idx = [len(seq.ids) - len(seq.ids) + seq.frame_starts[0] - 1]
+    for j, start in enumerate(seq.frame_starts):
+        end = seq.frame_starts[j + 1] if j + 1 < len(seq.frame_starts) else len(seq.ids)
+        idx += list(range(start + 1, end))
+    assert len(idx) == len(streamed)
+    diff = max(float((packed[i] - s).abs().max()) for i, s in zip(idx, streamed))
+    assert diff <= 1e-4, diff
+
+
+def test_casa_window_resets_per_frame(tok):
+    """Changing frame 1's pixels leaves the first CASA layer's output in window 3 bit-identical
+    (its keys/values are frame 3's image and window-3 text only), while the insertion twin,
+    whose self-attention holds frame 1's image tokens, changes. Deeper CASA layers may differ:
+    frame 1 reaches them through the hidden states of window-1 text, by design."""
+    clip = make_clip(3, 4)
+    frames = render_clip(clip, 64)
+    other = frames.copy()
+    other[0] = 255 - other[0]
+    for fusion in ("casa", "insertion"):
+        model = _model(fusion, tok)
+        outs = []
+        for fr in (frames, other):
+            seq = build_sequence(clip, tok)
+            batch = collate([seq], normalise(fr)[None], Special.of(tok), fusion, model.cfg.image_tokens)
+            captured = []
+            hooks = [blk.casa.attn.o.register_forward_hook(lambda m, i, o: captured.append(o.detach()))
+                     for blk in model.casa_blocks]
+            with torch.no_grad():
+                logits = model.forward_packed(batch)[0]
+            for hk in hooks:
+                hk.remove()
+            w3 = [i for i, w in enumerate(seq.win) if w == 3]
+            outs.append((logits[w3], [c[0, w3] for c in captured]))
+        if fusion == "casa":
+            assert torch.equal(outs[0][1][0], outs[1][1][0])
+            w1 = [i for i, w in enumerate(seq.win) if w == 1]
+            assert float((outs[0][0] - outs[1][0]).abs().max()) >= 0  # logits may differ via text states
+        else:
+            assert float((outs[0][0] - outs[1][0]).abs().max()) > 1e-3
+
+
+def test_streaming_window_state_is_swapped(tok):
+    """In the streaming session the CASA state after a new frame is that frame's image K/V
+    and an empty window; the self-attention cache holds text tokens only."""
+    model = _model("casa", tok)
+    clip = make_clip(5, 3)
+    frames = render_clip(clip, 64)
+    s = Session(model, tok)
+    s.prefill_prompt()
+    for f in frames:
+        s.caption_frame(f, 4)
+    expected_k, _ = model.casa_kv(model.vision(torch.from_numpy(normalise(frames[-1][None]))))
+    s.start_frame(frames[-1])
+    assert torch.allclose(s.img_k, expected_k, atol=1e-6)
+    assert s.win_k.shape[3] == 2  # just the two marker tokens
+    assert s.past_k.shape[3] == s.text_tokens
