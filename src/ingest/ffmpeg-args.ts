@@ -1,0 +1,136 @@
+/**
+ * The ffmpeg command line of a frame source. Pure; see docs/ingest.md for the reasoning.
+ *
+ *   ffmpeg -hide_banner -nostdin -nostats -loglevel info [protocol options] [-re] -i INPUT
+ *          -map 0:v:0 -an -sn -dn -vf "select=…,scale=…,format=rgb24,[crop|pad],setsar=1,showinfo@casa"
+ *          -fps_mode passthrough -pix_fmt rgb24 -f rawvideo pipe:1
+ *
+ * - select keeps the first frame at or after each 1/fps grid point of the stream's own clock
+ *   (the grid starts at the first frame):
+ *   timestamps are the source frames' real ones, a gap in the stream leaves a gap (no burst of
+ *   duplicated frames after a hiccup, unlike the fps filter), and a jump back of more than a
+ *   second (timestamp reset) restarts the grid.
+ * - showinfo@casa logs each output frame's pts on stderr, in output order; that is where the
+ *   frame timestamps come from (rawvideo on a pipe carries none).
+ */
+import type { FfmpegFeatures } from './binaries.js';
+import type { ClassifiedInput } from './input.js';
+import type { Fit } from './types.js';
+
+/** The log prefix of the showinfo instance, matched on stderr. */
+export const SHOWINFO_NAME = 'showinfo@casa';
+/** Probe length (µs) for header-less live inputs. */
+export const LIVE_ANALYZE_US = 1_000_000;
+
+export interface FfmpegArgsParams {
+  input: ClassifiedInput;
+  width: number;
+  height: number;
+  fit: Fit;
+  fps: number;
+  /** Pass -re (files and stdin read at native speed). */
+  readAtNativeRate: boolean;
+  rtspTransport: 'tcp' | 'udp';
+  ioTimeoutMs: number;
+  features: FfmpegFeatures;
+  inputFormat?: string;
+  /** Let ffmpeg stop by itself after this many output frames (only where no frame is ever dropped). */
+  maxOutputFrames?: number;
+}
+
+export interface FfmpegArgs {
+  /** What goes after -i. */
+  input: string;
+  inputOptions: string[];
+  outputOptions: string[];
+}
+
+export function buildFfmpegArgs(p: FfmpegArgsParams): FfmpegArgs {
+  // -loglevel info: the showinfo lines (frame timestamps) are logged at that level.
+  const inputOptions = ['-hide_banner', '-nostdin', '-nostats', '-loglevel', 'info'];
+  const ioUs = String(Math.max(1, Math.round(p.ioTimeoutMs * 1000)));
+  switch (p.input.scheme) {
+    case 'rtsp':
+    case 'rtsps':
+      inputOptions.push('-rtsp_transport', p.rtspTransport, p.features.rtspTimeoutOption, ioUs);
+      break;
+    case 'rtmp':
+    case 'rtmps':
+    case 'http':
+    case 'https':
+    case 'srt':
+    case 'udp':
+      // FLV and MPEG-TS have no header, so ffmpeg would probe for the full 5 s default before
+      // the first frame; 1 s is enough (it reads on past it until a keyframe gives the size).
+      inputOptions.push('-rw_timeout', ioUs, '-analyzeduration', String(LIVE_ANALYZE_US));
+      break;
+    case 'v4l2':
+      inputOptions.push('-f', 'v4l2');
+      break;
+    default:
+      break;
+  }
+  if (p.inputFormat) inputOptions.push('-f', p.inputFormat);
+  if (p.readAtNativeRate) inputOptions.push('-re');
+
+  const outputOptions = [
+    '-map',
+    '0:v:0',
+    '-an',
+    '-sn',
+    '-dn',
+    '-vf',
+    buildFilterGraph(p.width, p.height, p.fit, p.fps),
+    ...(p.features.fpsMode ? ['-fps_mode', 'passthrough'] : ['-vsync', 'passthrough']),
+    ...(p.maxOutputFrames !== undefined ? ['-frames:v', String(p.maxOutputFrames)] : []),
+    '-pix_fmt',
+    'rgb24',
+    '-f',
+    'rawvideo',
+  ];
+  return { input: p.input.ffmpegInput, inputOptions, outputOptions };
+}
+
+/** The -vf graph: sample at fps, fit into width x height, rgb24, log pts. No spaces in it. */
+export function buildFilterGraph(width: number, height: number, fit: Fit, fps: number): string {
+  const W = String(width);
+  const H = String(height);
+  const F = num(fps);
+  const jump = num(1 + 1 / fps);
+  // State: ld(0) next sample time, ld(1) "a frame was selected", ld(2) grid anchor (the first
+  // selected frame's time, so a live stream joined at t=0.13 samples 0.13, 0.63, … not 0.13, 0.5).
+  // A frame is taken when it reaches the next grid time (1 ms slack), when it is the first, or
+  // when time jumped back by more than a second (re-anchor). eval.c does not order the operands
+  // of + or *, so the updates are sequenced through if() conditions, which are evaluated first.
+  const first = `eq(ld(1),0)+lt(t,ld(0)-${jump})`;
+  const anchor = `st(2,if(${first},t,ld(2)))`;
+  const next = `st(0,if(isnan(${anchor}),0,ld(2)+(floor((t-ld(2)+0.001)*${F})+1)/${F}))`;
+  const select = `select='if(isnan(t)+gte(t+0.001,ld(0))+${first},if(isnan(${next}),1,st(1,1)))'`;
+  // dar = display aspect ratio (sample aspect ratio included), so anamorphic video fits right.
+  let fitChain: string[];
+  switch (fit) {
+    case 'fill':
+      fitChain = [`scale=w=${W}:h=${H}:flags=area`, 'format=rgb24'];
+      break;
+    case 'crop':
+      fitChain = [
+        `scale=w='max(${W},round(${H}*dar))':h='max(${H},round(${W}/dar))':flags=area`,
+        'format=rgb24',
+        `crop=w=${W}:h=${H}`,
+      ];
+      break;
+    case 'letterbox':
+      fitChain = [
+        `scale=w='min(${W},max(1,round(${H}*dar)))':h='min(${H},max(1,round(${W}/dar)))':flags=area`,
+        'format=rgb24',
+        `pad=w=${W}:h=${H}:x=(ow-iw)/2:y=(oh-ih)/2:color=black`,
+      ];
+      break;
+  }
+  return [select, ...fitChain, 'setsar=1', SHOWINFO_NAME].join(',');
+}
+
+function num(x: number): string {
+  // Plain decimal notation (ffmpeg's eval reads 1e-7 too, but keep the graph readable).
+  return Number.isInteger(x) ? String(x) : x.toFixed(9).replace(/0+$/, '');
+}

@@ -1,0 +1,19 @@
+/**
+ * Frame ingestion (DESIGN §1, source side): one ffmpeg child per stream delivering frames at
+ * the configured rate, scaled to the model's input size, with stream timestamps. See docs/ingest.md.
+ */
+export type {
+  Fit,
+  Frame,
+  FrameSource,
+  IngestLogger,
+  ReconnectOptions,
+  SourceKind,
+  SourceOptions,
+  SourceStatus,
+} from './types.js';
+export { openFrameSource, backoffDelay, DEFAULTS as SOURCE_DEFAULTS } from './source.js';
+export { resolveFfmpeg, clearFfmpegCache, type ResolvedFfmpeg, type ResolveFfmpegOptions, type BinarySource } from './binaries.js';
+export { validateInput, classifyInput, redactUrl, SUPPORTED_SCHEMES, type ClassifiedInput } from './input.js';
+export { runFramesCommand, type FramesCommandOptions, type FramesCommandResult } from './frames-command.js';
+export * from './errors.js';

@@ -1,0 +1,110 @@
+import type { Readable } from 'node:stream';
+import type { StreamState } from '../events.js';
+
+/** One decoded, scaled frame, exactly as the model will see it. */
+export interface Frame {
+  /** 0, 1, 2, … over the life of the source (continues across reconnects). */
+  index: number;
+  /** Stream time in seconds from the start of the stream (see docs/ingest.md for reconnects). */
+  ptsSeconds: number;
+  /** Date.now() when the last byte of the frame came out of ffmpeg. */
+  receivedAt: number;
+  width: number;
+  height: number;
+  /** width * height * 3 bytes, packed RGB, row-major, top row first. */
+  rgb: Buffer;
+}
+
+/**
+ * How the picture is fitted into the model's width x height:
+ * - fill: stretch to the size (aspect ratio not kept);
+ * - crop: scale to cover the size, keeping the aspect ratio, and cut the centre out;
+ * - letterbox: scale to fit inside the size, keeping the aspect ratio, black bars around.
+ */
+export type Fit = 'fill' | 'crop' | 'letterbox';
+
+export type SourceKind = 'file' | 'live' | 'stdin' | 'device';
+
+/** pino-compatible logger (pino itself fits). */
+export interface IngestLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+  debug(obj: object, msg?: string): void;
+}
+
+export interface ReconnectOptions {
+  /** First retry delay (default 500 ms). */
+  initialDelayMs?: number;
+  /** Cap of the exponential backoff (default 30 000 ms). */
+  maxDelayMs?: number;
+  /**
+   * Consecutive failed attempts tolerated before the source gives up with the last error
+   * (default Infinity for live inputs and devices; files and stdin never retry).
+   */
+  maxRetries?: number;
+}
+
+export interface SourceOptions {
+  /** Path, URL (rtsp, rtsps, rtmp, rtmps, http, https, srt, udp, file), /dev/videoN or "-" for stdin. */
+  input: string;
+  /** Output size: the model's input size. */
+  width: number;
+  height: number;
+  /** Default 'letterbox'. */
+  fit?: Fit;
+  /** Frames per second sampled from the stream (default 2). */
+  fps?: number;
+  /** Files and stdin: read at the stream's own speed (dropping frames the consumer cannot take) instead of as fast as the consumer pulls. */
+  realtime?: boolean;
+  /** RTSP lower transport (default 'tcp'). */
+  rtspTransport?: 'tcp' | 'udp';
+  /** No frame for this long → stalled: ffmpeg is SIGKILLed and the input reconnected (default 10 000 ms). */
+  stallTimeoutMs?: number;
+  /** ffmpeg's own network I/O timeout (rtsp -timeout, other protocols -rw_timeout; default 5 000 ms). */
+  ioTimeoutMs?: number;
+  reconnect?: ReconnectOptions;
+  /** ffmpeg / ffprobe binaries (else FFMPEG_PATH / FFPROBE_PATH, else PATH, else the bundled npm ones). */
+  ffmpegPath?: string;
+  ffprobePath?: string;
+  logger?: IngestLogger;
+  /** Stop (state 'ended') after delivering this many frames. */
+  maxFrames?: number;
+  /** Force ffmpeg's input format (-f), e.g. 'mjpeg' or 'h264' for raw streams on stdin. */
+  inputFormat?: string;
+  /** The stream read when input is "-" (default process.stdin). */
+  stdin?: Readable;
+}
+
+export interface SourceStatus {
+  state: StreamState;
+  /** Why: the error message for 'reconnecting' and 'error', 'end of input' / 'stopped' / … for 'ended'. */
+  reason?: string;
+  /** Machine-readable cause for 'reconnecting' and 'error' (an IngestError code). */
+  code?: string;
+  /** For 'reconnecting': how long until the next attempt. */
+  retryInMs?: number;
+  droppedFrames: number;
+  reconnects: number;
+}
+
+export interface FrameSource {
+  /**
+   * The frames, pull-based. At most one finished frame waits for the consumer: a file waits for
+   * it (backpressure), a live input replaces it with the newest frame and counts the drop.
+   * Ends at end of input or stop(); throws the typed error when the source fails for good.
+   * Leaving a for-await loop early (break, throw) stops the source.
+   */
+  frames(): AsyncIterable<Frame>;
+  on(event: 'status', fn: (s: SourceStatus) => void): this;
+  off(event: 'status', fn: (s: SourceStatus) => void): this;
+  readonly droppedFrames: number;
+  readonly reconnects: number;
+  /** http(s) inputs start as 'live' and become 'file' when ffmpeg reports a finite duration (VOD). */
+  readonly kind: SourceKind;
+  readonly status: SourceStatus;
+  /** Duration from ffprobe, for progress bars; undefined for live inputs, stdin and devices. */
+  durationSeconds(): Promise<number | undefined>;
+  /** Stops ingest; resolves when no ffmpeg/ffprobe child of this source remains. Idempotent. */
+  stop(): Promise<void>;
+}

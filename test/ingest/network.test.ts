@@ -1,0 +1,200 @@
+/**
+ * Other inputs through real servers on 127.0.0.1: RTMP and SRT (ffmpeg in listen mode), HLS and
+ * progressive MP4 over HTTP (node http server), MPEG-TS over UDP, and standard input.
+ */
+import { createReadStream, statSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { extname, join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { openFrameSource, type Frame, type FrameSource, type SourceOptions, type SourceStatus } from '../../src/ingest/index.js';
+import { ffmpeg, freePort, Helpers, makeClip, sleep, tempDir, waitFor } from './helpers/media.js';
+import { strayChildren } from './helpers/procs.js';
+
+const tmp = tempDir();
+const helpers = new Helpers();
+const sources: FrameSource[] = [];
+let clip: string;
+let http: Server;
+let httpPort: number;
+
+function open(opts: SourceOptions): FrameSource {
+  const s = openFrameSource(opts);
+  sources.push(s);
+  return s;
+}
+
+beforeAll(async () => {
+  clip = join(tmp.dir, 'clip.mp4');
+  await makeClip(clip, {
+    size: '320x240',
+    rate: 25,
+    seconds: 4,
+    codecArgs: ['-c:v', 'libx264', '-preset', 'ultrafast', '-g', '10', '-pix_fmt', 'yuv420p'],
+    extra: ['-movflags', '+faststart'],
+  });
+  await ffmpeg(['-i', clip, '-c', 'copy', '-f', 'mpegts', join(tmp.dir, 'clip.ts')]);
+  await ffmpeg([
+    '-i',
+    clip,
+    '-c',
+    'copy',
+    '-f',
+    'hls',
+    '-hls_time',
+    '1',
+    '-hls_playlist_type',
+    'vod',
+    '-hls_segment_filename',
+    join(tmp.dir, 'seg%03d.ts'),
+    join(tmp.dir, 'index.m3u8'),
+  ]);
+  http = createServer((req, res) => {
+    const file = join(tmp.dir, (req.url ?? '/').split('?')[0]!.replace(/^\/+/, ''));
+    try {
+      const size = statSync(file).size;
+      const type = { '.m3u8': 'application/vnd.apple.mpegurl', '.ts': 'video/mp2t', '.mp4': 'video/mp4' }[extname(file)] ?? 'application/octet-stream';
+      res.writeHead(200, { 'Content-Type': type, 'Content-Length': size });
+      createReadStream(file).pipe(res);
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise<void>((r) => http.listen(0, '127.0.0.1', () => r()));
+  httpPort = (http.address() as { port: number }).port;
+});
+afterEach(async () => {
+  await Promise.all(sources.splice(0).map((s) => s.stop()));
+  await helpers.killAll();
+});
+afterAll(async () => {
+  http.closeAllConnections();
+  await new Promise<void>((r) => http.close(() => r()));
+  tmp.cleanup();
+});
+
+async function drain(source: FrameSource, delayMs = 0): Promise<{ frames: Frame[]; statuses: SourceStatus[] }> {
+  const statuses: SourceStatus[] = [];
+  source.on('status', (s) => statuses.push(s));
+  const frames: Frame[] = [];
+  for await (const f of source.frames()) {
+    frames.push(f);
+    if (delayMs) await sleep(delayMs);
+  }
+  return { frames, statuses };
+}
+
+/** Takes `n` frames from a live source, then stops it. */
+async function take(source: FrameSource, n: number, timeoutMs = 15_000): Promise<Frame[]> {
+  const frames: Frame[] = [];
+  const timer = setTimeout(() => void source.stop(), timeoutMs);
+  for await (const f of source.frames()) {
+    frames.push(f);
+    if (frames.length >= n) break;
+  }
+  clearTimeout(timer);
+  return frames;
+}
+
+const increasing = (frames: Frame[]): boolean => frames.every((f, i) => i === 0 || f.ptsSeconds > frames[i - 1]!.ptsSeconds);
+
+describe('network inputs', () => {
+  it('RTMP (ffmpeg serving with -listen 1)', async () => {
+    const port = await freePort();
+    const url = `rtmp://127.0.0.1:${port}/live/cam`;
+    helpers.ffmpeg(['-re', '-stream_loop', '-1', '-i', clip, '-c', 'copy', '-f', 'flv', '-listen', '1', url]);
+    const source = open({ input: url, width: 64, height: 48, fps: 4, reconnect: { initialDelayMs: 100, maxDelayMs: 300 } });
+    expect(source.kind).toBe('live');
+    const frames = await take(source, 4);
+    expect(frames).toHaveLength(4);
+    expect(increasing(frames)).toBe(true);
+    expect(strayChildren(helpers.pids)).toEqual([]);
+  });
+
+  it('SRT (ffmpeg as listener)', async () => {
+    const port = await freePort();
+    helpers.ffmpeg(['-re', '-stream_loop', '-1', '-i', clip, '-c', 'copy', '-f', 'mpegts', `srt://127.0.0.1:${port}?mode=listener`]);
+    const source = open({ input: `srt://127.0.0.1:${port}`, width: 64, height: 48, fps: 4, reconnect: { initialDelayMs: 100, maxDelayMs: 300 } });
+    const frames = await take(source, 4);
+    expect(frames).toHaveLength(4);
+    expect(increasing(frames)).toBe(true);
+    expect(strayChildren(helpers.pids)).toEqual([]);
+  });
+
+  it('MPEG-TS over UDP', async () => {
+    const port = await freePort();
+    const source = open({ input: `udp://127.0.0.1:${port}`, width: 64, height: 48, fps: 4 });
+    const pending = take(source, 4);
+    await sleep(300); // let ffmpeg bind the port first
+    helpers.ffmpeg(['-re', '-stream_loop', '-1', '-i', join(tmp.dir, 'clip.ts'), '-c', 'copy', '-f', 'mpegts', `udp://127.0.0.1:${port}?pkt_size=1316`]);
+    const frames = await pending;
+    expect(frames).toHaveLength(4);
+    expect(increasing(frames)).toBe(true);
+  });
+
+  it('HLS VOD playlist over HTTP reads like a file: every frame, then ended', async () => {
+    const source = open({ input: `http://127.0.0.1:${httpPort}/index.m3u8`, width: 64, height: 48, fps: 2 });
+    expect(source.kind).toBe('live');
+    const duration = await source.durationSeconds();
+    expect(duration).toBeGreaterThan(3.5);
+    const { frames, statuses } = await drain(source, 20);
+    expect(source.kind).toBe('file');
+    expect(Math.abs(frames.length - duration! * 2)).toBeLessThanOrEqual(1);
+    expect(source.droppedFrames).toBe(0);
+    expect(increasing(frames)).toBe(true);
+    expect(statuses.at(-1)).toMatchObject({ state: 'ended', reason: 'end of input' });
+    expect(strayChildren()).toEqual([]);
+  });
+
+  it('progressive MP4 over HTTP', async () => {
+    const source = open({ input: `http://127.0.0.1:${httpPort}/clip.mp4`, width: 64, height: 48, fps: 2 });
+    const { frames, statuses } = await drain(source);
+    expect(frames).toHaveLength(8);
+    expect(statuses.at(-1)!.state).toBe('ended');
+  });
+
+  it('HTTP 404 → StreamNotFoundError', async () => {
+    const source = open({ input: `http://127.0.0.1:${httpPort}/missing.m3u8`, width: 64, height: 48, reconnect: { maxRetries: 0 } });
+    await expect(drain(source)).rejects.toMatchObject({ code: 'stream-not-found' });
+  });
+});
+
+describe('standard input', () => {
+  it('reads a stream piped into stdin ("-") to its end', async () => {
+    const source = open({ input: '-', stdin: createReadStream(join(tmp.dir, 'clip.ts')), width: 64, height: 48, fps: 2 });
+    expect(source.kind).toBe('stdin');
+    expect(await source.durationSeconds()).toBeUndefined();
+    const { frames, statuses } = await drain(source);
+    expect(Math.abs(frames.length - 8)).toBeLessThanOrEqual(1);
+    expect(increasing(frames)).toBe(true);
+    expect(statuses.at(-1)).toMatchObject({ state: 'ended', reason: 'end of input' });
+    expect(strayChildren()).toEqual([]);
+  });
+});
+
+describe('pacing', () => {
+  it('a file waits for a slow consumer (backpressure): nothing dropped, nothing queued', async () => {
+    const source = open({ input: clip, width: 64, height: 48, fps: 2 });
+    const { frames } = await drain(source, 120);
+    expect(frames).toHaveLength(8);
+    expect(source.droppedFrames).toBe(0);
+  });
+
+  it('a file runs faster than real time when the consumer keeps up', async () => {
+    const t0 = Date.now();
+    const { frames } = await drain(open({ input: clip, width: 64, height: 48, fps: 2 }));
+    expect(frames).toHaveLength(8);
+    expect(Date.now() - t0).toBeLessThan(3000);
+  });
+
+  it('realtime: true plays the file at its own speed and drops (newest wins) for a slow consumer', async () => {
+    const t0 = Date.now();
+    const source = open({ input: clip, width: 64, height: 48, fps: 5, realtime: true });
+    const { frames } = await drain(source, 450);
+    const elapsed = Date.now() - t0;
+    expect(elapsed).toBeGreaterThan(3500);
+    expect(source.droppedFrames).toBeGreaterThan(5);
+    expect(frames.length + source.droppedFrames).toBeGreaterThanOrEqual(19);
+    expect(frames.length + source.droppedFrames).toBeLessThanOrEqual(21);
+    expect(increasing(frames)).toBe(true);
+  });
+});

@@ -1,0 +1,102 @@
+/** Pure parts: inputs, the ffmpeg command line, stderr parsing, failure classification, backoff. */
+import { describe, expect, it } from 'vitest';
+import { backoffDelay, classifyInput, redactUrl, validateInput } from '../../src/ingest/index.js';
+import { buildFfmpegArgs, buildFilterGraph } from '../../src/ingest/ffmpeg-args.js';
+import { classifyFailure, lastMeaningful, parseDurationLine, parseShowinfoLine } from '../../src/ingest/ffmpeg-stderr.js';
+
+const features = { fpsMode: true, rtspTimeoutOption: '-timeout' as const };
+
+describe('inputs', () => {
+  it('classifies paths, URLs, devices and stdin', () => {
+    expect(classifyInput('clip.mp4')).toMatchObject({ kind: 'file', scheme: 'file', ffmpegInput: `file:${process.cwd()}/clip.mp4` });
+    expect(classifyInput('/tmp/a:b.mkv').ffmpegInput).toBe('file:/tmp/a:b.mkv');
+    expect(classifyInput('file:///tmp/x%20y.mp4')).toMatchObject({ kind: 'file', path: '/tmp/x y.mp4' });
+    expect(classifyInput('-')).toMatchObject({ kind: 'stdin', ffmpegInput: 'pipe:0' });
+    expect(classifyInput('/dev/video0')).toMatchObject({ kind: 'device', scheme: 'v4l2' });
+    expect(classifyInput('RTSP://cam.local/s')).toMatchObject({ kind: 'live', scheme: 'rtsp', host: 'cam.local', port: 554 });
+    expect(classifyInput('rtmp://h:1936/app/key')).toMatchObject({ scheme: 'rtmp', port: 1936 });
+    expect(classifyInput('https://cdn.example/live.m3u8')).toMatchObject({ kind: 'live', scheme: 'https', port: 443 });
+    expect(classifyInput('srt://10.0.0.1:9000?mode=caller')).toMatchObject({ scheme: 'srt', port: 9000 });
+    expect(classifyInput('udp://@239.0.0.1:1234')).toMatchObject({ scheme: 'udp', host: '239.0.0.1' });
+    for (const bad of ['gopher://x', 'ftp://x/y', 'rtp://1.2.3.4:5000']) expect(() => validateInput(bad)).toThrow(/not supported/);
+  });
+
+  it('redacts credentials', () => {
+    expect(redactUrl('rtsp://admin:s3cret@cam/stream')).toBe('rtsp://admin:***@cam/stream');
+    expect(redactUrl('srt://h:1?passphrase=abcdefghij&mode=caller')).toBe('srt://h:1?passphrase=***&mode=caller');
+    expect(classifyInput('rtsp://u:p@h/s').display).toBe('rtsp://u:***@h/s');
+  });
+});
+
+describe('ffmpeg command line', () => {
+  it('samples at fps on the stream clock, fits, converts to rgb24 and logs pts', () => {
+    expect(buildFilterGraph(224, 224, 'letterbox', 2)).toBe(
+      "select='if(isnan(t)+gte(t+0.001,ld(0))+eq(ld(1),0)+lt(t,ld(0)-1.5)," +
+        "if(isnan(st(0,if(isnan(st(2,if(eq(ld(1),0)+lt(t,ld(0)-1.5),t,ld(2)))),0,ld(2)+(floor((t-ld(2)+0.001)*2)+1)/2))),1,st(1,1)))'," +
+        "scale=w='min(224,max(1,round(224*dar)))':h='min(224,max(1,round(224/dar)))':flags=area,format=rgb24," +
+        'pad=w=224:h=224:x=(ow-iw)/2:y=(oh-ih)/2:color=black,setsar=1,showinfo@casa',
+    );
+    expect(buildFilterGraph(320, 240, 'crop', 0.5)).toContain("scale=w='max(320,round(240*dar))':h='max(240,round(320/dar))'");
+    expect(buildFilterGraph(320, 240, 'crop', 0.5)).toContain('crop=w=320:h=240');
+    expect(buildFilterGraph(320, 240, 'fill', 2.5)).toContain('scale=w=320:h=240:flags=area,format=rgb24,setsar=1');
+    expect(buildFilterGraph(320, 240, 'fill', 2.5)).toContain('*2.5)+1)/2.5');
+    expect(buildFilterGraph(10, 10, 'fill', 3)).not.toMatch(/\s/);
+  });
+
+  it('sets transport and I/O timeouts per protocol', () => {
+    const base = { width: 8, height: 8, fit: 'fill' as const, fps: 2, readAtNativeRate: false, rtspTransport: 'tcp' as const, ioTimeoutMs: 5000, features };
+    const rtsp = buildFfmpegArgs({ ...base, input: classifyInput('rtsp://h/s') });
+    expect(rtsp.inputOptions).toEqual(['-hide_banner', '-nostdin', '-nostats', '-loglevel', 'info', '-rtsp_transport', 'tcp', '-timeout', '5000000']);
+    const rtsp4 = buildFfmpegArgs({ ...base, rtspTransport: 'udp', features: { fpsMode: false, rtspTimeoutOption: '-stimeout' }, input: classifyInput('rtsp://h/s') });
+    expect(rtsp4.inputOptions).toContain('-stimeout');
+    expect(rtsp4.inputOptions).toContain('udp');
+    expect(rtsp4.outputOptions).toContain('-vsync');
+    const http = buildFfmpegArgs({ ...base, input: classifyInput('http://h/a.m3u8') });
+    expect(http.inputOptions).toContain('-rw_timeout');
+    const file = buildFfmpegArgs({ ...base, readAtNativeRate: true, maxOutputFrames: 5, input: classifyInput('/a.mp4') });
+    expect(file.inputOptions).toEqual(['-hide_banner', '-nostdin', '-nostats', '-loglevel', 'info', '-re']);
+    expect(file.outputOptions.slice(0, 5)).toEqual(['-map', '0:v:0', '-an', '-sn', '-dn']);
+    expect(file.outputOptions).toEqual(expect.arrayContaining(['-fps_mode', 'passthrough', '-frames:v', '5', '-pix_fmt', 'rgb24', '-f', 'rawvideo']));
+    expect(buildFfmpegArgs({ ...base, input: classifyInput('/dev/video2') }).inputOptions).toEqual(expect.arrayContaining(['-f', 'v4l2']));
+  });
+});
+
+describe('stderr', () => {
+  it('reads showinfo pts and the input duration', () => {
+    expect(
+      parseShowinfoLine('[showinfo@casa @ 0x55d] n:  12 pts:  92160 pts_time:6       duration:512 pos: 1 fmt:rgb24 sar:1/1 s:8x8'),
+    ).toBe(6);
+    expect(parseShowinfoLine('[showinfo@casa @ 0x55d] n:   0 pts:NOPTS pts_time:NOPTS pos: -1')).toBeNaN();
+    expect(parseShowinfoLine('[showinfo@casa @ 0x55d] config in time_base: 1/15360, frame_rate: 30/1')).toBeNull();
+    expect(parseShowinfoLine('[Parsed_showinfo_0 @ 0x1] n:   0 pts:      0 pts_time:0')).toBeUndefined();
+    expect(parseDurationLine('  Duration: 00:01:02.50, start: 0.000000, bitrate: 100 kb/s')).toBe(62.5);
+    expect(parseDurationLine('  Duration: N/A, start: 1.4, bitrate: N/A')).toBeNull();
+    expect(parseDurationLine('Duration: nope')).toBeUndefined();
+  });
+
+  it('classifies ffmpeg failures', () => {
+    const ctx = (input: string, lines: string[]) => ({ input: classifyInput(input), lines, exitCode: 1, signal: null, ioTimeoutMs: 5000, ffmpegPath: '/usr/bin/ffmpeg', frames: 0 });
+    expect(classifyFailure(ctx('rtsp://h/s', ['[tcp @ 0x1] Connection to tcp://h:554?timeout=0 failed: Connection timed out'])).code).toBe('io-timeout');
+    expect(classifyFailure(ctx('rtsps://h/s', ['https: Protocol not found'])).code).toBe('protocol-unavailable');
+    expect(classifyFailure(ctx('http://h/s', ['http://h/s: Server returned 403 Forbidden (access denied)'])).code).toBe('forbidden');
+    expect(classifyFailure(ctx('/dev/video7', ['[video4linux2,v4l2 @ 0x1] Cannot open video device /dev/video7: No such file or directory'])).code).toBe('device-unavailable');
+    expect(classifyFailure(ctx('rtsp://h/s', ['something odd happened'])).message).toBe('ffmpeg failed on input rtsp://h/s: something odd happened.');
+    expect(lastMeaningful(['[rtsp @ 0x55aa] method DESCRIBE failed: 454 Session Not Found', 'Conversion failed!'])).toBe(
+      'method DESCRIBE failed: 454 Session Not Found',
+    );
+  });
+});
+
+describe('backoff', () => {
+  it('grows exponentially to the cap, with jitter in [d/2, d]', () => {
+    const lo = () => 0;
+    const hi = () => 1;
+    expect([1, 2, 3, 4, 5, 6, 7].map((n) => backoffDelay(n, 500, 10_000, hi))).toEqual([500, 1000, 2000, 4000, 8000, 10000, 10000]);
+    expect([1, 2, 3].map((n) => backoffDelay(n, 500, 10_000, lo))).toEqual([250, 500, 1000]);
+    for (let i = 0; i < 100; i++) {
+      const d = backoffDelay(3, 500, 10_000);
+      expect(d).toBeGreaterThanOrEqual(1000);
+      expect(d).toBeLessThanOrEqual(2000);
+    }
+  });
+});
