@@ -1,0 +1,179 @@
+/**
+ * Thin typed wrappers over the bundle's onnxruntime sessions (docs/model-format.md).
+ * They build the input tensors (zero-copy views where possible), run the graph and hand
+ * back the outputs as typed arrays. The time spent inside onnxruntime's `run` is added
+ * to an optional RunTimer, so the engine's own overhead can be measured apart.
+ */
+import { Tensor, type InferenceSession } from 'onnxruntime-node';
+
+export type OrtSession = InferenceSession;
+export type OrtTensor = Tensor;
+
+export interface RunTimer {
+  /** Milliseconds spent awaiting onnxruntime's run. */
+  ortMs: number;
+  /** onnxruntime runs. */
+  runs: number;
+}
+
+export function newRunTimer(): RunTimer {
+  return { ortMs: 0, runs: 0 };
+}
+
+export function floatTensor(data: Float32Array, dims: readonly number[]): OrtTensor {
+  return new Tensor('float32', data, dims);
+}
+
+/** An int64 [1, T] tensor of consecutive values start, start + 1, … */
+export function rangeTensor(start: number, count: number): OrtTensor {
+  const a = new BigInt64Array(count);
+  for (let i = 0; i < count; i++) a[i] = BigInt(start + i);
+  return new Tensor('int64', a, [1, count]);
+}
+
+export function idsTensor(ids: readonly number[]): OrtTensor {
+  const a = new BigInt64Array(ids.length);
+  for (let i = 0; i < ids.length; i++) a[i] = BigInt(ids[i] as number);
+  return new Tensor('int64', a, [1, ids.length]);
+}
+
+async function timedRun(
+  session: OrtSession,
+  feeds: Record<string, OrtTensor>,
+  timer: RunTimer | undefined,
+): Promise<Record<string, OrtTensor>> {
+  if (!timer) return session.run(feeds);
+  const t0 = performance.now();
+  const out = await session.run(feeds);
+  timer.ortMs += performance.now() - t0;
+  timer.runs += 1;
+  return out;
+}
+
+function floats(out: Record<string, OrtTensor>, name: string): Float32Array {
+  const t = out[name];
+  if (!t || !(t.data instanceof Float32Array)) throw new Error(`graph output "${name}" missing or not float32`);
+  return t.data;
+}
+
+/** vision.onnx: pixels [1, 3, H, W] → image_embeds [1, N, D]. */
+export class VisionGraph {
+  constructor(
+    readonly session: OrtSession,
+    readonly width: number,
+    readonly height: number,
+  ) {}
+
+  async run(pixels: Float32Array, timer?: RunTimer): Promise<OrtTensor> {
+    const out = await timedRun(this.session, { pixels: floatTensor(pixels, [1, 3, this.height, this.width]) }, timer);
+    const embeds = out.image_embeds;
+    if (!embeds) throw new Error('vision.onnx returned no image_embeds');
+    return embeds;
+  }
+}
+
+/** casa_kv.onnx: image_embeds [1, N, D] → image_keys / image_values [C, 1, KVH, N, Dh]. */
+export class CasaKvGraph {
+  constructor(readonly session: OrtSession) {}
+
+  async run(imageEmbeds: OrtTensor, timer?: RunTimer): Promise<{ keys: OrtTensor; values: OrtTensor }> {
+    const out = await timedRun(this.session, { image_embeds: imageEmbeds }, timer);
+    const keys = out.image_keys;
+    const values = out.image_values;
+    if (!keys || !values) throw new Error('casa_kv.onnx returned no image_keys / image_values');
+    return { keys, values };
+  }
+}
+
+export interface KvInput {
+  keys: Float32Array;
+  values: Float32Array;
+  /** [layers, 1, kvHeads, tokens, headDim] */
+  dims: number[];
+}
+
+export interface CasaStepInput {
+  ids: readonly number[];
+  /** Self-attention position of the first id. */
+  position: number;
+  /** CASA window position of the first id (1 for a window's first text token). */
+  windowPosition: number;
+  past: KvInput;
+  imageKeys: OrtTensor;
+  imageValues: OrtTensor;
+  window: KvInput;
+}
+
+export interface CasaStepOutput {
+  /** [T, V] */
+  logits: Float32Array;
+  /** [L, 1, KVH, T, Dh] */
+  newKeys: Float32Array;
+  newValues: Float32Array;
+  /** [C, 1, KVH, T, Dh] */
+  newWindowKeys: Float32Array;
+  newWindowValues: Float32Array;
+}
+
+/** decoder.onnx of a casa bundle: one step over T new text tokens. */
+export class CasaDecoderGraph {
+  constructor(readonly session: OrtSession) {}
+
+  async step(inp: CasaStepInput, timer?: RunTimer): Promise<CasaStepOutput> {
+    const t = inp.ids.length;
+    const feeds: Record<string, OrtTensor> = {
+      input_ids: idsTensor(inp.ids),
+      position_ids: rangeTensor(inp.position, t),
+      window_position_ids: rangeTensor(inp.windowPosition, t),
+      past_keys: floatTensor(inp.past.keys, inp.past.dims),
+      past_values: floatTensor(inp.past.values, inp.past.dims),
+      image_keys: inp.imageKeys,
+      image_values: inp.imageValues,
+      window_keys: floatTensor(inp.window.keys, inp.window.dims),
+      window_values: floatTensor(inp.window.values, inp.window.dims),
+    };
+    const out = await timedRun(this.session, feeds, timer);
+    return {
+      logits: floats(out, 'logits'),
+      newKeys: floats(out, 'new_keys'),
+      newValues: floats(out, 'new_values'),
+      newWindowKeys: floats(out, 'new_window_keys'),
+      newWindowValues: floats(out, 'new_window_values'),
+    };
+  }
+}
+
+export interface InsertionStepInput {
+  ids: readonly number[];
+  /** image_embeds [1, N', D] placed before the ids (N' = 0 for text-only steps). */
+  imageEmbeds: OrtTensor;
+  /** Position of the first entry (image token or id). */
+  position: number;
+  past: KvInput;
+}
+
+export interface InsertionStepOutput {
+  /** [N' + T, V] */
+  logits: Float32Array;
+  /** [L, 1, KVH, N' + T, Dh] */
+  newKeys: Float32Array;
+  newValues: Float32Array;
+}
+
+/** decoder.onnx of an insertion bundle: one step over N' image tokens and T text tokens. */
+export class InsertionDecoderGraph {
+  constructor(readonly session: OrtSession) {}
+
+  async step(inp: InsertionStepInput, timer?: RunTimer): Promise<InsertionStepOutput> {
+    const n = inp.imageEmbeds.dims[1] ?? 0;
+    const feeds: Record<string, OrtTensor> = {
+      input_ids: idsTensor(inp.ids),
+      image_embeds: inp.imageEmbeds,
+      position_ids: rangeTensor(inp.position, n + inp.ids.length),
+      past_keys: floatTensor(inp.past.keys, inp.past.dims),
+      past_values: floatTensor(inp.past.values, inp.past.dims),
+    };
+    const out = await timedRun(this.session, feeds, timer);
+    return { logits: floats(out, 'logits'), newKeys: floats(out, 'new_keys'), newValues: floats(out, 'new_values') };
+  }
+}

@@ -1,0 +1,368 @@
+/**
+ * One stream's caption session: the per-stream caption protocol of DESIGN §3 over a
+ * decoder backend (CASA or the insertion twin).
+ *
+ * State machine:
+ *   open ──prefill prompt (window 0)──▶ ready
+ *   ready ──captionFrame(frame)──▶ in-frame ──▶ ready
+ *     in-frame: preprocess → vision (→ casa_kv, window swap) → prefill [preImage, postImage]
+ *               (+ frameOpening on the first frame) → sample ≤ maxNewTokensPerFrame tokens,
+ *               each pushed out and fed → feed EOS unless the last sampled token was EOS
+ *   ready ──close()──▶ closed
+ *   in-frame ──decoder failure──▶ failed (every later call throws)
+ *
+ * A frame the consumer stops reading half way (break out of the iteration) is still
+ * closed properly: EOS is fed, so every window's text ends with EOS as in training.
+ */
+import { randomInt } from 'node:crypto';
+import { InputError, UsageError } from '../errors.js';
+import type { Manifest } from '../model/manifest.js';
+import type { Preprocessor, RgbFrame } from '../model/preprocess.js';
+import type { BundleTokenizer } from '../model/tokenizer.js';
+import type { BackendStats, DecoderBackend } from './backend.js';
+import { StreamDetokenizer, type TokenGranularity } from './detokenizer.js';
+import type { SessionCaptionEvent, SessionEvent, SessionTokenEvent } from './events.js';
+import { Sampler, type SamplerSettings } from './sampler.js';
+import type { RunTimer } from '../model/graphs.js';
+
+/** A video frame: the same shape as src/ingest's Frame. */
+export interface EngineFrame extends RgbFrame {
+  /** 0, 1, 2, … over the life of the source. */
+  index: number;
+  /** Stream time in seconds. */
+  ptsSeconds: number;
+  /** Date.now() when the frame arrived (for latencyMs). */
+  receivedAt: number;
+}
+
+/** Session settings; every field defaults to the bundle manifest's `generation` / `context`. */
+export interface SessionOptions {
+  /** 0 = greedy (argmax). */
+  temperature?: number;
+  topK?: number;
+  repetitionPenalty?: number;
+  repetitionPenaltyDecay?: number;
+  repetitionCountClamp?: number;
+  /** Ids the repetition penalty ignores (default: manifest tokens.penaltyIgnore). */
+  penaltyIgnore?: number[];
+  eosBias?: number;
+  /** Apply the repetition penalty and EOS bias in greedy mode too (default false; see sampler.ts). */
+  greedyProcessors?: boolean;
+  maxNewTokensPerFrame?: number;
+  /** PRNG seed (uint32; default: random, reported by stats().seed). */
+  seed?: number;
+  /** Cap of the self-attention cache in entries (Infinity: unbounded). */
+  maxContextTokens?: number;
+  /** Least number of tokens evicted at once. */
+  evictChunk?: number;
+  /** Tokens kept at the start of the cache (default: the prompt's length). */
+  sinkTokens?: number;
+  /** Frames per second of the stream: a caption's `end` is `start + 1/fps`. */
+  fps?: number;
+  /** Token events carry whole words (default) or every complete piece. */
+  tokenGranularity?: TokenGranularity;
+  /** Resize mode for frames not at the model's size (default: manifest image.fit). */
+  fit?: 'fill' | 'crop' | 'letterbox';
+}
+
+export interface ResolvedSessionOptions {
+  sampler: SamplerSettings;
+  maxNewTokensPerFrame: number;
+  maxContextTokens: number;
+  evictChunk: number;
+  sinkTokens: number;
+  fps: number;
+  tokenGranularity: TokenGranularity;
+  fit: 'fill' | 'crop' | 'letterbox';
+}
+
+export interface SessionStats extends BackendStats {
+  /** Frames captioned. */
+  frames: number;
+  /** Text tokens of the latest frame's window (markers, sampled tokens, EOS). */
+  lastFrameTokens: number;
+  /** Tokens sampled in total (EOS included). */
+  sampledTokens: number;
+  /** Milliseconds spent inside onnxruntime's run, and in the whole frame calls. */
+  ortMs: number;
+  frameMs: number;
+  /** Decoder / vision / casa_kv runs. */
+  graphRuns: number;
+  seed: number;
+}
+
+/** Result of `caption()`: the frame's events and the ids sampled. */
+export interface FrameResult {
+  caption: SessionCaptionEvent;
+  tokens: SessionTokenEvent[];
+  /** Ids sampled for the frame (EOS excluded). */
+  ids: number[];
+}
+
+function check(name: string, value: number, ok: boolean, rule: string): void {
+  if (!ok) throw new UsageError(`session option ${name} = ${value} is invalid: ${rule}`);
+}
+
+/** Defaults from the manifest, overridden by `opts`; validated. */
+export function resolveSessionOptions(
+  manifest: Manifest,
+  promptLength: number,
+  frameOpeningLength: number,
+  opts: SessionOptions = {},
+): ResolvedSessionOptions {
+  const g = manifest.generation;
+  const c = manifest.context;
+  const sampler: SamplerSettings = {
+    temperature: opts.temperature ?? g.temperature,
+    topK: opts.topK ?? g.topK,
+    repetitionPenalty: opts.repetitionPenalty ?? g.repetitionPenalty,
+    repetitionPenaltyDecay: opts.repetitionPenaltyDecay ?? g.repetitionPenaltyDecay,
+    repetitionCountClamp: opts.repetitionCountClamp ?? g.repetitionCountClamp,
+    penaltyIgnore: opts.penaltyIgnore ?? manifest.tokens.penaltyIgnore,
+    eosBias: opts.eosBias ?? g.eosBias,
+    eosId: manifest.tokens.eos,
+    seed: opts.seed ?? randomInt(0, 2 ** 32),
+    greedyProcessors: opts.greedyProcessors ?? false,
+  };
+  const r: ResolvedSessionOptions = {
+    sampler,
+    maxNewTokensPerFrame: opts.maxNewTokensPerFrame ?? g.maxNewTokensPerFrame,
+    maxContextTokens: opts.maxContextTokens ?? c.maxContextTokens,
+    evictChunk: opts.evictChunk ?? c.evictChunk,
+    sinkTokens: opts.sinkTokens ?? promptLength,
+    fps: opts.fps ?? g.fps,
+    tokenGranularity: opts.tokenGranularity ?? 'word',
+    fit: opts.fit ?? manifest.image.fit,
+  };
+  check('temperature', sampler.temperature, Number.isFinite(sampler.temperature) && sampler.temperature >= 0, 'must be ≥ 0');
+  check('topK', sampler.topK, Number.isInteger(sampler.topK) && sampler.topK >= 0, 'must be an integer ≥ 0');
+  check('repetitionPenalty', sampler.repetitionPenalty, sampler.repetitionPenalty > 0, 'must be > 0');
+  check('repetitionPenaltyDecay', sampler.repetitionPenaltyDecay, sampler.repetitionPenaltyDecay >= 0 && sampler.repetitionPenaltyDecay <= 1, 'must be in [0, 1]');
+  check('repetitionCountClamp', sampler.repetitionCountClamp, sampler.repetitionCountClamp >= 0, 'must be ≥ 0');
+  check('eosBias', sampler.eosBias, Number.isFinite(sampler.eosBias), 'must be finite');
+  check('seed', sampler.seed, Number.isInteger(sampler.seed) && sampler.seed >= 0 && sampler.seed < 2 ** 32, 'must be an integer in [0, 2^32)');
+  check('maxNewTokensPerFrame', r.maxNewTokensPerFrame, Number.isInteger(r.maxNewTokensPerFrame) && r.maxNewTokensPerFrame >= 1, 'must be an integer ≥ 1');
+  check('evictChunk', r.evictChunk, Number.isInteger(r.evictChunk) && r.evictChunk >= 1, 'must be an integer ≥ 1');
+  check('sinkTokens', r.sinkTokens, Number.isInteger(r.sinkTokens) && r.sinkTokens >= 0, 'must be an integer ≥ 0');
+  check('fps', r.fps, Number.isFinite(r.fps) && r.fps > 0, 'must be > 0');
+  const cap = r.maxContextTokens;
+  check('maxContextTokens', cap, cap === Infinity || (Number.isInteger(cap) && cap >= 1), 'must be an integer ≥ 1 or Infinity');
+  const frameTokens =
+    2 + frameOpeningLength + r.maxNewTokensPerFrame + 1 + (manifest.fusion === 'insertion' ? manifest.image.tokensPerFrame : 0);
+  const least = Math.max(promptLength, r.sinkTokens + frameTokens);
+  if (cap < least) {
+    throw new UsageError(
+      `session option maxContextTokens = ${cap} is too small: the prompt takes ${promptLength} tokens (sink ${r.sinkTokens}) and one frame up to ${frameTokens}; use at least ${least}`,
+    );
+  }
+  return r;
+}
+
+export interface SessionParts {
+  manifest: Manifest;
+  tokenizer: BundleTokenizer;
+  preprocessor: Preprocessor;
+  backend: DecoderBackend;
+  promptIds: readonly number[];
+  frameOpeningIds: readonly number[];
+  options: ResolvedSessionOptions;
+  timer: RunTimer;
+  onClose?: () => void;
+}
+
+type State = 'new' | 'ready' | 'in-frame' | 'failed' | 'closed';
+
+export class CaptionSession {
+  readonly fusion: 'casa' | 'insertion';
+  readonly options: ResolvedSessionOptions;
+  private readonly manifest: Manifest;
+  private readonly tokenizer: BundleTokenizer;
+  private readonly preprocessor: Preprocessor;
+  private readonly backend: DecoderBackend;
+  private readonly sampler: Sampler;
+  private readonly detok: StreamDetokenizer;
+  private readonly promptIds: readonly number[];
+  private readonly frameOpeningIds: readonly number[];
+  private readonly timer: RunTimer;
+  private readonly pixels: Float32Array;
+  private readonly onClose: (() => void) | undefined;
+  private state: State = 'new';
+  private failure: unknown;
+  private frames = 0;
+  private lastFrameTokens = 0;
+  private lastFrameIds: number[] = [];
+  private sampled = 0;
+  private frameMs = 0;
+
+  /** Use `Model.openSession`. */
+  constructor(parts: SessionParts) {
+    this.manifest = parts.manifest;
+    this.fusion = parts.manifest.fusion;
+    this.tokenizer = parts.tokenizer;
+    this.preprocessor = parts.preprocessor;
+    this.backend = parts.backend;
+    this.promptIds = parts.promptIds;
+    this.frameOpeningIds = parts.frameOpeningIds;
+    this.options = parts.options;
+    this.timer = parts.timer;
+    this.onClose = parts.onClose;
+    this.sampler = new Sampler(parts.manifest.decoder.vocabSize, parts.options.sampler);
+    this.detok = new StreamDetokenizer(parts.tokenizer, parts.options.tokenGranularity);
+    this.pixels = new Float32Array(3 * parts.manifest.image.width * parts.manifest.image.height);
+  }
+
+  /** Window 0: prefills the prompt. Called once by Model.openSession. */
+  async prefill(): Promise<void> {
+    if (this.state !== 'new') throw new UsageError('the prompt is already prefilled');
+    try {
+      await this.backend.feedText(this.promptIds);
+      this.state = 'ready';
+    } catch (err) {
+      this.state = 'failed';
+      this.failure = err;
+      throw err;
+    }
+  }
+
+  /**
+   * Captions one frame. Yields token events as text is sampled, then the frame's caption
+   * event. One frame at a time: calling again before the previous iteration finished throws.
+   */
+  async *captionFrame(frame: EngineFrame): AsyncGenerator<SessionEvent, void, undefined> {
+    this.assertReady();
+    this.state = 'in-frame';
+    const started = performance.now();
+    const V = this.manifest.decoder.vocabSize;
+    const eos = this.manifest.tokens.eos;
+    const maxNew = this.options.maxNewTokensPerFrame;
+    let frameOpen = false;
+    let eosFed = false;
+    let fedBefore = 0;
+    const ids: number[] = [];
+    try {
+      const pixels = await this.preprocessor.pixels(frame, this.pixels);
+      const markers = [this.manifest.tokens.preImage, this.manifest.tokens.postImage];
+      const prefill = this.frames === 0 ? markers.concat(this.frameOpeningIds) : markers;
+      fedBefore = this.backend.stats().textTokensFed;
+      frameOpen = true;
+      let logits = await this.backend.startFrame(pixels, prefill);
+      let row = logits.subarray((prefill.length - 1) * V, prefill.length * V);
+      this.frames += 1;
+      while (ids.length < maxNew) {
+        const tok = this.sampler.sample(row);
+        this.sampler.observe(tok);
+        this.sampled += 1;
+        if (tok === eos) {
+          await this.backend.feedText([eos]);
+          eosFed = true;
+          break;
+        }
+        ids.push(tok);
+        const piece = this.detok.push(tok);
+        if (piece) yield { type: 'token', frame: frame.index, pts: frame.ptsSeconds, text: piece };
+        logits = await this.backend.feedText([tok]);
+        row = logits.subarray(0, V);
+      }
+      if (!eosFed) {
+        await this.backend.feedText([eos]);
+        eosFed = true;
+      }
+      const rest = this.detok.flush();
+      if (rest) yield { type: 'token', frame: frame.index, pts: frame.ptsSeconds, text: rest };
+      const caption: SessionCaptionEvent = {
+        type: 'caption',
+        frame: frame.index,
+        start: frame.ptsSeconds,
+        end: frame.ptsSeconds + 1 / this.options.fps,
+        text: this.tokenizer.decode(ids).trim(),
+        latencyMs: Math.max(0, Date.now() - frame.receivedAt),
+      };
+      yield caption;
+    } catch (err) {
+      if (frameOpen || !(err instanceof InputError)) {
+        // The caches may be half updated: the session cannot go on.
+        this.state = 'failed';
+        this.failure = err;
+      }
+      throw err;
+    } finally {
+      if (this.state === 'in-frame') {
+        // Normal end, or the consumer stopped reading: close the window with EOS.
+        if (frameOpen && !eosFed) {
+          try {
+            await this.backend.feedText([eos]);
+          } catch (err) {
+            this.state = 'failed';
+            this.failure = err;
+          }
+        }
+        this.detok.flush();
+        if (this.state === 'in-frame') this.state = 'ready';
+      }
+      if (frameOpen) {
+        this.lastFrameTokens = this.backend.stats().textTokensFed - fedBefore;
+        this.lastFrameIds = ids;
+      }
+      this.frameMs += performance.now() - started;
+    }
+  }
+
+  /** Captions one frame and collects its events. */
+  async caption(frame: EngineFrame): Promise<FrameResult> {
+    const tokens: SessionTokenEvent[] = [];
+    let caption: SessionCaptionEvent | undefined;
+    for await (const ev of this.captionFrame(frame)) {
+      if (ev.type === 'token') tokens.push(ev);
+      else caption = ev;
+    }
+    if (!caption) throw new Error('frame ended without a caption');
+    return { caption, tokens, ids: this.lastFrameIds.slice() };
+  }
+
+  stats(): SessionStats {
+    return {
+      ...this.backend.stats(),
+      frames: this.frames,
+      lastFrameTokens: this.lastFrameTokens,
+      sampledTokens: this.sampled,
+      ortMs: this.timer.ortMs,
+      frameMs: this.frameMs,
+      graphRuns: this.timer.runs,
+      seed: this.options.sampler.seed,
+    };
+  }
+
+  /** Cache indices of the frames still in the self-attention cache (diagnostics: eviction keeps whole frames). */
+  frameStarts(): number[] {
+    return this.backend.frameStarts();
+  }
+
+  /** Ends the session and frees its caches. Idempotent. */
+  close(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.backend.close();
+    this.onClose?.();
+  }
+
+  get closed(): boolean {
+    return this.state === 'closed';
+  }
+
+  private assertReady(): void {
+    switch (this.state) {
+      case 'ready':
+        return;
+      case 'new':
+        throw new UsageError('the session is not ready: open it with Model.openSession');
+      case 'in-frame':
+        throw new UsageError('a frame is already being captioned in this session; read its events to the end first');
+      case 'closed':
+        throw new UsageError('the session is closed');
+      case 'failed':
+        throw new UsageError(`the session failed earlier and cannot continue (${(this.failure as Error)?.message ?? String(this.failure)})`, {
+          cause: this.failure,
+        });
+    }
+  }
+}
