@@ -1,0 +1,75 @@
+/**
+ * The daemon's hooks (src/server/types.ts): `prepare` loads the config's model once before
+ * any stream starts; `pipelineFactory` makes one caption pipeline per stream (re)start on
+ * the shared model, or on the stream's own `model` (loaded once, kept in a small registry).
+ */
+import path from 'node:path';
+import type { LoadOptions, SessionOptions } from '../engine.js';
+import type { GenerationOverrides } from '../config/schema.js';
+import type { PipelineFactory, PrepareHook, ServeConfig, StreamConfig } from '../server/types.js';
+import { createCaptionPipeline, type CaptionPipelineHandle } from './pipeline.js';
+import { ModelRegistry, resolveModelRef } from './models.js';
+
+export interface DaemonHooksOptions {
+  loadOptions?: LoadOptions;
+  /** Replaces the model registry (tests). */
+  registry?: ModelRegistry;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface DaemonHooks {
+  prepare: PrepareHook;
+  pipelineFactory: PipelineFactory;
+  registry: ModelRegistry;
+}
+
+/** Config `generation` overrides → engine session options. */
+export function sessionOptionsFrom(g: GenerationOverrides): SessionOptions {
+  const o: SessionOptions = {};
+  if (g.temperature !== undefined) o.temperature = g.temperature;
+  if (g.topK !== undefined) o.topK = g.topK;
+  if (g.maxNewTokensPerFrame !== undefined) o.maxNewTokensPerFrame = g.maxNewTokensPerFrame;
+  if (g.maxContextTokens !== undefined) o.maxContextTokens = g.maxContextTokens;
+  if (g.sinkTokens !== undefined) o.sinkTokens = g.sinkTokens;
+  if (g.repetitionPenalty !== undefined) o.repetitionPenalty = g.repetitionPenalty;
+  if (g.repetitionDecay !== undefined) o.repetitionPenaltyDecay = g.repetitionDecay;
+  if (g.repetitionClamp !== undefined) o.repetitionCountClamp = g.repetitionClamp;
+  if (g.eosBias !== undefined) o.eosBias = g.eosBias;
+  if (g.seed !== undefined) o.seed = g.seed >>> 0;
+  return o;
+}
+
+export function createDaemonHooks(options: DaemonHooksOptions = {}): DaemonHooks {
+  const registry = options.registry ?? new ModelRegistry(options.loadOptions ? { loadOptions: options.loadOptions } : {});
+  const env = options.env ?? process.env;
+  let baseDir = process.cwd();
+  const warnedPrompt = new Set<string>();
+
+  const prepare: PrepareHook = async (config: ServeConfig) => {
+    baseDir = config.configPath ? path.dirname(config.configPath) : process.cwd();
+    const model = await registry.load(resolveModelRef(config.model, baseDir, env), true);
+    return { modelName: model.name };
+  };
+
+  const pipelineFactory: PipelineFactory = (stream: StreamConfig, ctx) => {
+    const dir = resolveModelRef(stream.model, baseDir, env);
+    if (stream.generation.prompt !== undefined && !warnedPrompt.has(stream.id)) {
+      warnedPrompt.add(stream.id);
+      ctx.logger.warn({ stream: stream.id }, 'generation.prompt is not supported by this runtime yet; the model\'s own prompt is used');
+    }
+    const lease = registry.acquire(dir);
+    const pipeline: CaptionPipelineHandle = createCaptionPipeline({
+      model: lease.model,
+      input: stream.input,
+      fps: stream.fps,
+      generation: sessionOptionsFrom(stream.generation),
+      logger: ctx.logger,
+      ...(ctx.signal ? { signal: ctx.signal } : {}),
+    });
+    // The model reference is held until the pipeline's run has ended.
+    void pipeline.stopped.finally(() => lease.release());
+    return pipeline;
+  };
+
+  return { prepare, pipelineFactory, registry };
+}

@@ -1,0 +1,224 @@
+/**
+ * Subtitle segmentation (docs/cli.md, "Subtitle files"): turns per-frame captions into
+ * readable cues, incrementally, so that SRT/WebVTT files can be written while the stream runs.
+ *
+ * Following the reference script's idea:
+ * - each frame's text is shown from the time its frame was generated (the frame's pts),
+ *   never earlier;
+ * - silent frames (empty text) show nothing: they never make a cue, and they end the group
+ *   of pieces before them;
+ * - consecutive pieces (frames back to back) are merged into readable lines, roll-up style:
+ *   the piece of the next frame is added to the text on screen (a new cue from that frame's
+ *   time carries the text so far), as long as the group still fits in `maxLines` lines of at
+ *   most `maxLineChars` characters. A piece starts a new line when it does not fit on the
+ *   current one; a piece that does not fit in the cue starts a new group on a clean screen;
+ * - the last cue of a group stays on screen at least `minDurationSeconds` (for reading), but
+ *   never past the start of the next cue, so cue times always increase and never overlap.
+ */
+export interface SegmenterOptions {
+  /** Longest line, in characters (default 42, the usual broadcast limit). */
+  maxLineChars?: number;
+  /** Lines per cue (default 2). */
+  maxLines?: number;
+  /** Shortest time a cue is shown, when nothing follows it at once (default 1 s). */
+  minDurationSeconds?: number;
+}
+
+/** One frame's committed text. */
+export interface SubtitlePiece {
+  start: number;
+  end: number;
+  text: string;
+}
+
+export interface Cue {
+  /** 1, 2, 3, … in the order cues are emitted. */
+  index: number;
+  start: number;
+  end: number;
+  lines: string[];
+}
+
+export const SEGMENTER_DEFAULTS = { maxLineChars: 42, maxLines: 2, minDurationSeconds: 1 } as const;
+
+/** Two pieces are consecutive when the second starts within this of the first's end. */
+const TOLERANCE_S = 0.02;
+
+interface OpenCue {
+  /** When the text now on screen appeared (the latest piece's start). */
+  start: number;
+  /** End of the latest piece. */
+  lastEnd: number;
+  /** Text of the group so far (for joining). */
+  text: string;
+  lines: string[];
+}
+
+export class SubtitleSegmenter {
+  readonly maxLineChars: number;
+  readonly maxLines: number;
+  readonly minDurationSeconds: number;
+  private open: OpenCue | undefined;
+  /** The last cue of a closed group; its end is not known yet (it may linger). */
+  private pending: OpenCue | undefined;
+  private nextIndex = 1;
+  private lastEmittedEnd = 0;
+
+  constructor(options: SegmenterOptions = {}) {
+    this.maxLineChars = options.maxLineChars ?? SEGMENTER_DEFAULTS.maxLineChars;
+    this.maxLines = options.maxLines ?? SEGMENTER_DEFAULTS.maxLines;
+    this.minDurationSeconds = options.minDurationSeconds ?? SEGMENTER_DEFAULTS.minDurationSeconds;
+    if (!(Number.isInteger(this.maxLineChars) && this.maxLineChars >= 8)) {
+      throw new RangeError(`maxLineChars must be a whole number of at least 8, not ${this.maxLineChars}`);
+    }
+    if (!(Number.isInteger(this.maxLines) && this.maxLines >= 1)) {
+      throw new RangeError(`maxLines must be a whole number of at least 1, not ${this.maxLines}`);
+    }
+    if (!(this.minDurationSeconds >= 0)) throw new RangeError('minDurationSeconds must be 0 or more');
+  }
+
+  /** Adds one frame's text; returns the cues that are final now. */
+  push(piece: SubtitlePiece): Cue[] {
+    const out: Cue[] = [];
+    const text = normalise(piece.text);
+    if (text === '') {
+      // A silent frame ends the group in progress (its last cue may still linger).
+      this.closeOpen();
+      this.settle(piece.start, out);
+      return out;
+    }
+    const open = this.open;
+    if (open && piece.start <= open.lastEnd + TOLERANCE_S) {
+      const sep = separator(open.text, piece.text, text);
+      const lines = addPiece(open.lines, sep, text, this.maxLineChars);
+      if (lines.length <= this.maxLines) {
+        // Roll up: what was on screen ends where this frame's text appears.
+        if (piece.start > open.start) {
+          this.emit(open, piece.start, out);
+          open.start = piece.start;
+        }
+        open.text = joinText(open.text, sep, text);
+        open.lines = lines;
+        open.lastEnd = Math.max(open.lastEnd, piece.end);
+        return out;
+      }
+    }
+    this.closeOpen();
+    this.open = { start: piece.start, lastEnd: Math.max(piece.end, piece.start), text, lines: wrap(text, this.maxLineChars) };
+    this.settle(piece.start, out);
+    return out;
+  }
+
+  /**
+   * Ends the stream: returns every remaining cue. `streamEnd` (the end of the last frame)
+   * keeps the last cue from lingering past the end of the video.
+   */
+  flush(streamEnd?: number): Cue[] {
+    const out: Cue[] = [];
+    this.closeOpen();
+    const p = this.pending;
+    if (p) {
+      const wanted = Math.max(p.lastEnd, p.start + this.minDurationSeconds);
+      const end = streamEnd !== undefined ? Math.min(wanted, Math.max(p.lastEnd, streamEnd)) : wanted;
+      this.pending = undefined;
+      this.emit(p, end, out);
+    }
+    return out;
+  }
+
+  /** The text on screen now, if any (for live display). */
+  get current(): { start: number; lines: string[] } | undefined {
+    return this.open ? { start: this.open.start, lines: this.open.lines } : undefined;
+  }
+
+  // Invariant: a pending cue exists only while no group is open (opening one settles it).
+  private closeOpen(): void {
+    if (!this.open) return;
+    this.pending = this.open;
+    this.open = undefined;
+  }
+
+  /** Emits the pending cue once its end is known: the next cue started, or `now` is past its linger. */
+  private settle(now: number, out: Cue[]): void {
+    const p = this.pending;
+    if (!p) return;
+    const wanted = Math.max(p.lastEnd, p.start + this.minDurationSeconds);
+    let end: number;
+    if (this.open) end = Math.min(wanted, this.open.start);
+    else if (now >= wanted) end = wanted;
+    else return; // may still linger
+    this.pending = undefined;
+    this.emit(p, end, out);
+  }
+
+  private emit(c: OpenCue, end: number, out: Cue[]): void {
+    // Millisecond resolution in the files: keep start < end and starts increasing.
+    const start = Math.max(roundMs(c.start), this.lastEmittedEnd);
+    const e = roundMs(Math.max(roundMs(end), start + 0.001));
+    this.lastEmittedEnd = e;
+    out.push({ index: this.nextIndex++, start, end: e, lines: c.lines });
+  }
+}
+
+function roundMs(t: number): number {
+  return Math.round(t * 1000) / 1000;
+}
+
+/** Collapses whitespace and control characters; trims. */
+export function normalise(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f\s]+/g, ' ').trim();
+}
+
+/**
+ * How the next piece joins the text so far: a piece that starts with a space continues the
+ * sentence (running commentary); after punctuation a space is enough; otherwise pieces are
+ * separate statements and get a comma (a capitalised one, a full stop).
+ */
+function separator(prev: string, rawNext: string, next: string): string {
+  if (/^[.,;:!?…)]/.test(next)) return '';
+  if (/^\s/.test(rawNext) || /[.,;:!?…\-–—]$/.test(prev)) return ' ';
+  return /^\p{Lu}/u.test(next) ? '. ' : ', ';
+}
+
+function joinText(prev: string, sep: string, next: string): string {
+  return prev + sep + next;
+}
+
+/**
+ * Lines after adding a piece: on the current line when it fits there whole, else from a new
+ * line (the separator's punctuation stays at the end of the previous line).
+ */
+function addPiece(lines: string[], sep: string, piece: string, width: number): string[] {
+  const last = lines[lines.length - 1] ?? '';
+  const joined = last + sep + piece;
+  if (joined.length <= width) return [...lines.slice(0, -1), joined];
+  const head = (last + sep).trimEnd();
+  if (head.length > width) return wrap(lines.join(' ') + sep + piece, width); // the punctuation would overflow: plain wrap
+  return [...lines.slice(0, -1), head, ...wrap(piece, width)];
+}
+
+/** Greedy word wrap; a word longer than the line is cut. */
+export function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (let word of text.split(' ')) {
+    if (word === '') continue;
+    while (word.length > width) {
+      if (line !== '') {
+        lines.push(line);
+        line = '';
+      }
+      lines.push(word.slice(0, width));
+      word = word.slice(width);
+    }
+    if (line === '') line = word;
+    else if (line.length + 1 + word.length <= width) line += ` ${word}`;
+    else {
+      lines.push(line);
+      line = word;
+    }
+  }
+  if (line !== '') lines.push(line);
+  return lines;
+}
