@@ -17,7 +17,7 @@ import torch
 
 from .data import caption_text
 from .evaluate import evaluate
-from .export import export_bundle
+from .export import export_bundle, write_model_card
 from .model import CasaModel, ModelConfig
 from .tokenizer import ByteLevelBPE, train_bpe
 from .train import train
@@ -122,6 +122,7 @@ def stage_export(args) -> None:
         ev["compare"] = {v: {k: e[k] for k in ("frameExactMatch", "tokenF1", "params")} for v, e in evals.items()}
         with open(os.path.join(out, "eval.json"), "w") as f:
             json.dump(ev, f, indent=2)
+        write_model_card(out, json.load(open(os.path.join(out, "casa.json"))), ev)
         log(f"export {name}: {sum(os.path.getsize(os.path.join(out, p)) for p in os.listdir(out) if p.endswith('.onnx')) / 1e6:.1f} MB of ONNX")
 
 
@@ -131,17 +132,35 @@ def stage_clips(args) -> None:
     log("clips: examples/ written")
 
 
+def stage_stream(args) -> None:
+    """Writes one long world stream for runtime tests: frames.rgb (rgb24, concatenated) and
+    truth.json (captions per frame)."""
+    os.makedirs(args.out, exist_ok=True)
+    clip = make_clip(args.stream_seed, args.stream_frames)
+    with open(os.path.join(args.out, "frames.rgb"), "wb") as f:
+        for k in range(0, len(clip.frames), 200):
+            part = clip.frames[k:k + 200]
+            f.write(render_clip(type(clip)(clip.seed, clip.background, part), args.image_size).tobytes())
+    with open(os.path.join(args.out, "truth.json"), "w") as f:
+        json.dump({"seed": args.stream_seed, "fps": 2.0, "width": args.image_size, "height": args.image_size,
+                   "captions": clip.captions}, f)
+    log(f"stream: {len(clip.frames)} frames of seed {args.stream_seed} in {args.out}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python3 -m tools.casa_model")
-    p.add_argument("stage", choices=["build", "data", "train", "eval", "export", "clips"])
-    p.add_argument("--train-clips", type=int, default=2000)
+    p.add_argument("stage", choices=["build", "data", "train", "eval", "export", "clips", "stream"])
+    p.add_argument("--out", default=os.path.join(WORK, "stream"), help="stream: output directory")
+    p.add_argument("--stream-seed", type=int, default=TEST_SEEDS[0] + 800_000)
+    p.add_argument("--stream-frames", type=int, default=2000)
+    p.add_argument("--train-clips", type=int, default=3000)
     p.add_argument("--test-clips", type=int, default=100)
-    p.add_argument("--frames", type=int, default=40)
+    p.add_argument("--frames", type=int, default=24)
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--merges", type=int, default=80)
-    p.add_argument("--steps", type=int, default=1200)
+    p.add_argument("--steps", type=int, default=1400)
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     p.add_argument("--variants", nargs="+", default=["casa", "insertion"], choices=list(VARIANTS))

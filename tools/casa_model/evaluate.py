@@ -30,7 +30,7 @@ def score(pairs: List[tuple]) -> Dict:
             "precision": round(precision, 4), "recall": round(recall, 4)}
 
 
-def evaluate(model: CasaModel, tok: ByteLevelBPE, seeds: List[int], frames: int, max_new_tokens: int = 12) -> Dict:
+def evaluate(model: CasaModel, tok: ByteLevelBPE, seeds: List[int], frames: int, max_new_tokens: int = 24) -> Dict:
     start = time.time()
     pairs = []
     examples = []

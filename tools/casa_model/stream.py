@@ -97,7 +97,7 @@ class Session:
             logits = self.feed([nxt])[-1]
 
 
-def caption_clip(model: CasaModel, tok: ByteLevelBPE, frames_u8: np.ndarray, max_new_tokens: int = 16) -> List[str]:
+def caption_clip(model: CasaModel, tok: ByteLevelBPE, frames_u8: np.ndarray, max_new_tokens: int = 24) -> List[str]:
     s = Session(model, tok)
     s.prefill_prompt()
     return [tok.decode(s.caption_frame(f, max_new_tokens)).strip() for f in frames_u8]
