@@ -28,10 +28,13 @@ describe('casa-live models', () => {
     expect(json.code).toBe(0);
     const j = JSON.parse(json.stdout);
     expect(j.default).toBe(DEV_MODEL);
-    expect(j.bundles.map((b: any) => [b.name, b.fusion, b.default, b.ok])).toEqual([
+    // the package's own models/ (the embedded casa-tiny and its twin) are listed beside --dir
+    const rows = j.bundles.map((b: any) => [b.name, b.fusion, b.default, b.ok]);
+    expect(rows.filter((r: any[]) => String(r[0]).startsWith('dev-'))).toEqual([
       ['dev-casa', 'casa', true, true],
       ['dev-insertion', 'insertion', false, true],
     ]);
+    expect(rows.filter((r: any[]) => r[2] === true)).toHaveLength(1);
   });
 
   it('check validates a bundle and captions a test frame (casa and insertion)', async () => {
