@@ -1,6 +1,6 @@
 /**
  * The casa-live command line (bin/casa-live.js → here). Commands: caption, frames, models,
- * models check, serve, config check. See docs/cli.md.
+ * models check, serve, config check, bench. See docs/cli.md.
  *
  * Every failure ends with one sentence on stderr ("casa-live: …") and the exit code of its
  * kind (src/errors.ts EXIT_CODES); usage errors found by the parser exit 2.
@@ -159,6 +159,32 @@ export function buildParser(argv: string[], io: CliIo, setCode: (code: number | 
       },
     )
     .command(
+      'bench',
+      'Run the benchmarks (CASA vs insertion, engine vs PyTorch, capacity, latency, fan-out, soak): JSON, plots and SUMMARY.md in bench/results',
+      (y) =>
+        y
+          .option('quick', { type: 'boolean', describe: 'a short smoke version of every suite (results in bench/results/quick)' })
+          .option('suite', { type: 'string', array: true, describe: 'run only these suites: b1 … b6, comma-separated or repeated', defaultDescription: 'all' })
+          .option('out', { type: 'string', describe: 'results directory', requiresArg: true, defaultDescription: 'bench/results (quick: bench/results/quick)' })
+          .option('casa', { type: 'string', describe: 'CASA model bundle', requiresArg: true, defaultDescription: 'models/casa-tiny, else the dev bundle' })
+          .option('insertion', { type: 'string', describe: 'its insertion twin', requiresArg: true, defaultDescription: 'models/casa-tiny-insertion, else the dev bundle' })
+          .example('$0 bench', 'every suite, full length (about 40 minutes on 2 cores)')
+          .example('$0 bench --quick', 'a short version (a few minutes)')
+          .example('$0 bench --suite b1,b3', 'some suites; SUMMARY.md keeps the others\' last results')
+          .epilogue(`See docs/benchmarks.md.\n\n${EXIT_CODES_HELP}`),
+      async (a) => {
+        const { runBenchCli } = await import('./bench.js');
+        const args = {
+          quick: a.quick === true,
+          ...(a.suite !== undefined ? { suite: a.suite as string[] } : {}),
+          ...(typeof a.out === 'string' ? { out: a.out } : {}),
+          ...(typeof a.casa === 'string' ? { casa: a.casa } : {}),
+          ...(typeof a.insertion === 'string' ? { insertion: a.insertion } : {}),
+        };
+        setCode(await runBenchCli(args, argv.slice(argv.indexOf('bench') + 1), io));
+      },
+    )
+    .command(
       'config',
       'Config file tools',
       (y) =>
@@ -180,7 +206,7 @@ export function buildParser(argv: string[], io: CliIo, setCode: (code: number | 
           .example('$0 config check casa-live.yaml', 'validate a serve config file')
           .epilogue(EXIT_CODES_HELP),
     )
-    .demandCommand(1, 'Name a command: caption, frames, models, serve or config.')
+    .demandCommand(1, 'Name a command: caption, frames, models, serve, config or bench.')
     .strict()
     .recommendCommands()
     .example('$0 caption --demo', 'caption the bundled demo clip')
@@ -277,7 +303,7 @@ export async function main(
 }
 
 function commandOf(argv: string[]): string {
-  const known = ['caption', 'frames', 'models', 'serve', 'config'];
+  const known = ['caption', 'frames', 'models', 'serve', 'config', 'bench'];
   const first = argv.find((a) => !a.startsWith('-'));
   if (first && known.includes(first)) {
     const second = argv[argv.indexOf(first) + 1];

@@ -1,0 +1,160 @@
+/**
+ * Benchmark inputs: a long synthetic stream of frames (the project's procedural world, via
+ * tools/casa_model, with a built-in fallback) and video clips encoded from it with ffmpeg.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { resolveFfmpeg } from '../ingest/index.js';
+
+const run = promisify(execFile);
+
+export function pythonPath(): string {
+  return process.env.CASA_LIVE_PYTHON ?? '/usr/bin/python3';
+}
+
+export function cacheDir(): string {
+  const dir = path.join(os.tmpdir(), 'casa-live-bench');
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+export interface FrameStream {
+  /** Concatenated rgb24 frames (width × height × 3 bytes each). */
+  framesPath: string;
+  frames: number;
+  width: number;
+  height: number;
+  /** 'world': tools/casa_model's procedural video world (ground truth known); 'procedural': the built-in fallback. */
+  source: 'world' | 'procedural';
+  /** How it was made. */
+  recipe: string;
+}
+
+/**
+ * A stream of `frames` frames at `size`×`size`: the world tool's long ground-truth stream
+ * (`python3 -m tools.casa_model stream`) when the repository's tool and PyTorch are there,
+ * else moving coloured squares drawn here. Cached in the OS temp dir.
+ */
+export async function frameStream(root: string, frames: number, size: number, log: (l: string) => void): Promise<FrameStream> {
+  const seed = 2_800_000;
+  const dir = path.join(cacheDir(), `world-${size}-${frames}-${seed}`);
+  const framesPath = path.join(dir, 'frames.rgb');
+  const want = frames * size * size * 3;
+  const recipe = `PYTHONPATH=. ${pythonPath()} -m tools.casa_model stream --out DIR --stream-frames ${frames} --stream-seed ${seed} --image-size ${size}`;
+  if (existsSync(framesPath) && statSync(framesPath).size === want) {
+    return { framesPath, frames, width: size, height: size, source: 'world', recipe };
+  }
+  const tool = path.join(root, 'tools', 'casa_model', '__main__.py');
+  if (existsSync(tool) && existsSync(pythonPath())) {
+    log(`writing a ${frames}-frame world stream (${recipe})`);
+    try {
+      await run(
+        pythonPath(),
+        ['-m', 'tools.casa_model', 'stream', '--out', dir, '--stream-frames', String(frames), '--stream-seed', String(seed), '--image-size', String(size), '--threads', '1'],
+        { cwd: root, env: { ...process.env, PYTHONPATH: root }, maxBuffer: 1 << 20 },
+      );
+      if (existsSync(framesPath) && statSync(framesPath).size === want) return { framesPath, frames, width: size, height: size, source: 'world', recipe };
+    } catch (err) {
+      log(`the world tool failed (${(err as Error).message.split('\n')[0]}); using built-in procedural frames`);
+    }
+  }
+  const pdir = path.join(cacheDir(), `procedural-${size}-${frames}`);
+  const ppath = path.join(pdir, 'frames.rgb');
+  if (!(existsSync(ppath) && statSync(ppath).size === want)) {
+    mkdirSync(pdir, { recursive: true });
+    writeFileSync(`${ppath}.tmp`, proceduralFrames(frames, size));
+    renameSync(`${ppath}.tmp`, ppath);
+  }
+  return { framesPath: ppath, frames, width: size, height: size, source: 'procedural', recipe: 'src/bench/inputs.ts proceduralFrames (moving squares on a gradient)' };
+}
+
+/** Moving coloured squares on a slowly changing gradient (deterministic). */
+export function proceduralFrames(frames: number, size: number): Buffer {
+  const out = Buffer.alloc(frames * size * size * 3);
+  const palette = [
+    [230, 40, 40],
+    [40, 200, 60],
+    [40, 80, 230],
+    [240, 220, 40],
+    [250, 250, 250],
+  ] as const;
+  for (let f = 0; f < frames; f++) {
+    const base = f * size * size * 3;
+    const g = (f * 3) % 256;
+    for (let y = 0; y < size; y++) {
+      for (let x = 0; x < size; x++) {
+        const o = base + (y * size + x) * 3;
+        out[o] = (x * 2 + g) & 255;
+        out[o + 1] = (y * 2) & 255;
+        out[o + 2] = 128;
+      }
+    }
+    for (let k = 0; k < 3; k++) {
+      const c = palette[(k + Math.floor(f / 40)) % palette.length] as readonly number[];
+      const s = Math.max(4, Math.floor(size / (6 + 2 * k)));
+      const px = Math.floor((Math.sin((f + 17 * k) / (9 + k)) * 0.5 + 0.5) * (size - s));
+      const py = Math.floor((Math.cos((f + 29 * k) / (13 + k)) * 0.5 + 0.5) * (size - s));
+      for (let y = py; y < py + s; y++) {
+        for (let x = px; x < px + s; x++) {
+          const o = base + (y * size + x) * 3;
+          out[o] = c[0] as number;
+          out[o + 1] = c[1] as number;
+          out[o + 2] = c[2] as number;
+        }
+      }
+    }
+  }
+  return out;
+}
+
+export interface Clip {
+  path: string;
+  seconds: number;
+  width: number;
+  height: number;
+  fps: number;
+  codec: string;
+  command: string;
+}
+
+/**
+ * Encodes a video clip from a frame stream: the 2-fps frames held and re-timed to `fps`,
+ * scaled (nearest neighbour) to `width`×`height`, looped to `seconds`. Cached.
+ */
+export async function encodeClip(
+  stream: FrameStream,
+  o: { seconds: number; width: number; height: number; fps: number; name: string },
+  log: (l: string) => void,
+): Promise<Clip> {
+  const ff = await resolveFfmpeg();
+  const base = path.join(cacheDir(), `${o.name}-${path.basename(path.dirname(stream.framesPath))}-${o.width}x${o.height}-${o.fps}fps-${o.seconds}s`);
+  const streamSeconds = stream.frames / 2;
+  const loops = Math.max(0, Math.ceil(o.seconds / streamSeconds) - 1);
+  for (const codec of ['libx264', 'mpeg4']) {
+    const out = `${base}-${codec}.mp4`;
+    const args = [
+      '-hide_banner', '-loglevel', 'error', '-y',
+      '-stream_loop', String(loops),
+      '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', `${stream.width}x${stream.height}`, '-framerate', '2', '-i', stream.framesPath,
+      '-vf', `scale=${o.width}:${o.height}:flags=neighbor,fps=${o.fps}`,
+      '-t', String(o.seconds),
+      '-c:v', codec,
+      ...(codec === 'libx264' ? ['-preset', 'veryfast', '-g', String(o.fps * 2)] : ['-q:v', '4', '-g', String(o.fps * 2)]),
+      '-pix_fmt', 'yuv420p', '-an', `${out}.tmp.mp4`,
+    ];
+    const command = `ffmpeg ${args.join(' ')}`;
+    if (existsSync(out)) return { path: out, seconds: o.seconds, width: o.width, height: o.height, fps: o.fps, codec, command };
+    try {
+      log(`encoding ${path.basename(out)} (${o.seconds} s, ${o.width}x${o.height} @ ${o.fps} fps, ${codec})`);
+      await run(ff.ffmpegPath, args, { maxBuffer: 1 << 20 });
+      renameSync(`${out}.tmp.mp4`, out);
+      return { path: out, seconds: o.seconds, width: o.width, height: o.height, fps: o.fps, codec, command };
+    } catch (err) {
+      if (codec === 'mpeg4') throw err;
+    }
+  }
+  throw new Error('unreachable');
+}

@@ -1,0 +1,250 @@
+/**
+ * B1 — CASA vs token insertion (the seed's figure): the CASA bundle and its insertion twin
+ * on the same long synthetic stream, per-frame wall time and memory (KV bytes, process RSS)
+ * against the number of frames. Runs alternate (CASA, insertion, CASA, …), each in a fresh
+ * process, in the same invocation.
+ */
+import { bundleInfo, inWorker, TOKENS_PER_FRAME, type SuiteOutput, type Target } from '../common.js';
+import type { SuiteContext } from '../context.js';
+import { linearFit, median, medianSeries, max, min, round, rollingMedian } from '../stats.js';
+import { COLORS, lineChart } from '../svg.js';
+import type { StreamResult, StreamTask } from '../tasks.js';
+
+export const REALTIME_MS = 500;
+export const KV_BUDGET_BYTES = 256 * 2 ** 20;
+
+export interface B1Params {
+  frames: number;
+  casaRepeats: number;
+  insertionRepeats: number;
+  /** The first insertion run goes on past `frames` until real time is lost, within this budget. */
+  extendBudgetS: number;
+  extendMaxFrames: number;
+  rssEvery: number;
+}
+
+export function b1Params(quick: boolean): B1Params {
+  return quick
+    ? { frames: 120, casaRepeats: 2, insertionRepeats: 2, extendBudgetS: 0, extendMaxFrames: 120, rssEvery: 10 }
+    : { frames: 2000, casaRepeats: 3, insertionRepeats: 2, extendBudgetS: 420, extendMaxFrames: 8000, rssEvery: 10 };
+}
+
+/** Median frame time over frames [from, to) (1-based frame counts → indices). */
+function windowMedian(frameMs: readonly number[], from: number, to: number): number {
+  return median(frameMs.slice(Math.max(0, from), Math.min(frameMs.length, to)));
+}
+
+export async function runB1(ctx: SuiteContext, params: B1Params = b1Params(ctx.opts.quick)): Promise<SuiteOutput> {
+  const { opts, log } = ctx;
+  const stream = await ctx.stream();
+  const base = { kind: 'stream' as const, framesPath: stream.framesPath, width: stream.width, height: stream.height, frames: params.frames, tokens: TOKENS_PER_FRAME, rssEvery: params.rssEvery };
+  const casaRuns: StreamResult[] = [];
+  const insRuns: StreamResult[] = [];
+  const reps = Math.max(params.casaRepeats, params.insertionRepeats);
+  for (let r = 0; r < reps; r++) {
+    if (r < params.casaRepeats) {
+      log(`B1 run ${r + 1}: CASA (${opts.casa}), ${params.frames} frames`);
+      const task: StreamTask = { ...base, bundle: opts.casa };
+      casaRuns.push(await inWorker<StreamResult>(log, 'B1 casa', task));
+    }
+    if (r < params.insertionRepeats) {
+      const extend = r === 0 && params.extendBudgetS > 0 ? { untilMs: REALTIME_MS, budgetMs: params.extendBudgetS * 1000, maxFrames: params.extendMaxFrames } : undefined;
+      log(`B1 run ${r + 1}: insertion (${opts.insertion}), ${params.frames} frames${extend ? ', then on until real time is lost' : ''}`);
+      const task: StreamTask = { ...base, bundle: opts.insertion, cap: null, ...(extend ? { extend } : {}) };
+      insRuns.push(await inWorker<StreamResult>(log, 'B1 insertion', task));
+    }
+  }
+  const N = params.frames;
+  const at50 = (r: StreamResult): number => windowMedian(r.frameMs, 40, 60);
+  const atN = (r: StreamResult): number => windowMedian(r.frameMs, N - 20, N);
+  const casaRatios = casaRuns.map((r) => atN(r) / at50(r));
+  const casaAt50 = median(casaRuns.map(at50));
+  const casaAtN = median(casaRuns.map(atN));
+  const casaRatio = median(casaRatios);
+  const casaMaxKv = max(casaRuns.flatMap((r) => r.kvBytes));
+  const casaCapacity = casaRuns.flatMap((r) => r.kvCapacityBytes);
+  const casaCapMax = max(casaCapacity);
+  const casaCapConst = max(casaCapacity) === min(casaCapacity);
+  const casaMaxKvTokens = max(casaRuns.flatMap((r) => r.kvTokens));
+  const casaRss = (r: StreamResult, frame: number): number => (r.rss.find(([f]) => f >= frame) ?? r.rss[r.rss.length - 1] ?? [0, NaN])[1];
+  const casaRssGrowth = median(casaRuns.map((r) => casaRss(r, N) - casaRss(r, 50)));
+
+  // Insertion: the median over runs per frame up to N, then the extended run alone.
+  const insMedian = medianSeries(insRuns.map((r) => r.frameMs.slice(0, N)));
+  const extended = insRuns[0] && insRuns[0].frames > N ? insRuns[0] : undefined;
+  const insSeries = extended ? insMedian.concat(extended.frameMs.slice(N)) : insMedian;
+  const smooth = rollingMedian(insSeries, 21);
+  const crossIdx = smooth.findIndex((v) => v > REALTIME_MS);
+  const fitFrom = Math.floor(insMedian.length / 2);
+  const fit = linearFit(
+    insMedian.slice(fitFrom).map((_, i) => fitFrom + i + 1),
+    insMedian.slice(fitFrom),
+  );
+  let realtime: { frame: number; how: 'measured' | 'extrapolated'; detail: string };
+  if (crossIdx >= 0) {
+    realtime = { frame: crossIdx + 1, how: 'measured', detail: `first frame where the 21-frame rolling median of the insertion frame time exceeds ${REALTIME_MS} ms` };
+  } else {
+    const frame = Math.ceil((REALTIME_MS - fit.intercept) / fit.slope);
+    realtime = {
+      frame,
+      how: 'extrapolated',
+      detail: `not reached in ${insSeries.length} measured frames; linear fit of frames ${fitFrom + 1}-${insMedian.length} (slope ${round(fit.slope * 1000, 2)} ms per 1000 frames, r² ${round(fit.r2, 4)}) extrapolated to ${REALTIME_MS} ms`,
+    };
+  }
+  const insKv = medianSeries(insRuns.map((r) => r.kvBytes.slice(0, N)));
+  const kvFit = linearFit(insKv.map((_, i) => i + 1), insKv);
+  const kvAll = extended ? insKv.concat(extended.kvBytes.slice(N)) : insKv;
+  const kvCrossIdx = kvAll.findIndex((v) => v >= KV_BUDGET_BYTES);
+  const kvCross =
+    kvCrossIdx >= 0
+      ? { frame: kvCrossIdx + 1, how: 'measured' as const }
+      : { frame: Math.ceil((KV_BUDGET_BYTES - kvFit.intercept) / kvFit.slope), how: 'extrapolated' as const };
+  const insCapAll = extended ? extended.kvCapacityBytes : (insRuns[0]?.kvCapacityBytes ?? []);
+  const capCrossIdx = insCapAll.findIndex((v) => v >= KV_BUDGET_BYTES);
+  const insAt50 = median(insRuns.map(at50));
+  const insAtN = median(insRuns.map(atN));
+  const insRssAtN = median(insRuns.map((r) => casaRss(r, N)));
+  const insRss50 = median(insRuns.map((r) => casaRss(r, 50)));
+  const bytesPerFrame = kvFit.slope;
+
+  // ---------------------------------------------------------------- plots
+  const casaMed = medianSeries(casaRuns.map((r) => r.frameMs));
+  const pts = (ys: readonly number[], scale = 1): Array<[number, number]> => ys.map((y, i) => [i + 1, y * scale]);
+  const plots: Record<string, string> = {};
+  plots['b1-frame-time.svg'] = lineChart({
+    title: 'B1: per-frame wall time vs frames',
+    subtitle: `${TOKENS_PER_FRAME} tokens/frame, 1 thread; median of ${casaRuns.length} CASA / ${insRuns.length} insertion runs, 21-frame rolling median`,
+    xLabel: 'frames into the stream',
+    yLabel: 'ms per frame',
+    logY: true,
+    series: [
+      { name: `CASA (${casaRuns[0]?.model ?? ''}, cap ${casaMaxKvTokens} tokens)`, color: COLORS.casa, points: pts(rollingMedian(casaMed, 21)) },
+      { name: `insertion (${insRuns[0]?.model ?? ''}, unbounded)`, color: COLORS.insertion, points: pts(rollingMedian(insMedian, 21)) },
+      ...(extended ? [{ name: 'insertion, run 1 continued', color: COLORS.insertion, dash: '4 3', points: pts(smooth).slice(N) }] : []),
+      ...(realtime.how === 'extrapolated' && Number.isFinite(realtime.frame)
+        ? [{ name: `insertion, linear extrapolation (${realtime.frame} frames)`, color: COLORS.grey, dash: '2 4', points: [[insSeries.length, fit.intercept + fit.slope * insSeries.length], [realtime.frame, REALTIME_MS]] as Array<[number, number]> }]
+        : []),
+    ],
+    refLines: [{ y: REALTIME_MS, label: 'real time at 2 fps (500 ms)' }],
+  });
+  plots['b1-kv-bytes.svg'] = lineChart({
+    title: 'B1: KV cache bytes in use vs frames',
+    subtitle: `CASA: text only, capped; insertion: ${bundleInfo(opts.insertion).imageTokensPerFrame as number} image tokens + text per frame`,
+    xLabel: 'frames into the stream',
+    yLabel: 'KV bytes in use (MiB)',
+    series: [
+      { name: 'CASA', color: COLORS.casa, points: pts(medianSeries(casaRuns.map((r) => r.kvBytes)), 2 ** -20) },
+      { name: 'insertion', color: COLORS.insertion, points: pts(kvAll, 2 ** -20) },
+    ],
+    refLines: kvAll.length && max(kvAll) > KV_BUDGET_BYTES / 4 ? [{ y: KV_BUDGET_BYTES / 2 ** 20, label: 'budget 256 MiB' }] : [],
+  });
+  const rssPts = (r: StreamResult | undefined): Array<[number, number]> => (r ? r.rss.map(([f, b]) => [f, b / 2 ** 20]) : []);
+  plots['b1-rss.svg'] = lineChart({
+    title: 'B1: process RSS vs frames',
+    subtitle: 'one process per run; RSS sampled every 10 frames',
+    xLabel: 'frames into the stream',
+    yLabel: 'RSS (MiB)',
+    series: [
+      ...casaRuns.map((r, i) => ({ name: `CASA run ${i + 1}`, color: COLORS.casa, ...(i ? { dash: '5 3' } : {}), points: rssPts(r) })),
+      ...insRuns.map((r, i) => ({ name: `insertion run ${i + 1}`, color: COLORS.insertion, ...(i ? { dash: '5 3' } : {}), points: rssPts(r) })),
+    ],
+  });
+
+  const targets: Target[] = [
+    {
+      name: `CASA per-frame time at ${N} frames / at 50 frames`,
+      target: '≤ 1.2',
+      value: round(casaRatio, 3),
+      met: casaRatio <= 1.2,
+      ...(casaRatio <= 1.2 ? {} : { note: 'CASA per-frame work is bounded by the cap; a rise means the machine was busier late in the run (see the per-run ratios)' }),
+    },
+    {
+      name: 'CASA KV bytes bounded by the cap',
+      target: `max KV bytes in use ≤ allocated (${casaCapMax} B, fixed by the cap)`,
+      value: casaMaxKv,
+      unit: 'bytes',
+      met: casaMaxKv <= casaCapMax && casaCapConst,
+    },
+    {
+      name: 'insertion growth measured',
+      target: 'per-frame time and KV bytes against frames',
+      value: `${round(insAtN / insAt50, 2)}× time from 50 to ${N} frames; +${round(bytesPerFrame / 1024, 2)} KiB KV per frame`,
+      met: insRuns.length > 0,
+    },
+  ];
+  return {
+    config: {
+      frames: N,
+      casaRepeats: params.casaRepeats,
+      insertionRepeats: params.insertionRepeats,
+      extendBudgetSeconds: params.extendBudgetS,
+      tokensPerFrame: TOKENS_PER_FRAME,
+      generation: 'temperature 0, greedyProcessors, eosBias -1e9, repetitionPenalty 1, maxNewTokensPerFrame 5: exactly 5 sampled tokens + EOS per frame',
+      casaCap: 'the bundle\'s maxContextTokens',
+      insertionCap: 'unbounded (maxContextTokens Infinity)',
+      intraOpNumThreads: 1,
+      realtimeMs: REALTIME_MS,
+      kvBudgetBytes: KV_BUDGET_BYTES,
+      casa: bundleInfo(opts.casa),
+      insertion: bundleInfo(opts.insertion),
+      framesSource: { source: stream.source, recipe: stream.recipe, framesInFile: stream.frames },
+    },
+    results: {
+      casa: {
+        frameMsAt50: round(casaAt50, 2),
+        [`frameMsAt${N}`]: round(casaAtN, 2),
+        ratio: round(casaRatio, 3),
+        ratioPerRun: casaRatios.map((x) => round(x, 3)),
+        maxKvBytes: casaMaxKv,
+        maxKvTokens: casaMaxKvTokens,
+        kvCapacityBytes: casaCapMax,
+        kvCapacityConstant: casaCapConst,
+        rssGrowthBytes50toN: casaRssGrowth,
+        evictions: casaRuns.map((r) => r.evictions),
+        wallSeconds: casaRuns.map((r) => r.wallSeconds),
+      },
+      insertion: {
+        frameMsAt50: round(insAt50, 2),
+        [`frameMsAt${N}`]: round(insAtN, 2),
+        growth: round(insAtN / insAt50, 2),
+        frameMsSlopePer1000Frames: round(fit.slope * 1000, 2),
+        kvBytesPerFrame: round(bytesPerFrame, 1),
+        [`kvBytesAt${N}`]: insKv[N - 1] ?? null,
+        [`rssBytesAt${N}`]: insRssAtN,
+        rssGrowthBytes50toN: insRssAtN - insRss50,
+        framesMeasured: insSeries.length,
+        extendedRunStoppedBecause: extended?.stoppedBecause ?? insRuns[0]?.stoppedBecause ?? null,
+        realtimeLostAtFrame: realtime.frame,
+        realtimeLostHow: realtime.how,
+        realtimeLostDetail: realtime.detail,
+        realtimeLostAtStreamMinutes: round(realtime.frame / 2 / 60, 1),
+        kvBudgetCrossedAtFrame: kvCross.frame,
+        kvBudgetCrossedHow: kvCross.how,
+        kvAllocatedReachedBudgetAtFrame: capCrossIdx >= 0 ? capCrossIdx + 1 : null,
+        wallSeconds: insRuns.map((r) => r.wallSeconds),
+      },
+    },
+    targets,
+    notes: [
+      `Frames: ${stream.source === 'world' ? 'the project\'s procedural video world (tools/casa_model stream)' : 'built-in procedural frames'}, looped when the run is longer than the file.`,
+      `Both models produce exactly ${TOKENS_PER_FRAME} tokens per frame (EOS suppressed, then EOS fed), so per-frame work differs only by the fusion: the CASA text KV grows ${TOKENS_PER_FRAME + 3} entries per frame and is capped; the insertion KV grows ${TOKENS_PER_FRAME + 3} + ${bundleInfo(opts.insertion).imageTokensPerFrame as number} image entries per frame, unbounded.`,
+      'Frame time = wall time of session.caption(frame): preprocessing, vision, (casa_kv), every decoder step, sampling, detokenisation.',
+      `Memory budget: ${KV_BUDGET_BYTES / 2 ** 20} MiB of KV bytes in use per stream. Where a crossing was not reached in the measured frames it is a linear extrapolation of the measured growth, labelled "extrapolated".`,
+    ],
+    plots,
+    samples: {
+      casa: casaRuns.map((r) => ({ model: r.model, frameMs: r.frameMs, kvBytes: r.kvBytes, kvTokens: r.kvTokens, kvCapacityBytes: r.kvCapacityBytes[0], rss: r.rss, promptTokens: r.promptTokens, graphRuns: r.graphRuns, textTokensFed: r.textTokensFed, sampledTokens: r.sampledTokens })),
+      insertion: insRuns.map((r) => ({ model: r.model, frameMs: r.frameMs, kvBytes: r.kvBytes, kvTokens: r.kvTokens, kvCapacityChanges: capacityChanges(r.kvCapacityBytes), rss: r.rss, promptTokens: r.promptTokens, graphRuns: r.graphRuns, textTokensFed: r.textTokensFed, sampledTokens: r.sampledTokens, stoppedBecause: r.stoppedBecause })),
+    },
+  };
+}
+
+function capacityChanges(xs: readonly number[]): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  let last = -1;
+  xs.forEach((v, i) => {
+    if (v !== last) out.push([i + 1, v]);
+    last = v;
+  });
+  return out;
+}

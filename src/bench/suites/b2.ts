@@ -1,0 +1,193 @@
+/**
+ * B2 — casa-live's engine against the project's own PyTorch incremental path
+ * (tools/casa_model/stream.py Session): the same model (rebuilt from the bundle's ONNX
+ * weights and checked against its parity fixtures), the same frames, the same CPU and
+ * thread count, the same number of tokens per frame.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { bundleInfo, inWorker, TOKENS_PER_FRAME, type SuiteOutput, type Target } from '../common.js';
+import type { SuiteContext } from '../context.js';
+import { pythonPath } from '../inputs.js';
+import { median, round } from '../stats.js';
+import { COLORS, lineChart } from '../svg.js';
+import type { ThroughputResult, ThroughputTask } from '../tasks.js';
+
+export interface B2Params {
+  frames: number;
+  repeats: number;
+  warmup: number;
+  threads: number;
+}
+
+export function b2Params(quick: boolean): B2Params {
+  return quick ? { frames: 20, repeats: 2, warmup: 2, threads: 1 } : { frames: 200, repeats: 3, warmup: 5, threads: 1 };
+}
+
+interface TorchRun {
+  frames: number;
+  seconds: number;
+  fps: number;
+  tokens: number;
+  frameMs: number[];
+  kvTokens: number;
+}
+
+interface TorchResult {
+  implementation: string;
+  weights: string;
+  rebuild: { parameters: number; foldedTables: number; seconds: number };
+  numParams: number;
+  fixtureMaxAbsDiff: number;
+  fixtureTolerance: number;
+  versions: Record<string, string>;
+  torchThreads: number;
+  runs: TorchRun[];
+}
+
+function runTorch(root: string, args: string[]): Promise<TorchResult> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      pythonPath(),
+      [path.join(root, 'bench', 'torch_reference.py'), ...args],
+      { cwd: root, env: { ...process.env, PYTHONPATH: root, OMP_NUM_THREADS: '1', MKL_NUM_THREADS: '1' }, maxBuffer: 64 << 20 },
+      (err, stdout, stderr) => {
+        if (err) {
+          reject(new Error(`bench/torch_reference.py failed: ${(stderr || err.message).trim().split('\n').slice(-3).join(' ')}`));
+          return;
+        }
+        try {
+          resolve(JSON.parse(stdout) as TorchResult);
+        } catch {
+          reject(new Error(`bench/torch_reference.py printed no JSON: ${stdout.slice(0, 200)} ${stderr.slice(-300)}`));
+        }
+      },
+    );
+  });
+}
+
+export async function runB2(ctx: SuiteContext, params: B2Params = b2Params(ctx.opts.quick)): Promise<SuiteOutput> {
+  const { opts, log } = ctx;
+  const script = path.join(opts.root, 'bench', 'torch_reference.py');
+  const tool = path.join(opts.root, 'tools', 'casa_model', 'stream.py');
+  const empty = { config: {}, results: {}, targets: [], notes: [], samples: {}, plots: {} };
+  if (!existsSync(script) || !existsSync(tool)) {
+    return { ...empty, skipped: 'the PyTorch reference (tools/casa_model and bench/torch_reference.py) is not in this installation; run from a repository checkout' };
+  }
+  if (!existsSync(pythonPath())) return { ...empty, skipped: `${pythonPath()} not found (set CASA_LIVE_PYTHON)` };
+  const stream = await ctx.stream();
+  const task: ThroughputTask = {
+    kind: 'throughput',
+    bundle: opts.casa,
+    framesPath: stream.framesPath,
+    width: stream.width,
+    height: stream.height,
+    count: params.frames,
+    repeats: params.repeats,
+    warmup: params.warmup,
+    tokens: TOKENS_PER_FRAME,
+    threads: params.threads,
+  };
+  log(`B2: casa-live engine, ${params.frames} frames x ${params.repeats} runs`);
+  const node = await inWorker<ThroughputResult>(log, 'B2 casa-live', task);
+  log(`B2: PyTorch reference (${pythonPath()} bench/torch_reference.py), ${params.frames} frames x ${params.repeats} runs`);
+  let torch: TorchResult;
+  try {
+    torch = await runTorch(opts.root, [
+      '--bundle', opts.casa, '--frames', stream.framesPath, '--count', String(params.frames), '--tokens', String(TOKENS_PER_FRAME),
+      '--threads', String(params.threads), '--repeats', String(params.repeats), '--warmup', String(params.warmup),
+    ]);
+  } catch (err) {
+    if (/No module named 'torch'|No module named 'onnx'/.test((err as Error).message)) {
+      return { ...empty, skipped: `PyTorch or onnx is not installed for ${pythonPath()} (Debian: python3-torch, python3-onnx)` };
+    }
+    throw err;
+  }
+  const nodeFps = median(node.runs.map((r) => r.fps));
+  const torchFps = median(torch.runs.map((r) => r.fps));
+  const speedup = nodeFps / torchFps;
+  const nodeFrameMs = median(node.runs.flatMap((r) => r.frameMs));
+  const torchFrameMs = median(torch.runs.flatMap((r) => r.frameMs));
+  const ortShare = median(node.runs.map((r) => r.ortMs / (r.seconds * 1000)));
+  const runsPerFrame = median(node.runs.map((r) => r.graphRuns / r.frames));
+  const ortPerRunUs = median(node.runs.map((r) => (r.ortMs * 1000) / r.graphRuns));
+  const nonOrtMs = median(node.runs.map((r) => (r.seconds * 1000 - r.ortMs) / r.frames));
+  const met = speedup >= 3;
+  const targets: Target[] = [
+    {
+      name: 'casa-live frames/s ÷ PyTorch frames/s',
+      target: '≥ 3×',
+      value: round(speedup, 2),
+      unit: '×',
+      met,
+      ...(met
+        ? {}
+        : {
+            note:
+              `Measured: ${round(ortShare * 100, 0)}% of casa-live's frame time is inside onnxruntime's run calls (${round(runsPerFrame, 1)} graph runs per frame, ${round(ortPerRunUs, 0)} µs each on average); the rest, ${round(nonOrtMs, 2)} ms per frame, is preprocessing, cache management, sampling and event delivery in TypeScript. ` +
+              `The model has ${torch.numParams.toLocaleString('en-US')} parameters: each step is many small kernels, so per-run and per-operator dispatch, not arithmetic, sets the speed of both runtimes, and PyTorch eager on one thread is already within that margin. ` +
+              'What would lift it: fewer graph runs per frame (vision and casa_kv fused into one graph; a frame\'s EOS fed in the same step as the next frame\'s markers), onnxruntime IO binding with preallocated outputs, and a larger model, where kernel time dominates and onnxruntime\'s fused kernels pull ahead of eager PyTorch.',
+          }),
+    },
+  ];
+  const plots: Record<string, string> = {
+    'b2-frame-time.svg': lineChart({
+      title: 'B2: per-frame time, casa-live vs PyTorch reference',
+      subtitle: `same model, frames, ${params.threads} thread, ${TOKENS_PER_FRAME} tokens/frame, no context cap; run 1 of each`,
+      xLabel: 'frame',
+      yLabel: 'ms per frame',
+      yMin: 0,
+      series: [
+        { name: `casa-live (onnxruntime-node), ${round(nodeFps, 1)} frames/s`, color: COLORS.casa, points: (node.runs[0]?.frameMs ?? []).map((y, i) => [i + 1, y]) },
+        { name: `PyTorch ${torch.versions.torch ?? ''} eager, ${round(torchFps, 1)} frames/s`, color: COLORS.insertion, points: (torch.runs[0]?.frameMs ?? []).map((y, i) => [i + 1, y]) },
+      ],
+    }),
+  };
+  return {
+    config: {
+      frames: params.frames,
+      repeats: params.repeats,
+      warmupFrames: params.warmup,
+      threads: params.threads,
+      tokensPerFrame: TOKENS_PER_FRAME,
+      contextCap: 'none in either (the reference has no eviction)',
+      bundle: bundleInfo(opts.casa),
+      framesSource: { source: stream.source, recipe: stream.recipe },
+      pytorchCommand: `PYTHONPATH=. ${pythonPath()} bench/torch_reference.py --bundle ${path.relative(opts.root, opts.casa) || opts.casa} --frames FRAMES --count ${params.frames} --tokens ${TOKENS_PER_FRAME} --threads ${params.threads} --repeats ${params.repeats} --warmup ${params.warmup}`,
+    },
+    results: {
+      casaLiveFps: round(nodeFps, 2),
+      pytorchFps: round(torchFps, 2),
+      speedup: round(speedup, 2),
+      casaLiveFrameMsP50: round(nodeFrameMs, 2),
+      pytorchFrameMsP50: round(torchFrameMs, 2),
+      casaLiveFpsPerRun: node.runs.map((r) => r.fps),
+      pytorchFpsPerRun: torch.runs.map((r) => round(r.fps, 2)),
+      casaLiveOrtShare: round(ortShare, 3),
+      casaLiveGraphRunsPerFrame: round(runsPerFrame, 2),
+      casaLiveOrtUsPerRun: round(ortPerRunUs, 1),
+      casaLiveNonOrtMsPerFrame: round(nonOrtMs, 3),
+      modelParameters: torch.numParams,
+      tokensPerRun: { casaLive: node.runs.map((r) => r.tokens), pytorch: torch.runs.map((r) => r.tokens) },
+      pytorchWeights: torch.weights,
+      pytorchFixtureMaxAbsDiff: torch.fixtureMaxAbsDiff,
+      pytorchFixtureTolerance: torch.fixtureTolerance,
+      pytorchVersions: torch.versions,
+      pytorchThreads: torch.torchThreads,
+    },
+    targets,
+    notes: [
+      'The PyTorch weights of the bundles (tools/casa_model/.work/*.pt) are build artefacts and not committed, so bench/torch_reference.py rebuilds the PyTorch model from the bundle: it exports a freshly initialised model of the same shape with the project\'s exporter to learn where each parameter lands among the ONNX initialisers (by name, transposed as a MatMul operand, or the vision position table folded into one sum), loads the bundle\'s values back through that map, and refuses to run unless the rebuilt model reproduces the bundle\'s parity fixtures (max |Δlogit| recorded above). This works on a clean clone.',
+      `Both sides caption the same frames with the same protocol: prompt prefilled (not timed), then per frame vision (+ casa_kv), markers, ${TOKENS_PER_FRAME} greedy tokens with EOS masked, EOS. Each side warms up on ${params.warmup} frames first. Times exclude model loading.`,
+      'Thread count: onnxruntime intraOpNumThreads = interOpNumThreads = 1 (the daemon default); torch.set_num_threads(1), set_num_interop_threads(1), OMP_NUM_THREADS=1.',
+    ],
+    samples: {
+      casaLive: node.runs.map((r) => ({ seconds: r.seconds, fps: r.fps, tokens: r.tokens, kvTokens: r.kvTokens, ortMs: r.ortMs, graphRuns: r.graphRuns, frameMs: r.frameMs })),
+      pytorch: torch.runs.map((r) => ({ seconds: round(r.seconds, 4), fps: round(r.fps, 2), tokens: r.tokens, kvTokens: r.kvTokens, frameMs: r.frameMs })),
+      casaLiveLoadMs: node.loadMs,
+      pytorchRebuild: torch.rebuild,
+    },
+    plots,
+  };
+}

@@ -1,0 +1,194 @@
+/**
+ * bench/results/SUMMARY.md: written from the suite JSON files found in the results
+ * directory (so a run of some suites keeps the others' sections).
+ */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { f, SUITE_FILES, SUITE_IDS, type SuiteId, type SuiteResult, type Target } from './common.js';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Any = Record<string, any>;
+
+function mib(bytes: unknown, digits = 1): string {
+  return typeof bytes === 'number' ? `${(bytes / 2 ** 20).toFixed(digits)} MiB` : '—';
+}
+
+function targetRow(t: Target): string {
+  const v = t.value === null || t.value === undefined ? '—' : `${t.value}${t.unit && typeof t.value === 'number' ? ` ${t.unit}` : ''}`;
+  const met = t.met === null ? 'reported' : t.met ? '**met**' : '**missed**';
+  return `| ${t.name} | ${t.target} | ${v} | ${met} |`;
+}
+
+function plotLinks(r: SuiteResult): string {
+  return r.plots.map((p) => `![${p}](${p})`).join('\n\n');
+}
+
+function section(r: SuiteResult, body: string[]): string {
+  const lines = [`## ${r.title}`, ''];
+  if (r.skipped) {
+    lines.push(`Not run: ${r.skipped}`, '');
+    return lines.join('\n');
+  }
+  lines.push(...body, '');
+  if (r.targets.length) {
+    lines.push('| check | target | measured | |', '|---|---|---|---|', ...r.targets.map(targetRow), '');
+  }
+  const misses = r.targets.filter((t) => t.met === false && t.note);
+  for (const t of misses) lines.push(`**Missed — ${t.name}.** ${t.note}`, '');
+  if (r.plots.length) lines.push(plotLinks(r), '');
+  if (r.notes.length) lines.push('Method:', '', ...r.notes.map((n) => `- ${n}`), '');
+  lines.push(`Raw data: [${SUITE_FILES[r.suite]}.json](${SUITE_FILES[r.suite]}.json) (${r.quick ? 'quick run' : 'full run'}, ${r.finishedAt}, ${f(r.durationSeconds, 0)} s).`, '');
+  return lines.join('\n');
+}
+
+function b1(r: SuiteResult): string[] {
+  const c = r.results.casa as Any;
+  const i = r.results.insertion as Any;
+  const N = (r.config as Any).frames as number;
+  return [
+    `CASA bundle \`${(r.config as Any).casa?.name}\` and its insertion twin \`${(r.config as Any).insertion?.name}\` (${(r.config as Any).casa?.weights}) on the same ${N}-frame synthetic stream, ${(r.config as Any).tokensPerFrame} tokens per frame, one thread, ${(r.config as Any).casaRepeats} CASA and ${(r.config as Any).insertionRepeats} insertion runs alternated in fresh processes.`,
+    '',
+    '| | per-frame time at 50 frames | at ' + N + ' frames | ratio | KV bytes in use at ' + N + ' | RSS growth 50→' + N + ' |',
+    '|---|---|---|---|---|---|',
+    `| CASA | ${f(c.frameMsAt50, 2)} ms | ${f(c[`frameMsAt${N}`], 2)} ms | **${f(c.ratio, 3)}×** | ≤ ${mib(c.maxKvBytes, 2)} (allocated ${mib(c.kvCapacityBytes, 2)}, fixed) | ${mib(c.rssGrowthBytes50toN)} |`,
+    `| insertion | ${f(i.frameMsAt50, 2)} ms | ${f(i[`frameMsAt${N}`], 2)} ms | **${f(i.growth, 2)}×** | ${mib(i[`kvBytesAt${N}`])} (+${f(i.kvBytesPerFrame / 1024, 1)} KiB/frame) | ${mib(i.rssGrowthBytes50toN)} |`,
+    '',
+    `- Insertion can no longer keep real time (${(r.config as Any).realtimeMs} ms per frame at 2 fps) from frame **${i.realtimeLostAtFrame}** (${f(i.realtimeLostAtStreamMinutes, 1)} min of stream) — **${i.realtimeLostHow}**: ${i.realtimeLostDetail}.`,
+    `- Insertion passes the ${mib((r.config as Any).kvBudgetBytes, 0)} KV budget at frame **${i.kvBudgetCrossedAtFrame}** (${i.kvBudgetCrossedHow}${i.kvBudgetCrossedHow === 'extrapolated' ? ' from the measured, exactly linear growth' : ''})${i.kvAllocatedReachedBudgetAtFrame ? `; its allocated KV storage (doubling) reached that size at frame ${i.kvAllocatedReachedBudgetAtFrame}` : ''}.`,
+    `- CASA at ${N} frames runs at ${f(c.ratio, 3)}× its per-frame time at 50 frames (per run: ${(c.ratioPerRun as number[]).map((x) => f(x, 3)).join(', ')}), with ${c.maxKvTokens} KV tokens at most and ${(c.evictions as number[])[0] ?? 0} evictions per run.`,
+  ];
+}
+
+function b2(r: SuiteResult): string[] {
+  const x = r.results as Any;
+  return [
+    `Same model (\`${(r.config as Any).bundle?.name}\`, ${x.modelParameters?.toLocaleString?.('en-US') ?? '?'} parameters), same ${(r.config as Any).frames} frames, ${(r.config as Any).tokensPerFrame} tokens per frame, ${(r.config as Any).threads} thread, ${(r.config as Any).repeats} runs each:`,
+    '',
+    '| | frames/s (median) | ms per frame (p50) |',
+    '|---|---|---|',
+    `| casa-live (onnxruntime-node ${r.versions.onnxruntimeNode}) | **${f(x.casaLiveFps, 1)}** | ${f(x.casaLiveFrameMsP50, 2)} |`,
+    `| PyTorch ${x.pytorchVersions?.torch ?? ''} eager (tools/casa_model/stream.py) | **${f(x.pytorchFps, 1)}** | ${f(x.pytorchFrameMsP50, 2)} |`,
+    '',
+    `Speed-up **${f(x.speedup, 2)}×**. The PyTorch model was rebuilt from the bundle's ONNX weights and reproduces its parity fixtures to ${Number(x.pytorchFixtureMaxAbsDiff).toExponential(1)} (tolerance ${x.pytorchFixtureTolerance}). casa-live spends ${f(x.casaLiveOrtShare * 100, 0)}% of its frame time inside onnxruntime (${f(x.casaLiveGraphRunsPerFrame, 1)} runs per frame, ${f(x.casaLiveOrtUsPerRun, 0)} µs each).`,
+  ];
+}
+
+function b3(r: SuiteResult): string[] {
+  const x = r.results as Any;
+  const rows = ((x.trials as Any[]) ?? []).map(
+    (t) => `| ${t.phase} | ${t.streams} | ${t.pass ? 'pass' : 'fail'} | ${f(t.p50CaptionMs, 0)} | ${f(t.p99CaptionMs, 0)} | ${t.dropped} | ${f(t.nodeCpuPercent, 0)}% | ${t.machineCpuPercent ?? '—'}% | ${t.reasons.join('; ')} |`,
+  );
+  return [
+    `Capacity: **${x.capacityIsLowerBound ? '≥ ' : ''}${x.capacity} concurrent real-time 2-fps streams** with p99 frame→caption latency ≤ 500 ms and no dropped frames (confirmed by ${(x.atCapacity as Any[]).length} longer run(s)).`,
+    '',
+    '| phase | streams | result | p50 ms | p99 ms | dropped | node CPU | machine CPU | why |',
+    '|---|---|---|---|---|---|---|---|---|',
+    ...rows,
+  ];
+}
+
+function b4(r: SuiteResult): string[] {
+  const x = r.results as Any;
+  const q = (o: Any | undefined): string => (o ? `${f(o.p50, 0)} / ${f(o.p95, 0)} / ${f(o.p99, 0)}` : '—');
+  return [
+    '| streams | arrival → first token, p50 / p95 / p99 (ms) | arrival → caption committed, p50 / p95 / p99 (ms) | frames |',
+    '|---|---|---|---|',
+    `| 1 | ${q(x.oneStream?.firstTokenMs)} | ${q(x.oneStream?.captionMs)} | ${x.oneStream?.captionMs?.n ?? 0} |`,
+    x.atCapacity ? `| ${x.atCapacity.streams} (capacity) | ${q(x.atCapacity.firstTokenMs)} | ${q(x.atCapacity.captionMs)} | ${x.atCapacity.captionMs?.n ?? 0} |` : '| capacity | not measured (run B3) | | |',
+  ];
+}
+
+function b5(r: SuiteResult): string[] {
+  const x = r.results as Any;
+  const rows = ((x.variants as Any[]) ?? []).map(
+    (v) =>
+      `| ${v.name} | ${f(v.captionMs.p50, 1)} / ${f(v.captionMs.p95, 1)} / **${f(v.captionMs.p99, 1)}** | ${f(v.tokenMs.p99, 1)} | ${(v.serverCpuPercent as number[]).map((c) => `${f(c, 0)}%`).join(', ')} | ${(v.captionsPerClient as Any[]).map((c) => `${c.min}–${c.max}`).join(', ')} | ${(v.closedClients as number[]).reduce((a, b) => Math.max(a, b), 0)} |`,
+  );
+  return [
+    `${(r.config as Any).clients} WebSocket subscribers on 127.0.0.1 to one stream (2 fps, ${(r.config as Any).tokensPerFrame} token events + 1 caption per frame), the real daemon in its own process:`,
+    '',
+    '| server config | caption delivery p50 / p95 / p99 (ms) | token p99 (ms) | server CPU per window | captions per client per window | clients dropped |',
+    '|---|---|---|---|---|---|',
+    ...rows,
+  ];
+}
+
+function b6(r: SuiteResult): string[] {
+  const x = r.results as Any;
+  return [
+    `${f(x.streamHours, 2)} h of stream (${x.frames} frames) in ${f(x.wallSeconds, 0)} s: **${f(x.speedVsRealTime, 1)}× real time**. RSS at the end of warm-up ${f(x.rssAtWarmupEndMiB, 1)} MiB, then between ${f(x.rssMinMaxAfterWarmupMiB?.[0], 1)} and ${f(x.rssMinMaxAfterWarmupMiB?.[1], 1)} MiB (×${f(x.rssRatioRange?.[0], 3)} … ×${f(x.rssRatioRange?.[1], 3)}; trend ${f(x.rssSlopeMiBPerStreamHour, 2)} MiB per stream hour). KV tokens ≤ ${x.maxKvTokens} (cap ${x.cap}), ${x.evictions} evictions. File descriptors ${x.fds?.before} before → ${x.fds?.after} after (after restarts: ${(x.fds?.afterRestarts as number[] | undefined)?.join(', ') || '—'}); child processes during ≤ ${x.children?.duringMax}, after: ${(x.children?.after as string[] | undefined)?.length ?? '?'}; dropped frames ${x.droppedFrames}.`,
+  ];
+}
+
+const RENDER: Record<SuiteId, (r: SuiteResult) => string[]> = { b1, b2, b3, b4, b5, b6 };
+
+export function headline(r: SuiteResult): string {
+  const x = r.results as Any;
+  switch (r.suite) {
+    case 'b1': {
+      const N = (r.config as Any).frames;
+      return `CASA ${f(x.casa?.ratio, 2)}× per-frame time at ${N} vs 50 frames, KV ≤ ${mib(x.casa?.maxKvBytes, 2)}; insertion ${f(x.insertion?.growth, 1)}× slower at ${N} frames, loses real time at frame ${x.insertion?.realtimeLostAtFrame} (${x.insertion?.realtimeLostHow})`;
+    }
+    case 'b2':
+      return `${f(x.speedup, 2)}× PyTorch (${f(x.casaLiveFps, 1)} vs ${f(x.pytorchFps, 1)} frames/s, 1 thread)`;
+    case 'b3':
+      return `${x.capacityIsLowerBound ? '≥ ' : ''}${x.capacity} concurrent real-time 2-fps streams`;
+    case 'b4':
+      return `1 stream: p99 first token ${f(x.oneStream?.firstTokenMs?.p99, 0)} ms, caption ${f(x.oneStream?.captionMs?.p99, 0)} ms${x.atCapacity ? `; at ${x.atCapacity.streams} streams: ${f(x.atCapacity.firstTokenMs?.p99, 0)} / ${f(x.atCapacity.captionMs?.p99, 0)} ms` : ''}`;
+    case 'b5':
+      return `p99 caption delivery ${f(x.headline?.captionP99Ms, 1)} ms to ${(r.config as Any).clients} subscribers, server CPU ${f(x.headline?.serverCpuPercent, 0)}% of a core`;
+    case 'b6':
+      return `${f(x.streamHours, 2)} h of stream at ${f(x.speedVsRealTime, 1)}× real time: RSS ×${f(x.rssRatioRange?.[0], 3)}…×${f(x.rssRatioRange?.[1], 3)}, KV ≤ ${x.maxKvTokens}/${x.cap} tokens, fds ${x.fds?.before}→${x.fds?.after}, children left ${(x.children?.after as string[] | undefined)?.length ?? '?'}`;
+  }
+}
+
+export function readResults(outDir: string): SuiteResult[] {
+  const out: SuiteResult[] = [];
+  for (const id of SUITE_IDS) {
+    const file = path.join(outDir, `${SUITE_FILES[id]}.json`);
+    if (existsSync(file)) out.push(JSON.parse(readFileSync(file, 'utf8')) as SuiteResult);
+  }
+  return out;
+}
+
+export function writeSummary(outDir: string, command: string): string {
+  const results = readResults(outDir);
+  const first = results[0];
+  const lines: string[] = ['# casa-live benchmark results', ''];
+  if (!first) {
+    lines.push('No results yet: run `npm run bench`.', '');
+  } else {
+    const quick = results.some((r) => r.quick);
+    const m = first.machine;
+    lines.push(
+      `Reproduce: \`${quick ? 'npm run bench:quick' : 'npm run bench'}\` (or \`casa-live bench${quick ? ' --quick' : ''}\`; one suite: \`casa-live bench --suite b3\`). Written by \`${command}\`.`,
+      '',
+      `Machine: ${m.cpuModel}, ${m.cpus} cores${m.affinity ? ` (allowed: ${m.affinity})` : ''}, ${(m.totalMemoryBytes / 2 ** 30).toFixed(0)} GiB, ${m.platform} ${m.release}. Node ${first.versions.node}, onnxruntime-node ${first.versions.onnxruntimeNode}, casa-live ${first.versions.casaLive}.` +
+        (quick ? ' **Quick run: short smoke figures, not the published ones.**' : ''),
+      '',
+      'Methodology (docs/benchmarks.md): every measurement runs in a fresh worker process; runs are repeated and medians quoted; the CASA/insertion comparison alternates its runs in the same invocation. Every engine run generates exactly 5 tokens per frame (EOS suppressed, then fed), so the work per frame is the same whatever the weights say.',
+      '',
+      '| suite | headline | targets |',
+      '|---|---|---|',
+      ...results.map((r) => {
+        const t = r.targets.filter((x) => x.met !== null);
+        const verdict = r.skipped ? `not run: ${r.skipped}` : t.length ? t.map((x) => `${x.met ? 'met' : 'missed'}: ${x.name} (${x.target})`).join('; ') : '—';
+        return `| [${r.title}](#${anchor(r.title)}) | ${r.skipped ? '—' : headline(r)} | ${verdict} |`;
+      }),
+      '',
+    );
+    for (const r of results) lines.push(section(r, r.skipped ? [] : RENDER[r.suite](r)));
+  }
+  const text = lines.join('\n');
+  writeFileSync(path.join(outDir, 'SUMMARY.md'), text);
+  return text;
+}
+
+function anchor(title: string): string {
+  return title
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N} -]/gu, '')
+    .trim()
+    .replace(/ /g, '-');
+}
+

@@ -1,0 +1,182 @@
+/**
+ * Hand-written SVG line charts for the benchmark results (no plotting dependency). The
+ * output is a standalone SVG file that GitHub and browsers render.
+ */
+
+export interface Series {
+  name: string;
+  points: ReadonlyArray<readonly [number, number]>;
+  color: string;
+  /** Stroke dash pattern, e.g. "6 4". */
+  dash?: string;
+  /** Draw a circle at each point (and no line when `line` is false). */
+  markers?: boolean;
+  line?: boolean;
+  width?: number;
+}
+
+export interface RefLine {
+  /** Horizontal line at this y. */
+  y: number;
+  label: string;
+  color?: string;
+}
+
+export interface ChartOptions {
+  title: string;
+  subtitle?: string;
+  xLabel: string;
+  yLabel: string;
+  series: Series[];
+  refLines?: RefLine[];
+  /** Logarithmic y axis (base 10); non-positive values are dropped. */
+  logY?: boolean;
+  xMin?: number;
+  xMax?: number;
+  yMin?: number;
+  yMax?: number;
+  width?: number;
+  height?: number;
+}
+
+export const COLORS = {
+  casa: '#1f77b4',
+  insertion: '#d62728',
+  third: '#2ca02c',
+  fourth: '#9467bd',
+  grey: '#7f7f7f',
+  budget: '#ff7f0e',
+};
+
+function esc(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
+
+/** "Nice" tick values covering [lo, hi] (about `count` of them). */
+export function niceTicks(lo: number, hi: number, count = 6): number[] {
+  if (!(hi > lo)) return [lo];
+  const raw = (hi - lo) / count;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const norm = raw / mag;
+  const step = (norm >= 5 ? 10 : norm >= 2 ? 5 : norm >= 1 ? 2 : 1) * mag;
+  const ticks: number[] = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) ticks.push(Math.abs(v) < step * 1e-9 ? 0 : v);
+  return ticks;
+}
+
+function fmt(v: number): string {
+  const a = Math.abs(v);
+  if (a === 0) return '0';
+  if (a >= 1e6) return `${+(v / 1e6).toFixed(1)}M`;
+  if (a >= 1e4) return `${+(v / 1e3).toFixed(1)}k`;
+  if (a >= 100) return String(Math.round(v));
+  if (a >= 1) return String(+v.toFixed(1));
+  return String(+v.toPrecision(2));
+}
+
+/** Renders a line chart as an SVG document. */
+export function lineChart(o: ChartOptions): string {
+  const W = o.width ?? 760;
+  const H = o.height ?? 420;
+  const m = { left: 72, right: 20, top: o.subtitle ? 58 : 44, bottom: 54 };
+  const pw = W - m.left - m.right;
+  const ph = H - m.top - m.bottom;
+  const logY = o.logY === true;
+  const all = o.series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!logY || y > 0));
+  const refs = (o.refLines ?? []).filter((r) => Number.isFinite(r.y) && (!logY || r.y > 0));
+  const xs = all.map(([x]) => x);
+  const ys = all.map(([, y]) => y).concat(refs.map((r) => r.y));
+  let x0 = o.xMin ?? (xs.length ? Math.min(...xs) : 0);
+  let x1 = o.xMax ?? (xs.length ? Math.max(...xs) : 1);
+  if (x1 <= x0) x1 = x0 + 1;
+  let y0: number;
+  let y1: number;
+  let yTicks: number[];
+  if (logY) {
+    const lo = o.yMin ?? (ys.length ? Math.min(...ys) : 1);
+    const hi = o.yMax ?? (ys.length ? Math.max(...ys) : 10);
+    y0 = 10 ** Math.floor(Math.log10(lo));
+    y1 = 10 ** Math.ceil(Math.log10(hi));
+    if (y1 <= y0) y1 = y0 * 10;
+    yTicks = [];
+    for (let d = Math.log10(y0); d <= Math.log10(y1) + 1e-9; d++) {
+      for (const k of [1, 2, 5]) {
+        const v = k * 10 ** d;
+        if (v >= y0 * (1 - 1e-9) && v <= y1 * (1 + 1e-9)) yTicks.push(v);
+      }
+    }
+  } else {
+    y0 = o.yMin ?? Math.min(0, ...(ys.length ? ys : [0]));
+    y1 = o.yMax ?? (ys.length ? Math.max(...ys) * 1.08 : 1);
+    if (y1 <= y0) y1 = y0 + 1;
+    yTicks = niceTicks(y0, y1);
+    y1 = Math.max(y1, yTicks[yTicks.length - 1] ?? y1);
+  }
+  const xTicks = niceTicks(x0, x1);
+  if (o.xMin === undefined && xTicks.length && (xTicks[0] as number) < x0) x0 = xTicks[0] as number;
+  const sx = (x: number): number => m.left + ((x - x0) / (x1 - x0)) * pw;
+  const sy = (y: number): number =>
+    logY ? m.top + ph - ((Math.log10(y) - Math.log10(y0)) / (Math.log10(y1) - Math.log10(y0))) * ph : m.top + ph - ((y - y0) / (y1 - y0)) * ph;
+  const out: string[] = [];
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="Helvetica, Arial, sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="#ffffff"/>`,
+    `<text x="${W / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">${esc(o.title)}</text>`,
+  );
+  if (o.subtitle) out.push(`<text x="${W / 2}" y="40" text-anchor="middle" fill="#555">${esc(o.subtitle)}</text>`);
+  // grid and ticks
+  for (const t of yTicks) {
+    const y = sy(t).toFixed(1);
+    out.push(`<line x1="${m.left}" y1="${y}" x2="${m.left + pw}" y2="${y}" stroke="#e5e5e5"/>`);
+    out.push(`<text x="${m.left - 6}" y="${y}" text-anchor="end" dominant-baseline="middle" fill="#333">${fmt(t)}</text>`);
+  }
+  for (const t of xTicks) {
+    if (t < x0 || t > x1) continue;
+    const x = sx(t).toFixed(1);
+    out.push(`<line x1="${x}" y1="${m.top}" x2="${x}" y2="${m.top + ph}" stroke="#f0f0f0"/>`);
+    out.push(`<text x="${x}" y="${m.top + ph + 16}" text-anchor="middle" fill="#333">${fmt(t)}</text>`);
+  }
+  out.push(`<rect x="${m.left}" y="${m.top}" width="${pw}" height="${ph}" fill="none" stroke="#888"/>`);
+  out.push(`<text x="${m.left + pw / 2}" y="${H - 12}" text-anchor="middle">${esc(o.xLabel)}</text>`);
+  out.push(
+    `<text x="16" y="${m.top + ph / 2}" text-anchor="middle" transform="rotate(-90 16 ${m.top + ph / 2})">${esc(o.yLabel)}${logY ? ' (log scale)' : ''}</text>`,
+  );
+  out.push(`<clipPath id="plot"><rect x="${m.left}" y="${m.top}" width="${pw}" height="${ph}"/></clipPath>`);
+  for (const r of refs) {
+    const y = sy(r.y).toFixed(1);
+    const c = r.color ?? COLORS.budget;
+    out.push(`<line x1="${m.left}" y1="${y}" x2="${m.left + pw}" y2="${y}" stroke="${c}" stroke-dasharray="6 4" stroke-width="1.5"/>`);
+    out.push(`<text x="${m.left + pw - 4}" y="${(+y - 5).toFixed(1)}" text-anchor="end" fill="${c}">${esc(r.label)}</text>`);
+  }
+  for (const s of o.series) {
+    const pts = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!logY || y > 0));
+    if (pts.length === 0) continue;
+    if (s.line !== false && pts.length > 1) {
+      const d = pts.map(([x, y], i) => `${i ? 'L' : 'M'}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join('');
+      out.push(
+        `<path d="${d}" fill="none" stroke="${s.color}" stroke-width="${s.width ?? 1.8}"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''} clip-path="url(#plot)"/>`,
+      );
+    }
+    if (s.markers || pts.length === 1) {
+      for (const [x, y] of pts) out.push(`<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="3.5" fill="${s.color}"/>`);
+    }
+  }
+  // legend, on a white box
+  const longest = Math.max(0, ...o.series.map((s) => s.name.length));
+  if (o.series.length) {
+    out.push(`<rect x="${m.left + 6}" y="${m.top + 4}" width="${Math.round(longest * 6.4 + 44)}" height="${o.series.length * 17 + 6}" fill="#ffffff" fill-opacity="0.85" stroke="#dddddd"/>`);
+  }
+  let ly = m.top + 18;
+  for (const s of o.series) {
+    const lx = m.left + 12;
+    out.push(
+      s.line === false
+        ? `<circle cx="${lx + 11}" cy="${ly - 4}" r="3.5" fill="${s.color}"/>`
+        : `<line x1="${lx}" y1="${ly - 4}" x2="${lx + 22}" y2="${ly - 4}" stroke="${s.color}" stroke-width="2.5"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''}/>`,
+    );
+    out.push(`<text x="${lx + 28}" y="${ly}" fill="#222">${esc(s.name)}</text>`);
+    ly += 17;
+  }
+  out.push('</svg>');
+  return out.join('\n') + '\n';
+}

@@ -1,0 +1,130 @@
+/**
+ * Smoke test of the benchmark machinery (src/bench): every suite on tiny inputs with the dev
+ * bundles, checking that it writes well-formed results (JSON envelope, targets, raw samples,
+ * SVG plots, SUMMARY.md). No timing is asserted here: figures come from `npm run bench`.
+ */
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseSuites, runBench, type BenchRunResult } from '../../src/bench/index.js';
+import { SUITE_FILES, SUITE_IDS, type SuiteResult } from '../../src/bench/common.js';
+import { runB1 } from '../../src/bench/suites/b1.js';
+import { runB2 } from '../../src/bench/suites/b2.js';
+import { runB3, type B3Params } from '../../src/bench/suites/b3.js';
+import { runB4 } from '../../src/bench/suites/b4.js';
+import { runB5 } from '../../src/bench/suites/b5.js';
+import { runB6 } from '../../src/bench/suites/b6.js';
+import { lineChart, niceTicks } from '../../src/bench/svg.js';
+import { linearFit, percentile, rollingMedian } from '../../src/bench/stats.js';
+import { ensureBuilt } from '../server/helpers.js';
+
+const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
+const DEV_CASA = path.join(ROOT, 'test', 'fixtures', 'bundles', 'dev-casa');
+const DEV_INSERTION = path.join(ROOT, 'test', 'fixtures', 'bundles', 'dev-insertion');
+const havePython = existsSync('/usr/bin/python3') && existsSync(path.join(ROOT, 'tools', 'casa_model', 'stream.py'));
+
+describe('bench helpers', () => {
+  it('computes percentiles, fits and ticks', () => {
+    expect(percentile([1, 2, 3, 4], 50)).toBe(2.5);
+    expect(percentile([5], 99)).toBe(5);
+    expect(Number.isNaN(percentile([], 50))).toBe(true);
+    const fit = linearFit([1, 2, 3], [3, 5, 7]);
+    expect(fit.slope).toBeCloseTo(2);
+    expect(fit.intercept).toBeCloseTo(1);
+    expect(rollingMedian([1, 100, 1, 1, 1], 3)).toEqual([50.5, 1, 1, 1, 1]);
+    expect(niceTicks(0, 10)).toEqual([0, 2, 4, 6, 8, 10]);
+    expect(() => parseSuites('b7')).toThrow(/unknown suite/);
+    expect(parseSuites('b3,b1')).toEqual(['b1', 'b3']);
+    expect(parseSuites(undefined)).toEqual([...SUITE_IDS]);
+  });
+
+  it('draws a standalone SVG', () => {
+    const svg = lineChart({ title: 'T <&>', xLabel: 'x', yLabel: 'y', logY: true, series: [{ name: 'a', color: '#000', points: [[1, 1], [2, 10], [3, 0]] }], refLines: [{ y: 5, label: 'r' }] });
+    expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
+    expect(svg).toContain('T &lt;&amp;&gt;');
+    expect(svg.trim().endsWith('</svg>')).toBe(true);
+  });
+});
+
+describe('casa-live bench (smoke, tiny inputs)', () => {
+  let out: string;
+  let run: BenchRunResult;
+  const b3Tiny: B3Params = { warmupS: 1, searchMeasureS: 1.5, confirmMeasureS: 1.5, confirmRepeats: 1, maxStreams: 1, graceS: 0.4, clip: { seconds: 12, width: 64, height: 64, fps: 4 } };
+
+  beforeAll(async () => {
+    await ensureBuilt();
+    out = mkdtempSync(path.join(tmpdir(), 'casa-bench-test-'));
+    run = await runBench(
+      { quick: true, suites: [...SUITE_IDS], outDir: out, casa: DEV_CASA, insertion: DEV_INSERTION, log: () => undefined, root: ROOT, command: 'vitest bench smoke' },
+      {
+        b1: (ctx) => runB1(ctx, { frames: 60, casaRepeats: 1, insertionRepeats: 1, extendBudgetS: 0, extendMaxFrames: 60, rssEvery: 10 }),
+        b2: (ctx) => runB2(ctx, { frames: 3, repeats: 1, warmup: 1, threads: 1 }),
+        b3: (ctx) => runB3(ctx, b3Tiny),
+        b4: (ctx) => runB4(ctx, { singleRepeats: 1, measureS: 1.5, warmupS: 1, graceS: 0.4 }, b3Tiny),
+        b5: (ctx) => runB5(ctx, { clients: 20, windows: 1, windowS: 1.5, variants: [{ name: 'fsync off', fsync: false }], tokensPerFrame: 3, frameMs: 250 }),
+        b6: (ctx) => runB6(ctx, { streamSeconds: 40, sampleEvery: 10, restartCycles: 1, warmupFraction: 0.1 }),
+      },
+    );
+  }, 120_000);
+
+  afterAll(() => {
+    if (out) rmSync(out, { recursive: true, force: true });
+  });
+
+  it('runs every suite without failures', () => {
+    expect(run.failures).toEqual([]);
+    expect(run.results.map((r) => r.suite)).toEqual([...SUITE_IDS]);
+  });
+
+  it('writes one well-formed JSON file per suite', () => {
+    for (const id of SUITE_IDS) {
+      const file = path.join(out, `${SUITE_FILES[id]}.json`);
+      const r = JSON.parse(readFileSync(file, 'utf8')) as SuiteResult;
+      expect(r.suite).toBe(id);
+      expect(r.command).toBe('vitest bench smoke');
+      expect(r.machine.cpus).toBeGreaterThan(0);
+      expect(r.versions.node).toBe(process.versions.node);
+      expect(typeof r.versions.onnxruntimeNode).toBe('string');
+      expect(Date.parse(r.startedAt)).toBeLessThanOrEqual(Date.parse(r.finishedAt));
+      if (id === 'b2' && !havePython) {
+        expect(r.skipped).toBeTruthy();
+        continue;
+      }
+      expect(r.skipped).toBeUndefined();
+      expect(Object.keys(r.results).length).toBeGreaterThan(0);
+      expect(Object.keys(r.samples).length).toBeGreaterThan(0);
+      expect(r.targets.length).toBeGreaterThan(0);
+      for (const t of r.targets) expect(t.met === null || typeof t.met === 'boolean').toBe(true);
+      for (const p of r.plots) {
+        const svg = readFileSync(path.join(out, p), 'utf8');
+        expect(svg).toMatch(/^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+        expect(svg).toMatch(/<\/svg>\s*$/);
+      }
+    }
+  });
+
+  it('records real measurements', () => {
+    const b1 = run.results.find((r) => r.suite === 'b1') as SuiteResult;
+    const casa = (b1.samples.casa as Array<{ frameMs: number[]; kvBytes: number[] }>)[0];
+    const ins = (b1.samples.insertion as Array<{ frameMs: number[]; kvTokens: number[] }>)[0];
+    expect(casa?.frameMs).toHaveLength(60);
+    expect(casa?.frameMs.every((x) => x > 0)).toBe(true);
+    // Insertion writes 16 image tokens + 8 text tokens per frame into its cache; CASA stays capped.
+    expect((ins?.kvTokens[59] ?? 0) - (ins?.kvTokens[58] ?? 0)).toBe(24);
+    expect(Math.max(...(b1.samples.casa as Array<{ kvTokens: number[] }>)[0]!.kvTokens)).toBeLessThanOrEqual(256);
+    const b3 = run.results.find((r) => r.suite === 'b3') as SuiteResult;
+    expect((b3.results.trials as unknown[]).length).toBeGreaterThan(0);
+    const b5 = run.results.find((r) => r.suite === 'b5') as SuiteResult;
+    const v = (b5.results.variants as Array<{ captionMs: { n: number }; closedClients: number[] }>)[0];
+    expect(v?.captionMs.n).toBeGreaterThan(0);
+    const b6 = run.results.find((r) => r.suite === 'b6') as SuiteResult;
+    expect((b6.results as { frames: number }).frames).toBe(80);
+    expect((b6.results as { children: { after: string[] } }).children.after).toEqual([]);
+  });
+
+  it('writes SUMMARY.md with every suite', () => {
+    const md = readFileSync(run.summaryPath, 'utf8');
+    for (const id of SUITE_IDS) expect(md).toContain(`${SUITE_FILES[id]}.json`);
+  });
+});
