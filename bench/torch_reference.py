@@ -63,6 +63,13 @@ def _onnx_initialisers(path: str, keyed: bool = False) -> Dict[str, np.ndarray]:
     return out
 
 
+def graph_nodes(bundle: str, man: Dict) -> Dict[str, int]:
+    """ONNX nodes per graph of the bundle (before onnxruntime's own graph optimisations)."""
+    import onnx
+
+    return {k: len(onnx.load(os.path.join(bundle, f)).graph.node) for k, f in man["files"].items() if f.endswith(".onnx")}
+
+
 def config_from_bundle(bundle: str) -> ModelConfig:
     man = json.load(open(os.path.join(bundle, "casa.json")))
     d, im = man["decoder"], man["image"]
@@ -254,6 +261,7 @@ def main(argv=None) -> int:
         "bundle": a.bundle, "fusion": man["fusion"], "threads": a.threads, "tokensPerFrame": a.tokens,
         "weights": "rebuilt from the bundle's ONNX initialisers", "rebuild": dict(info, seconds=round(rebuild_s, 2)),
         "numParams": model.num_params(),
+        "graphNodes": graph_nodes(a.bundle, man),
         "fixtureMaxAbsDiff": err, "fixtureTolerance": tolerance,
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
         "torchThreads": torch.get_num_threads(), "runs": runs,

@@ -101,8 +101,6 @@ export interface SuiteOutput {
   targets: Target[];
   notes: string[];
   samples: Record<string, unknown>;
-  /** File name → SVG document. */
-  plots: Record<string, string>;
   skipped?: string;
 }
 

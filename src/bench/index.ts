@@ -24,7 +24,8 @@ import { runB3 } from './suites/b3.js';
 import { runB4 } from './suites/b4.js';
 import { runB5 } from './suites/b5.js';
 import { runB6 } from './suites/b6.js';
-import { writeSummary } from './summary.js';
+import { plotsFor } from './plots.js';
+import { readResults, writeSummary } from './summary.js';
 
 export { SUITE_IDS, type SuiteId, type BenchOptions, type SuiteResult } from './common.js';
 export { writeSummary } from './summary.js';
@@ -92,11 +93,13 @@ export async function runBench(opts: BenchOptions, overrides: Partial<Record<Sui
       results: out.results,
       targets: out.targets,
       notes: out.notes,
-      plots: Object.keys(out.plots),
+      plots: [],
       samples: out.samples,
       ...(out.skipped ? { skipped: out.skipped } : {}),
     };
-    for (const [name, svg] of Object.entries(out.plots)) writeFileSync(path.join(opts.outDir, name), svg);
+    const plots = plotsFor(result);
+    result.plots = Object.keys(plots);
+    for (const [name, svg] of Object.entries(plots)) writeFileSync(path.join(opts.outDir, name), svg);
     writeFileSync(path.join(opts.outDir, `${SUITE_FILES[id]}.json`), JSON.stringify(result, null, 1) + '\n');
     earlier[id] = result;
     results.push(result);
@@ -107,8 +110,29 @@ export async function runBench(opts: BenchOptions, overrides: Partial<Record<Sui
     }
     opts.log(`${id} done in ${result.durationSeconds} s → ${path.join(opts.outDir, `${SUITE_FILES[id]}.json`)}`);
   }
-  writeSummary(opts.outDir, opts.command);
+  writeSummary(opts.outDir);
   return { results, failures, summaryPath: path.join(opts.outDir, 'SUMMARY.md') };
+}
+
+/**
+ * Redraws the plots of every suite JSON in `outDir` (and SUMMARY.md) from the data it holds:
+ * no measurement is run.
+ */
+export function replot(outDir: string): string[] {
+  const written: string[] = [];
+  for (const r of readResults(outDir)) {
+    const plots = plotsFor(r);
+    for (const [name, svg] of Object.entries(plots)) {
+      writeFileSync(path.join(outDir, name), svg);
+      written.push(name);
+    }
+    if (JSON.stringify(r.plots) !== JSON.stringify(Object.keys(plots))) {
+      r.plots = Object.keys(plots);
+      writeFileSync(path.join(outDir, `${SUITE_FILES[r.suite]}.json`), JSON.stringify(r, null, 1) + '\n');
+    }
+  }
+  writeSummary(outDir);
+  return written;
 }
 
 /** Parses "b1,b3" / ["b1", "b3"] / "all". */

@@ -4,6 +4,7 @@
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { percentile } from './stats.js';
 import { f, SUITE_FILES, SUITE_IDS, type SuiteId, type SuiteResult, type Target } from './common.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -37,7 +38,7 @@ function section(r: SuiteResult, body: string[]): string {
   for (const t of misses) lines.push(`**Missed — ${t.name}.** ${t.note}`, '');
   if (r.plots.length) lines.push(plotLinks(r), '');
   if (r.notes.length) lines.push('Method:', '', ...r.notes.map((n) => `- ${n}`), '');
-  lines.push(`Raw data: [${SUITE_FILES[r.suite]}.json](${SUITE_FILES[r.suite]}.json) (${r.quick ? 'quick run' : 'full run'}, ${r.finishedAt}, ${f(r.durationSeconds, 0)} s).`, '');
+  lines.push(`Raw data: [${SUITE_FILES[r.suite]}.json](${SUITE_FILES[r.suite]}.json) (${r.quick ? 'quick run' : 'full run'} \`${r.command}\`, finished ${r.finishedAt}, ${f(r.durationSeconds, 0)} s; load average at start ${r.machine.loadAverageAtStart.join(', ')}).`, '');
   return lines.join('\n');
 }
 
@@ -55,8 +56,22 @@ function b1(r: SuiteResult): string[] {
     '',
     `- Insertion can no longer keep real time (${(r.config as Any).realtimeMs} ms per frame at 2 fps) from frame **${i.realtimeLostAtFrame}** (${f(i.realtimeLostAtStreamMinutes, 1)} min of stream) — **${i.realtimeLostHow}**: ${i.realtimeLostDetail}.`,
     `- Insertion passes the ${mib((r.config as Any).kvBudgetBytes, 0)} KV budget at frame **${i.kvBudgetCrossedAtFrame}** (${i.kvBudgetCrossedHow}${i.kvBudgetCrossedHow === 'extrapolated' ? ' from the measured, exactly linear growth' : ''})${i.kvAllocatedReachedBudgetAtFrame ? `; its allocated KV storage (doubling) reached that size at frame ${i.kvAllocatedReachedBudgetAtFrame}` : ''}.`,
-    `- CASA at ${N} frames runs at ${f(c.ratio, 3)}× its per-frame time at 50 frames (per run: ${(c.ratioPerRun as number[]).map((x) => f(x, 3)).join(', ')}), with ${c.maxKvTokens} KV tokens at most and ${(c.evictions as number[])[0] ?? 0} evictions per run.`,
+    ...(casaSpread(r) ? [casaSpread(r) as string] : []),
+    `- CASA at ${N} frames runs at ${f(c.ratio, 3)}× its per-frame time at 50 frames (per run: ${(c.ratioPerRun as number[]).map((x) => f(x, 3)).join(', ')}${c.runsUsed && (c.runsUsed as number[]).length < (c.ratioPerRun as number[]).length ? `; headline from run${(c.runsUsed as number[]).length > 1 ? 's' : ''} ${(c.runsUsed as number[]).join(', ')}, the others were disturbed by other processes on the machine` : ''}), with ${c.maxKvTokens} KV tokens at most and ${(c.evictions as number[])[0] ?? 0} evictions per run.`,
   ];
+}
+
+/** Per-run median frame time of the CASA runs, and the most CPU other processes took meanwhile. */
+function casaSpread(r: SuiteResult): string | undefined {
+  const runs = (r.samples.casa as Any[] | undefined) ?? [];
+  if (runs.length < 2) return undefined;
+  const med = runs.map((x) => percentile(x.frameMs as number[], 50));
+  const others = runs.flatMap((x) => ((x.cpuSegments as Any[] | undefined) ?? []).map((g) => (g.othersPercent as number | null) ?? 0));
+  return (
+    `- The CASA runs do identical work; their median frame times over the whole stream were ${med.map((x) => f(x, 1)).join(', ')} ms` +
+    (others.length ? ` while other processes used at most ${f(Math.max(...others), 0)}% of a core` : '') +
+    ': run-to-run speed varies on this virtual machine, which is why runs are repeated and medians quoted, and why a ratio can come out below 1 (a run that was slow early and fast late).'
+  );
 }
 
 function b2(r: SuiteResult): string[] {
@@ -116,7 +131,7 @@ function b5(r: SuiteResult): string[] {
 function b6(r: SuiteResult): string[] {
   const x = r.results as Any;
   return [
-    `${f(x.streamHours, 2)} h of stream (${x.frames} frames) in ${f(x.wallSeconds, 0)} s: **${f(x.speedVsRealTime, 1)}× real time**. RSS at the end of warm-up ${f(x.rssAtWarmupEndMiB, 1)} MiB, then between ${f(x.rssMinMaxAfterWarmupMiB?.[0], 1)} and ${f(x.rssMinMaxAfterWarmupMiB?.[1], 1)} MiB (×${f(x.rssRatioRange?.[0], 3)} … ×${f(x.rssRatioRange?.[1], 3)}; trend ${f(x.rssSlopeMiBPerStreamHour, 2)} MiB per stream hour). KV tokens ≤ ${x.maxKvTokens} (cap ${x.cap}), ${x.evictions} evictions. File descriptors ${x.fds?.before} before → ${x.fds?.after} after (after restarts: ${(x.fds?.afterRestarts as number[] | undefined)?.join(', ') || '—'}); child processes during ≤ ${x.children?.duringMax}, after: ${(x.children?.after as string[] | undefined)?.length ?? '?'}; dropped frames ${x.droppedFrames}.`,
+    `${f(x.streamHours, 2)} h of stream (${x.frames} frames) in ${f(x.wallSeconds, 0)} s: **${f(x.speedVsRealTime, 1)}× real time**. RSS at the end of warm-up ${f(x.rssAtWarmupEndMiB, 1)} MiB, then between ${f(x.rssMinMaxAfterWarmupMiB?.[0], 1)} and ${f(x.rssMinMaxAfterWarmupMiB?.[1], 1)} MiB (×${f(x.rssRatioRange?.[0], 3)} … ×${f(x.rssRatioRange?.[1], 3)}; trend ${f(x.rssSlopeMiBPerStreamHour, 2)} MiB per stream hour; second half of the stream ${f(x.rssSecondHalfMinMaxMiB?.[0], 1)}–${f(x.rssSecondHalfMinMaxMiB?.[1], 1)} MiB). KV tokens ≤ ${x.maxKvTokens} (cap ${x.cap}), ${x.evictions} evictions. File descriptors ${x.fds?.before} before → ${x.fds?.after} after (after restarts: ${(x.fds?.afterRestarts as number[] | undefined)?.join(', ') || '—'}); child processes during ≤ ${x.children?.duringMax}, after: ${(x.children?.after as string[] | undefined)?.length ?? '?'}; dropped frames ${x.droppedFrames}.`,
   ];
 }
 
@@ -151,7 +166,7 @@ export function readResults(outDir: string): SuiteResult[] {
   return out;
 }
 
-export function writeSummary(outDir: string, command: string): string {
+export function writeSummary(outDir: string): string {
   const results = readResults(outDir);
   const first = results[0];
   const lines: string[] = ['# casa-live benchmark results', ''];
@@ -161,7 +176,7 @@ export function writeSummary(outDir: string, command: string): string {
     const quick = results.some((r) => r.quick);
     const m = first.machine;
     lines.push(
-      `Reproduce: \`${quick ? 'npm run bench:quick' : 'npm run bench'}\` (or \`casa-live bench${quick ? ' --quick' : ''}\`; one suite: \`casa-live bench --suite b3\`). Written by \`${command}\`.`,
+      `Reproduce: \`${quick ? 'npm run bench:quick' : 'npm run bench'}\` (or \`casa-live bench${quick ? ' --quick' : ''}\`; one suite: \`casa-live bench --suite b3\`; redraw the plots and this file from the JSON: \`casa-live bench --replot\`). Each section names the command and time of its run.`,
       '',
       `Machine: ${m.cpuModel}, ${m.cpus} cores${m.affinity ? ` (allowed: ${m.affinity})` : ''}, ${(m.totalMemoryBytes / 2 ** 30).toFixed(0)} GiB, ${m.platform} ${m.release}. Node ${first.versions.node}, onnxruntime-node ${first.versions.onnxruntimeNode}, casa-live ${first.versions.casaLive}.` +
         (quick ? ' **Quick run: short smoke figures, not the published ones.**' : ''),

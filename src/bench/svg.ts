@@ -37,6 +37,8 @@ export interface ChartOptions {
   yMax?: number;
   width?: number;
   height?: number;
+  /** Where the legend box goes (default top-left). */
+  legend?: 'top-left' | 'top-right' | 'bottom-left' | 'bottom-right' | 'middle-right';
 }
 
 export const COLORS = {
@@ -47,6 +49,18 @@ export const COLORS = {
   grey: '#7f7f7f',
   budget: '#ff7f0e',
 };
+
+function lowest(xs: readonly number[], otherwise: number): number {
+  let m = Infinity;
+  for (const x of xs) if (x < m) m = x;
+  return xs.length ? m : otherwise;
+}
+
+function highest(xs: readonly number[], otherwise: number): number {
+  let m = -Infinity;
+  for (const x of xs) if (x > m) m = x;
+  return xs.length ? m : otherwise;
+}
 
 function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
@@ -86,15 +100,15 @@ export function lineChart(o: ChartOptions): string {
   const refs = (o.refLines ?? []).filter((r) => Number.isFinite(r.y) && (!logY || r.y > 0));
   const xs = all.map(([x]) => x);
   const ys = all.map(([, y]) => y).concat(refs.map((r) => r.y));
-  let x0 = o.xMin ?? (xs.length ? Math.min(...xs) : 0);
-  let x1 = o.xMax ?? (xs.length ? Math.max(...xs) : 1);
+  let x0 = o.xMin ?? lowest(xs, 0);
+  let x1 = o.xMax ?? highest(xs, 1);
   if (x1 <= x0) x1 = x0 + 1;
   let y0: number;
   let y1: number;
   let yTicks: number[];
   if (logY) {
-    const lo = o.yMin ?? (ys.length ? Math.min(...ys) : 1);
-    const hi = o.yMax ?? (ys.length ? Math.max(...ys) : 10);
+    const lo = o.yMin ?? lowest(ys, 1);
+    const hi = o.yMax ?? highest(ys, 10);
     y0 = 10 ** Math.floor(Math.log10(lo));
     y1 = 10 ** Math.ceil(Math.log10(hi));
     if (y1 <= y0) y1 = y0 * 10;
@@ -106,8 +120,8 @@ export function lineChart(o: ChartOptions): string {
       }
     }
   } else {
-    y0 = o.yMin ?? Math.min(0, ...(ys.length ? ys : [0]));
-    y1 = o.yMax ?? (ys.length ? Math.max(...ys) * 1.08 : 1);
+    y0 = o.yMin ?? Math.min(0, lowest(ys, 0));
+    y1 = o.yMax ?? (ys.length ? highest(ys, 1) * 1.08 : 1);
     if (y1 <= y0) y1 = y0 + 1;
     yTicks = niceTicks(y0, y1);
     y1 = Math.max(y1, yTicks[yTicks.length - 1] ?? y1);
@@ -163,12 +177,17 @@ export function lineChart(o: ChartOptions): string {
   }
   // legend, on a white box
   const longest = Math.max(0, ...o.series.map((s) => s.name.length));
+  const boxW = Math.round(longest * 6.4 + 44);
+  const boxH = o.series.length * 17 + 6;
+  const where = o.legend ?? 'top-left';
+  const bx = where.endsWith('right') ? m.left + pw - 6 - boxW : m.left + 6;
+  const by = where.startsWith('bottom') ? m.top + ph - 6 - boxH : where === 'middle-right' ? m.top + (ph - boxH) / 2 : m.top + 4;
   if (o.series.length) {
-    out.push(`<rect x="${m.left + 6}" y="${m.top + 4}" width="${Math.round(longest * 6.4 + 44)}" height="${o.series.length * 17 + 6}" fill="#ffffff" fill-opacity="0.85" stroke="#dddddd"/>`);
+    out.push(`<rect x="${bx}" y="${by}" width="${boxW}" height="${boxH}" fill="#ffffff" fill-opacity="0.88" stroke="#dddddd"/>`);
   }
-  let ly = m.top + 18;
+  let ly = by + 14;
   for (const s of o.series) {
-    const lx = m.left + 12;
+    const lx = bx + 6;
     out.push(
       s.line === false
         ? `<circle cx="${lx + 11}" cy="${ly - 4}" r="3.5" fill="${s.color}"/>`

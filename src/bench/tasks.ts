@@ -42,6 +42,11 @@ export interface StreamResult {
   textTokensFed: number;
   stoppedBecause: string;
   wallSeconds: number;
+  /**
+   * CPU use while the run lasted, per 100-frame segment: this process's, and everything
+   * else's on the machine (in % of one core) — other processes make a segment's times noisy.
+   */
+  cpuSegments: Array<{ toFrame: number; ownPercent: number; othersPercent: number | null }>;
 }
 
 export interface ThroughputTask {

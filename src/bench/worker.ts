@@ -4,6 +4,7 @@
  * server APIs, and answers {id, ok, result | error}; {progress} messages are log lines.
  */
 import { readFileSync } from 'node:fs';
+import os from 'node:os';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -17,7 +18,7 @@ import { AsyncQueue } from '../pipeline/queue.js';
 import type { CaptionPipeline } from '../pipeline-types.js';
 import { runServe, type ServeHandle } from '../server/index.js';
 import { childProcesses, forcedGeneration, machineCpu, machineCpuPercent, openFds, sleep } from './common.js';
-import { median, quantiles, round, roundAll } from './stats.js';
+import { max, median, min, quantiles, round, roundAll } from './stats.js';
 import type {
   FanoutClientsTask,
   FanoutMeasureResult,
@@ -71,8 +72,20 @@ async function runStream(t: StreamTask): Promise<StreamResult> {
     textTokensFed: 0,
     stoppedBecause: 'frames done',
     wallSeconds: 0,
+    cpuSegments: [],
   };
   const started = performance.now();
+  let seg = { own: process.cpuUsage(), machine: machineCpu(), at: performance.now() };
+  const cores = os.cpus().length;
+  const closeSegment = (toFrame: number): void => {
+    const own = process.cpuUsage(seg.own);
+    const machine = machineCpu();
+    const wall = (performance.now() - seg.at) / 1000;
+    const ownPercent = ((own.user + own.system) / 1e6 / wall) * 100;
+    const busy = machineCpuPercent(seg.machine, machine);
+    r.cpuSegments.push({ toFrame, ownPercent: round(ownPercent, 1), othersPercent: busy === null ? null : round(Math.max(0, busy * cores - ownPercent), 1) });
+    seg = { own: process.cpuUsage(), machine, at: performance.now() };
+  };
   let extendStart = 0;
   const limit = t.extend ? Math.max(t.frames, t.extend.maxFrames) : t.frames;
   for (let i = 0; i < limit; i++) {
@@ -100,10 +113,12 @@ async function runStream(t: StreamTask): Promise<StreamResult> {
     r.kvCapacityBytes.push(st.kvCapacityBytes);
     r.kvTokens.push(st.kvTokens);
     if ((i + 1) % t.rssEvery === 0) r.rss.push([i + 1, process.memoryUsage.rss()]);
+    if ((i + 1) % 100 === 0) closeSegment(i + 1);
     if ((i + 1) % 250 === 0) {
       progress(`${model.name}: frame ${i + 1}, ${round(median(r.frameMs.slice(-20)), 1)} ms/frame, KV ${(st.kvBytes / 2 ** 20).toFixed(1)} MiB, RSS ${(process.memoryUsage.rss() / 2 ** 20).toFixed(0)} MiB`);
     }
   }
+  if (r.frameMs.length % 100 !== 0) closeSegment(r.frameMs.length);
   const st = session.stats();
   r.frames = r.frameMs.length;
   r.evictions = st.evictions;
@@ -538,7 +553,7 @@ async function measureClients(seconds: number): Promise<FanoutMeasureResult> {
     seconds: round(elapsed, 2),
     captionMs: roundAll(captionLat, 2),
     tokenMs: roundAll(tokenLat, 2),
-    captionsPerClient: { min: Math.min(...captionCounts), max: Math.max(...captionCounts) },
+    captionsPerClient: { min: min(captionCounts), max: max(captionCounts) },
     closedClients,
     clientCpuPercent: round(((cpu.user + cpu.system) / 1e6 / elapsed) * 100, 1),
   };

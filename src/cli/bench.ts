@@ -2,7 +2,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { ModelError, UsageError } from '../errors.js';
-import { defaultBundles, parseSuites, runBench } from '../bench/index.js';
+import { defaultBundles, parseSuites, replot, runBench } from '../bench/index.js';
 import { headline, readResults } from '../bench/summary.js';
 import { packageRoot } from '../pipeline/models.js';
 
@@ -12,6 +12,7 @@ export interface BenchArgs {
   out?: string;
   casa?: string;
   insertion?: string;
+  replot?: boolean;
 }
 
 function bundleDir(dir: string, flag: string): string {
@@ -33,6 +34,11 @@ export async function runBenchCli(args: BenchArgs, argv: string[], io: { stdout:
   const insertion = args.insertion ? bundleDir(args.insertion, '--insertion') : defaults.insertion;
   const quick = args.quick === true;
   const outDir = path.resolve(args.out ?? path.join(root, 'bench', 'results', ...(quick ? ['quick'] : [])));
+  if (args.replot) {
+    const written = replot(outDir);
+    io.stdout.write(`casa-live bench --replot: ${written.length} plots and SUMMARY.md redrawn in ${outDir} from its JSON files\n`);
+    return 0;
+  }
   const npm = process.env.npm_lifecycle_event;
   const command = `${npm && npm.startsWith('bench') ? `npm run ${npm} → ` : ''}casa-live bench${argv.length ? ` ${argv.join(' ')}` : ''}`;
   const log = (line: string): void => {

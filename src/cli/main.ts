@@ -168,6 +168,7 @@ export function buildParser(argv: string[], io: CliIo, setCode: (code: number | 
           .option('out', { type: 'string', describe: 'results directory', requiresArg: true, defaultDescription: 'bench/results (quick: bench/results/quick)' })
           .option('casa', { type: 'string', describe: 'CASA model bundle', requiresArg: true, defaultDescription: 'models/casa-tiny, else the dev bundle' })
           .option('insertion', { type: 'string', describe: 'its insertion twin', requiresArg: true, defaultDescription: 'models/casa-tiny-insertion, else the dev bundle' })
+          .option('replot', { type: 'boolean', describe: 'measure nothing: redraw the plots and SUMMARY.md from the JSON files in the results directory' })
           .example('$0 bench', 'every suite, full length (about 40 minutes on 2 cores)')
           .example('$0 bench --quick', 'a short version (a few minutes)')
           .example('$0 bench --suite b1,b3', 'some suites; SUMMARY.md keeps the others\' last results')
@@ -180,6 +181,7 @@ export function buildParser(argv: string[], io: CliIo, setCode: (code: number | 
           ...(typeof a.out === 'string' ? { out: a.out } : {}),
           ...(typeof a.casa === 'string' ? { casa: a.casa } : {}),
           ...(typeof a.insertion === 'string' ? { insertion: a.insertion } : {}),
+          ...(a.replot === true ? { replot: true } : {}),
         };
         setCode(await runBenchCli(args, argv.slice(argv.indexOf('bench') + 1), io));
       },

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseSuites, runBench, type BenchRunResult } from '../../src/bench/index.js';
+import { parseSuites, replot, runBench, type BenchRunResult } from '../../src/bench/index.js';
 import { SUITE_FILES, SUITE_IDS, type SuiteResult } from '../../src/bench/common.js';
 import { runB1 } from '../../src/bench/suites/b1.js';
 import { runB2 } from '../../src/bench/suites/b2.js';
@@ -18,6 +18,7 @@ import { runB6 } from '../../src/bench/suites/b6.js';
 import { lineChart, niceTicks } from '../../src/bench/svg.js';
 import { linearFit, percentile, rollingMedian } from '../../src/bench/stats.js';
 import { ensureBuilt } from '../server/helpers.js';
+import { runCli } from '../cli/helpers.js';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
 const DEV_CASA = path.join(ROOT, 'test', 'fixtures', 'bundles', 'dev-casa');
@@ -50,7 +51,7 @@ describe('bench helpers', () => {
 describe('casa-live bench (smoke, tiny inputs)', () => {
   let out: string;
   let run: BenchRunResult;
-  const b3Tiny: B3Params = { warmupS: 1, searchMeasureS: 1.5, confirmMeasureS: 1.5, confirmRepeats: 1, maxStreams: 1, graceS: 0.4, clip: { seconds: 12, width: 64, height: 64, fps: 4 } };
+  const b3Tiny: B3Params = { warmupS: 0.6, searchMeasureS: 1.2, confirmMeasureS: 1.2, confirmRepeats: 1, maxStreams: 1, graceS: 0.3, clip: { seconds: 12, width: 64, height: 64, fps: 4 } };
 
   beforeAll(async () => {
     await ensureBuilt();
@@ -61,8 +62,8 @@ describe('casa-live bench (smoke, tiny inputs)', () => {
         b1: (ctx) => runB1(ctx, { frames: 60, casaRepeats: 1, insertionRepeats: 1, extendBudgetS: 0, extendMaxFrames: 60, rssEvery: 10 }),
         b2: (ctx) => runB2(ctx, { frames: 3, repeats: 1, warmup: 1, threads: 1 }),
         b3: (ctx) => runB3(ctx, b3Tiny),
-        b4: (ctx) => runB4(ctx, { singleRepeats: 1, measureS: 1.5, warmupS: 1, graceS: 0.4 }, b3Tiny),
-        b5: (ctx) => runB5(ctx, { clients: 20, windows: 1, windowS: 1.5, variants: [{ name: 'fsync off', fsync: false }], tokensPerFrame: 3, frameMs: 250 }),
+        b4: (ctx) => runB4(ctx, { singleRepeats: 1, measureS: 1.2, warmupS: 0.6, graceS: 0.3 }, b3Tiny),
+        b5: (ctx) => runB5(ctx, { clients: 20, windows: 1, windowS: 1.2, variants: [{ name: 'fsync off', fsync: false }], tokensPerFrame: 3, frameMs: 200, settleS: 0.3 }),
         b6: (ctx) => runB6(ctx, { streamSeconds: 40, sampleEvery: 10, restartCycles: 1, warmupFraction: 0.1 }),
       },
     );
@@ -126,5 +127,24 @@ describe('casa-live bench (smoke, tiny inputs)', () => {
   it('writes SUMMARY.md with every suite', () => {
     const md = readFileSync(run.summaryPath, 'utf8');
     for (const id of SUITE_IDS) expect(md).toContain(`${SUITE_FILES[id]}.json`);
+  });
+
+  it('redraws the plots from the JSON files (--replot)', () => {
+    const before = readFileSync(path.join(out, 'b1-frame-time.svg'), 'utf8');
+    rmSync(path.join(out, 'b1-frame-time.svg'));
+    const written = replot(out);
+    expect(written).toContain('b1-frame-time.svg');
+    expect(readFileSync(path.join(out, 'b1-frame-time.svg'), 'utf8')).toBe(before);
+  });
+
+  it('has a CLI command with help', async () => {
+    const r = await runCli(['bench', '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/--quick/);
+    expect(r.stdout).toMatch(/Examples:\n {2}casa-live bench/);
+    expect(r.stdout).toMatch(/Exit codes:/);
+    const bad = await runCli(['bench', '--suite', 'b9']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/unknown suite "b9"/);
   });
 });

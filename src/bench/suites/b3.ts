@@ -142,21 +142,6 @@ export async function runB3(ctx: SuiteContext, params: B3Params = b3Params(ctx.o
           }),
     },
   ];
-  const order = [...trials].sort((a, b) => a.streams - b.streams);
-  const plots: Record<string, string> = {
-    'b3-capacity.svg': lineChart({
-      title: 'B3: p99 frame→caption latency vs concurrent 2-fps streams',
-      subtitle: `every trial (search ${params.searchMeasureS} s, confirmation ${params.confirmMeasureS} s); ${TOKENS_PER_FRAME} tokens/frame; capacity ${confirmed}`,
-      xLabel: 'concurrent streams',
-      yLabel: 'p99 latency (ms)',
-      logY: true,
-      series: [
-        { name: 'passed (no drops, p99 ≤ 500 ms)', color: COLORS.third, line: false, markers: true, points: order.filter((t) => t.pass).map((t) => [t.streams, Math.max(1, t.captionMs.p99)]) },
-        { name: 'failed', color: COLORS.insertion, line: false, markers: true, points: order.filter((t) => !t.pass).map((t) => [t.streams, Math.max(1, Number.isFinite(t.captionMs.p99) ? t.captionMs.p99 : 1e4)]) },
-      ],
-      refLines: [{ y: LATENCY_BUDGET_MS, label: 'budget 500 ms' }],
-    }),
-  };
   return {
     config: {
       ...params,
@@ -193,6 +178,5 @@ export async function runB3(ctx: SuiteContext, params: B3Params = b3Params(ctx.o
       'Real camera streams (e.g. 1080p H.264 at 30 fps) cost far more ffmpeg decode CPU per stream than this small clip; capacity with such inputs is lower, bounded by decoding.',
     ],
     samples: { trials },
-    plots,
   };
 }

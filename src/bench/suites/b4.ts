@@ -43,22 +43,22 @@ export async function runB4(ctx: SuiteContext, params: B4Params = b4Params(ctx.o
   const clip = await benchClip(ctx, b3p);
   const single: Trial[] = [];
   for (let r = 0; r < params.singleRepeats; r++) single.push(await runTrial(ctx, clip, 1, params, 'single', 'B4'));
-  // At capacity: this invocation's B3 confirmation runs, else new runs at the recorded capacity.
+  // At capacity: B3's passing confirmation runs at its capacity — from this invocation, else
+  // from b3-capacity.json (raw samples included) — else new runs at the recorded capacity.
   let atCap: Trial[] = [];
   let capSource = '';
-  const earlier = ctx.earlier.b3;
-  if (earlier && !earlier.skipped) {
-    atCap = ((earlier.samples.trials as Trial[] | undefined) ?? []).filter((t) => t.phase === 'confirm' && t.pass);
-    capSource = 'the B3 confirmation runs of this invocation';
-  } else {
-    const file = path.join(ctx.opts.outDir, `${SUITE_FILES.b3}.json`);
-    if (existsSync(file)) {
-      const b3 = JSON.parse(readFileSync(file, 'utf8')) as SuiteResult;
-      const cap = Number((b3.results as { capacity?: number }).capacity ?? 0);
-      if (cap > 0) {
-        for (let r = 0; r < b3p.confirmRepeats; r++) atCap.push(await runTrial(ctx, clip, cap, { measureS: b3p.confirmMeasureS, warmupS: b3p.warmupS, graceS: b3p.graceS }, 'confirm', 'B4'));
-        capSource = `new runs at the capacity recorded in ${path.relative(process.cwd(), file)} (${cap} streams)`;
-      }
+  const file = path.join(ctx.opts.outDir, `${SUITE_FILES.b3}.json`);
+  const b3 = ctx.earlier.b3 ?? (existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as SuiteResult) : undefined);
+  if (b3 && !b3.skipped) {
+    const cap = Number((b3.results as { capacity?: number }).capacity ?? 0);
+    atCap = ((b3.samples.trials as Trial[] | undefined) ?? []).filter((t) => t.phase === 'confirm' && t.pass && t.streams === cap && t.samples);
+    if (atCap.length) {
+      capSource = ctx.earlier.b3
+        ? `the B3 confirmation runs at the capacity (${cap} streams) of this invocation`
+        : `the B3 confirmation runs at the capacity (${cap} streams) recorded in ${path.relative(process.cwd(), file)} (${b3.finishedAt})`;
+    } else if (cap > 0) {
+      for (let r = 0; r < b3p.confirmRepeats; r++) atCap.push(await runTrial(ctx, clip, cap, { measureS: b3p.confirmMeasureS, warmupS: b3p.warmupS, graceS: b3p.graceS }, 'confirm', 'B4'));
+      capSource = `new runs at the capacity recorded in ${path.relative(process.cwd(), file)} (${cap} streams)`;
     }
   }
   const capStreams = atCap[0]?.streams ?? 0;
@@ -84,26 +84,6 @@ export async function runB4(ctx: SuiteContext, params: B4Params = b4Params(ctx.o
       met: null,
     },
   ];
-  const plots: Record<string, string> = {
-    'b4-latency-cdf.svg': lineChart({
-      title: 'B4: latency distribution (CDF)',
-      subtitle: `frame arrival → first token / caption; 1 stream (${params.singleRepeats} × ${params.measureS} s) and ${capStreams || '—'} streams (capacity)`,
-      xLabel: 'latency (ms)',
-      yLabel: 'fraction of frames',
-      yMin: 0,
-      yMax: 1,
-      series: [
-        { name: '1 stream: first token', color: COLORS.casa, dash: '5 3', points: cdf(one.first) },
-        { name: '1 stream: caption', color: COLORS.casa, points: cdf(one.caption) },
-        ...(atCap.length
-          ? [
-              { name: `${capStreams} streams: first token`, color: COLORS.insertion, dash: '5 3', points: cdf(cap.first) },
-              { name: `${capStreams} streams: caption`, color: COLORS.insertion, points: cdf(cap.caption) },
-            ]
-          : []),
-      ],
-    }),
-  };
   return {
     config: {
       ...params,
@@ -125,6 +105,5 @@ export async function runB4(ctx: SuiteContext, params: B4Params = b4Params(ctx.o
       oneStream: single.map((t) => ({ captionMs: t.samples?.captionMs ?? [], firstTokenMs: t.samples?.firstTokenMs ?? [], dropped: t.dropped, nodeCpuPercent: t.nodeCpuPercent })),
       atCapacity: atCap.map((t) => ({ streams: t.streams, captionMs: t.samples?.captionMs ?? [], firstTokenMs: t.samples?.firstTokenMs ?? [] })),
     },
-    plots,
   };
 }
