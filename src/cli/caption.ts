@@ -264,7 +264,7 @@ export async function runCaption(args: CaptionArgs, io: CaptionIo): Promise<numb
     let lastEnd = 0;
     let lastCaptionEnd: number | undefined;
     const texts = new Map<number, string>();
-    const progressTimer = setInterval(() => {
+    const showProgress = (): void => {
       const s = p.stats();
       display.progress({
         frames: s.framesCaptioned,
@@ -275,7 +275,8 @@ export async function runCaption(args: CaptionArgs, io: CaptionIo): Promise<numb
         lagMs: s.lagMs,
         live,
       });
-    }, 250);
+    };
+    const progressTimer = setInterval(showProgress, 250);
     progressTimer.unref();
 
     const stamp = (ev: UnsequencedEvent): StreamEvent => Object.assign({ type: ev.type, stream: streamId, seq: ++seq }, ev) as StreamEvent;
@@ -295,16 +296,7 @@ export async function runCaption(args: CaptionArgs, io: CaptionIo): Promise<numb
           outputs.vtt?.caption(ev);
           if (outputs.burnSegmenter) outputs.burnCues?.push(...outputs.burnSegmenter.push(ev));
           display.caption(ev);
-          const s = p.stats();
-          display.progress({
-            frames: s.framesCaptioned,
-            ...(total !== undefined ? { total: Math.max(total, s.framesCaptioned) } : {}),
-            elapsedMs: Date.now() - started,
-            streamSeconds: lastEnd,
-            dropped: s.framesDropped,
-            lagMs: s.lagMs,
-            live,
-          });
+          showProgress();
         } else display.status(ev);
       }
     } catch (err) {
