@@ -28,6 +28,10 @@ export interface ClassifiedInput {
 
 const SCHEME_RE = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//;
 const DEVICE_RE = /^\/dev\/video\d+$/;
+/** "rtsp:/host/x", "rtmp:host": a URL missing a slash, not a file name. */
+const MALFORMED_URL_RE = /^(rtsps?|rtmps?|https?|srt|udp):\/?[^/]/i;
+/** Listener forms ffmpeg takes but WHATWG URL does not parse (srt://:9000?mode=listener, udp://@:1234). */
+const LISTENER_RE = /^(srt|udp):\/\/@?:\d+(\?\S*)?$/i;
 
 export function supportedInputsText(): string {
   return `${SUPPORTED_SCHEMES.map((s) => `${s}://`).join(', ')}, a file path, /dev/videoN or - (stdin)`;
@@ -49,6 +53,10 @@ export function classifyInput(input: string): ClassifiedInput {
     return { raw: input, kind: 'device', scheme: 'v4l2', ffmpegInput: input, display: input, path: input };
   }
   const m = SCHEME_RE.exec(input);
+  if (!m && MALFORMED_URL_RE.test(input)) {
+    const scheme = input.split(':')[0]!.toLowerCase();
+    throw new UnsupportedInputError(input, `Input ${redactUrl(input)} is a malformed URL (expected ${scheme}://host/...).`);
+  }
   if (!m) {
     // A plain path. "file:" is prefixed for ffmpeg so that a name with a colon is not read as a protocol.
     const path = resolve(input);
@@ -70,6 +78,9 @@ export function classifyInput(input: string): ClassifiedInput {
     }
     if (!isAbsolute(path)) path = resolve(path);
     return { raw: input, kind: 'file', scheme: 'file', ffmpegInput: `file:${path}`, display: path, path };
+  }
+  if (LISTENER_RE.test(input)) {
+    return { raw: input, kind: 'live', scheme: scheme as SupportedScheme, ffmpegInput: input, display: redactUrl(input) };
   }
   let url: URL;
   try {

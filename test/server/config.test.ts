@@ -5,6 +5,7 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigInvalidError, loadConfig, parseConfig, validateStreamInput } from '../../src/config/index.js';
+import { validateInput } from '../../src/ingest/index.js';
 import { runConfigCheck } from '../../src/server/index.js';
 import { removeDir, tmpDir } from './helpers.js';
 
@@ -50,6 +51,7 @@ describe('stream inputs', () => {
     ['https://host/live.m3u8', true],
     ['srt://:9000?mode=listener', true],
     ['udp://@239.0.0.1:1234', true],
+    ['udp://@:1234', true],
     ['file:///videos/a.mp4', true],
     ['/videos/a.mp4', true],
     ['videos/a b.mkv', true],
@@ -61,8 +63,17 @@ describe('stream inputs', () => {
     ['rtsp:/cam', false],
     ['', false],
     [' rtsp://h/x', false],
-  ])('%s → %s', (input, ok) => {
+  ])('%s → %s, as the ingest (and so the CLI) decides', (input, ok) => {
     expect(validateStreamInput(input).ok).toBe(ok);
+    if (input.trim() === input && input !== '') {
+      if (ok) expect(() => validateInput(input)).not.toThrow();
+      else expect(() => validateInput(input)).toThrow();
+    }
+  });
+
+  it('words the ingest\'s reasons as config problems', () => {
+    expect(validateStreamInput('rtsp:/cam').problem).toBe('is a malformed URL (expected rtsp://host/...)');
+    expect(validateStreamInput('rtsp:///x').problem).toBe('has no host name');
   });
 });
 
@@ -81,7 +92,7 @@ describe('config validation', () => {
       '',
     ].join('\n');
     expect(problemsOf(text)).toEqual([
-      'streams[2].input: unsupported scheme "rtps" (supported: rtsp, rtsps, rtmp, rtmps, http, https, srt, udp, file, a file path, "-" or /dev/videoN) (line 9)',
+      'streams[2].input: unsupported scheme "rtps" (supported: file, rtsp, rtsps, rtmp, rtmps, http, https, srt, udp, a file path, "-" or /dev/videoN) (line 9)',
     ]);
   });
 

@@ -1,6 +1,7 @@
 // WebSocket feed: hello, subscribe, token/caption/status, resume by seq, auth at upgrade,
 // malformed messages, limits. The caption pipeline is the scripted stand-in
-// (fixtures/scripted-pipeline.mjs) until the real model pipeline is wired in.
+// (fixtures/scripted-pipeline.mjs), whose exact event timing these checks need; the same
+// feed on the real model and a live RTSP stream: live-model.test.ts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runServe, type ServeHandle } from '../../src/server/index.js';
 import { silentLogger } from '../../src/logger.js';

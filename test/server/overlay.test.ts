@@ -1,6 +1,7 @@
 /// <reference lib="dom" />
 // The overlay page in headless Chromium (Debian's chromium driven by playwright-core): it
-// shows the captions of a live stream (stand-in pipeline, fixtures/scripted-pipeline.mjs),
+// shows the captions of a live stream (stand-in pipeline, fixtures/scripted-pipeline.mjs, so
+// that styles and ordering can be checked on known text; on the real model: live-model.test.ts),
 // loads nothing from outside, and recovers after the daemon is killed and restarted,
 // resuming by seq without showing a caption twice.
 import path from 'node:path';
