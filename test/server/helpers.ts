@@ -266,3 +266,13 @@ export function isAlive(pid: number): boolean {
     return false;
   }
 }
+
+/** Debian's chromium, headless, as the overlay tests drive it (playwright-core). */
+export async function launchChromium(): Promise<import('playwright-core').Browser> {
+  const { chromium } = await import('playwright-core');
+  return chromium.launch({
+    executablePath: process.env.CASA_LIVE_CHROMIUM ?? '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+}

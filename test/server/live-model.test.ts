@@ -9,12 +9,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT, ffmpeg, processesMentioning, spawnCli, tempDir } from '../cli/helpers.js';
-import { TOKEN, TestClient, ensureBuilt, freePort, getJson, seqsOf, sleep, until, writeConfig, type Msg } from './helpers.js';
+import { TOKEN, TestClient, ensureBuilt, launchChromium, freePort, getJson, seqsOf, sleep, until, writeConfig, type Msg } from './helpers.js';
 
-const CHROMIUM = process.env.CASA_LIVE_CHROMIUM ?? '/usr/bin/chromium';
 const FFMPEG = process.env.FFMPEG_PATH || 'ffmpeg';
 const RELAY = path.join(REPO_ROOT, 'test', 'ingest', 'helpers', 'rtsp-relay.mjs');
 /** Every word the world's commentary uses (tools/casa_model/world.py). */
@@ -85,11 +84,7 @@ beforeAll(async () => {
     ],
   });
   daemon = await startDaemon();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  browser = await launchChromium();
 }, 180_000);
 
 afterAll(async () => {

@@ -5,11 +5,10 @@
 // loads nothing from outside, and recovers after the daemon is killed and restarted,
 // resuming by seq without showing a caption twice.
 import path from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { TOKEN, ensureBuilt, freePort, removeDir, startDaemon, tmpDir, writeConfig, type Daemon } from './helpers.js';
+import { TOKEN, ensureBuilt, launchChromium, freePort, removeDir, startDaemon, tmpDir, writeConfig, type Daemon } from './helpers.js';
 
-const CHROMIUM = process.env.CASA_LIVE_CHROMIUM ?? '/usr/bin/chromium';
 let browser: Browser;
 let dir: string;
 const daemons: Daemon[] = [];
@@ -17,11 +16,7 @@ const daemons: Daemon[] = [];
 beforeAll(async () => {
   await ensureBuilt();
   dir = await tmpDir();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  browser = await launchChromium();
 }, 120_000);
 
 afterAll(async () => {
