@@ -24,7 +24,7 @@ from .train import train
 from .world import make_clip, render_clip
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-WORK = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".work")
+WORK = os.environ.get("CASA_MODEL_WORK") or os.path.join(os.path.dirname(os.path.abspath(__file__)), ".work")
 # Disjoint seed ranges per split.
 TRAIN_SEEDS = (0, 1_000_000)
 VAL_SEEDS = (1_000_000, 2_000_000)
@@ -39,16 +39,17 @@ def log(msg: str) -> None:
 def stage_data(args) -> None:
     os.makedirs(WORK, exist_ok=True)
     seeds = list(range(TRAIN_SEEDS[0], TRAIN_SEEDS[0] + args.train_clips))
-    clips = [make_clip(s, args.frames) for s in seeds]
-    tok = train_bpe([caption_text(c) for clip in clips for c in clip.captions if c], args.merges)
+    clips = [make_clip(s, args.clip_frames) for s in seeds]
+    # merges learnt from the first `frames` frames of each clip: the text of streams from their start
+    tok = train_bpe([caption_text(c) for clip in clips for c in clip.captions[: args.frames] if c], args.merges)
     tok.save(os.path.join(WORK, "tokenizer.json"))
     t = time.time()
     frames = np.stack([render_clip(c, args.image_size) for c in clips])
     np.save(os.path.join(WORK, "train_frames.npy"), frames)
     with open(os.path.join(WORK, "data.json"), "w") as f:
-        json.dump({"seeds": seeds, "frames": args.frames, "imageSize": args.image_size, "merges": args.merges,
+        json.dump({"seeds": seeds, "frames": args.clip_frames, "imageSize": args.image_size, "merges": args.merges,
                    "vocab": tok.size}, f)
-    log(f"data: {len(clips)} clips x {args.frames} frames rendered in {time.time() - t:.0f}s; vocab {tok.size}")
+    log(f"data: {len(clips)} clips x {args.clip_frames} frames rendered in {time.time() - t:.0f}s; vocab {tok.size}")
 
 
 def _load_data():
@@ -71,6 +72,9 @@ VARIANTS = {
 
 
 def stage_train(args) -> None:
+    if len(args.variants) > 1 and args.parallel:
+        _train_in_parallel(args)
+        return
     meta, tok, clips, frames = _load_data()
     frames = np.asarray(frames)
     for variant in args.variants:
@@ -78,11 +82,37 @@ def stage_train(args) -> None:
         cfg = _config(kw.pop("fusion"), tok, args, **kw)
         torch.manual_seed(args.seed)
         model = CasaModel(cfg)
-        log(f"train {variant}: {model.num_params():,} parameters, {args.steps} steps x batch {args.batch}")
-        info = train(model, clips, frames, tok, steps=args.steps, batch_size=args.batch, lr=args.lr, seed=args.seed,
-                     log=log)
+        legs = []
+        if args.init:
+            # continue from an earlier run's weights (same config, same tokenizer)
+            ck = torch.load(os.path.join(args.init, f"{variant}.pt"))
+            if {**ck["config"], "casa_layers": tuple(ck["config"]["casa_layers"])} != cfg.__dict__:
+                raise SystemExit(f"--init {args.init}/{variant}.pt was trained with another config")
+            model.load_state_dict(ck["state"])
+            legs = ck["train"].get("legs") or [ck["train"]]
+        log(f"train {variant}: {model.num_params():,} parameters, {args.steps} steps x batch {args.batch}"
+            + (f", continuing {sum(l['steps'] for l in legs)} steps from {args.init}" if legs else ""))
+        leg = train(model, clips, frames, tok, steps=args.steps, batch_size=args.batch, lr=args.lr,
+                    seed=args.seed + len(legs), span=args.frames, log=log)
+        legs = [{k: v for k, v in l.items() if k != "legs"} for l in legs] + [leg]
+        info = {"steps": sum(l["steps"] for l in legs), "batchSize": args.batch, "lr": args.lr,
+                "seconds": sum(l["seconds"] for l in legs), "legs": legs}
         torch.save({"config": cfg.__dict__, "state": model.state_dict(), "train": info},
                    os.path.join(WORK, f"{variant}.pt"))
+
+
+def _train_in_parallel(args) -> None:
+    """One process per variant, the cores shared out: on 2 cores two 1-thread trainings
+    finish sooner than the same two trainings one after the other with 2 threads each."""
+    import subprocess
+    threads = max(1, args.threads // len(args.variants))
+    argv = [sys.executable, "-m", "tools.casa_model", "train", "--no-parallel", "--threads", str(threads),
+            "--steps", str(args.steps), "--batch", str(args.batch), "--lr", str(args.lr), "--seed", str(args.seed),
+            "--frames", str(args.frames), "--image-size", str(args.image_size)] + (["--init", args.init] if args.init else [])
+    procs = [subprocess.Popen(argv + ["--variants", v], cwd=ROOT) for v in args.variants]
+    codes = [p.wait() for p in procs]
+    if any(codes):
+        raise SystemExit(f"training failed: exit codes {dict(zip(args.variants, codes))}")
 
 
 def _load_model(variant: str) -> tuple:
@@ -117,7 +147,11 @@ def stage_export(args) -> None:
     for variant, name in BUNDLES.items():
         model, info = _load_model(variant)
         out = os.path.join(ROOT, "models", name)
-        export_bundle(model, tok, out, name, {"training": {k: info[k] for k in ("steps", "batchSize", "lr", "seconds")}})
+        legs = [{k: v for k, v in leg.items() if k != "history"} for leg in info.get("legs", [])]
+        training = {k: info[k] for k in ("steps", "batchSize", "lr", "seconds")}
+        if len(legs) > 1:
+            training["legs"] = legs
+        export_bundle(model, tok, out, name, {"training": training})
         ev = dict(evals.get(variant, {}))
         ev["compare"] = {v: {k: e[k] for k in ("frameExactMatch", "tokenF1", "params")} for v, e in evals.items()}
         with open(os.path.join(out, "eval.json"), "w") as f:
@@ -155,13 +189,18 @@ def main(argv=None) -> int:
     p.add_argument("--stream-frames", type=int, default=2000)
     p.add_argument("--train-clips", type=int, default=3000)
     p.add_argument("--test-clips", type=int, default=100)
-    p.add_argument("--frames", type=int, default=24)
+    p.add_argument("--frames", type=int, default=24, help="frames per training sequence and per test clip")
+    p.add_argument("--clip-frames", type=int, default=48,
+                   help="frames rendered per training clip (later stretches train long-stream behaviour)")
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--merges", type=int, default=80)
-    p.add_argument("--steps", type=int, default=1400)
+    p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--parallel", action=argparse.BooleanOptionalAction, default=True,
+                   help="train: one process per variant, sharing the cores (default)")
+    p.add_argument("--init", help="train: a directory with an earlier run's <variant>.pt to continue from")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     p.add_argument("--variants", nargs="+", default=["casa", "insertion"], choices=list(VARIANTS))
     args = p.parse_args(argv)

@@ -55,7 +55,7 @@ class Sequence_:
     win: List[int]
     wpos: List[int]
     labels: List[int]
-    frames: List[int]  # frame indices whose text is present (for insertion)
+    frames: List[int]  # index in the sequence's pixels of each kept frame (for insertion)
     frame_starts: List[int]  # index in ids of each kept frame's pre-image marker
 
 
@@ -69,16 +69,16 @@ def build_sequence(clip: Clip, tok: ByteLevelBPE, keep: Optional[Sequence[int]] 
     frames, starts = [], []
     keep = range(len(clip.frames)) if keep is None else keep
     first = True
-    for j in keep:
+    for local, j in enumerate(keep):
         caption = tok.encode(caption_text(clip.frames[j].caption))
         opening = tok.encode(FRAME_OPENING) if first and FRAME_OPENING else []
         first = False
         forced = [sp.pre_image, sp.post_image] + opening
         text = forced + caption + [sp.eos]
         starts.append(len(ids))
-        frames.append(j)
+        frames.append(local)
         ids += text
-        win += [j + 1] * len(text)
+        win += [local + 1] * len(text)
         wpos += list(range(1, len(text) + 1))
         # position i predicts token i+1: supervise from the last forced token to the last caption token
         lab = [-100] * len(text)
@@ -143,9 +143,23 @@ def augment(frames_u8: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(x, 0, 255).astype(np.uint8)
 
 
-def gap_keep(n_frames: int, rng: random.Random, p_gap: float) -> List[int]:
-    """Frames whose text stays in the stream. Sometimes the first frames are cut (the prompt
-    stays), as when the runtime evicts the oldest text of a long stream (DESIGN §3.5)."""
-    if rng.random() >= p_gap or n_frames < 16:
-        return list(range(n_frames))
-    return list(range(rng.randint(3, n_frames - 12), n_frames))
+def training_frames(clip_frames: int, span: int, rng: random.Random, p_window: float, p_gap: float) -> List[int]:
+    """Which frames of a pre-rendered clip one training sequence holds (their text and images).
+
+    - the first `span` frames, whole: a stream from its start;
+    - with p_gap, the same frames with the first ones cut (the prompt stays), as when the
+      runtime evicts the oldest text (DESIGN §3.5);
+    - with p_window, a later stretch of the clip (up to `clip_frames`): the world deep into
+      a long stream, whose captions still follow the whole history, seen through the
+      evicted context the runtime keeps.
+    """
+    r = rng.random()
+    if r < p_window:
+        if clip_frames <= span:
+            return list(range(span))
+        length = rng.randint(12, span)
+        end = rng.randint(span + 1, clip_frames)
+        return list(range(end - length, end))
+    if r < p_window + p_gap and span >= 16:
+        return list(range(rng.randint(3, span - 12), span))
+    return list(range(span))

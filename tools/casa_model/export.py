@@ -202,6 +202,20 @@ def export_bundle(model: CasaModel, tok: ByteLevelBPE, out_dir: str, name: str, 
         json.dump(manifest(model, tok, name, extra), f, indent=2)
 
 
+def _legs_text(legs) -> str:
+    """The training runs that made the weights, when there was more than one."""
+    if len(legs) < 2:
+        return ""
+    rows = []
+    for i, leg in enumerate(legs):
+        mix = (f"sequences of ≤ {leg['span']} frames from {leg['clipFrames']}-frame clips, "
+               f"{leg['pWindow']:.0%} later stretches, {leg['pGap']:.0%} with the first frames' text cut"
+               if "span" in leg else "24-frame clips from their start, 30 % with the first frames' text cut")
+        how = "from random weights" if i == 0 else "continued from the previous run's weights (`train --init`)"
+        rows.append(f"{i + 1}. {leg['steps']} steps, lr {leg['lr']:g}, {how}; {mix} ({leg['seconds'] / 60:.0f} min).")
+    return "\n\nThe weights come from consecutive runs:\n\n" + "\n".join(rows)
+
+
 def write_model_card(out_dir: str, man: Dict, ev: Dict) -> None:
     """README.md of a bundle: what it is, how it was made, its measured figures, licence."""
     tr = man.get("training", {})
@@ -230,9 +244,9 @@ far. Train, validation and test clips come from disjoint seed ranges.
 
 ## Training
 
-AdamW, cosine schedule, {tr.get('steps', '?')} steps of {tr.get('batchSize', '?')} clips, on this repository's
+AdamW, cosine schedule, {tr.get('steps', '?')} steps of {tr.get('batchSize', '?')} sequences, on this repository's
 2-core CPU machine ({tr.get('seconds', 0) / 60:.0f} min). The CASA model and its insertion twin use the same data,
-steps and seed.
+steps and seed.{_legs_text(tr.get('legs', []))}
 
 ## Evaluation (held-out test split, greedy streaming decoding)
 

@@ -78,14 +78,14 @@ def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float):
     return emb.cos(), emb.sin()
 
 
-def rotate_half(x):
-    half = x.shape[-1] // 2
+def rotate_half(x, half: int):
     return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
 
 
-def apply_rope(x, cos, sin):
-    """x [B, H, T, D]; cos/sin [B, T, D]."""
-    return x * cos.unsqueeze(1) + rotate_half(x) * sin.unsqueeze(1)
+def apply_rope(x, cos, sin, head_dim: int):
+    """x [B, H, T, D]; cos/sin [B, T, D]. Sizes are Python ints from the config, never read
+    from tensors: in an exported graph a tensor's size is a chain of Shape ops per use."""
+    return x * cos.unsqueeze(1) + rotate_half(x, head_dim // 2) * sin.unsqueeze(1)
 
 
 def _causal_tail_mask(query_idx, keys: int, t: int):
@@ -108,6 +108,16 @@ def attend(q, k, v, mask_add):
     return torch.matmul(torch.softmax(scores, dim=-1), v)
 
 
+def attend_grouped(q, k, v, mask_add, cfg: "ModelConfig"):
+    """Streaming attention, batch 1, without repeating K/V: the G query heads that share a
+    KV head are stacked along the query axis. q [1,H,T,D], k/v [1,KVH,S,D], mask_add [T,S]."""
+    g = cfg.heads // cfg.kv_heads
+    qg = q.reshape(1, cfg.kv_heads, -1, cfg.head_dim)  # rows ordered (head in group, token)
+    scores = torch.matmul(qg, k.transpose(-1, -2)) * (1.0 / math.sqrt(cfg.head_dim)) + mask_add.repeat(g, 1)
+    out = torch.matmul(torch.softmax(scores, dim=-1), v)
+    return out.reshape(1, cfg.heads, -1, cfg.head_dim)
+
+
 class Attention(nn.Module):
     """Grouped-query attention projections (shared by self-attention and CASA sublayers)."""
 
@@ -119,18 +129,21 @@ class Attention(nn.Module):
         self.v = nn.Linear(cfg.hidden, cfg.kv_heads * cfg.head_dim, bias=True)
         self.o = nn.Linear(cfg.heads * cfg.head_dim, cfg.hidden, bias=False)
 
-    def split(self, x, proj, heads):
-        b, t, _ = x.shape
-        return proj(x).view(b, t, heads, self.cfg.head_dim).transpose(1, 2)
+    def split(self, x, proj, heads, lead=None):
+        """[B, T, C] → [B, heads, T, Dh]. `lead` gives (B, T) as ints, one of them -1, for
+        export (the streaming paths pass (1, -1) or (-1, image tokens))."""
+        lead = tuple(x.shape[:2]) if lead is None else lead
+        return proj(x).view(*lead, heads, self.cfg.head_dim).transpose(1, 2)
 
-    def qkv(self, x, cos, sin):
-        q = apply_rope(self.split(x, self.q, self.cfg.heads), cos, sin)
-        k = apply_rope(self.split(x, self.k, self.cfg.kv_heads), cos, sin)
-        v = self.split(x, self.v, self.cfg.kv_heads)
+    def qkv(self, x, cos, sin, lead=None):
+        hd = self.cfg.head_dim
+        q = apply_rope(self.split(x, self.q, self.cfg.heads, lead), cos, sin, hd)
+        k = apply_rope(self.split(x, self.k, self.cfg.kv_heads, lead), cos, sin, hd)
+        v = self.split(x, self.v, self.cfg.kv_heads, lead)
         return q, k, v
 
-    def out(self, attn):
-        b, h, t, d = attn.shape
+    def out(self, attn, lead=None):
+        b, h, t, d = attn.shape if lead is None else (lead[0], self.cfg.heads, lead[1], self.cfg.head_dim)
         return self.o(attn.transpose(1, 2).reshape(b, t, h * d))
 
 
@@ -144,7 +157,9 @@ class CasaSublayer(nn.Module):
     def image_kv(self, image_embeds):
         """image_embeds [F, N, D] → k, v [F, KVH, N, Dh]; image keys sit at window position 0 (no rotation)."""
         x = self.image_norm(image_embeds)
-        return self.attn.split(x, self.attn.k, self.attn.cfg.kv_heads), self.attn.split(x, self.attn.v, self.attn.cfg.kv_heads)
+        lead = (-1, self.attn.cfg.image_tokens)
+        return (self.attn.split(x, self.attn.k, self.attn.cfg.kv_heads, lead),
+                self.attn.split(x, self.attn.v, self.attn.cfg.kv_heads, lead))
 
 
 class MLP(nn.Module):
@@ -335,42 +350,45 @@ class CasaModel(nn.Module):
         image_* [C,1,KVH,N,Dh]; window_* [C,1,KVH,W,Dh] (window text so far, rotated at
         window positions). Returns logits [1,T,V], new_keys/new_values [L,1,KVH,T,Dh],
         new_window_keys/new_window_values [C,1,KVH,T,Dh].
+
+        Written for export: sizes come from the config, masks are built once per step.
         """
         cfg = self.cfg
-        g = cfg.heads // cfg.kv_heads
+        lead = (1, -1)
         h = self.embed(input_ids)
         t = input_ids.shape[1]
         p = past_keys.shape[3]
+        n = image_keys.shape[3]
+        w = window_keys.shape[3]
         cos, sin = rope_cos_sin(position_ids, cfg.head_dim, cfg.rope_theta)
         wcos, wsin = rope_cos_sin(window_position_ids, cfg.head_dim, cfg.rope_theta)
         query_idx = torch.arange(t)[:, None]
         self_mask = _causal_tail_mask(query_idx, p + t, t)
+        casa_mask = _causal_tail_mask(query_idx, n + w + t, t)
         new_k, new_v, new_wk, new_wv = [], [], [], []
         c = 0
         for i, blk in enumerate(self.blocks):
-            q, k, v = blk.self_attn.qkv(blk.norm1(h), cos, sin)
+            q, k, v = blk.self_attn.qkv(blk.norm1(h), cos, sin, lead)
             new_k.append(k)
             new_v.append(v)
             kk = torch.cat([past_keys[i], k], dim=2)
             vv = torch.cat([past_values[i], v], dim=2)
-            h = h + blk.self_attn.out(attend(q, repeat_kv(kk, g), repeat_kv(vv, g), self_mask))
+            h = h + blk.self_attn.out(attend_grouped(q, kk, vv, self_mask, cfg), lead)
             if blk.casa is not None:
-                q, k, v = blk.casa.attn.qkv(blk.casa.norm(h), wcos, wsin)
+                q, k, v = blk.casa.attn.qkv(blk.casa.norm(h), wcos, wsin, lead)
                 new_wk.append(k)
                 new_wv.append(v)
-                n = image_keys.shape[3]
-                w = window_keys.shape[3]
                 if cfg.casa_window_text:
                     kk = torch.cat([image_keys[c], window_keys[c], k], dim=2)
                     vv = torch.cat([image_values[c], window_values[c], v], dim=2)
-                    casa_mask = _causal_tail_mask(query_idx, kk.shape[2], t)
+                    mask = casa_mask
                 elif n > 0:  # plain cross-attention ablation (PyTorch only, not exported)
                     kk, vv = image_keys[c], image_values[c]
-                    casa_mask = torch.zeros(t, n)
+                    mask = torch.zeros(t, n)
                 else:
                     kk, vv = k, v
-                    casa_mask = additive(torch.eye(t, dtype=torch.bool))
-                h = h + blk.casa.attn.out(attend(q, repeat_kv(kk, g), repeat_kv(vv, g), casa_mask))
+                    mask = additive(torch.eye(t, dtype=torch.bool))
+                h = h + blk.casa.attn.out(attend_grouped(q, kk, vv, mask, cfg), lead)
                 c += 1
             h = h + blk.mlp(blk.norm2(h))
         logits = self.lm_head(self.norm(h))
@@ -383,19 +401,19 @@ class CasaModel(nn.Module):
         Returns logits [1,N+T,V] and new_keys/new_values [L,1,KVH,N+T,Dh].
         """
         cfg = self.cfg
-        g = cfg.heads // cfg.kv_heads
         h = torch.cat([image_embeds, self.embed(input_ids)], dim=1)
         t = h.shape[1]
         p = past_keys.shape[3]
         cos, sin = rope_cos_sin(position_ids, cfg.head_dim, cfg.rope_theta)
         mask = _causal_tail_mask(torch.arange(t)[:, None], p + t, t)
+        lead = (1, -1)
         new_k, new_v = [], []
         for i, blk in enumerate(self.blocks):
-            q, k, v = blk.self_attn.qkv(blk.norm1(h), cos, sin)
+            q, k, v = blk.self_attn.qkv(blk.norm1(h), cos, sin, lead)
             new_k.append(k)
             new_v.append(v)
             kk = torch.cat([past_keys[i], k], dim=2)
             vv = torch.cat([past_values[i], v], dim=2)
-            h = h + blk.self_attn.out(attend(q, repeat_kv(kk, g), repeat_kv(vv, g), mask))
+            h = h + blk.self_attn.out(attend_grouped(q, kk, vv, mask, cfg), lead)
             h = h + blk.mlp(blk.norm2(h))
         return self.lm_head(self.norm(h)), torch.stack(new_k), torch.stack(new_v)
