@@ -67,7 +67,7 @@ export async function runB6(ctx: SuiteContext, params: B6Params = b6Params(ctx.o
     : '';
   const rssNote =
     `RSS peaked at ${round(peak.rssBytes / 2 ** 20, 1)} MiB (${round(peak.streamSeconds / 60, 0)} min of stream) while V8 let the heap grow to ${round(heapPeak / 2 ** 20, 1)} MiB used between major collections; over the second half of the stream RSS stayed within ${round(halfMin / 2 ** 20, 1)}–${round(halfMax / 2 ** 20, 1)} MiB.${gcNote} ` +
-    'What limits it: V8\'s heap sizing (the per-frame garbage of tensors, logits and events is collected, but the heap is allowed to grow before it is compacted), not a leak. What would lift it: less garbage per frame in the engine (reused output tensors / IO binding), or a fixed V8 heap size for the daemon (node --max-semi-space-size / --max-old-space-size in the systemd unit).';
+    'What limits it: V8\'s heap sizing (the per-frame garbage of tensors, logits and events is collected, but the heap is allowed to grow before it is compacted), not a leak. What would lift it: less garbage per frame in the engine (onnxruntime-node 1.30 returns new output tensors even when preallocated ones are passed, so that means fewer graph runs per frame), or a fixed V8 heap size for the daemon (node --max-semi-space-size / --max-old-space-size in the systemd unit).';
   const targets: Target[] = [
     { name: 'stream time covered', target: '≥ 2 h', value: round(r.streamSeconds / 3600, 2), unit: 'h', met: ctx.opts.quick ? null : r.streamSeconds >= 7200 - 1 },
     {
