@@ -62,13 +62,17 @@ export interface ThroughputTask {
   threads: number;
 }
 
-export interface ThroughputRun {
+/** One timed pass over a stream's frames (either runtime). */
+export interface FrameRun {
   frames: number;
   seconds: number;
   fps: number;
   tokens: number;
   frameMs: number[];
   kvTokens: number;
+}
+
+export interface ThroughputRun extends FrameRun {
   ortMs: number;
   graphRuns: number;
 }

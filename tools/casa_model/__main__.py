@@ -94,7 +94,7 @@ def stage_train(args) -> None:
             + (f", continuing {sum(l['steps'] for l in legs)} steps from {args.init}" if legs else ""))
         leg = train(model, clips, frames, tok, steps=args.steps, batch_size=args.batch, lr=args.lr,
                     seed=args.seed + len(legs), span=args.frames, log=log)
-        legs = [{k: v for k, v in l.items() if k != "legs"} for l in legs] + [leg]
+        legs = legs + [leg]
         info = {"steps": sum(l["steps"] for l in legs), "batchSize": args.batch, "lr": args.lr,
                 "seconds": sum(l["seconds"] for l in legs), "legs": legs}
         torch.save({"config": cfg.__dict__, "state": model.state_dict(), "train": info},

@@ -12,7 +12,7 @@ import type { SuiteContext } from '../context.js';
 import { pythonPath } from '../inputs.js';
 import { median, round } from '../stats.js';
 import { COLORS, lineChart } from '../svg.js';
-import type { ThroughputResult, ThroughputTask } from '../tasks.js';
+import type { FrameRun, ThroughputResult, ThroughputTask } from '../tasks.js';
 
 export interface B2Params {
   frames: number;
@@ -25,15 +25,6 @@ export function b2Params(quick: boolean): B2Params {
   return quick ? { frames: 20, repeats: 2, warmup: 2, threads: 1 } : { frames: 200, repeats: 3, warmup: 5, threads: 1 };
 }
 
-interface TorchRun {
-  frames: number;
-  seconds: number;
-  fps: number;
-  tokens: number;
-  frameMs: number[];
-  kvTokens: number;
-}
-
 interface TorchResult {
   implementation: string;
   weights: string;
@@ -44,7 +35,7 @@ interface TorchResult {
   fixtureTolerance: number;
   versions: Record<string, string>;
   torchThreads: number;
-  runs: TorchRun[];
+  runs: FrameRun[];
 }
 
 function runTorch(root: string, args: string[]): Promise<TorchResult> {
