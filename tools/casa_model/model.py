@@ -95,17 +95,17 @@ def _causal_tail_mask(query_idx, keys: int, t: int):
     return additive(key_idx <= query_idx + (keys - t))
 
 
-def repeat_kv(x, groups: int):
-    if groups == 1:
-        return x
-    b, h, t, d = x.shape
-    return x.unsqueeze(2).expand(b, h, groups, t, d).reshape(b, h * groups, t, d)
-
-
-def attend(q, k, v, mask_add):
-    """q [B,H,T,D], k/v [B,H,S,D], mask_add broadcastable to [B,H,T,S] (0 or NEG)."""
-    scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(q.shape[-1]) + mask_add
-    return torch.matmul(torch.softmax(scores, dim=-1), v)
+def attend_packed(q, k, v, mask_add, cfg: "ModelConfig"):
+    """Training attention without repeating K/V: the G query heads sharing a KV head are
+    stacked along the query axis, and scale + mask fold into one batched matmul (baddbmm).
+    q [B,H,T,D], k/v [B,KVH,S,D]; mask_add [G*T,S] (shared) or [B*KVH,G*T,S], rows
+    ordered (head in group, token). Returns [B,H,T,D]."""
+    b, _, t, d = q.shape
+    kvh, g = cfg.kv_heads, cfg.heads // cfg.kv_heads
+    scores = torch.baddbmm(mask_add, q.reshape(b * kvh, g * t, d), k.reshape(b * kvh, -1, d).transpose(1, 2),
+                           alpha=1.0 / math.sqrt(d))
+    out = torch.bmm(torch.softmax(scores, dim=-1), v.reshape(b * kvh, -1, d))
+    return out.reshape(b, cfg.heads, t, d)
 
 
 def attend_grouped(q, k, v, mask_add, cfg: "ModelConfig"):
@@ -278,40 +278,36 @@ class CasaModel(nn.Module):
         h = self.embed(ids)
         cos, sin = rope_cos_sin(pos, cfg.head_dim, cfg.rope_theta)
         wcos, wsin = rope_cos_sin(wpos, cfg.head_dim, cfg.rope_theta)
+        kvh, g = cfg.kv_heads, cfg.heads // cfg.kv_heads
         causal = torch.ones(t, t, dtype=torch.bool).tril()
-        self_mask = additive(causal)[None, None]
+        self_mask = additive(causal).repeat(g, 1)
         # CASA, block-diagonal: a text query of window j sees image j's tokens and the
-        # window-j text up to itself. Each query gathers only its own image's keys.
-        img = self.vision(pixels.reshape(b * m, *pixels.shape[2:])).reshape(b, m, n, cfg.hidden)
-        img_idx = (win - 1).clamp(min=0)  # [B,T] which image each query sees
-        has_img = (win > 0)[:, None, None, :, None]  # [B,1,1,T,1]
+        # window-j text up to itself. Keys are every image token of the sequence followed by
+        # its text; one mask [B*KVH, G*T, M*N+T] keeps each query to its own window.
+        img = self.vision(pixels.reshape(b * m, *pixels.shape[2:]))  # [B*M,N,D]
         see_txt = (win[:, :, None] == win[:, None, :]) & causal[None] & (win[:, None, :] >= 0)
         if not cfg.casa_window_text:
             # plain cross-attention ablation: image keys only (a query without image sees itself)
             eye = torch.eye(t, dtype=torch.bool)[None]
             see_txt = eye & ~(win > 0)[:, :, None]
         see_txt = see_txt | (torch.eye(t, dtype=torch.bool)[None] & (win < 0)[:, :, None])  # padding: itself
-        txt_mask = additive(see_txt)[:, None, None]  # [B,1,1,T,T]
-        img_mask = additive(has_img)  # [B,1,1,T,1]
-        batch_idx = torch.arange(b)[:, None]
-        kvh, g = cfg.kv_heads, cfg.heads // cfg.kv_heads
-        scale = 1.0 / math.sqrt(cfg.head_dim)
+        image_window = torch.arange(m * n) // n + 1  # frame j's tokens belong to window j
+        see_img = win[:, :, None] == image_window[None, None, :]
+        casa_mask = additive(torch.cat([see_img, see_txt], dim=-1))  # [B,T,S]
+        s_len = casa_mask.shape[-1]
+        casa_mask = casa_mask[:, None, None].expand(b, kvh, g, t, s_len).reshape(b * kvh, g * t, s_len)
         for blk in self.blocks:
             x = blk.norm1(h)
             q, k, v = blk.self_attn.qkv(x, cos, sin)
-            h = h + blk.self_attn.out(attend(q, repeat_kv(k, g), repeat_kv(v, g), self_mask))
+            h = h + blk.self_attn.out(attend_packed(q, k, v, self_mask, cfg))
             if blk.casa is not None:
                 x = blk.casa.norm(h)
                 q, k, v = blk.casa.attn.qkv(x, wcos, wsin)
-                ik, iv = blk.casa.image_kv(img.reshape(b * m, n, cfg.hidden))  # [B*M,KVH,N,Dh]
-                ik = ik.reshape(b, m, kvh, n, cfg.head_dim)[batch_idx, img_idx].transpose(1, 2)  # [B,KVH,T,N,Dh]
-                iv = iv.reshape(b, m, kvh, n, cfg.head_dim)[batch_idx, img_idx].transpose(1, 2)
-                qg = q.reshape(b, kvh, g, t, cfg.head_dim) * scale
-                s_img = torch.einsum("bkgtd,bktnd->bkgtn", qg, ik) + img_mask
-                s_txt = torch.matmul(qg, k[:, :, None].transpose(-1, -2)) + txt_mask  # [B,KVH,G,T,T]
-                p = torch.softmax(torch.cat([s_img, s_txt], dim=-1), dim=-1)
-                attn = torch.einsum("bkgtn,bktnd->bkgtd", p[..., :n], iv) + torch.matmul(p[..., n:], v[:, :, None])
-                h = h + blk.casa.attn.out(attn.reshape(b, cfg.heads, t, cfg.head_dim))
+                ik, iv = blk.casa.image_kv(img)  # [B*M,KVH,N,Dh]
+                ik = ik.reshape(b, m, kvh, n, cfg.head_dim).transpose(1, 2).reshape(b, kvh, m * n, cfg.head_dim)
+                iv = iv.reshape(b, m, kvh, n, cfg.head_dim).transpose(1, 2).reshape(b, kvh, m * n, cfg.head_dim)
+                attn = attend_packed(q, torch.cat([ik, k], dim=2), torch.cat([iv, v], dim=2), casa_mask, cfg)
+                h = h + blk.casa.attn.out(attn)
             h = h + blk.mlp(blk.norm2(h))
         return self.lm_head(self.norm(h))
 
@@ -327,11 +323,10 @@ class CasaModel(nn.Module):
         h = torch.gather(pool, 1, src[:, :, None].expand(-1, -1, cfg.hidden))
         s = h.shape[1]
         cos, sin = rope_cos_sin(batch["seq_pos"], cfg.head_dim, cfg.rope_theta)
-        mask = additive(torch.ones(s, s, dtype=torch.bool).tril())[None, None]
-        g = cfg.heads // cfg.kv_heads
+        mask = additive(torch.ones(s, s, dtype=torch.bool).tril()).repeat(cfg.heads // cfg.kv_heads, 1)
         for blk in self.blocks:
             q, k, v = blk.self_attn.qkv(blk.norm1(h), cos, sin)
-            h = h + blk.self_attn.out(attend(q, repeat_kv(k, g), repeat_kv(v, g), mask))
+            h = h + blk.self_attn.out(attend_packed(q, k, v, mask, cfg))
             h = h + blk.mlp(blk.norm2(h))
         h = torch.gather(h, 1, batch["text_at"][:, :, None].expand(-1, -1, cfg.hidden))
         return self.lm_head(self.norm(h))
