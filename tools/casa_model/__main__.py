@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 
@@ -75,6 +76,7 @@ def stage_train(args) -> None:
     if len(args.variants) > 1 and args.parallel:
         _train_in_parallel(args)
         return
+    signal.signal(signal.SIGUSR1, _take_all_cores)
     meta, tok, clips, frames = _load_data()
     frames = np.asarray(frames)
     for variant in args.variants:
@@ -112,10 +114,23 @@ def _train_in_parallel(args) -> None:
     # OpenBLAS keeps its own worker threads, spinning, unless told: with them two 1-thread
     # trainings oversubscribe the 2 cores (measured: 1.8 instead of 0.7 s per CASA step)
     env = {**os.environ, "OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
-    procs = [subprocess.Popen(argv + ["--variants", v], cwd=ROOT, env=env) for v in args.variants]
-    codes = [p.wait() for p in procs]
-    if any(codes):
-        raise SystemExit(f"training failed: exit codes {dict(zip(args.variants, codes))}")
+    procs = {v: subprocess.Popen(argv + ["--variants", v], cwd=ROOT, env=env) for v in args.variants}
+    codes: dict = {}
+    while len(codes) < len(procs):
+        time.sleep(1)
+        for v, p in procs.items():
+            if v not in codes and p.poll() is not None:
+                codes[v] = p.returncode
+                running = [q for w, q in procs.items() if w not in codes and q.poll() is None]
+                if len(running) == 1 and p.returncode == 0:  # the last one takes the cores left
+                    running[0].send_signal(signal.SIGUSR1)
+    if any(codes.values()):
+        raise SystemExit(f"training failed: exit codes {codes}")
+
+
+def _take_all_cores(*_) -> None:
+    torch.set_num_threads(os.cpu_count() or 1)
+    log(f"training now alone: {torch.get_num_threads()} threads")
 
 
 def _load_model(variant: str) -> tuple:
