@@ -211,7 +211,7 @@ def main(argv=None) -> int:
                    help="frames rendered per training clip (later stretches train long-stream behaviour)")
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--merges", type=int, default=80)
-    p.add_argument("--steps", type=int, default=3200)
+    p.add_argument("--steps", type=int, default=4400)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)

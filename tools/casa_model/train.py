@@ -41,7 +41,7 @@ def loss_of(model: CasaModel, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def train(model: CasaModel, clips: List[Clip], frames_u8: np.ndarray, tok: ByteLevelBPE, *, steps: int,
-          batch_size: int, lr: float, seed: int, span: int, p_window: float = 0.35, p_gap: float = 0.2,
+          batch_size: int, lr: float, seed: int, span: int, p_window: float = 0.45, p_gap: float = 0.2,
           log_every: int = 50, log=print) -> Dict:
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)

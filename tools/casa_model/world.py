@@ -8,6 +8,10 @@ moves at a time, so every frame carries at most one event.
 Every caption is decidable from the current frame plus the text said so far:
 - a moving object is drawn with a fading trail behind it, so the frame shows the
   direction of motion; a stopped object has no trail;
+- on the frame of a colour or size change the object wears a faint halo in its previous
+  colour (the change caught mid-way), so the frame shows which object changed even when
+  its last known state has left the runtime's bounded context: a halo of another colour
+  means "turns <colour>", one of its own colour "grows" (now big) or "shrinks" (now small);
 - the commentary states every change of an object's state (colour, size, motion,
   presence), so the text history holds the last known state of each object; a caption
   says what differs between the frame and that state, and a frame with no difference is
@@ -39,6 +43,7 @@ ENTRY_SIDES = {"left": "right", "right": "left", "top": "down", "bottom": "up"}
 SPEED = 0.075  # canvas units per frame (2 fps)
 BACKGROUNDS = [(28, 30, 38), (22, 44, 34), (46, 28, 30), (34, 34, 62), (52, 46, 30), (40, 40, 40)]
 FPS = 2.0
+HALO_SCALE, HALO_ALPHA = 1.5, 0.6  # the change halo: radius relative to the object, opacity
 
 
 @dataclasses.dataclass
@@ -50,6 +55,7 @@ class Obj:
     y: float
     direction: Optional[str] = None  # None when still
     moved: set = dataclasses.field(default_factory=set)
+    halo: Optional[str] = None  # previous colour, on the frame of a colour or size change
 
     @property
     def radius(self) -> float:
@@ -221,6 +227,7 @@ class World:
             o = rng.choice(self.objects)
             if not _inside(o):
                 return None
+            o.halo = o.colour
             o.colour = rng.choice([c for c in COLOURS if c != o.colour])
             return f"{self._ref(o)} turns {o.colour}"
         if event == "size":
@@ -230,6 +237,7 @@ class World:
             others = [p for p in self.objects if p is not o]
             if not _inside(probe) or not _inside(o) or (others and _gap(probe, others[0]) < 0.06):
                 return None
+            o.halo = o.colour
             o.size = new
             return f"{self._ref(o)} {'grows' if new == 'big' else 'shrinks'}"
         raise ValueError(event)
@@ -247,6 +255,8 @@ class World:
         return f"{self._ref(o)} {verb} {direction}" + (" again" if again else "")
 
     def step(self) -> FrameState:
+        for o in self.objects:
+            o.halo = None
         caption = self._advance_mover()
         if caption is None:
             # silence is likelier right after an event; the longer it lasts, the likelier an event
@@ -312,6 +322,12 @@ def render(clip_bg: Background, objects: List[Obj], size: int, supersample: int 
         r = o.radius * big
         cx, cy = o.x * big, o.y * big
         colour = COLOURS[o.colour]
+        if o.halo is not None:
+            halo = Image.new("RGB", (big, big))
+            mask = Image.new("L", (big, big), 0)
+            _draw_shape(ImageDraw.Draw(mask), o.shape, cx, cy, r * HALO_SCALE, int(255 * HALO_ALPHA))
+            _draw_shape(ImageDraw.Draw(halo), o.shape, cx, cy, r * HALO_SCALE, COLOURS[o.halo])
+            img = Image.composite(halo, img, mask)
         if o.direction is not None:
             dx, dy = DIRECTIONS[o.direction]
             for back, alpha in ((1.3, 0.22), (0.7, 0.45)):

@@ -1,10 +1,11 @@
+import dataclasses
 import hashlib
 
 import numpy as np
 
 from tools.casa_model.data import caption_text
 from tools.casa_model.tokenizer import ByteLevelBPE, train_bpe
-from tools.casa_model.world import make_clip, render_clip
+from tools.casa_model.world import COLOURS, make_clip, render, render_clip
 from tools.casa_model.evaluate import score
 
 
@@ -50,3 +51,28 @@ def test_score():
     s = score([("it stops", "it stops"), ("", ""), ("it moves left", "it moves right")])
     assert s["frameExactMatch"] == round(2 / 3, 4)
     assert abs(s["tokenF1"] - 4 / 5) < 1e-3
+
+
+def test_a_change_halo_marks_the_changed_object_on_its_frame_only():
+    changes = 0
+    for s in range(30):
+        clip = make_clip(s, 40)
+        frames = render_clip(clip, 64)
+        for k, f in enumerate(clip.frames):
+            words = f.caption.split()
+            haloed = [o for o in f.objects if o.halo is not None]
+            is_change = bool(words) and (words[-1] in ("grows", "shrinks") or (len(words) <= 4 and words[-1] in COLOURS))
+            if not is_change:
+                assert not haloed, (s, k, f.caption)
+                continue
+            changes += 1
+            assert len(haloed) == 1, (s, k, f.caption)
+            o = haloed[0]
+            if words[0] == "the":
+                assert words[1] == o.shape
+            # the halo has the previous colour: another colour for "turns", the same for a size change
+            assert (o.halo != o.colour) == (words[-1] in COLOURS)
+            # and it is drawn: without it the frame would look different
+            plain = render(clip.background, [dataclasses.replace(p, halo=None) for p in f.objects], 64)
+            assert np.abs(frames[k].astype(int) - plain.astype(int)).max() > 40
+    assert changes > 30
