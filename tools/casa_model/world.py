@@ -314,6 +314,15 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, x: float, y: float, r: fl
         raise ValueError(shape)
 
 
+def _blend_shape(img: Image.Image, shape: str, x: float, y: float, r: float, colour, alpha: float) -> Image.Image:
+    """`img` with a shape laid over it at opacity `alpha` (trail ghosts, change halos)."""
+    layer = Image.new("RGB", img.size)
+    mask = Image.new("L", img.size, 0)
+    _draw_shape(ImageDraw.Draw(mask), shape, x, y, r, int(255 * alpha))
+    _draw_shape(ImageDraw.Draw(layer), shape, x, y, r, colour)
+    return Image.composite(layer, img, mask)
+
+
 def render(clip_bg: Background, objects: List[Obj], size: int, supersample: int = 4) -> np.ndarray:
     """Renders one frame as uint8 RGB [size, size, 3], anti-aliased by supersampling."""
     big = size * supersample
@@ -323,20 +332,11 @@ def render(clip_bg: Background, objects: List[Obj], size: int, supersample: int 
         cx, cy = o.x * big, o.y * big
         colour = COLOURS[o.colour]
         if o.halo is not None:
-            halo = Image.new("RGB", (big, big))
-            mask = Image.new("L", (big, big), 0)
-            _draw_shape(ImageDraw.Draw(mask), o.shape, cx, cy, r * HALO_SCALE, int(255 * HALO_ALPHA))
-            _draw_shape(ImageDraw.Draw(halo), o.shape, cx, cy, r * HALO_SCALE, COLOURS[o.halo])
-            img = Image.composite(halo, img, mask)
+            img = _blend_shape(img, o.shape, cx, cy, r * HALO_SCALE, COLOURS[o.halo], HALO_ALPHA)
         if o.direction is not None:
             dx, dy = DIRECTIONS[o.direction]
             for back, alpha in ((1.3, 0.22), (0.7, 0.45)):
-                ghost = Image.new("RGB", (big, big))
-                gdraw = ImageDraw.Draw(ghost)
-                mask = Image.new("L", (big, big), 0)
-                _draw_shape(ImageDraw.Draw(mask), o.shape, cx - dx * r * back, cy - dy * r * back, r, int(255 * alpha))
-                _draw_shape(gdraw, o.shape, cx - dx * r * back, cy - dy * r * back, r, colour)
-                img = Image.composite(ghost, img, mask)
+                img = _blend_shape(img, o.shape, cx - dx * r * back, cy - dy * r * back, r, colour, alpha)
         _draw_shape(ImageDraw.Draw(img), o.shape, cx, cy, r, colour)
     if supersample > 1:
         img = img.resize((size, size), Image.BOX)
