@@ -17,8 +17,9 @@ Every caption is decidable from the current frame plus the text said so far:
   says what differs between the frame and that state, and a frame with no difference is
   silent;
 - "it" names the only object on screen, "the <shape>" one of two; "another" is used for
-  every entry after the first; "again" is appended when the object already moved or
-  turned in that direction before.
+  every entry after the first; "again" is appended when an object sets off in one
+  of the last two directions it moved in, which its last two motion captions decide (so
+  the text that decides it is recent, and survives the runtime's bounded context).
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ COLOURS = {
     "yellow": (240, 214, 48),
     "white": (238, 238, 238),
 }
-SIZES = {"small": 0.075, "big": 0.13}
+SIZES = {"small": 0.095, "big": 0.14}  # small stays ~12 px across at 64 px: its shape is legible
 DIRECTIONS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
 ENTRY_SIDES = {"left": "right", "right": "left", "top": "down", "bottom": "up"}
 SPEED = 0.075  # canvas units per frame (2 fps)
@@ -54,7 +55,7 @@ class Obj:
     x: float
     y: float
     direction: Optional[str] = None  # None when still
-    moved: set = dataclasses.field(default_factory=set)
+    recent_directions: Tuple[str, ...] = ()  # of its last two motions, oldest first; kept after it stops
     halo: Optional[str] = None  # previous colour, on the frame of a colour or size change
 
     @property
@@ -248,8 +249,8 @@ class World:
         probe = Obj(o.shape, o.colour, o.size, o.x + dx * SPEED, o.y + dy * SPEED)
         if others and _gap(probe, others[0]) < 0.03:
             return None
-        again = direction in o.moved
-        o.moved.add(direction)
+        again = direction in o.recent_directions
+        o.recent_directions = (o.recent_directions + (direction,))[-2:]
         o.direction = direction
         o.x, o.y = probe.x, probe.y
         return f"{self._ref(o)} {verb} {direction}" + (" again" if again else "")
@@ -267,7 +268,7 @@ class World:
                     if caption is not None:
                         break
         self.idle = 0 if caption else self.idle + 1
-        snapshot = [dataclasses.replace(o, moved=set(o.moved)) for o in self.objects]
+        snapshot = [dataclasses.replace(o) for o in self.objects]
         return FrameState(snapshot, caption or "")
 
 
