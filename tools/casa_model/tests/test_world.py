@@ -36,6 +36,27 @@ def test_every_named_object_is_visible_or_just_left():
                 assert any(o.x < 0.2 and o.direction == "right" for o in f.objects)
 
 
+def test_again_is_decided_by_the_objects_last_two_motion_captions():
+    """Replays the commentary alone: "again" iff the direction is one of the last two that
+    the same object's motion captions named (a fresh history for each entering object)."""
+    agains = 0
+    for s in range(40):
+        history = {}
+        for f in make_clip(s, 60).frames:
+            words = f.caption.split()
+            if "enters" in words:
+                history[words[words.index("enters") - 1]] = []
+            verb = next((v for v in ("moves", "turns") if v in words), None)
+            if verb is None or words[words.index(verb) + 1] not in ("left", "right", "up", "down"):
+                continue
+            shape = words[1] if words[0] == "the" else next(iter(o.shape for o in f.objects))
+            direction = words[words.index(verb) + 1]
+            assert ("again" in words) == (direction in history[shape][-2:]), (s, f.caption, history[shape])
+            agains += "again" in words
+            history[shape].append(direction)
+    assert agains > 20
+
+
 def test_tokenizer_round_trip_and_hf_json(tmp_path, tok):
     text = " another big yellow triangle enters from the bottom"
     ids = tok.encode(text)
