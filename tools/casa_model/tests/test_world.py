@@ -49,7 +49,7 @@ def test_again_is_decided_by_the_objects_last_two_motion_captions():
             verb = next((v for v in ("moves", "turns") if v in words), None)
             if verb is None or words[words.index(verb) + 1] not in ("left", "right", "up", "down"):
                 continue
-            shape = words[1] if words[0] == "the" else next(iter(o.shape for o in f.objects))
+            shape = words[1] if words[0] == "the" else f.objects[0].shape  # "it": the only object
             direction = words[words.index(verb) + 1]
             assert ("again" in words) == (direction in history[shape][-2:]), (s, f.caption, history[shape])
             agains += "again" in words
