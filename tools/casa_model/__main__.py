@@ -204,7 +204,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=os.path.join(WORK, "stream"), help="stream: output directory")
     p.add_argument("--stream-seed", type=int, default=TEST_SEEDS[0] + 800_000)
     p.add_argument("--stream-frames", type=int, default=2000)
-    p.add_argument("--train-clips", type=int, default=4500)
+    p.add_argument("--train-clips", type=int, default=3000)
     p.add_argument("--test-clips", type=int, default=100)
     p.add_argument("--frames", type=int, default=24, help="frames per training sequence and per test clip")
     p.add_argument("--clip-frames", type=int, default=48,

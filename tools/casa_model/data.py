@@ -163,17 +163,3 @@ def training_frames(clip_frames: int, span: int, rng: random.Random, p_window: f
     if r < p_window + p_gap and span >= 16:
         return list(range(rng.randint(3, span - 12), span))
     return list(range(span))
-
-
-def keep_probability(clip: Clip, keep: Sequence[int], floor: float) -> float:
-    """How likely a drawn training sequence is kept, by how many of its frames show two
-    objects: `floor` with none, rising linearly to 1 when half of them do.
-
-    Two-object frames are where captions must name which object acted (read from the
-    image: shape, trail, halo); they are a quarter of the frames of clips drawn evenly but
-    over 40 % of a long stream's, and the model's weakest case, so training draws them as
-    often as a long stream shows them. floor=1 keeps every sequence (even draws).
-    """
-    share = sum(len(clip.frames[k].objects) == 2 for k in keep) / max(1, len(keep))
-    return floor + (1.0 - floor) * min(1.0, 2.0 * share)
-

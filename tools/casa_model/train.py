@@ -12,28 +12,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import Special, augment, build_sequence, collate, keep_probability, normalise, training_frames
+from .data import Special, augment, build_sequence, collate, normalise, training_frames
 from .model import CasaModel, ModelConfig
 from .tokenizer import ByteLevelBPE
 from .world import Clip
 
 
 def batches(clips: List[Clip], frames_u8: np.ndarray, tok: ByteLevelBPE, cfg: ModelConfig, batch_size: int,
-            steps: int, seed: int, span: int, p_window: float, p_gap: float, two_object_floor: float = 1.0):
+            steps: int, seed: int, span: int, p_window: float, p_gap: float):
     rng = random.Random(seed)
     nrng = np.random.default_rng(seed)
     sp = Special.of(tok)
     clip_frames = frames_u8.shape[1]
-
-    def draw():
-        while True:
-            i = rng.randrange(len(clips))
-            keep = training_frames(clip_frames, span, rng, p_window, p_gap)
-            if rng.random() < keep_probability(clips[i], keep, two_object_floor):
-                return i, keep
-
     for _ in range(steps):
-        idx, keeps = zip(*[draw() for _ in range(batch_size)])
+        idx = [rng.randrange(len(clips)) for _ in range(batch_size)]
+        keeps = [training_frames(clip_frames, span, rng, p_window, p_gap) for _ in idx]
         seqs = [build_sequence(clips[i], tok, keep) for i, keep in zip(idx, keeps)]
         m = max(len(k) for k in keeps)
         px = np.zeros((batch_size, m) + frames_u8.shape[2:], np.uint8)  # unused tail frames stay black
@@ -49,7 +42,7 @@ def loss_of(model: CasaModel, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
 
 def train(model: CasaModel, clips: List[Clip], frames_u8: np.ndarray, tok: ByteLevelBPE, *, steps: int,
           batch_size: int, lr: float, seed: int, span: int, p_window: float = 0.45, p_gap: float = 0.2,
-          two_object_floor: float = 0.3, log_every: int = 50, log=print) -> Dict:
+          log_every: int = 50, log=print) -> Dict:
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
     warmup = max(1, steps // 30)
@@ -59,8 +52,7 @@ def train(model: CasaModel, clips: List[Clip], frames_u8: np.ndarray, tok: ByteL
     start = time.time()
     history = []
     running = None
-    for step, batch in enumerate(batches(clips, frames_u8, tok, model.cfg, batch_size, steps, seed, span, p_window, p_gap,
-                                              two_object_floor)):
+    for step, batch in enumerate(batches(clips, frames_u8, tok, model.cfg, batch_size, steps, seed, span, p_window, p_gap)):
         loss = loss_of(model, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -74,4 +66,4 @@ def train(model: CasaModel, clips: List[Clip], frames_u8: np.ndarray, tok: ByteL
             log(f"[{model.cfg.fusion}] step {step + 1}/{steps} loss {running:.4f} {elapsed / 60:.1f} min")
     model.eval()
     return {"steps": steps, "batchSize": batch_size, "lr": lr, "span": span, "clipFrames": frames_u8.shape[1],
-            "pWindow": p_window, "pGap": p_gap, "twoObjectFloor": two_object_floor, "seconds": time.time() - start, "history": history}
+            "pWindow": p_window, "pGap": p_gap, "seconds": time.time() - start, "history": history}

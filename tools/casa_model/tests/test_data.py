@@ -1,7 +1,7 @@
 """Training sequences: which frames they hold and how windows are numbered."""
 import random
 
-from tools.casa_model.data import build_sequence, keep_probability, training_frames
+from tools.casa_model.data import build_sequence, training_frames
 from tools.casa_model.world import make_clip
 
 
@@ -37,17 +37,3 @@ def test_kept_frames_are_numbered_from_one_in_sequence_order(tok):
     text = tok.decode([t for t, w in zip(seq.ids, seq.win) if w > 0])
     for j in range(30, 36):
         assert clip.frames[j].caption in text
-
-
-def test_sequences_showing_two_objects_are_kept_more_often():
-    clip = make_clip(5, 48)
-    two = [k for k, f in enumerate(clip.frames) if len(f.objects) == 2]
-    one = [k for k, f in enumerate(clip.frames) if len(f.objects) < 2]
-    assert two and one
-    assert keep_probability(clip, one[:6], floor=0.3) == 0.3
-    assert keep_probability(clip, two[:6], floor=0.3) == 1.0
-    half_two = [one[0], one[1], two[0], two[1]]
-    assert keep_probability(clip, half_two, floor=0.3) == 1.0
-    assert abs(keep_probability(clip, [one[0], one[1], one[2], two[0]], floor=0.3) - (0.3 + 0.7 * 0.5)) < 1e-9
-    assert keep_probability(clip, one[:6], floor=1.0) == 1.0
-
