@@ -8,9 +8,9 @@
  * Issue 3 asks for the last 200 frames within 5 points of eval.json's short-clip figures.
  * Token F1 is asserted within 5 points. Exact match is further behind (measured 0.880 against
  * 0.944), so it is guarded at 10 points. The shortfall is the stream's content, not the
- * eviction: 43 % of its frames show two objects (18 % of eval.json's clips), where the model
+ * eviction: 44 % of those frames show two objects (18 % of eval.json's clips), where the model
  * names the wrong one far more often (0.72–0.77 exact against 0.96–0.98 with one object), and
- * a session started fresh late in the stream makes the same mistakes there
+ * a session started fresh late in the stream makes nearly the same mistakes there
  * (tools/casa_model/README.md, "Where the shipped CASA model errs").
  */
 import path from 'node:path';
