@@ -5,7 +5,7 @@ import numpy as np
 
 from tools.casa_model.data import caption_text
 from tools.casa_model.tokenizer import ByteLevelBPE, train_bpe
-from tools.casa_model.world import COLOURS, make_clip, render, render_clip
+from tools.casa_model.world import COLOURS, DIRECTIONS, make_clip, render, render_clip
 from tools.casa_model.evaluate import score
 
 
@@ -47,10 +47,10 @@ def test_again_is_decided_by_the_objects_last_two_motion_captions():
             if "enters" in words:
                 history[words[words.index("enters") - 1]] = []
             verb = next((v for v in ("moves", "turns") if v in words), None)
-            if verb is None or words[words.index(verb) + 1] not in ("left", "right", "up", "down"):
+            direction = words[words.index(verb) + 1] if verb else None
+            if direction not in DIRECTIONS:  # not a motion ("turns green")
                 continue
             shape = words[1] if words[0] == "the" else f.objects[0].shape  # "it": the only object
-            direction = words[words.index(verb) + 1]
             assert ("again" in words) == (direction in history[shape][-2:]), (s, f.caption, history[shape])
             agains += "again" in words
             history[shape].append(direction)
