@@ -104,3 +104,23 @@ def test_streaming_window_state_is_swapped(tok):
     assert torch.allclose(s.img_k, expected_k, atol=1e-6)
     assert s.win_k.shape[3] == 2  # just the two marker tokens
     assert s.past_k.shape[3] == s.text_tokens
+
+
+@pytest.mark.parametrize("window_text", [True, False])
+def test_packed_batch_matches_each_sequence_alone(tok, window_text):
+    """Training packs clips of different lengths (and evicted-context cuts) into one padded
+    batch; every sequence's logits are those it gets alone, so the window-by-window CASA
+    layout neither leaks between sequences nor depends on its padding."""
+    model = _model("casa", tok, casa_window_text=window_text)
+    sp = Special.of(tok)
+    clips = [make_clip(11, 5), make_clip(12, 3)]
+    seqs = [build_sequence(clips[0], tok), build_sequence(clips[1], tok, keep=[1, 2])]
+    pixels = np.zeros((2, 5, 3, 64, 64), np.float32)
+    pixels[0] = normalise(render_clip(clips[0], 64))
+    pixels[1, :2] = normalise(render_clip(clips[1], 64)[1:])
+    with torch.no_grad():
+        packed = model.forward_packed(collate(seqs, pixels, sp, "casa", model.cfg.image_tokens))
+        for i, seq in enumerate(seqs):
+            alone = model.forward_packed(collate([seq], pixels[i:i + 1, :len(seq.frames)], sp, "casa",
+                                                 model.cfg.image_tokens))[0]
+            assert float((packed[i, :len(seq.ids)] - alone).abs().max()) <= 1e-5
