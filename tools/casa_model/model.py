@@ -186,7 +186,7 @@ def attend_casa_windows(q, k, v, ik, iv, w: CasaWindows, cfg: "ModelConfig"):
     """Training CASA attention window by window: a text query of window j sees image j's
     tokens and the window-j text up to itself, prompt queries the prompt causally. Scoring
     each window alone (rather than all text against every image with a block-diagonal mask)
-    does ~M times less work. q [B,H,T,D]; k/v [B,KVH,T,D]; ik/iv [B,KVH,M,N,D]."""
+    computes ~M times fewer scores. q [B,H,T,D]; k/v [B,KVH,T,D]; ik/iv [B,KVH,M,N,D]."""
     b, h, t, d = q.shape
     kvh, g = cfg.kv_heads, cfg.heads // cfg.kv_heads
     m, n = ik.shape[2], ik.shape[3]
