@@ -70,6 +70,9 @@ VARIANTS = {
     "insertion": dict(fusion="insertion"),
     "crossattn": dict(fusion="casa", casa_window_text=False),
 }
+# A CASA step is cheaper than the insertion twin's, so in the time the twin takes for its one
+# leg the CASA variants train a second, shorter leg at a lower rate (the cosine restarted).
+REFINED = {"casa", "crossattn"}
 
 
 def stage_train(args) -> None:
@@ -92,11 +95,15 @@ def stage_train(args) -> None:
                 raise SystemExit(f"--init {args.init}/{variant}.pt was trained with another config")
             model.load_state_dict(ck["state"])
             legs = ck["train"].get("legs") or [ck["train"]]
-        log(f"train {variant}: {model.num_params():,} parameters, {args.steps} steps x batch {args.batch}"
+        plan = [(args.steps, args.lr)]
+        if variant in REFINED and args.refine_steps and not args.init:
+            plan.append((args.refine_steps, args.refine_lr))
+        log(f"train {variant}: {model.num_params():,} parameters, "
+            + " then ".join(f"{n} steps at lr {lr:g}" for n, lr in plan) + f" x batch {args.batch}"
             + (f", continuing {sum(l['steps'] for l in legs)} steps from {args.init}" if legs else ""))
-        leg = train(model, clips, frames, tok, steps=args.steps, batch_size=args.batch, lr=args.lr,
-                    seed=args.seed + len(legs), span=args.frames, log=log)
-        legs = legs + [leg]
+        for steps, lr in plan:
+            legs.append(train(model, clips, frames, tok, steps=steps, batch_size=args.batch, lr=lr,
+                              seed=args.seed + len(legs), span=args.frames, log=log))
         info = {"steps": sum(l["steps"] for l in legs), "batchSize": args.batch, "lr": args.lr,
                 "seconds": sum(l["seconds"] for l in legs), "legs": legs}
         torch.save({"config": cfg.__dict__, "state": model.state_dict(), "train": info},
@@ -110,6 +117,7 @@ def _train_in_parallel(args) -> None:
     threads = max(1, args.threads // len(args.variants))
     argv = [sys.executable, "-m", "tools.casa_model", "train", "--no-parallel", "--threads", str(threads),
             "--steps", str(args.steps), "--batch", str(args.batch), "--lr", str(args.lr), "--seed", str(args.seed),
+            "--refine-steps", str(args.refine_steps), "--refine-lr", str(args.refine_lr),
             "--frames", str(args.frames), "--image-size", str(args.image_size)] + (["--init", args.init] if args.init else [])
     # each child inherits the package's one-thread OpenBLAS (see __init__.py; without it two
     # 1-thread trainings oversubscribed the 2 cores: 1.8 instead of 0.85 s per CASA step)
@@ -214,6 +222,9 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=4400)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--refine-steps", type=int, default=2000,
+                   help="train: steps of the CASA variants' second leg (0: none; not with --init)")
+    p.add_argument("--refine-lr", type=float, default=1e-3, help="train: peak lr of that second leg")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--parallel", action=argparse.BooleanOptionalAction, default=True,
                    help="train: one process per variant, sharing the cores (default)")

@@ -211,9 +211,9 @@ def _legs_text(legs) -> str:
         mix = (f"sequences of ≤ {leg['span']} frames from {leg['clipFrames']}-frame clips, "
                f"{leg['pWindow']:.0%} later stretches, {leg['pGap']:.0%} with the first frames' text cut"
                if "span" in leg else "24-frame clips from their start, 30 % with the first frames' text cut")
-        how = "from random weights" if i == 0 else "continued from the previous run's weights (`train --init`)"
+        how = "from random weights" if i == 0 else "continued from the previous leg's weights, optimiser and schedule restarted"
         rows.append(f"{i + 1}. {leg['steps']} steps, lr {leg['lr']:g}, {how}; {mix} ({leg['seconds'] / 60:.0f} min).")
-    return "\n\nThe weights come from consecutive runs:\n\n" + "\n".join(rows)
+    return "\n\nThe weights come from consecutive legs:\n\n" + "\n".join(rows)
 
 
 def write_model_card(out_dir: str, man: Dict, ev: Dict) -> None:
@@ -245,8 +245,9 @@ far. Train, validation and test clips come from disjoint seed ranges.
 ## Training
 
 AdamW, cosine schedule, {tr.get('steps', '?')} steps of {tr.get('batchSize', '?')} sequences, on this repository's
-2-core CPU machine ({tr.get('seconds', 0) / 60:.0f} min). The CASA model and its insertion twin use the same data,
-steps and seed.{_legs_text(tr.get('legs', []))}
+2-core CPU machine ({tr.get('seconds', 0) / 60:.0f} min). The CASA model and its insertion twin use the same data
+and seed and train side by side; a CASA step costs less, so in the time the twin's training
+takes, the CASA model also trains a second leg at a lower rate.{_legs_text(tr.get('legs', []))}
 
 ## Evaluation (held-out test split, greedy streaming decoding)
 
