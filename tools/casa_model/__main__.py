@@ -95,15 +95,16 @@ def stage_train(args) -> None:
                 raise SystemExit(f"--init {args.init}/{variant}.pt was trained with another config")
             model.load_state_dict(ck["state"])
             legs = ck["train"].get("legs") or [ck["train"]]
-        plan = [(args.steps, args.lr)]
+        plan = [(args.steps, args.lr, args.misnamed)]
         if variant in REFINED and args.refine_steps and not args.init:
-            plan.append((args.refine_steps, args.refine_lr))
+            plan.append((args.refine_steps, args.refine_lr, args.refine_misnamed))
         log(f"train {variant}: {model.num_params():,} parameters, "
-            + " then ".join(f"{n} steps at lr {lr:g}" for n, lr in plan) + f" x batch {args.batch}"
+            + " then ".join(f"{n} steps at lr {lr:g}" + (f" ({p:g} misnamed)" if p else "") for n, lr, p in plan)
+            + f" x batch {args.batch}"
             + (f", continuing {sum(l['steps'] for l in legs)} steps from {args.init}" if legs else ""))
-        for steps, lr in plan:
+        for steps, lr, p_misnamed in plan:
             legs.append(train(model, clips, frames, tok, steps=steps, batch_size=args.batch, lr=lr,
-                              seed=args.seed + len(legs), span=args.frames, log=log))
+                              seed=args.seed + len(legs), span=args.frames, p_misnamed=p_misnamed, log=log))
         info = {"steps": sum(l["steps"] for l in legs), "batchSize": args.batch, "lr": args.lr,
                 "seconds": sum(l["seconds"] for l in legs), "legs": legs}
         torch.save({"config": cfg.__dict__, "state": model.state_dict(), "train": info},
@@ -118,6 +119,7 @@ def _train_in_parallel(args) -> None:
     argv = [sys.executable, "-m", "tools.casa_model", "train", "--no-parallel", "--threads", str(threads),
             "--steps", str(args.steps), "--batch", str(args.batch), "--lr", str(args.lr), "--seed", str(args.seed),
             "--refine-steps", str(args.refine_steps), "--refine-lr", str(args.refine_lr),
+            "--misnamed", str(args.misnamed), "--refine-misnamed", str(args.refine_misnamed),
             "--frames", str(args.frames), "--image-size", str(args.image_size)] + (["--init", args.init] if args.init else [])
     # each child inherits the package's one-thread OpenBLAS (see __init__.py; without it two
     # 1-thread trainings oversubscribed the 2 cores: 1.8 instead of 0.85 s per CASA step)
@@ -225,6 +227,10 @@ def main(argv=None) -> int:
     p.add_argument("--refine-steps", type=int, default=2000,
                    help="train: steps of the CASA variants' second leg (0: none; not with --init)")
     p.add_argument("--refine-lr", type=float, default=1e-3, help="train: peak lr of that second leg")
+    p.add_argument("--misnamed", type=float, default=0.0,
+                   help="train: share of the first leg's sequences with one earlier caption naming the wrong shape")
+    p.add_argument("--refine-misnamed", type=float, default=0.0,
+                   help="train: the same for the second leg (0.5 measured in tools/casa_model/README.md; not the default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--parallel", action=argparse.BooleanOptionalAction, default=True,
                    help="train: one process per variant, sharing the cores (default)")

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .tokenizer import ByteLevelBPE
-from .world import Clip
+from .world import SHAPES, Clip
 
 PROMPT = (
     "<|im_start|>system\nYou narrate a live video.<|im_end|>\n"
@@ -59,8 +59,12 @@ class Sequence_:
     frame_starts: List[int]  # index in ids of each kept frame's pre-image marker
 
 
-def build_sequence(clip: Clip, tok: ByteLevelBPE, keep: Optional[Sequence[int]] = None) -> Sequence_:
+def build_sequence(clip: Clip, tok: ByteLevelBPE, keep: Optional[Sequence[int]] = None,
+                   replaced: Optional[Dict[int, str]] = None) -> Sequence_:
+    """`replaced`: frame index → a caption that stands in the history instead of the truth
+    (see `misnamed_history`); that window's tokens are inputs only, never targets."""
     sp = Special.of(tok)
+    replaced = replaced or {}
     prompt = tok.encode(PROMPT)
     ids = list(prompt)
     win = [0] * len(prompt)
@@ -70,7 +74,7 @@ def build_sequence(clip: Clip, tok: ByteLevelBPE, keep: Optional[Sequence[int]] 
     keep = range(len(clip.frames)) if keep is None else keep
     first = True
     for local, j in enumerate(keep):
-        caption = tok.encode(caption_text(clip.frames[j].caption))
+        caption = tok.encode(caption_text(replaced.get(j, clip.frames[j].caption)))
         opening = tok.encode(FRAME_OPENING) if first and FRAME_OPENING else []
         first = False
         forced = [sp.pre_image, sp.post_image] + opening
@@ -82,8 +86,9 @@ def build_sequence(clip: Clip, tok: ByteLevelBPE, keep: Optional[Sequence[int]] 
         wpos += list(range(1, len(text) + 1))
         # position i predicts token i+1: supervise from the last forced token to the last caption token
         lab = [-100] * len(text)
-        for i in range(len(forced) - 1, len(text) - 1):
-            lab[i] = text[i + 1]
+        if j not in replaced:
+            for i in range(len(forced) - 1, len(text) - 1):
+                lab[i] = text[i + 1]
         labels += lab
     return Sequence_(ids, list(range(len(ids))), win, wpos, labels, frames, starts)
 
@@ -163,3 +168,26 @@ def training_frames(clip_frames: int, span: int, rng: random.Random, p_window: f
     if r < p_window + p_gap and span >= 16:
         return list(range(rng.randint(3, span - 12), span))
     return list(range(span))
+
+
+def misnamed_history(clip: Clip, keep: Sequence[int], rng: random.Random, p: float) -> Dict[int, str]:
+    """With probability p, one earlier caption of the sequence that names a shape names another
+    one instead, as the model's own slip would stand in a live stream's history.
+
+    In a long stream the history is what the model said, not the truth: one shape misread,
+    and the captions after it keep the wrong name, each one more evidence for it (the 2,000-frame
+    stream showed runs of a dozen frames calling a square "the circle"). With the slip
+    as input only and the later captions still the truth, training teaches the model to say
+    what the frame shows rather than repeat the history's name. The last frame is never
+    replaced, so every replacement has supervised frames after it.
+    """
+    if p <= 0 or rng.random() >= p:
+        return {}
+    named = [j for j in keep[:-1] if any(w in SHAPES for w in clip.frames[j].caption.split())]
+    if not named:
+        return {}
+    j = rng.choice(named)
+    words = clip.frames[j].caption.split()
+    at = rng.choice([i for i, w in enumerate(words) if w in SHAPES])
+    words[at] = rng.choice([s for s in SHAPES if s != words[at]])
+    return {j: " ".join(words)}

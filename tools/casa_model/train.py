@@ -12,14 +12,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import Special, augment, build_sequence, collate, normalise, training_frames
+from .data import Special, augment, build_sequence, collate, misnamed_history, normalise, training_frames
 from .model import CasaModel, ModelConfig
 from .tokenizer import ByteLevelBPE
 from .world import Clip
 
 
 def batches(clips: List[Clip], frames_u8: np.ndarray, tok: ByteLevelBPE, cfg: ModelConfig, batch_size: int,
-            steps: int, seed: int, span: int, p_window: float, p_gap: float):
+            steps: int, seed: int, span: int, p_window: float, p_gap: float, p_misnamed: float = 0.0):
     rng = random.Random(seed)
     nrng = np.random.default_rng(seed)
     sp = Special.of(tok)
@@ -27,7 +27,8 @@ def batches(clips: List[Clip], frames_u8: np.ndarray, tok: ByteLevelBPE, cfg: Mo
     for _ in range(steps):
         idx = [rng.randrange(len(clips)) for _ in range(batch_size)]
         keeps = [training_frames(clip_frames, span, rng, p_window, p_gap) for _ in idx]
-        seqs = [build_sequence(clips[i], tok, keep) for i, keep in zip(idx, keeps)]
+        seqs = [build_sequence(clips[i], tok, keep, misnamed_history(clips[i], keep, rng, p_misnamed))
+                for i, keep in zip(idx, keeps)]
         m = max(len(k) for k in keeps)
         px = np.zeros((batch_size, m) + frames_u8.shape[2:], np.uint8)  # unused tail frames stay black
         for row, (i, keep) in enumerate(zip(idx, keeps)):
@@ -42,7 +43,7 @@ def loss_of(model: CasaModel, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
 
 def train(model: CasaModel, clips: List[Clip], frames_u8: np.ndarray, tok: ByteLevelBPE, *, steps: int,
           batch_size: int, lr: float, seed: int, span: int, p_window: float = 0.45, p_gap: float = 0.2,
-          log_every: int = 50, log=print) -> Dict:
+          p_misnamed: float = 0.0, log_every: int = 50, log=print) -> Dict:
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
     warmup = max(1, steps // 30)
@@ -52,7 +53,8 @@ def train(model: CasaModel, clips: List[Clip], frames_u8: np.ndarray, tok: ByteL
     start = time.time()
     history = []
     running = None
-    for step, batch in enumerate(batches(clips, frames_u8, tok, model.cfg, batch_size, steps, seed, span, p_window, p_gap)):
+    for step, batch in enumerate(batches(clips, frames_u8, tok, model.cfg, batch_size, steps, seed, span, p_window, p_gap,
+                                         p_misnamed)):
         loss = loss_of(model, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -66,4 +68,4 @@ def train(model: CasaModel, clips: List[Clip], frames_u8: np.ndarray, tok: ByteL
             log(f"[{model.cfg.fusion}] step {step + 1}/{steps} loss {running:.4f} {elapsed / 60:.1f} min")
     model.eval()
     return {"steps": steps, "batchSize": batch_size, "lr": lr, "span": span, "clipFrames": frames_u8.shape[1],
-            "pWindow": p_window, "pGap": p_gap, "seconds": time.time() - start, "history": history}
+            "pWindow": p_window, "pGap": p_gap, "pMisnamed": p_misnamed, "seconds": time.time() - start, "history": history}

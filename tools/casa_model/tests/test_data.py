@@ -1,8 +1,8 @@
 """Training sequences: which frames they hold and how windows are numbered."""
 import random
 
-from tools.casa_model.data import build_sequence, training_frames
-from tools.casa_model.world import make_clip
+from tools.casa_model.data import build_sequence, misnamed_history, training_frames
+from tools.casa_model.world import SHAPES, make_clip
 
 
 def test_training_frames_cover_starts_gaps_and_late_windows():
@@ -37,3 +37,43 @@ def test_kept_frames_are_numbered_from_one_in_sequence_order(tok):
     text = tok.decode([t for t, w in zip(seq.ids, seq.win) if w > 0])
     for j in range(30, 36):
         assert clip.frames[j].caption in text
+
+
+def test_a_misnamed_caption_names_another_shape_in_an_earlier_frame():
+    clip = make_clip(5, 48)
+    keep = list(range(10, 34))
+    rng = random.Random(2)
+    seen = 0
+    for _ in range(200):
+        for j, caption in misnamed_history(clip, keep, rng, 1.0).items():
+            seen += 1
+            assert j in keep[:-1], "the last frame is never replaced: later frames stay supervised"
+            truth, slip = clip.frames[j].caption.split(), caption.split()
+            diff = [(a, b) for a, b in zip(truth, slip) if a != b]
+            assert len(truth) == len(slip) and len(diff) == 1
+            assert diff[0][0] in SHAPES and diff[0][1] in SHAPES
+    assert seen == 200
+    assert misnamed_history(clip, keep, random.Random(2), 0.0) == {}
+
+
+def test_no_misnaming_draws_nothing_from_the_generator():
+    # so that recipes without it train on exactly the batches they did before it existed
+    rng = random.Random(7)
+    misnamed_history(make_clip(5, 48), list(range(24)), rng, 0.0)
+    assert rng.random() == random.Random(7).random()
+
+
+def test_a_misnamed_window_is_input_only(tok):
+    clip = make_clip(5, 48)
+    keep = list(range(24))
+    replaced = misnamed_history(clip, keep, random.Random(1), 1.0)
+    (j, caption), = replaced.items()
+    plain, slipped = build_sequence(clip, tok, keep), build_sequence(clip, tok, keep, replaced)
+    assert caption in tok.decode(slipped.ids) and clip.frames[j].caption not in tok.decode(slipped.ids)
+    window = keep.index(j) + 1
+    assert all(lab == -100 for lab, w in zip(slipped.labels, slipped.win) if w == window)
+    # every other window is supervised on the truth, exactly as without the slip
+    def targets(seq, w):
+        return [lab for lab, x in zip(seq.labels, seq.win) if x == w]
+    for w in set(plain.win) - {0, window}:
+        assert targets(slipped, w) == targets(plain, w)
