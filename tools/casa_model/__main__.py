@@ -101,10 +101,12 @@ def stage_train(args) -> None:
         log(f"train {variant}: {model.num_params():,} parameters, "
             + " then ".join(f"{n} steps at lr {lr:g}" + (f" ({p:g} misnamed)" if p else "") for n, lr, p in plan)
             + f" x batch {args.batch}"
+            + (f", {args.two_objects:g} of sequences drawn to end among two objects" if args.two_objects else "")
             + (f", continuing {sum(l['steps'] for l in legs)} steps from {args.init}" if legs else ""))
         for steps, lr, p_misnamed in plan:
             legs.append(train(model, clips, frames, tok, steps=steps, batch_size=args.batch, lr=lr,
-                              seed=args.seed + len(legs), span=args.frames, p_misnamed=p_misnamed, log=log))
+                              seed=args.seed + len(legs), span=args.frames, p_misnamed=p_misnamed,
+                              p_two=args.two_objects, log=log))
         info = {"steps": sum(l["steps"] for l in legs), "batchSize": args.batch, "lr": args.lr,
                 "seconds": sum(l["seconds"] for l in legs), "legs": legs}
         torch.save({"config": cfg.__dict__, "state": model.state_dict(), "train": info},
@@ -120,6 +122,7 @@ def _train_in_parallel(args) -> None:
             "--steps", str(args.steps), "--batch", str(args.batch), "--lr", str(args.lr), "--seed", str(args.seed),
             "--refine-steps", str(args.refine_steps), "--refine-lr", str(args.refine_lr),
             "--misnamed", str(args.misnamed), "--refine-misnamed", str(args.refine_misnamed),
+            "--two-objects", str(args.two_objects),
             "--frames", str(args.frames), "--image-size", str(args.image_size)] + (["--init", args.init] if args.init else [])
     # each child inherits the package's one-thread OpenBLAS (see __init__.py; without it two
     # 1-thread trainings oversubscribed the 2 cores: 1.8 instead of 0.85 s per CASA step)
@@ -231,6 +234,8 @@ def main(argv=None) -> int:
                    help="train: share of the first leg's sequences with one earlier caption naming the wrong shape")
     p.add_argument("--refine-misnamed", type=float, default=0.0,
                    help="train: the same for the second leg (0.5 measured in tools/casa_model/README.md; not the default)")
+    p.add_argument("--two-objects", type=float, default=0.0,
+                   help="train: share of sequences (every leg) redrawn to end on a frame with two objects")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--parallel", action=argparse.BooleanOptionalAction, default=True,
                    help="train: one process per variant, sharing the cores (default)")

@@ -170,6 +170,26 @@ def training_frames(clip_frames: int, span: int, rng: random.Random, p_window: f
     return list(range(span))
 
 
+def redraw_for_two_objects(clips: Sequence[Clip], clip_frames: int, span: int, rng: random.Random,
+                           p_window: float, p_gap: float, p: float, tries: int = 16) -> Optional[tuple]:
+    """With probability p, a fresh draw of (clip, frames) whose last frame shows two objects.
+
+    Two objects on screen are where captions go wrong (which one changed, and which shape it
+    is), and a long stream spends far longer there than a clip's opening frames do. Drawing
+    more sequences that end among two objects trains that case more without changing what the
+    captions say. None keeps the draw already made (p not hit, or no such draw in `tries`);
+    p = 0 draws no random number, so the batches are exactly those made without it.
+    """
+    if p <= 0 or rng.random() >= p:
+        return None
+    for _ in range(tries):
+        i = rng.randrange(len(clips))
+        frames = training_frames(clip_frames, span, rng, p_window, p_gap)
+        if len(clips[i].frames[frames[-1]].objects) == 2:
+            return i, frames
+    return None
+
+
 def misnamed_history(clip: Clip, keep: Sequence[int], rng: random.Random, p: float) -> Dict[int, str]:
     """With probability p, one earlier caption of the sequence that names a shape names another
     one instead, as the model's own slip would stand in a live stream's history.

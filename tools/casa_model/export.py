@@ -213,6 +213,8 @@ def _legs_text(legs) -> str:
                if "span" in leg else "24-frame clips from their start, 30 % with the first frames' text cut")
         if leg.get("pMisnamed"):
             mix += f"; in {leg['pMisnamed']:.0%} of them one earlier caption names the wrong shape (input only)"
+        if leg.get("pTwoObjects"):
+            mix += f"; {leg['pTwoObjects']:.0%} of them redrawn to end on a frame with two objects"
         how = "from random weights" if i == 0 else "continued from the previous leg's weights, optimiser and schedule restarted"
         rows.append(f"{i + 1}. {leg['steps']} steps, lr {leg['lr']:g}, {how}; {mix} ({leg['seconds'] / 60:.0f} min).")
     return "\n\nThe weights come from consecutive legs:\n\n" + "\n".join(rows)

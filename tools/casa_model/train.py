@@ -12,14 +12,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import Special, augment, build_sequence, collate, misnamed_history, normalise, training_frames
+from .data import (Special, augment, build_sequence, collate, misnamed_history, normalise, redraw_for_two_objects,
+                   training_frames)
 from .model import CasaModel, ModelConfig
 from .tokenizer import ByteLevelBPE
 from .world import Clip
 
 
 def batches(clips: List[Clip], frames_u8: np.ndarray, tok: ByteLevelBPE, cfg: ModelConfig, batch_size: int,
-            steps: int, seed: int, span: int, p_window: float, p_gap: float, p_misnamed: float = 0.0):
+            steps: int, seed: int, span: int, p_window: float, p_gap: float, p_misnamed: float = 0.0,
+            p_two: float = 0.0):
     rng = random.Random(seed)
     nrng = np.random.default_rng(seed)
     sp = Special.of(tok)
@@ -27,6 +29,10 @@ def batches(clips: List[Clip], frames_u8: np.ndarray, tok: ByteLevelBPE, cfg: Mo
     for _ in range(steps):
         idx = [rng.randrange(len(clips)) for _ in range(batch_size)]
         keeps = [training_frames(clip_frames, span, rng, p_window, p_gap) for _ in idx]
+        for row in range(batch_size):
+            redrawn = redraw_for_two_objects(clips, clip_frames, span, rng, p_window, p_gap, p_two)
+            if redrawn:
+                idx[row], keeps[row] = redrawn
         seqs = [build_sequence(clips[i], tok, keep, misnamed_history(clips[i], keep, rng, p_misnamed))
                 for i, keep in zip(idx, keeps)]
         m = max(len(k) for k in keeps)
@@ -43,7 +49,7 @@ def loss_of(model: CasaModel, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
 
 def train(model: CasaModel, clips: List[Clip], frames_u8: np.ndarray, tok: ByteLevelBPE, *, steps: int,
           batch_size: int, lr: float, seed: int, span: int, p_window: float = 0.45, p_gap: float = 0.2,
-          p_misnamed: float = 0.0, log_every: int = 50, log=print) -> Dict:
+          p_misnamed: float = 0.0, p_two: float = 0.0, log_every: int = 50, log=print) -> Dict:
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
     warmup = max(1, steps // 30)
@@ -54,7 +60,7 @@ def train(model: CasaModel, clips: List[Clip], frames_u8: np.ndarray, tok: ByteL
     history = []
     running = None
     for step, batch in enumerate(batches(clips, frames_u8, tok, model.cfg, batch_size, steps, seed, span, p_window, p_gap,
-                                         p_misnamed)):
+                                         p_misnamed, p_two)):
         loss = loss_of(model, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -68,4 +74,4 @@ def train(model: CasaModel, clips: List[Clip], frames_u8: np.ndarray, tok: ByteL
             log(f"[{model.cfg.fusion}] step {step + 1}/{steps} loss {running:.4f} {elapsed / 60:.1f} min")
     model.eval()
     return {"steps": steps, "batchSize": batch_size, "lr": lr, "span": span, "clipFrames": frames_u8.shape[1],
-            "pWindow": p_window, "pGap": p_gap, "pMisnamed": p_misnamed, "seconds": time.time() - start, "history": history}
+            "pWindow": p_window, "pGap": p_gap, "pMisnamed": p_misnamed, "pTwoObjects": p_two, "seconds": time.time() - start, "history": history}

@@ -1,7 +1,7 @@
 """Training sequences: which frames they hold and how windows are numbered."""
 import random
 
-from tools.casa_model.data import build_sequence, misnamed_history, training_frames
+from tools.casa_model.data import build_sequence, misnamed_history, redraw_for_two_objects, training_frames
 from tools.casa_model.world import SHAPES, make_clip
 
 
@@ -77,3 +77,22 @@ def test_a_misnamed_window_is_input_only(tok):
         return [lab for lab, x in zip(seq.labels, seq.win) if x == w]
     for w in set(plain.win) - {0, window}:
         assert targets(slipped, w) == targets(plain, w)
+
+
+def test_redrawn_sequences_end_among_two_objects():
+    clips = [make_clip(s, 48) for s in range(40)]
+    rng = random.Random(4)
+    draws = [redraw_for_two_objects(clips, 48, 24, rng, 0.45, 0.2, 1.0) for _ in range(200)]
+    assert sum(d is not None for d in draws) > 180
+    for d in filter(None, draws):
+        i, keep = d
+        assert len(clips[i].frames[keep[-1]].objects) == 2
+        assert keep == list(range(keep[0], keep[-1] + 1)) and keep[-1] < 48
+    hits = sum(redraw_for_two_objects(clips, 48, 24, random.Random(s), 0.45, 0.2, 0.3) is not None for s in range(400))
+    assert 80 < hits < 160, "about the share asked for is redrawn"
+
+
+def test_no_redrawing_draws_nothing_from_the_generator():
+    rng = random.Random(7)
+    assert redraw_for_two_objects([make_clip(5, 48)], 48, 24, rng, 0.45, 0.2, 0.0) is None
+    assert rng.random() == random.Random(7).random()
