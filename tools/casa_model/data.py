@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -171,7 +171,7 @@ def training_frames(clip_frames: int, span: int, rng: random.Random, p_window: f
 
 
 def redraw_for_two_objects(clips: Sequence[Clip], clip_frames: int, span: int, rng: random.Random,
-                           p_window: float, p_gap: float, p: float, tries: int = 16) -> Optional[tuple]:
+                           p_window: float, p_gap: float, p: float, tries: int = 16) -> Optional[Tuple[int, List[int]]]:
     """With probability p, a fresh draw of (clip, frames) whose last frame shows two objects.
 
     Two objects on screen are where captions go wrong (which one changed, and which shape it

@@ -74,4 +74,5 @@ def train(model: CasaModel, clips: List[Clip], frames_u8: np.ndarray, tok: ByteL
             log(f"[{model.cfg.fusion}] step {step + 1}/{steps} loss {running:.4f} {elapsed / 60:.1f} min")
     model.eval()
     return {"steps": steps, "batchSize": batch_size, "lr": lr, "span": span, "clipFrames": frames_u8.shape[1],
-            "pWindow": p_window, "pGap": p_gap, "pMisnamed": p_misnamed, "pTwoObjects": p_two, "seconds": time.time() - start, "history": history}
+            "pWindow": p_window, "pGap": p_gap, "pMisnamed": p_misnamed, "pTwoObjects": p_two,
+            "seconds": time.time() - start, "history": history}
