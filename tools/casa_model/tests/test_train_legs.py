@@ -6,7 +6,8 @@ import tools.casa_model.__main__ as cli
 
 
 def _legs(work, variant):
-    return [(leg["steps"], leg["lr"], leg["pMisnamed"], leg["pTwoObjects"]) for leg in torch.load(work / f"{variant}.pt")["train"]["legs"]]
+    legs = torch.load(work / f"{variant}.pt")["train"]["legs"]
+    return [(leg["steps"], leg["lr"], leg["pMisnamed"], leg["pTwoObjects"]) for leg in legs]
 
 
 def test_casa_trains_a_second_leg_and_the_twin_one(tmp_path, monkeypatch):
