@@ -7,6 +7,7 @@ bundles under models/. Stages can be run alone: data, train, export, eval, clips
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import json
 import os
 import signal
@@ -22,7 +23,7 @@ from .export import export_bundle, write_model_card
 from .model import CasaModel, ModelConfig
 from .tokenizer import ByteLevelBPE, train_bpe
 from .train import train
-from .world import make_clip, render_clip
+from .world import make_clip, render_clip, render_seed
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 WORK = os.environ.get("CASA_MODEL_WORK") or os.path.join(os.path.dirname(os.path.abspath(__file__)), ".work")
@@ -45,7 +46,9 @@ def stage_data(args) -> None:
     tok = train_bpe([caption_text(c) for clip in clips for c in clip.captions[: args.frames] if c], args.merges)
     tok.save(os.path.join(WORK, "tokenizer.json"))
     t = time.time()
-    frames = np.stack([render_clip(c, args.image_size) for c in clips])
+    # one process per core: rendering is pure numpy, and nothing else runs during this stage
+    with multiprocessing.get_context("spawn").Pool(max(1, args.threads)) as pool:
+        frames = np.stack(pool.map(render_seed, [(s, args.clip_frames, args.image_size) for s in seeds], chunksize=20))
     np.save(os.path.join(WORK, "train_frames.npy"), frames)
     with open(os.path.join(WORK, "data.json"), "w") as f:
         json.dump({"seeds": seeds, "frames": args.clip_frames, "imageSize": args.image_size, "merges": args.merges,
@@ -71,7 +74,8 @@ VARIANTS = {
     "crossattn": dict(fusion="casa", casa_window_text=False),
 }
 # A CASA step is cheaper than the insertion twin's, so in the time the twin takes for its one
-# leg the CASA variants train a second, shorter leg at a lower rate (the cosine restarted).
+# leg the CASA variants train a second, shorter leg at a lower rate (the cosine restarted),
+# then, alone on the cores, a third ("polish") leg with misnamed history.
 REFINED = {"casa", "crossattn"}
 
 
@@ -96,8 +100,9 @@ def stage_train(args) -> None:
             model.load_state_dict(ck["state"])
             legs = ck["train"].get("legs") or [ck["train"]]
         plan = [(args.steps, args.lr, args.misnamed)]
-        if variant in REFINED and args.refine_steps and not args.init:
-            plan.append((args.refine_steps, args.refine_lr, args.refine_misnamed))
+        if variant in REFINED and not args.init:
+            plan += [(n, lr, p) for n, lr, p in ((args.refine_steps, args.refine_lr, args.refine_misnamed),
+                                                 (args.polish_steps, args.polish_lr, args.polish_misnamed)) if n]
         log(f"train {variant}: {model.num_params():,} parameters, "
             + " then ".join(f"{n} steps at lr {lr:g}" + (f" ({p:g} misnamed)" if p else "") for n, lr, p in plan)
             + f" x batch {args.batch}"
@@ -122,6 +127,8 @@ def _train_in_parallel(args) -> None:
             "--steps", str(args.steps), "--batch", str(args.batch), "--lr", str(args.lr), "--seed", str(args.seed),
             "--refine-steps", str(args.refine_steps), "--refine-lr", str(args.refine_lr),
             "--misnamed", str(args.misnamed), "--refine-misnamed", str(args.refine_misnamed),
+            "--polish-steps", str(args.polish_steps), "--polish-lr", str(args.polish_lr),
+            "--polish-misnamed", str(args.polish_misnamed),
             "--two-objects", str(args.two_objects),
             "--frames", str(args.frames), "--image-size", str(args.image_size)] + (["--init", args.init] if args.init else [])
     # each child inherits the package's one-thread OpenBLAS (see __init__.py; without it two
@@ -234,6 +241,11 @@ def main(argv=None) -> int:
                    help="train: share of the first leg's sequences with one earlier caption naming the wrong shape")
     p.add_argument("--refine-misnamed", type=float, default=0.0,
                    help="train: the same for the second leg (0.5 measured in tools/casa_model/README.md; not the default)")
+    p.add_argument("--polish-steps", type=int, default=1500,
+                   help="train: steps of the CASA variants' third leg, after the second (0: none; not with --init)")
+    p.add_argument("--polish-lr", type=float, default=1e-3, help="train: peak lr of that third leg")
+    p.add_argument("--polish-misnamed", type=float, default=0.5,
+                   help="train: share of the third leg's sequences with one earlier caption naming the wrong shape")
     p.add_argument("--two-objects", type=float, default=0.0,
                    help="train: share of sequences (every leg) redrawn to end on a frame with two objects")
     p.add_argument("--seed", type=int, default=0)
