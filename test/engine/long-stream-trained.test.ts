@@ -5,13 +5,12 @@
  * happen, the text KV cache and the session's memory stay bounded, and the captions of
  * the last 200 frames still follow the truth.
  *
- * Issue 3 asks for the last 200 frames within 5 points of eval.json's short-clip figures.
- * Token F1 is asserted within 5 points. Exact match is further behind (measured 0.905 against
- * 0.961, 5.6 points), so it is guarded at 8 points. The shortfall is the stream's content, not the
- * eviction: 44 % of those frames show two objects (18 % of eval.json's clips), where the model
- * names the wrong one far more often (0.76–0.82 exact against 0.97–0.99 with one object), and
- * a session started fresh late in the stream made nearly the same mistakes there
- * (tools/casa_model/README.md, "Where the shipped CASA model errs").
+ * Issue 3 asks for the last 200 frames within 5 points of eval.json's short-clip figures;
+ * both metrics are asserted so (measured: exact 0.920 against 0.965, F1 0.971 against 0.986).
+ * The margin on exact match is small and that window's noise is about 2 points: 44 % of its
+ * frames show two objects (18 % of eval.json's clips), where the model names the wrong one far
+ * more often (tools/casa_model/README.md, "Where the shipped CASA model errs"). Decoding is
+ * greedy, so on one bundle the figure does not move from run to run.
  */
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -40,7 +39,8 @@ describe('long stream on models/casa-tiny', () => {
       `long stream: ${result.frames} frames, ${result.evictions} evictions, last 200 exact ${result.last.frameExactMatch.toFixed(3)} ` +
         `F1 ${result.last.tokenF1.toFixed(3)} vs eval.json ${JSON.stringify(result.reference)}; ${result.msPerFrame.toFixed(1)} ms/frame`,
     );
+    expect(result.withinTolerance).toBe(true);
     expect(result.last.tokenF1).toBeGreaterThanOrEqual(result.reference!.tokenF1! - 0.05);
-    expect(result.last.frameExactMatch).toBeGreaterThanOrEqual(result.reference!.frameExactMatch! - 0.08);
+    expect(result.last.frameExactMatch).toBeGreaterThanOrEqual(result.reference!.frameExactMatch! - 0.05);
   }, 240_000);
 });
