@@ -7,8 +7,8 @@ bundles under models/. Stages can be run alone: data, train, export, eval, clips
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import json
+import multiprocessing
 import os
 import signal
 import sys

@@ -251,7 +251,8 @@ far. Train, validation and test clips come from disjoint seed ranges.
 AdamW, cosine schedule, {tr.get('steps', '?')} steps of {tr.get('batchSize', '?')} sequences, on this repository's
 2-core CPU machine ({tr.get('seconds', 0) / 60:.0f} min). The CASA model and its insertion twin use the same data
 and seed and train side by side; a CASA step costs less, so in the time the twin's training
-takes, the CASA model also trains a second leg at a lower rate, then a third alone on the cores.{_legs_text(tr.get('legs', []))}
+takes, the CASA model also trains a second leg at a lower rate, then a third alone on the
+cores.{_legs_text(tr.get('legs', []))}
 
 ## Evaluation (held-out test split, greedy streaming decoding)
 
