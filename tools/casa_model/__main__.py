@@ -7,6 +7,7 @@ bundles under models/. Stages can be run alone: data, train, export, eval, clips
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing
 import os
@@ -23,7 +24,7 @@ from .export import export_bundle, write_model_card
 from .model import CasaModel, ModelConfig
 from .tokenizer import ByteLevelBPE, train_bpe
 from .train import train
-from .world import make_clip, render_clip, render_seed
+from .world import make_clip, render_clip
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 WORK = os.environ.get("CASA_MODEL_WORK") or os.path.join(os.path.dirname(os.path.abspath(__file__)), ".work")
@@ -48,7 +49,7 @@ def stage_data(args) -> None:
     t = time.time()
     # one process per core: rendering is pure numpy, and nothing else runs during this stage
     with multiprocessing.get_context("spawn").Pool(max(1, args.threads)) as pool:
-        frames = np.stack(pool.map(render_seed, [(s, args.clip_frames, args.image_size) for s in seeds], chunksize=20))
+        frames = np.stack(pool.map(functools.partial(render_clip, size=args.image_size), clips, chunksize=20))
     np.save(os.path.join(WORK, "train_frames.npy"), frames)
     with open(os.path.join(WORK, "data.json"), "w") as f:
         json.dump({"seeds": seeds, "frames": args.clip_frames, "imageSize": args.image_size, "merges": args.merges,
@@ -77,6 +78,9 @@ VARIANTS = {
 # leg the CASA variants train a second, shorter leg at a lower rate (the cosine restarted),
 # then, alone on the cores, a third ("polish") leg with misnamed history.
 REFINED = {"casa", "crossattn"}
+# Those later legs, in order: option prefix, ordinal for the help, default steps, peak lr and
+# share of sequences with misnamed history.
+LATER_LEGS = (("refine", "second", 2000, 1e-3, 0.0), ("polish", "third", 1500, 1e-3, 0.5))
 
 
 def stage_train(args) -> None:
@@ -101,8 +105,8 @@ def stage_train(args) -> None:
             legs = ck["train"].get("legs") or [ck["train"]]
         plan = [(args.steps, args.lr, args.misnamed)]
         if variant in REFINED and not args.init:
-            plan += [(n, lr, p) for n, lr, p in ((args.refine_steps, args.refine_lr, args.refine_misnamed),
-                                                 (args.polish_steps, args.polish_lr, args.polish_misnamed)) if n]
+            later = [tuple(getattr(args, f"{leg}_{k}") for k in ("steps", "lr", "misnamed")) for leg, *_ in LATER_LEGS]
+            plan += [(n, lr, p) for n, lr, p in later if n]
         log(f"train {variant}: {model.num_params():,} parameters, "
             + " then ".join(f"{n} steps at lr {lr:g}" + (f" ({p:g} misnamed)" if p else "") for n, lr, p in plan)
             + f" x batch {args.batch}"
@@ -123,14 +127,11 @@ def _train_in_parallel(args) -> None:
     finish sooner than the same two trainings one after the other with 2 threads each."""
     import subprocess
     threads = max(1, args.threads // len(args.variants))
-    argv = [sys.executable, "-m", "tools.casa_model", "train", "--no-parallel", "--threads", str(threads),
-            "--steps", str(args.steps), "--batch", str(args.batch), "--lr", str(args.lr), "--seed", str(args.seed),
-            "--refine-steps", str(args.refine_steps), "--refine-lr", str(args.refine_lr),
-            "--misnamed", str(args.misnamed), "--refine-misnamed", str(args.refine_misnamed),
-            "--polish-steps", str(args.polish_steps), "--polish-lr", str(args.polish_lr),
-            "--polish-misnamed", str(args.polish_misnamed),
-            "--two-objects", str(args.two_objects),
-            "--frames", str(args.frames), "--image-size", str(args.image_size)] + (["--init", args.init] if args.init else [])
+    forwarded = ["steps", "batch", "lr", "seed", "misnamed", "two-objects", "frames", "image-size"]
+    forwarded += [f"{leg}-{k}" for leg, *_ in LATER_LEGS for k in ("steps", "lr", "misnamed")]
+    argv = [sys.executable, "-m", "tools.casa_model", "train", "--no-parallel", "--threads", str(threads)]
+    argv += [a for name in forwarded for a in (f"--{name}", str(getattr(args, name.replace("-", "_"))))]
+    argv += ["--init", args.init] if args.init else []
     # each child inherits the package's one-thread OpenBLAS (see __init__.py; without it two
     # 1-thread trainings oversubscribed the 2 cores: 1.8 instead of 0.85 s per CASA step)
     procs = {v: subprocess.Popen(argv + ["--variants", v], cwd=ROOT) for v in args.variants}
@@ -234,18 +235,13 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=4400)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--refine-steps", type=int, default=2000,
-                   help="train: steps of the CASA variants' second leg (0: none; not with --init)")
-    p.add_argument("--refine-lr", type=float, default=1e-3, help="train: peak lr of that second leg")
     p.add_argument("--misnamed", type=float, default=0.0,
                    help="train: share of the first leg's sequences with one earlier caption naming the wrong shape")
-    p.add_argument("--refine-misnamed", type=float, default=0.0,
-                   help="train: the same for the second leg (0.5 measured in tools/casa_model/README.md; not the default)")
-    p.add_argument("--polish-steps", type=int, default=1500,
-                   help="train: steps of the CASA variants' third leg, after the second (0: none; not with --init)")
-    p.add_argument("--polish-lr", type=float, default=1e-3, help="train: peak lr of that third leg")
-    p.add_argument("--polish-misnamed", type=float, default=0.5,
-                   help="train: share of the third leg's sequences with one earlier caption naming the wrong shape")
+    for leg, ordinal, steps, lr, misnamed in LATER_LEGS:
+        p.add_argument(f"--{leg}-steps", type=int, default=steps,
+                       help=f"train: steps of the CASA variants' {ordinal} leg (0: none; not with --init)")
+        p.add_argument(f"--{leg}-lr", type=float, default=lr, help=f"train: peak lr of that {ordinal} leg")
+        p.add_argument(f"--{leg}-misnamed", type=float, default=misnamed, help="train: the same share for that leg")
     p.add_argument("--two-objects", type=float, default=0.0,
                    help="train: share of sequences (every leg) redrawn to end on a frame with two objects")
     p.add_argument("--seed", type=int, default=0)

@@ -347,9 +347,3 @@ def render(clip_bg: Background, objects: List[Obj], size: int, supersample: int 
 def render_clip(clip: Clip, size: int, supersample: int = 4) -> np.ndarray:
     """All frames of a clip, uint8 [frames, size, size, 3]."""
     return np.stack([render(clip.background, f.objects, size, supersample) for f in clip.frames])
-
-
-def render_seed(job: Tuple[int, int, int]) -> np.ndarray:
-    """`render_clip(make_clip(seed, frames), size)` for one (seed, frames, size): a pool's unit of work."""
-    seed, frames, size = job
-    return render_clip(make_clip(seed, frames), size)

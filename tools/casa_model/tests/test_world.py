@@ -5,7 +5,7 @@ import numpy as np
 
 from tools.casa_model.data import caption_text
 from tools.casa_model.tokenizer import ByteLevelBPE, train_bpe
-from tools.casa_model.world import COLOURS, DIRECTIONS, make_clip, render, render_clip, render_seed
+from tools.casa_model.world import COLOURS, DIRECTIONS, make_clip, render, render_clip
 from tools.casa_model.evaluate import score
 
 
@@ -17,10 +17,6 @@ def _digest(seed):
 def test_world_is_deterministic_from_seed():
     assert _digest(11) == _digest(11)
     assert _digest(11) != _digest(12)
-
-
-def test_a_render_pool_job_is_the_clip_rendered():
-    assert np.array_equal(render_seed((11, 20, 64)), render_clip(make_clip(11, 20), 64))
 
 
 def test_captions_use_history_words_and_silence():
