@@ -20,7 +20,8 @@ import {
 } from './model/graphs.js';
 import type { ContextPolicy } from './model/kv-cache.js';
 import type { Fusion, Manifest } from './model/manifest.js';
-import { Preprocessor, type FitMode } from './model/preprocess.js';
+import type { Fit } from './ingest/types.js';
+import { Preprocessor } from './model/preprocess.js';
 import { inverseFrequencies } from './model/rope.js';
 import type { DecoderBackend } from './session/backend.js';
 import { CasaBackend } from './session/casa-backend.js';
@@ -42,7 +43,7 @@ export {
 } from './session/caption-session.js';
 export type { SessionEvent, SessionTokenEvent, SessionCaptionEvent } from './session/events.js';
 export type { TokenGranularity } from './session/detokenizer.js';
-export type { FitMode } from './model/preprocess.js';
+export type { Fit } from './ingest/types.js';
 
 interface Graphs {
   vision: VisionGraph;
@@ -162,7 +163,7 @@ export class Model {
   }
 
   /** The frame preprocessing of this model (resize with `fit`, normalise). */
-  preprocessor(fit?: FitMode): Preprocessor {
+  preprocessor(fit?: Fit): Preprocessor {
     return new Preprocessor(this.manifest.image, fit);
   }
 

@@ -5,6 +5,10 @@
  */
 export type StreamState = 'connecting' | 'live' | 'reconnecting' | 'ended' | 'error';
 
+/** Stream ids appear in URLs, file names and metric labels: the one rule for them. */
+export const STREAM_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+export const STREAM_ID_RULE = '1-64 characters of A-Z a-z 0-9 _ - starting with a letter or digit';
+
 export interface TokenEvent {
   type: 'token';
   stream: string;
@@ -46,6 +50,14 @@ export type UnsequencedEvent =
   | Omit<TokenEvent, 'stream' | 'seq'>
   | Omit<CaptionEvent, 'stream' | 'seq'>
   | Omit<StatusEvent, 'stream' | 'seq'>;
+
+/**
+ * Stamps an event with its stream id and seq (the one place that does it: the daemon's
+ * sequencer and the CLI's JSONL output). Key order type, stream, seq, …: readable lines.
+ */
+export function stampEvent(ev: UnsequencedEvent, stream: string, seq: number): StreamEvent {
+  return Object.assign({ type: ev.type, stream, seq }, ev, { stream, seq }) as StreamEvent;
+}
 
 export interface HelloEvent {
   type: 'hello';

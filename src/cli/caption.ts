@@ -6,8 +6,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Model } from '../engine.js';
 import { CasaLiveError, InputError, UsageError } from '../errors.js';
-import type { StreamEvent, UnsequencedEvent } from '../events.js';
-import { FileNotFoundError, classifyInput, resolveFfmpeg, type Fit } from '../ingest/index.js';
+import { STREAM_ID_RE, STREAM_ID_RULE, stampEvent, type StreamEvent, type UnsequencedEvent } from '../events.js';
+import { FIT_MODES, FileNotFoundError, classifyInput, resolveFfmpeg, type Fit } from '../ingest/index.js';
 import { createCaptionPipeline, type CaptionPipelineHandle } from '../pipeline/pipeline.js';
 import { embeddedModelDir, loadModelDir, packageRoot, resolveModelRef } from '../pipeline/models.js';
 import { assertCanBurnIn, burnIn } from '../sinks/burn-in.js';
@@ -54,8 +54,6 @@ export interface CaptionIo {
   env: NodeJS.ProcessEnv;
 }
 
-const FITS: readonly Fit[] = ['fill', 'crop', 'letterbox'];
-const STREAM_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 /** Containers ffmpeg picks from the --burn-in file name (with a video encoder by default). */
 const BURN_IN_EXTENSIONS = ['.mp4', '.m4v', '.mkv', '.mov', '.webm', '.avi', '.ts'];
 /** After Ctrl-C the frame in hand may finish for this long; then it is cut. */
@@ -122,12 +120,12 @@ export async function runCaption(args: CaptionArgs, io: CaptionIo): Promise<numb
   const maxTokens = positiveInt(args.maxTokens, '--max-tokens', 4096);
   const lineLength = positiveInt(args.lineLength, '--line-length', 200) ?? 42;
   if (lineLength < 8) throw new UsageError(`--line-length must be at least 8, not ${lineLength}.`);
-  if (args.fit !== undefined && !(FITS as readonly string[]).includes(args.fit)) {
-    throw new UsageError(`--fit must be one of ${FITS.join(', ')}, not "${args.fit}".`);
+  if (args.fit !== undefined && !(FIT_MODES as readonly string[]).includes(args.fit)) {
+    throw new UsageError(`--fit must be one of ${FIT_MODES.join(', ')}, not "${args.fit}".`);
   }
   const streamId = args.streamId ?? defaultStreamId(input, classified.kind);
   if (!STREAM_ID_RE.test(streamId)) {
-    throw new UsageError(`--stream-id must be 1-64 characters of A-Z a-z 0-9 _ - starting with a letter or digit, not "${streamId}".`);
+    throw new UsageError(`--stream-id must be ${STREAM_ID_RULE}, not "${streamId}".`);
   }
   const logLevel = logLevelOption(args.logLevel);
   const outPaths = new Map<string, string>();
@@ -279,7 +277,7 @@ export async function runCaption(args: CaptionArgs, io: CaptionIo): Promise<numb
     const progressTimer = setInterval(showProgress, 250);
     progressTimer.unref();
 
-    const stamp = (ev: UnsequencedEvent): StreamEvent => Object.assign({ type: ev.type, stream: streamId, seq: ++seq }, ev) as StreamEvent;
+    const stamp = (ev: UnsequencedEvent): StreamEvent => stampEvent(ev, streamId, ++seq);
     let failure: unknown;
     try {
       for await (const raw of p.events) {

@@ -1,7 +1,7 @@
 /** `casa-live frames <input> --out DIR`: the frames the model would see, as PNG files. */
 import path from 'node:path';
 import { ModelError, UsageError } from '../errors.js';
-import { runFramesCommand, type Fit } from '../ingest/index.js';
+import { FIT_MODES, runFramesCommand, type Fit } from '../ingest/index.js';
 import { readManifest } from '../model/bundle.js';
 import { embeddedModelDir, resolveModelRef } from '../pipeline/models.js';
 import { clockTime } from '../sinks/timecode.js';
@@ -22,7 +22,6 @@ export interface FramesArgs {
   'log-level'?: string;
 }
 
-const FITS: readonly Fit[] = ['fill', 'crop', 'letterbox'];
 
 export async function runFramesCli(
   args: FramesArgs,
@@ -33,8 +32,8 @@ export async function runFramesCli(
   let fps = positiveNumber(args.fps, '--fps', 240);
   let width = positiveInt(args.width, '--width', 16384);
   let height = positiveInt(args.height, '--height', 16384);
-  if (args.fit !== undefined && !(FITS as readonly string[]).includes(args.fit)) {
-    throw new UsageError(`--fit must be one of ${FITS.join(', ')}, not "${args.fit}".`);
+  if (args.fit !== undefined && !(FIT_MODES as readonly string[]).includes(args.fit)) {
+    throw new UsageError(`--fit must be one of ${FIT_MODES.join(', ')}, not "${args.fit}".`);
   }
   let fit = args.fit as Fit | undefined;
   const logger = cliLogger(logLevelOption(args['log-level']));

@@ -5,9 +5,9 @@
  * Every failure ends with one sentence on stderr ("casa-live: …") and the exit code of its
  * kind (src/errors.ts EXIT_CODES); usage errors found by the parser exit 2.
  */
-import { readFileSync } from 'node:fs';
 import yargs, { type Argv } from 'yargs';
 import { UsageError } from '../errors.js';
+import { VERSION } from '../version.js';
 import type { CaptionArgs } from './caption.js';
 import { EXIT_CODES_HELP, ExitRequest, writeError } from './common.js';
 import type { FramesArgs } from './frames.js';
@@ -15,14 +15,6 @@ import type { FramesArgs } from './frames.js';
 // Command modules are imported when their command runs: --help and usage errors stay fast
 // (no onnxruntime, sharp or server code loaded).
 
-const VERSION: string = (() => {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
-    return pkg.version ?? '0.0.0';
-  } catch {
-    return '0.0.0';
-  }
-})();
 
 export interface CliIo {
   stdout: NodeJS.WriteStream;

@@ -5,13 +5,11 @@
 import { z } from 'zod';
 import { validateStreamInput } from './input.js';
 import { LOG_LEVELS } from '../logger.js';
+import { STREAM_ID_RE, STREAM_ID_RULE } from '../events.js';
 
-/** Stream ids appear in URLs, file names and metric labels. */
-export const STREAM_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+export { STREAM_ID_RE };
 
-export const streamIdSchema = z
-  .string()
-  .regex(STREAM_ID_RE, 'must be 1-64 characters of A-Z a-z 0-9 _ - and start with a letter or digit');
+export const streamIdSchema = z.string().regex(STREAM_ID_RE, `must be ${STREAM_ID_RULE}`);
 
 export const streamInputSchema = z.string().superRefine((input, ctx) => {
   const check = validateStreamInput(input);

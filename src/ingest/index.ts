@@ -2,6 +2,7 @@
  * Frame ingestion (DESIGN §1, source side): one ffmpeg child per stream delivering frames at
  * the configured rate, scaled to the model's input size, with stream timestamps. See docs/ingest.md.
  */
+export { FIT_MODES } from './types.js';
 export type {
   Fit,
   Frame,

@@ -25,9 +25,7 @@ import { startFfmpeg, type FfmpegChild, type FfmpegExit } from './ffmpeg-command
 import { classifyFailure, isNoiseLine, parseDurationLine, parseShowinfoLine } from './ffmpeg-stderr.js';
 import { FrameAssembler } from './frame-assembler.js';
 import { classifyInput, type ClassifiedInput } from './input.js';
-import type { Fit, Frame, FrameSource, IngestLogger, SourceKind, SourceOptions, SourceStatus } from './types.js';
-
-const FITS: readonly Fit[] = ['fill', 'crop', 'letterbox'];
+import { FIT_MODES, type Fit, type Frame, type FrameSource, type IngestLogger, type SourceKind, type SourceOptions, type SourceStatus } from './types.js';
 
 export const DEFAULTS = {
   fit: 'letterbox' as Fit,
@@ -138,7 +136,7 @@ class FfmpegFrameSource extends EventEmitter implements FrameSource {
     this.width = positiveInt(opts.width, 'width', 16384);
     this.height = positiveInt(opts.height, 'height', 16384);
     this.fit = opts.fit ?? DEFAULTS.fit;
-    if (!FITS.includes(this.fit)) throw new UsageError(`fit must be one of ${FITS.join(', ')}, not "${String(this.fit)}".`);
+    if (!FIT_MODES.includes(this.fit)) throw new UsageError(`fit must be one of ${FIT_MODES.join(', ')}, not "${String(this.fit)}".`);
     this.fps = opts.fps ?? DEFAULTS.fps;
     if (!(Number.isFinite(this.fps) && this.fps > 0 && this.fps <= 240)) {
       throw new UsageError(`fps must be a number above 0 and at most 240, not ${String(opts.fps)}.`);

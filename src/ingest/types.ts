@@ -21,7 +21,8 @@ export interface Frame {
  * - crop: scale to cover the size, keeping the aspect ratio, and cut the centre out;
  * - letterbox: scale to fit inside the size, keeping the aspect ratio, black bars around.
  */
-export type Fit = 'fill' | 'crop' | 'letterbox';
+export const FIT_MODES = ['fill', 'crop', 'letterbox'] as const;
+export type Fit = (typeof FIT_MODES)[number];
 
 export type SourceKind = 'file' | 'live' | 'stdin' | 'device';
 

@@ -4,6 +4,7 @@
  * that message rather than a list of schema complaints.
  */
 import { z } from 'zod';
+import { FIT_MODES } from '../ingest/types.js';
 
 /** The bundle format version this runtime implements (docs/model-format.md). */
 export const FORMAT_VERSION = 1;
@@ -22,7 +23,7 @@ export const manifestSchema = z.object({
   image: z.object({
     width: posInt,
     height: posInt,
-    fit: z.enum(['fill', 'crop', 'letterbox']),
+    fit: z.enum(FIT_MODES),
     mean: rgb,
     std: rgb.refine((s) => s.every((v) => v > 0), 'every std must be > 0'),
     tokensPerFrame: posInt,

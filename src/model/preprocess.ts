@@ -8,9 +8,8 @@
  */
 import sharp from 'sharp';
 import { InputError } from '../errors.js';
+import type { Fit } from '../ingest/types.js';
 import type { Manifest } from './manifest.js';
-
-export type FitMode = 'fill' | 'crop' | 'letterbox';
 
 export interface RgbFrame {
   width: number;
@@ -39,10 +38,10 @@ function normalisationTable(mean: readonly number[], std: readonly number[]): Fl
 export class Preprocessor {
   readonly width: number;
   readonly height: number;
-  readonly fit: FitMode;
+  readonly fit: Fit;
   private readonly lut: Float32Array;
 
-  constructor(image: Manifest['image'], fit?: FitMode) {
+  constructor(image: Manifest['image'], fit?: Fit) {
     this.width = image.width;
     this.height = image.height;
     this.fit = fit ?? image.fit;

@@ -4,8 +4,7 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { VERSION } from '../version.js';
 import type { HelloEvent } from '../events.js';
 import { createLogger, type Logger } from '../logger.js';
 import { createMetrics, type Metrics } from '../metrics.js';
@@ -22,14 +21,7 @@ import { OVERLAY_CSP, OVERLAY_HTML } from './overlay/page.js';
 const MAX_BODY_BYTES = 64 * 1024;
 const PRUNE_INTERVAL_MS = 3_600_000;
 
-export const VERSION: string = (() => {
-  try {
-    const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../../package.json', import.meta.url)), 'utf8')) as { version?: string };
-    return pkg.version ?? '0.0.0';
-  } catch {
-    return '0.0.0';
-  }
-})();
+export { VERSION };
 
 export interface ServerOptions {
   config: ServeConfig;

@@ -5,7 +5,7 @@
  * resuming client can be sent.
  */
 import path from 'node:path';
-import type { CaptionEvent, StatusEvent, StreamEvent, StreamState, TokenEvent, UnsequencedEvent } from '../events.js';
+import { stampEvent, type CaptionEvent, type StatusEvent, type StreamEvent, type StreamState, type TokenEvent, type UnsequencedEvent } from '../events.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { STREAM_STATES } from '../metrics.js';
@@ -387,8 +387,7 @@ export class StreamRunner {
   private async emit(ev: UnsequencedEvent): Promise<void> {
     if (this.closed) return;
     const seq = await this.nextSeq();
-    // Key order type, stream, seq, ...: readable log lines.
-    const out = Object.assign({ type: ev.type, stream: this.id, seq }, ev, { stream: this.id, seq }) as StreamEvent;
+    const out = stampEvent(ev, this.id, seq);
     const labels = { stream: this.id };
     const m = this.deps.metrics;
     switch (out.type) {

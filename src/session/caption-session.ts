@@ -16,6 +16,7 @@
  */
 import { randomInt } from 'node:crypto';
 import { InputError, UsageError } from '../errors.js';
+import type { Fit } from '../ingest/types.js';
 import type { Manifest } from '../model/manifest.js';
 import type { Preprocessor, RgbFrame } from '../model/preprocess.js';
 import type { BundleTokenizer } from '../model/tokenizer.js';
@@ -62,7 +63,7 @@ export interface SessionOptions {
   /** Token events carry whole words (default) or every complete piece. */
   tokenGranularity?: TokenGranularity;
   /** Resize mode for frames not at the model's size (default: manifest image.fit). */
-  fit?: 'fill' | 'crop' | 'letterbox';
+  fit?: Fit;
 }
 
 export interface ResolvedSessionOptions {
@@ -73,7 +74,7 @@ export interface ResolvedSessionOptions {
   sinkTokens: number;
   fps: number;
   tokenGranularity: TokenGranularity;
-  fit: 'fill' | 'crop' | 'letterbox';
+  fit: Fit;
 }
 
 export interface SessionStats extends BackendStats {
