@@ -42,18 +42,27 @@ from tools.casa_model.stream import Session
 from tools.casa_model.tokenizer import ByteLevelBPE
 
 
+def _read_json(path: str):
+    with open(path) as f:
+        return json.load(f)
+
+
 def _onnx_initialisers(path: str, keyed: bool = False) -> Dict[str, np.ndarray]:
     """Initialisers by name; with `keyed`, exporter-generated names ("onnx::MatMul_419", which
-    depend on a global counter) are replaced by their first consumer ("/q_1/MatMul#1"), which
-    depends only on the model's structure."""
+    depend on a global counter) are replaced by their first consumer's place in the graph
+    ("MatMul[12]#1": input 1 of the graph's 13th MatMul), which depends only on the model's
+    structure — not on node names, which follow the Python module calls that traced it."""
     import onnx
     from onnx import numpy_helper
 
     m = onnx.load(path)
     consumer: Dict[str, str] = {}
+    seen: Dict[str, int] = {}
     for node in m.graph.node:
+        ordinal = seen.get(node.op_type, 0)
+        seen[node.op_type] = ordinal + 1
         for k, inp in enumerate(node.input):
-            consumer.setdefault(inp, f"{node.name}#{k}")
+            consumer.setdefault(inp, f"{node.op_type}[{ordinal}]#{k}")
     out = {}
     for i in m.graph.initializer:
         name = i.name
@@ -71,7 +80,7 @@ def graph_nodes(bundle: str, man: Dict) -> Dict[str, int]:
 
 
 def config_from_bundle(bundle: str) -> ModelConfig:
-    man = json.load(open(os.path.join(bundle, "casa.json")))
+    man = _read_json(os.path.join(bundle, "casa.json"))
     d, im = man["decoder"], man["image"]
     vis = _onnx_initialisers(os.path.join(bundle, man["files"]["vision"]))
     dec = _onnx_initialisers(os.path.join(bundle, man["files"]["decoder"]))
@@ -92,7 +101,7 @@ def rebuild(bundle: str) -> Tuple[CasaModel, Dict]:
     """A CasaModel with the bundle's weights (see the module docstring)."""
     from tools.casa_model.export import export_graphs
 
-    man = json.load(open(os.path.join(bundle, "casa.json")))
+    man = _read_json(os.path.join(bundle, "casa.json"))
     cfg = config_from_bundle(bundle)
     torch.manual_seed(12345)
     probe = CasaModel(cfg).eval()
@@ -162,7 +171,7 @@ def rebuild(bundle: str) -> Tuple[CasaModel, Dict]:
 def check_fixtures(model: CasaModel, tok: ByteLevelBPE, bundle: str) -> float:
     """Max |Δlogit| of the rebuilt model's streaming path against the bundle's fixtures."""
     fx = os.path.join(bundle, "fixtures")
-    script = json.load(open(os.path.join(fx, "session.json")))
+    script = _read_json(os.path.join(fx, "session.json"))
     ref = np.fromfile(os.path.join(fx, "logits.f32"), dtype=np.float32).reshape(script["textTokens"], script["vocabSize"])
     cfg = model.cfg
     s = Session(model, tok)
@@ -235,7 +244,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     torch.set_num_interop_threads(1)
-    man = json.load(open(os.path.join(a.bundle, "casa.json")))
+    man = _read_json(os.path.join(a.bundle, "casa.json"))
     w, h = man["image"]["width"], man["image"]["height"]
     raw = np.fromfile(a.frames, dtype=np.uint8)
     if raw.size % (w * h * 3):
@@ -250,7 +259,7 @@ def main(argv=None) -> int:
     tok = ByteLevelBPE.load(os.path.join(a.bundle, man["files"]["tokenizer"]))
     if man["prompt"].get("frameOpening", "") != FRAME_OPENING:
         raise SystemExit(f"{a.bundle}: frameOpening {man['prompt']['frameOpening']!r} differs from the reference's {FRAME_OPENING!r}")
-    tolerance = json.load(open(os.path.join(a.bundle, "fixtures", "session.json"))).get("tolerance", 1e-4)
+    tolerance = _read_json(os.path.join(a.bundle, "fixtures", "session.json")).get("tolerance", 1e-4)
     err = check_fixtures(model, tok, a.bundle)
     if not err <= tolerance:
         raise SystemExit(f"{a.bundle}: the rebuilt PyTorch model misses the parity fixtures (max |dlogit| {err:.3g} > {tolerance})")

@@ -39,6 +39,11 @@ def log(msg: str) -> None:
     print(time.strftime("%H:%M:%S"), msg, flush=True)
 
 
+def read_json(path: str):
+    with open(path) as f:
+        return json.load(f)
+
+
 def stage_data(args) -> None:
     os.makedirs(WORK, exist_ok=True)
     seeds = list(range(TRAIN_SEEDS[0], TRAIN_SEEDS[0] + args.train_clips))
@@ -58,7 +63,7 @@ def stage_data(args) -> None:
 
 
 def _load_data():
-    meta = json.load(open(os.path.join(WORK, "data.json")))
+    meta = read_json(os.path.join(WORK, "data.json"))
     tok = ByteLevelBPE.load(os.path.join(WORK, "tokenizer.json"))
     clips = [make_clip(s, meta["frames"]) for s in meta["seeds"]]
     frames = np.load(os.path.join(WORK, "train_frames.npy"), mmap_mode="r")
@@ -180,7 +185,7 @@ BUNDLES = {"casa": "casa-tiny", "insertion": "casa-tiny-insertion"}
 
 def stage_export(args) -> None:
     tok = ByteLevelBPE.load(os.path.join(WORK, "tokenizer.json"))
-    evals = {v: json.load(open(os.path.join(WORK, f"eval-{v}.json"))) for v in VARIANTS
+    evals = {v: read_json(os.path.join(WORK, f"eval-{v}.json")) for v in VARIANTS
              if os.path.exists(os.path.join(WORK, f"eval-{v}.json"))}
     for variant, name in BUNDLES.items():
         model, info = _load_model(variant)
@@ -194,7 +199,7 @@ def stage_export(args) -> None:
         ev["compare"] = {v: {k: e[k] for k in ("frameExactMatch", "tokenF1", "params")} for v, e in evals.items()}
         with open(os.path.join(out, "eval.json"), "w") as f:
             json.dump(ev, f, indent=2)
-        write_model_card(out, json.load(open(os.path.join(out, "casa.json"))), ev)
+        write_model_card(out, read_json(os.path.join(out, "casa.json")), ev)
         log(f"export {name}: {sum(os.path.getsize(os.path.join(out, p)) for p in os.listdir(out) if p.endswith('.onnx')) / 1e6:.1f} MB of ONNX")
 
 
@@ -219,9 +224,15 @@ def stage_stream(args) -> None:
     log(f"stream: {len(clip.frames)} frames of seed {args.stream_seed} in {args.out}")
 
 
+# The stages by name; `build` runs BUILD in order.
+STAGES = {"data": stage_data, "train": stage_train, "eval": stage_eval, "export": stage_export,
+          "clips": stage_clips, "stream": stage_stream}
+BUILD = ("data", "train", "eval", "export", "clips")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python3 -m tools.casa_model")
-    p.add_argument("stage", choices=["build", "data", "train", "eval", "export", "clips", "stream"])
+    p.add_argument("stage", choices=["build", *STAGES])
     p.add_argument("--out", default=os.path.join(WORK, "stream"), help="stream: output directory")
     p.add_argument("--stream-seed", type=int, default=TEST_SEEDS[0] + 800_000)
     p.add_argument("--stream-frames", type=int, default=2000)
@@ -252,10 +263,10 @@ def main(argv=None) -> int:
     p.add_argument("--variants", nargs="+", default=["casa", "insertion"], choices=list(VARIANTS))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    stages = ["data", "train", "eval", "export", "clips"] if args.stage == "build" else [args.stage]
+    stages = BUILD if args.stage == "build" else (args.stage,)
     start = time.time()
-    for s in stages:
-        globals()[f"stage_{s}"](args)
+    for name in stages:
+        STAGES[name](args)
     log(f"done in {(time.time() - start) / 60:.1f} min")
     return 0
 

@@ -36,13 +36,12 @@ def write_clip(path_base: str, seed: int, frames: int, size: int = 256, ffmpeg: 
     cmd = [ffmpeg, "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{size}x{size}",
            "-r", str(VIDEO_FPS), "-i", "-", "-c:v", "libx264", "-preset", "veryslow", "-crf", "20",
            "-pix_fmt", "yuv420p", "-movflags", "+faststart", path_base + ".mp4"]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
-    for f in clip.frames:
-        img = render(clip.background, f.objects, size, supersample=2)
-        for _ in range(hold):
-            proc.stdin.write(img.tobytes())
-    proc.stdin.close()
-    if proc.wait() != 0:
+    with subprocess.Popen(cmd, stdin=subprocess.PIPE) as proc:  # closes stdin and waits, also on an error
+        for f in clip.frames:
+            img = render(clip.background, f.objects, size, supersample=2)
+            for _ in range(hold):
+                proc.stdin.write(img.tobytes())
+    if proc.returncode != 0:
         raise RuntimeError(f"ffmpeg failed encoding {path_base}.mp4")
     truth = {"seed": seed, "fps": FPS, "frames": frames, "captions": clip.captions}
     with open(path_base + ".json", "w") as f:

@@ -22,40 +22,18 @@ FORMAT_VERSION = 1
 OPSET = 17
 
 
-class _Vision(nn.Module):
-    def __init__(self, model: CasaModel):
+class _Graph(nn.Module):
+    """One of the model's streaming functions (`vision`, `casa_kv`, `decoder_step`,
+    `insertion_step`) as the module one graph exports; the model is its submodule, so the
+    graph's weights are named `model.*`."""
+
+    def __init__(self, model: CasaModel, function: str):
         super().__init__()
         self.model = model
-
-    def forward(self, pixels):
-        return self.model.vision(pixels)
-
-
-class _CasaKV(nn.Module):
-    def __init__(self, model: CasaModel):
-        super().__init__()
-        self.model = model
-
-    def forward(self, image_embeds):
-        return self.model.casa_kv(image_embeds)
-
-
-class _CasaDecoder(nn.Module):
-    def __init__(self, model: CasaModel):
-        super().__init__()
-        self.model = model
+        self.function = function
 
     def forward(self, *args):
-        return self.model.decoder_step(*args)
-
-
-class _InsertionDecoder(nn.Module):
-    def __init__(self, model: CasaModel):
-        super().__init__()
-        self.model = model
-
-    def forward(self, *args):
-        return self.model.insertion_step(*args)
+        return getattr(self.model, self.function)(*args)
 
 
 def manifest(model: CasaModel, tok: ByteLevelBPE, name: str, extra: Optional[Dict] = None) -> Dict:
@@ -114,13 +92,13 @@ def export_graphs(model: CasaModel, out_dir: str) -> None:
     model.eval()
     L, H, D = cfg.layers, cfg.kv_heads, cfg.head_dim
     px = torch.randn(2, 3, cfg.image_size, cfg.image_size)
-    _export(_Vision(model), (px,), os.path.join(out_dir, "vision.onnx"), ["pixels"], ["image_embeds"],
+    _export(_Graph(model, "vision"), (px,), os.path.join(out_dir, "vision.onnx"), ["pixels"], ["image_embeds"],
             {"pixels": {0: "frames"}, "image_embeds": {0: "frames"}},
             {"image_embeds": ["frames", cfg.image_tokens, cfg.hidden]})
     emb = torch.randn(1, cfg.image_tokens, cfg.hidden)
     if cfg.fusion == "casa":
         C = len(cfg.active_casa_layers)
-        _export(_CasaKV(model), (emb,), os.path.join(out_dir, "casa_kv.onnx"), ["image_embeds"],
+        _export(_Graph(model, "casa_kv"), (emb,), os.path.join(out_dir, "casa_kv.onnx"), ["image_embeds"],
                 ["image_keys", "image_values"],
                 {"image_embeds": {0: "frames"}, "image_keys": {1: "frames"}, "image_values": {1: "frames"}},
                 {"image_keys": [C, "frames", H, cfg.image_tokens, D], "image_values": [C, "frames", H, cfg.image_tokens, D]})
@@ -139,7 +117,7 @@ def export_graphs(model: CasaModel, out_dir: str) -> None:
         shapes = {"logits": [1, "tokens", cfg.vocab_size], "new_keys": [L, 1, H, "tokens", D],
                   "new_values": [L, 1, H, "tokens", D], "new_window_keys": [C, 1, H, "tokens", D],
                   "new_window_values": [C, 1, H, "tokens", D]}
-        _export(_CasaDecoder(model), args, os.path.join(out_dir, "decoder.onnx"), names, outs, dyn, shapes)
+        _export(_Graph(model, "decoder_step"), args, os.path.join(out_dir, "decoder.onnx"), names, outs, dyn, shapes)
     else:
         t, p, n = 2, 5, cfg.image_tokens
         args = (torch.zeros(1, t, dtype=torch.long), emb, torch.arange(p, p + n + t)[None],
@@ -151,7 +129,7 @@ def export_graphs(model: CasaModel, out_dir: str) -> None:
                "new_keys": {3: "positions"}, "new_values": {3: "positions"}}
         shapes = {"logits": [1, "positions", cfg.vocab_size], "new_keys": [L, 1, H, "positions", D],
                   "new_values": [L, 1, H, "positions", D]}
-        _export(_InsertionDecoder(model), args, os.path.join(out_dir, "decoder.onnx"), names, outs, dyn, shapes)
+        _export(_Graph(model, "insertion_step"), args, os.path.join(out_dir, "decoder.onnx"), names, outs, dyn, shapes)
 
 
 def write_fixtures(model: CasaModel, tok: ByteLevelBPE, out_dir: str, seed: int = 424242, frames: int = 4) -> Dict:

@@ -13,6 +13,7 @@ layers use window-relative positions (image keys at 0, the window's text at 1, 2
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import List, Optional, Sequence, Tuple
 
@@ -21,6 +22,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 NEG = -1e9
+# The streaming paths' (batch, tokens) as export-friendly ints: batch 1, tokens dynamic.
+STREAM = (1, -1)
 _ZERO = torch.tensor(0.0)
 _NEG = torch.tensor(NEG)
 
@@ -235,6 +238,11 @@ class Attention(nn.Module):
         b, h, t, d = attn.shape if lead is None else (lead[0], self.cfg.heads, lead[1], self.cfg.head_dim)
         return self.o(attn.transpose(1, 2).reshape(b, t, h * d))
 
+    def mix(self, x, cos, sin, attend, lead=None):
+        """The sublayer's output for the normed input x: projections, rotary positions, then
+        `attend(q, k, v)` (the part that differs between the packed and streaming paths)."""
+        return self.out(attend(*self.qkv(x, cos, sin, lead)), lead)
+
 
 class CasaSublayer(nn.Module):
     def __init__(self, cfg: ModelConfig):
@@ -249,6 +257,10 @@ class CasaSublayer(nn.Module):
         lead = (-1, self.attn.cfg.image_tokens)
         return (self.attn.split(x, self.attn.k, self.attn.cfg.kv_heads, lead),
                 self.attn.split(x, self.attn.v, self.attn.cfg.kv_heads, lead))
+
+    def mix(self, x, cos, sin, attend, lead=None):
+        """As Attention.mix, with this sublayer's projections (x: the CASA-normed input)."""
+        return self.attn.mix(x, cos, sin, attend, lead)
 
 
 class MLP(nn.Module):
@@ -270,6 +282,62 @@ class Block(nn.Module):
         self.casa = CasaSublayer(cfg) if casa else None
         self.norm2 = RMSNorm(cfg.hidden, cfg.rms_eps)
         self.mlp = MLP(cfg)
+
+    def forward(self, h, self_mix, casa_mix=None):
+        """The block's residual stream: h + self-attention (+ CASA, in a CASA block) + MLP,
+        each sublayer on its pre-normed input. The attention differs per path (packed
+        training, streaming over caches), so the caller passes it: `self_mix(attn, x)` and
+        `casa_mix(casa_sublayer, x)` return the sublayer's output for the normed x."""
+        h = h + self_mix(self.self_attn, self.norm1(h))
+        if self.casa is not None:
+            h = h + casa_mix(self.casa, self.casa.norm(h))
+        return h + self.mlp(self.norm2(h))
+
+
+class StepAttention:
+    """Attention of one streaming step (batch 1) for block `i`: the new tokens attend to the
+    block's cached keys and values (`cached_keys[j][i]` for each stacked cache j, in order)
+    followed by their own, under `mask`; the new keys and values are kept, block by block,
+    for the caller to return."""
+
+    def __init__(self, cfg: "ModelConfig", cos, sin, mask, cached_keys, cached_values):
+        self.cfg, self.cos, self.sin, self.mask = cfg, cos, sin, mask
+        self.cached_keys, self.cached_values = cached_keys, cached_values
+        self.new_keys: List[torch.Tensor] = []
+        self.new_values: List[torch.Tensor] = []
+
+    def __call__(self, i: int, sublayer, x):
+        return sublayer.mix(x, self.cos, self.sin, functools.partial(self.attend, i), STREAM)
+
+    def attend(self, i: int, q, k, v):
+        self.new_keys.append(k)
+        self.new_values.append(v)
+        kk, vv, mask = self.context(i, k, v)
+        return attend_grouped(q, kk, vv, mask, self.cfg)
+
+    def context(self, i: int, k, v):
+        """Keys, values and mask the new tokens attend over."""
+        kk = torch.cat([c[i] for c in self.cached_keys] + [k], dim=2)
+        vv = torch.cat([c[i] for c in self.cached_values] + [v], dim=2)
+        return kk, vv, self.mask
+
+    def stacked(self, t: int):
+        """new keys, values [blocks, 1, KVH, T, Dh] (empty when no block attended)."""
+        stack = lambda xs: torch.stack(xs) if xs else torch.zeros(0, 1, self.cfg.kv_heads, t, self.cfg.head_dim)
+        return stack(self.new_keys), stack(self.new_values)
+
+
+class ImageOnlyStepAttention(StepAttention):
+    """The plain cross-attention ablation's CASA step (PyTorch only, not exported): the text
+    attends to the image keys only (`cached_keys` = (image keys,)); in a window without an
+    image (the prompt) each token sees itself."""
+
+    def context(self, i: int, k, v):
+        image_k, image_v = self.cached_keys[0][i], self.cached_values[0][i]
+        t, n = k.shape[2], image_k.shape[2]
+        if n > 0:
+            return image_k, image_v, torch.zeros(t, n)
+        return k, v, additive(torch.eye(t, dtype=torch.bool))
 
 
 class VisionBlock(nn.Module):
@@ -371,18 +439,18 @@ class CasaModel(nn.Module):
         self_mask = additive(torch.ones(t, t, dtype=torch.bool).tril()).repeat(cfg.heads // kvh, 1)
         img = self.vision(pixels.reshape(b * m, *pixels.shape[2:]))  # [B*M,N,D]
         windows = casa_windows(win, m, cfg)
+
+        def self_mix(attn, x):
+            return attn.mix(x, cos, sin, lambda q, k, v: attend_packed(q, k, v, self_mask, cfg))
+
+        def casa_mix(casa, x):
+            ik, iv = casa.image_kv(img)  # [B*M,KVH,N,Dh]
+            ik = ik.reshape(b, m, kvh, n, cfg.head_dim).transpose(1, 2)
+            iv = iv.reshape(b, m, kvh, n, cfg.head_dim).transpose(1, 2)
+            return casa.mix(x, wcos, wsin, lambda q, k, v: attend_casa_windows(q, k, v, ik, iv, windows, cfg))
+
         for blk in self.blocks:
-            x = blk.norm1(h)
-            q, k, v = blk.self_attn.qkv(x, cos, sin)
-            h = h + blk.self_attn.out(attend_packed(q, k, v, self_mask, cfg))
-            if blk.casa is not None:
-                x = blk.casa.norm(h)
-                q, k, v = blk.casa.attn.qkv(x, wcos, wsin)
-                ik, iv = blk.casa.image_kv(img)  # [B*M,KVH,N,Dh]
-                ik = ik.reshape(b, m, kvh, n, cfg.head_dim).transpose(1, 2)
-                iv = iv.reshape(b, m, kvh, n, cfg.head_dim).transpose(1, 2)
-                h = h + blk.casa.attn.out(attend_casa_windows(q, k, v, ik, iv, windows, cfg))
-            h = h + blk.mlp(blk.norm2(h))
+            h = blk(h, self_mix, casa_mix)
         return self.lm_head(self.norm(h))
 
     def _forward_packed_insertion(self, batch):
@@ -397,10 +465,12 @@ class CasaModel(nn.Module):
         h = torch.gather(pool, 1, src[:, :, None].expand(-1, -1, cfg.hidden))
         cos, sin = rope_cos_sin(batch["seq_pos"], cfg.head_dim, cfg.rope_theta)
         chunks = causal_chunks(h.shape[1], cfg)
+
+        def self_mix(attn, x):
+            return attn.mix(x, cos, sin, lambda q, k, v: attend_causal_chunked(q, k, v, chunks, cfg))
+
         for blk in self.blocks:
-            q, k, v = blk.self_attn.qkv(blk.norm1(h), cos, sin)
-            h = h + blk.self_attn.out(attend_causal_chunked(q, k, v, chunks, cfg))
-            h = h + blk.mlp(blk.norm2(h))
+            h = blk(h, self_mix)
         h = torch.gather(h, 1, batch["text_at"][:, :, None].expand(-1, -1, cfg.hidden))
         return self.lm_head(self.norm(h))
 
@@ -422,7 +492,6 @@ class CasaModel(nn.Module):
         Written for export: sizes come from the config, masks are built once per step.
         """
         cfg = self.cfg
-        lead = (1, -1)
         h = self.embed(input_ids)
         t = input_ids.shape[1]
         p = past_keys.shape[3]
@@ -433,35 +502,17 @@ class CasaModel(nn.Module):
         query_idx = torch.arange(t)[:, None]
         self_mask = _causal_tail_mask(query_idx, p + t, t)
         casa_mask = _causal_tail_mask(query_idx, n + w + t, t)
-        new_k, new_v, new_wk, new_wv = [], [], [], []
+        self_attn = StepAttention(cfg, cos, sin, self_mask, (past_keys,), (past_values,))
+        if cfg.casa_window_text:
+            casa_attn = StepAttention(cfg, wcos, wsin, casa_mask, (image_keys, window_keys), (image_values, window_values))
+        else:
+            casa_attn = ImageOnlyStepAttention(cfg, wcos, wsin, None, (image_keys,), (image_values,))
         c = 0
         for i, blk in enumerate(self.blocks):
-            q, k, v = blk.self_attn.qkv(blk.norm1(h), cos, sin, lead)
-            new_k.append(k)
-            new_v.append(v)
-            kk = torch.cat([past_keys[i], k], dim=2)
-            vv = torch.cat([past_values[i], v], dim=2)
-            h = h + blk.self_attn.out(attend_grouped(q, kk, vv, self_mask, cfg), lead)
-            if blk.casa is not None:
-                q, k, v = blk.casa.attn.qkv(blk.casa.norm(h), wcos, wsin, lead)
-                new_wk.append(k)
-                new_wv.append(v)
-                if cfg.casa_window_text:
-                    kk = torch.cat([image_keys[c], window_keys[c], k], dim=2)
-                    vv = torch.cat([image_values[c], window_values[c], v], dim=2)
-                    mask = casa_mask
-                elif n > 0:  # plain cross-attention ablation (PyTorch only, not exported)
-                    kk, vv = image_keys[c], image_values[c]
-                    mask = torch.zeros(t, n)
-                else:
-                    kk, vv = k, v
-                    mask = additive(torch.eye(t, dtype=torch.bool))
-                h = h + blk.casa.attn.out(attend_grouped(q, kk, vv, mask, cfg), lead)
-                c += 1
-            h = h + blk.mlp(blk.norm2(h))
+            h = blk(h, functools.partial(self_attn, i), functools.partial(casa_attn, c))
+            c += blk.casa is not None
         logits = self.lm_head(self.norm(h))
-        stack = lambda xs: torch.stack(xs) if xs else torch.zeros(0, 1, cfg.kv_heads, t, cfg.head_dim)
-        return logits, stack(new_k), stack(new_v), stack(new_wk), stack(new_wv)
+        return (logits, *self_attn.stacked(t), *casa_attn.stacked(t))
 
     def insertion_step(self, input_ids, image_embeds, position_ids, past_keys, past_values):
         """Insertion twin: [image_embeds ; embed(input_ids)] as one chunk of N+T tokens.
@@ -474,14 +525,7 @@ class CasaModel(nn.Module):
         p = past_keys.shape[3]
         cos, sin = rope_cos_sin(position_ids, cfg.head_dim, cfg.rope_theta)
         mask = _causal_tail_mask(torch.arange(t)[:, None], p + t, t)
-        lead = (1, -1)
-        new_k, new_v = [], []
+        self_attn = StepAttention(cfg, cos, sin, mask, (past_keys,), (past_values,))
         for i, blk in enumerate(self.blocks):
-            q, k, v = blk.self_attn.qkv(blk.norm1(h), cos, sin, lead)
-            new_k.append(k)
-            new_v.append(v)
-            kk = torch.cat([past_keys[i], k], dim=2)
-            vv = torch.cat([past_values[i], v], dim=2)
-            h = h + blk.self_attn.out(attend_grouped(q, kk, vv, mask, cfg), lead)
-            h = h + blk.mlp(blk.norm2(h))
-        return self.lm_head(self.norm(h)), torch.stack(new_k), torch.stack(new_v)
+            h = blk(h, functools.partial(self_attn, i))
+        return (self.lm_head(self.norm(h)), *self_attn.stacked(t))

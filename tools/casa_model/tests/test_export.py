@@ -34,7 +34,7 @@ def test_export_round_trip(fusion, tok, tmp_path):
     model = CasaModel(cfg).eval()
     out = tmp_path / fusion
     export_bundle(model, tok, str(out), f"test-{fusion}")
-    man = json.load(open(out / "casa.json"))
+    man = json.loads((out / "casa.json").read_text())
     assert man["formatVersion"] == FORMAT_VERSION and man["fusion"] == fusion
     n, L, H, D, C = cfg.image_tokens, cfg.layers, cfg.kv_heads, cfg.head_dim, 2
     ins, outs = _io(str(out / "vision.onnx"))
@@ -59,7 +59,7 @@ def test_export_round_trip(fusion, tok, tmp_path):
         assert ins["image_embeds"] == ([1, "image_tokens", cfg.hidden], F32)
         assert ins["position_ids"] == ([1, "positions"], I64)
         assert outs["new_keys"] == ([L, 1, H, "positions", D], F32)
-    fx = json.load(open(out / "fixtures" / "session.json"))
+    fx = json.loads((out / "fixtures" / "session.json").read_text())
     assert sum(len(s["ids"]) for s in fx["steps"]) == fx["textTokens"]
     logits = np.fromfile(out / "fixtures" / "logits.f32", dtype=np.float32)
     assert logits.size == fx["textTokens"] * cfg.vocab_size
