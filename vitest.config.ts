@@ -8,6 +8,6 @@ export default defineConfig({
     // Tests start real ffmpeg children, servers and ONNX sessions; two cores only.
     pool: 'forks',
     poolOptions: { forks: { minForks: 1, maxForks: 2 } },
-    reporters: process.env.CI ? ['default'] : ['default'],
+    reporters: ['default'],
   },
 });

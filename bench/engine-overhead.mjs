@@ -17,13 +17,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Tensor } from 'onnxruntime-node';
 import { loadModel } from '../dist/engine.js';
-import { loadBundle } from '../dist/model/bundle.js';
+import { loadBundle, releaseBundle } from '../dist/model/bundle.js';
 import { CasaDecoderGraph, CasaKvGraph, VisionGraph, newRunTimer } from '../dist/model/graphs.js';
 import { KvStore, TextKvCache } from '../dist/model/kv-cache.js';
 import { Preprocessor } from '../dist/model/preprocess.js';
 import { inverseFrequencies } from '../dist/model/rope.js';
 import { CasaBackend } from '../dist/session/casa-backend.js';
-import { CaptionSession, resolveSessionOptions } from '../dist/session/caption-session.js';
+import { frameTextTokens, openCaptionSession, resolveSessionOptions } from '../dist/session/caption-session.js';
 import { StreamDetokenizer } from '../dist/session/detokenizer.js';
 import { Sampler } from '../dist/session/sampler.js';
 
@@ -93,13 +93,18 @@ async function nullOrtRun(bundle, maxNew, frames, sampling) {
   const timer = newRunTimer();
   const backend = new CasaBackend(
     m,
-    { vision: new VisionGraph(fake.vision, m.image.width, m.image.height), casaKv: new CasaKvGraph(fake.casaKv), decoder: new CasaDecoderGraph(fake.decoder) },
+    {
+      fusion: 'casa',
+      vision: new VisionGraph(fake.vision, m.image.width, m.image.height),
+      casaKv: new CasaKvGraph(fake.casaKv),
+      decoder: new CasaDecoderGraph(fake.decoder),
+    },
     { maxTokens: opts.maxContextTokens, sinkTokens: opts.sinkTokens, evictChunk: opts.evictChunk },
     inverseFrequencies(m.decoder.headDim, m.decoder.ropeTheta),
-    2 + maxNew + 1,
+    frameTextTokens(bundle.frameOpeningIds.length, maxNew),
     timer,
   );
-  const session = new CaptionSession({
+  const session = await openCaptionSession({
     manifest: m,
     tokenizer: bundle.tokenizer,
     preprocessor: new Preprocessor(m.image),
@@ -109,7 +114,6 @@ async function nullOrtRun(bundle, maxNew, frames, sampling) {
     options: opts,
     timer,
   });
-  await session.prefill();
   const inputs = Array.from({ length: 16 }, (_, i) => noiseFrame(i));
   for (let i = 0; i < 50; i++) await session.caption(inputs[i % 16]); // warm-up (JIT)
   const before = session.stats();
@@ -228,7 +232,7 @@ for (const sampling of [false, true]) {
     at2TokensPerFrame: { ...short, usPerFrame: us(short.msPerFrame) },
   };
 }
-await Promise.all(Object.values(bundle.sessions).map((s) => s.release()));
+await releaseBundle(bundle);
 
 const real = [];
 for (const dir of [DEV, path.join(root, 'models', 'casa-tiny')].filter((d) => existsSync(path.join(d, 'casa.json')))) {

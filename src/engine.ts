@@ -8,16 +8,9 @@
  *   session.close();
  *   await model.release();
  */
-import { ModelError, UsageError } from './errors.js';
-import { loadBundle, type Bundle, type LoadOptions } from './model/bundle.js';
-import {
-  CasaDecoderGraph,
-  CasaKvGraph,
-  InsertionDecoderGraph,
-  newRunTimer,
-  VisionGraph,
-  type RunTimer,
-} from './model/graphs.js';
+import { UsageError } from './errors.js';
+import { loadBundle, releaseBundle, type Bundle, type LoadOptions } from './model/bundle.js';
+import { newRunTimer, type RunTimer } from './model/graphs.js';
 import type { ContextPolicy } from './model/kv-cache.js';
 import type { Fusion, Manifest } from './model/manifest.js';
 import type { Fit } from './ingest/types.js';
@@ -25,30 +18,41 @@ import { Preprocessor } from './model/preprocess.js';
 import { inverseFrequencies } from './model/rope.js';
 import type { DecoderBackend } from './session/backend.js';
 import { CasaBackend } from './session/casa-backend.js';
-import { CaptionSession, resolveSessionOptions, type SessionOptions } from './session/caption-session.js';
+import {
+  frameTextTokens,
+  openCaptionSession,
+  resolveSessionOptions,
+  type CaptionSession,
+  type SessionOptions,
+} from './session/caption-session.js';
 import { InsertionBackend } from './session/insertion-backend.js';
 
 export type { LoadOptions, ExecutionProvider } from './model/bundle.js';
 export type { Manifest, Fusion } from './model/manifest.js';
 export { FORMAT_VERSION } from './model/manifest.js';
 export type { ContextPolicy } from './model/kv-cache.js';
+export type { RunTimer } from './model/graphs.js';
 export type { DecoderBackend, BackendStats } from './session/backend.js';
-export {
+export type {
   CaptionSession,
-  type EngineFrame,
-  type SessionOptions,
-  type ResolvedSessionOptions,
-  type SessionStats,
-  type FrameResult,
+  EngineFrame,
+  SessionOptions,
+  ResolvedSessionOptions,
+  SessionStats,
+  FrameResult,
 } from './session/caption-session.js';
 export type { SessionEvent, SessionTokenEvent, SessionCaptionEvent } from './session/events.js';
 export type { TokenGranularity } from './session/detokenizer.js';
 export type { Fit } from './ingest/types.js';
 
-interface Graphs {
-  vision: VisionGraph;
-  decoder: CasaDecoderGraph | InsertionDecoderGraph;
-  casaKv?: CasaKvGraph;
+/** Options of Model.openBackend. */
+export interface BackendOptions {
+  /** Cache cap and eviction; each field defaults to the manifest's `context`, the sink to the prompt's length. */
+  policy?: Partial<ContextPolicy>;
+  /** Collects the time spent inside onnxruntime's run. */
+  timer?: RunTimer;
+  /** CASA window tokens preallocated (default 32; the window grows if a frame's text is longer). */
+  windowCapacity?: number;
 }
 
 /** A loaded, validated model bundle. Sessions share its onnxruntime sessions. */
@@ -56,7 +60,6 @@ export class Model {
   readonly dir: string;
   readonly manifest: Manifest;
   private readonly bundle: Bundle;
-  private readonly graphs: Graphs;
   private readonly invFreq: Float64Array;
   private readonly sessions = new Set<CaptionSession>();
   private released = false;
@@ -65,14 +68,7 @@ export class Model {
     this.bundle = bundle;
     this.dir = bundle.dir;
     this.manifest = bundle.manifest;
-    const m = bundle.manifest;
-    const s = bundle.sessions;
-    const vision = new VisionGraph(s.vision, m.image.width, m.image.height);
-    this.graphs =
-      m.fusion === 'casa' && s.casaKv
-        ? { vision, decoder: new CasaDecoderGraph(s.decoder), casaKv: new CasaKvGraph(s.casaKv) }
-        : { vision, decoder: new InsertionDecoderGraph(s.decoder) };
-    this.invFreq = inverseFrequencies(m.decoder.headDim, m.decoder.ropeTheta);
+    this.invFreq = inverseFrequencies(bundle.manifest.decoder.headDim, bundle.manifest.decoder.ropeTheta);
   }
 
   /** Loads and validates a bundle directory; a bad bundle throws one ModelError naming the file. */
@@ -111,55 +107,53 @@ export class Model {
   /** Opens a caption session for one stream and prefills the prompt. */
   async openSession(opts: SessionOptions = {}): Promise<CaptionSession> {
     this.assertLive();
-    const options = resolveSessionOptions(this.manifest, this.bundle.promptIds.length, this.bundle.frameOpeningIds.length, opts);
+    const { promptIds, frameOpeningIds } = this.bundle;
+    const options = resolveSessionOptions(this.manifest, promptIds.length, frameOpeningIds.length, opts);
     const timer = newRunTimer();
-    const windowCapacity = 2 + this.bundle.frameOpeningIds.length + options.maxNewTokensPerFrame + 1;
-    const backend = this.openBackend(
-      { maxTokens: options.maxContextTokens, sinkTokens: options.sinkTokens, evictChunk: options.evictChunk },
+    const backend = this.openBackend({
+      policy: { maxTokens: options.maxContextTokens, sinkTokens: options.sinkTokens, evictChunk: options.evictChunk },
       timer,
-      windowCapacity,
-    );
-    let session: CaptionSession | undefined;
-    session = new CaptionSession({
-      manifest: this.manifest,
-      tokenizer: this.bundle.tokenizer,
-      preprocessor: new Preprocessor(this.manifest.image, options.fit),
-      backend,
-      promptIds: this.bundle.promptIds,
-      frameOpeningIds: this.bundle.frameOpeningIds,
-      options,
-      timer,
-      onClose: () => {
-        if (session) this.sessions.delete(session);
-      },
+      windowCapacity: frameTextTokens(frameOpeningIds.length, options.maxNewTokensPerFrame),
     });
-    this.sessions.add(session);
+    let session: CaptionSession;
     try {
-      await session.prefill();
+      session = await openCaptionSession({
+        manifest: this.manifest,
+        tokenizer: this.bundle.tokenizer,
+        preprocessor: new Preprocessor(this.manifest.image, options.fit),
+        backend,
+        promptIds,
+        frameOpeningIds,
+        options,
+        timer,
+        onClose: () => this.sessions.delete(session),
+      });
     } catch (err) {
-      session.close();
+      this.assertLive(); // released while the prompt was prefilled: say that, not onnxruntime's "disposed"
       throw err;
     }
+    if (this.released) session.close();
+    this.assertLive();
+    this.sessions.add(session);
     return session;
   }
 
   /**
    * Low level: a bare decoder backend (caches and graph runs, no protocol or sampling), as
-   * the parity harness and the invariant tests drive it. The cap defaults to the manifest's.
+   * the parity harness and the invariant tests drive it.
    */
-  openBackend(policy?: Partial<ContextPolicy>, timer?: RunTimer, windowCapacity = 32): DecoderBackend {
+  openBackend(opts: BackendOptions = {}): DecoderBackend {
     this.assertLive();
+    const { policy, timer, windowCapacity = 32 } = opts;
     const full: ContextPolicy = {
       maxTokens: policy?.maxTokens ?? this.manifest.context.maxContextTokens,
       sinkTokens: policy?.sinkTokens ?? this.bundle.promptIds.length,
       evictChunk: policy?.evictChunk ?? this.manifest.context.evictChunk,
     };
-    const g = this.graphs;
-    if (g.decoder instanceof CasaDecoderGraph) {
-      if (!g.casaKv) throw new ModelError(`${this.dir}: casa bundle without casa_kv graph`);
-      return new CasaBackend(this.manifest, { vision: g.vision, casaKv: g.casaKv, decoder: g.decoder }, full, this.invFreq, windowCapacity, timer);
-    }
-    return new InsertionBackend(this.manifest, { vision: g.vision, decoder: g.decoder }, full, this.invFreq, timer);
+    const g = this.bundle.graphs;
+    return g.fusion === 'casa'
+      ? new CasaBackend(this.manifest, g, full, this.invFreq, windowCapacity, timer)
+      : new InsertionBackend(this.manifest, g, full, this.invFreq, timer);
   }
 
   /** The frame preprocessing of this model (resize with `fit`, normalise). */
@@ -172,8 +166,7 @@ export class Model {
     if (this.released) return;
     this.released = true;
     for (const s of [...this.sessions]) s.close();
-    const s = this.bundle.sessions;
-    await Promise.allSettled([s.vision.release(), s.decoder.release(), ...(s.casaKv ? [s.casaKv.release()] : [])]);
+    await releaseBundle(this.bundle);
   }
 
   private assertLive(): void {

@@ -84,7 +84,7 @@ export async function runParity(bundleDir: string, opts: ParityOptions = {}): Pr
     if (reference.length !== script.textTokens * V) {
       throw new ModelError(`${bundleDir}/fixtures/logits.f32: ${reference.length} floats, expected ${script.textTokens} x ${V}`);
     }
-    const backend = model.openBackend({ maxTokens: Infinity }, undefined, script.textTokens);
+    const backend = model.openBackend({ policy: { maxTokens: Infinity }, windowCapacity: script.textTokens });
     const pre = model.preprocessor();
     const perStep: ParityStepResult[] = [];
     let row = 0;

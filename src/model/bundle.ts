@@ -11,6 +11,14 @@ import path from 'node:path';
 import { InferenceSession } from 'onnxruntime-node';
 import { ModelError } from '../errors.js';
 import {
+  CasaDecoderGraph,
+  CasaKvGraph,
+  graphSessions,
+  InsertionDecoderGraph,
+  VisionGraph,
+  type BundleGraphs,
+} from './graphs.js';
+import {
   expectedGraphs,
   formatShape,
   parseManifest,
@@ -50,7 +58,8 @@ export interface Bundle {
   manifest: Manifest;
   files: BundleFiles;
   tokenizer: BundleTokenizer;
-  sessions: { vision: InferenceSession; decoder: InferenceSession; casaKv?: InferenceSession };
+  /** The checked graphs, typed by the bundle's fusion. */
+  graphs: BundleGraphs;
   /** Token ids of the manifest's prompt pieces. */
   promptIds: number[];
   frameOpeningIds: number[];
@@ -256,20 +265,22 @@ export async function loadBundle(dir: string, opts: LoadOptions = {}): Promise<B
       if (spec) checkGraph(file, spec, s.inputMetadata as readonly MetaTensor[], s.outputMetadata as readonly MetaTensor[]);
       return s;
     };
-    const vision = await open('vision', files.vision);
-    const casaKv = files.casaKv ? await open('casaKv', files.casaKv) : undefined;
-    const decoder = await open('decoder', files.decoder);
-    return {
-      dir,
-      manifest,
-      files,
-      tokenizer,
-      sessions: casaKv ? { vision, decoder, casaKv } : { vision, decoder },
-      promptIds,
-      frameOpeningIds,
-    };
+    const vision = new VisionGraph(await open('vision', files.vision), manifest.image.width, manifest.image.height);
+    let graphs: BundleGraphs;
+    if (manifest.fusion === 'casa') {
+      const casaKv = new CasaKvGraph(await open('casaKv', files.casaKv as string));
+      graphs = { fusion: 'casa', vision, casaKv, decoder: new CasaDecoderGraph(await open('decoder', files.decoder)) };
+    } else {
+      graphs = { fusion: 'insertion', vision, decoder: new InsertionDecoderGraph(await open('decoder', files.decoder)) };
+    }
+    return { dir, manifest, files, tokenizer, graphs, promptIds, frameOpeningIds };
   } catch (err) {
     await Promise.allSettled(created.map((s) => s.release()));
     throw err;
   }
+}
+
+/** Releases the bundle's onnxruntime sessions (errors ignored: nothing more can be done with them). */
+export async function releaseBundle(bundle: Bundle): Promise<void> {
+  await Promise.allSettled(graphSessions(bundle.graphs).map((s) => s.release()));
 }

@@ -5,6 +5,7 @@
  * to an optional RunTimer, so the engine's own overhead can be measured apart.
  */
 import { Tensor, type InferenceSession } from 'onnxruntime-node';
+import { ModelError } from '../errors.js';
 
 export type OrtSession = InferenceSession;
 export type OrtTensor = Tensor;
@@ -52,8 +53,13 @@ async function timedRun(
 
 function floats(out: Record<string, OrtTensor>, name: string): Float32Array {
   const t = out[name];
-  if (!t || !(t.data instanceof Float32Array)) throw new Error(`graph output "${name}" missing or not float32`);
+  if (!t || !(t.data instanceof Float32Array)) throw new ModelError(`graph output "${name}" is missing or not float32; re-export the bundle`);
   return t.data;
+}
+
+/** The `<name>_keys` and `<name>_values` feeds of a K/V input. */
+function kvFeeds(name: string, kv: KvInput): Record<string, OrtTensor> {
+  return { [`${name}_keys`]: floatTensor(kv.keys, kv.dims), [`${name}_values`]: floatTensor(kv.values, kv.dims) };
 }
 
 /** vision.onnx: pixels [1, 3, H, W] → image_embeds [1, N, D]. */
@@ -67,7 +73,7 @@ export class VisionGraph {
   async run(pixels: Float32Array, timer?: RunTimer): Promise<OrtTensor> {
     const out = await timedRun(this.session, { pixels: floatTensor(pixels, [1, 3, this.height, this.width]) }, timer);
     const embeds = out.image_embeds;
-    if (!embeds) throw new Error('vision.onnx returned no image_embeds');
+    if (!embeds) throw new ModelError('vision.onnx returned no image_embeds; re-export the bundle');
     return embeds;
   }
 }
@@ -80,7 +86,7 @@ export class CasaKvGraph {
     const out = await timedRun(this.session, { image_embeds: imageEmbeds }, timer);
     const keys = out.image_keys;
     const values = out.image_values;
-    if (!keys || !values) throw new Error('casa_kv.onnx returned no image_keys / image_values');
+    if (!keys || !values) throw new ModelError('casa_kv.onnx returned no image_keys / image_values; re-export the bundle');
     return { keys, values };
   }
 }
@@ -125,21 +131,13 @@ export class CasaDecoderGraph {
       input_ids: idsTensor(inp.ids),
       position_ids: rangeTensor(inp.position, t),
       window_position_ids: rangeTensor(inp.windowPosition, t),
-      past_keys: floatTensor(inp.past.keys, inp.past.dims),
-      past_values: floatTensor(inp.past.values, inp.past.dims),
+      ...kvFeeds('past', inp.past),
       image_keys: inp.imageKeys,
       image_values: inp.imageValues,
-      window_keys: floatTensor(inp.window.keys, inp.window.dims),
-      window_values: floatTensor(inp.window.values, inp.window.dims),
+      ...kvFeeds('window', inp.window),
     };
     const out = await timedRun(this.session, feeds, timer);
-    return {
-      logits: floats(out, 'logits'),
-      newKeys: floats(out, 'new_keys'),
-      newValues: floats(out, 'new_values'),
-      newWindowKeys: floats(out, 'new_window_keys'),
-      newWindowValues: floats(out, 'new_window_values'),
-    };
+    return { ...stepOutput(out), newWindowKeys: floats(out, 'new_window_keys'), newWindowValues: floats(out, 'new_window_values') };
   }
 }
 
@@ -160,6 +158,11 @@ export interface InsertionStepOutput {
   newValues: Float32Array;
 }
 
+/** The outputs every decoder step has: logits and the self-attention K/V of the new entries. */
+function stepOutput(out: Record<string, OrtTensor>): Pick<CasaStepOutput, 'logits' | 'newKeys' | 'newValues'> {
+  return { logits: floats(out, 'logits'), newKeys: floats(out, 'new_keys'), newValues: floats(out, 'new_values') };
+}
+
 /** decoder.onnx of an insertion bundle: one step over N' image tokens and T text tokens. */
 export class InsertionDecoderGraph {
   constructor(readonly session: OrtSession) {}
@@ -170,10 +173,31 @@ export class InsertionDecoderGraph {
       input_ids: idsTensor(inp.ids),
       image_embeds: inp.imageEmbeds,
       position_ids: rangeTensor(inp.position, n + inp.ids.length),
-      past_keys: floatTensor(inp.past.keys, inp.past.dims),
-      past_values: floatTensor(inp.past.values, inp.past.dims),
+      ...kvFeeds('past', inp.past),
     };
-    const out = await timedRun(this.session, feeds, timer);
-    return { logits: floats(out, 'logits'), newKeys: floats(out, 'new_keys'), newValues: floats(out, 'new_values') };
+    return stepOutput(await timedRun(this.session, feeds, timer));
   }
+}
+
+/** A CASA bundle's graphs: its decoder only ever runs with the casa_kv graph beside it. */
+export interface CasaGraphs {
+  readonly fusion: 'casa';
+  vision: VisionGraph;
+  casaKv: CasaKvGraph;
+  decoder: CasaDecoderGraph;
+}
+
+/** An insertion bundle's graphs (no casa_kv). */
+export interface InsertionGraphs {
+  readonly fusion: 'insertion';
+  vision: VisionGraph;
+  decoder: InsertionDecoderGraph;
+}
+
+/** A bundle's graphs, keyed on its fusion: a CASA decoder cannot be wrapped as an insertion one, nor the reverse. */
+export type BundleGraphs = CasaGraphs | InsertionGraphs;
+
+/** The onnxruntime sessions behind a bundle's graphs. */
+export function graphSessions(g: BundleGraphs): OrtSession[] {
+  return g.fusion === 'casa' ? [g.vision.session, g.casaKv.session, g.decoder.session] : [g.vision.session, g.decoder.session];
 }

@@ -2,8 +2,7 @@
  * One stream's caption session: the per-stream caption protocol of DESIGN §3 over a
  * decoder backend (CASA or the insertion twin).
  *
- * State machine:
- *   open ──prefill prompt (window 0)──▶ ready
+ * State machine (openCaptionSession prefills the prompt, window 0, and hands the session out ready):
  *   ready ──captionFrame(frame)──▶ in-frame ──▶ ready
  *     in-frame: preprocess → vision (→ casa_kv, window swap) → prefill [preImage, postImage]
  *               (+ frameOpening on the first frame) → sample ≤ maxNewTokensPerFrame tokens,
@@ -15,7 +14,7 @@
  * closed properly: EOS is fed, so every window's text ends with EOS as in training.
  */
 import { randomInt } from 'node:crypto';
-import { InputError, UsageError } from '../errors.js';
+import { CasaLiveError, InputError, UsageError } from '../errors.js';
 import type { Fit } from '../ingest/types.js';
 import type { Manifest } from '../model/manifest.js';
 import type { Preprocessor, RgbFrame } from '../model/preprocess.js';
@@ -100,6 +99,15 @@ export interface FrameResult {
   ids: number[];
 }
 
+/**
+ * Text tokens one frame's window holds at most: the pre- and post-image markers, the frame
+ * opening (first frame only), the sampled tokens and EOS. The insertion twin's cache holds
+ * the frame's image tokens on top (see resolveSessionOptions).
+ */
+export function frameTextTokens(frameOpeningLength: number, maxNewTokensPerFrame: number): number {
+  return 2 + frameOpeningLength + maxNewTokensPerFrame + 1;
+}
+
 function check(name: string, value: number, ok: boolean, rule: string): void {
   if (!ok) throw new UsageError(`session option ${name} = ${value} is invalid: ${rule}`);
 }
@@ -149,7 +157,7 @@ export function resolveSessionOptions(
   const cap = r.maxContextTokens;
   check('maxContextTokens', cap, cap === Infinity || (Number.isInteger(cap) && cap >= 1), 'must be an integer ≥ 1 or Infinity');
   const frameTokens =
-    2 + frameOpeningLength + r.maxNewTokensPerFrame + 1 + (manifest.fusion === 'insertion' ? manifest.image.tokensPerFrame : 0);
+    frameTextTokens(frameOpeningLength, r.maxNewTokensPerFrame) + (manifest.fusion === 'insertion' ? manifest.image.tokensPerFrame : 0);
   const least = Math.max(promptLength, r.sinkTokens + frameTokens);
   if (cap < least) {
     throw new UsageError(
@@ -159,6 +167,7 @@ export function resolveSessionOptions(
   return r;
 }
 
+/** What a session is made of (Model.openSession assembles them). */
 export interface SessionParts {
   manifest: Manifest;
   tokenizer: BundleTokenizer;
@@ -171,9 +180,25 @@ export interface SessionParts {
   onClose?: () => void;
 }
 
-type State = 'new' | 'ready' | 'in-frame' | 'failed' | 'closed';
+type State = 'ready' | 'in-frame' | 'failed' | 'closed';
 
-export class CaptionSession {
+/**
+ * Opens a caption session over `parts.backend`: prefills the prompt (window 0) and returns
+ * the session ready for its first frame. If that fails, the backend is closed and the error
+ * thrown. (Model.openSession is the public way in.)
+ */
+export async function openCaptionSession(parts: SessionParts): Promise<CaptionSession> {
+  try {
+    await parts.backend.feedText(parts.promptIds);
+    return new CaptionSession(parts);
+  } catch (err) {
+    parts.backend.close();
+    throw err;
+  }
+}
+
+/** One stream's caption session; exported as a type only: open one with Model.openSession. */
+class CaptionSession {
   readonly fusion: 'casa' | 'insertion';
   readonly options: ResolvedSessionOptions;
   private readonly manifest: Manifest;
@@ -182,12 +207,11 @@ export class CaptionSession {
   private readonly backend: DecoderBackend;
   private readonly sampler: Sampler;
   private readonly detok: StreamDetokenizer;
-  private readonly promptIds: readonly number[];
   private readonly frameOpeningIds: readonly number[];
   private readonly timer: RunTimer;
   private readonly pixels: Float32Array;
   private readonly onClose: (() => void) | undefined;
-  private state: State = 'new';
+  private state: State = 'ready';
   private failure: unknown;
   private frames = 0;
   private lastFrameTokens = 0;
@@ -195,14 +219,13 @@ export class CaptionSession {
   private sampled = 0;
   private frameMs = 0;
 
-  /** Use `Model.openSession`. */
+  /** Only openCaptionSession constructs a session, once the prompt is prefilled. */
   constructor(parts: SessionParts) {
     this.manifest = parts.manifest;
     this.fusion = parts.manifest.fusion;
     this.tokenizer = parts.tokenizer;
     this.preprocessor = parts.preprocessor;
     this.backend = parts.backend;
-    this.promptIds = parts.promptIds;
     this.frameOpeningIds = parts.frameOpeningIds;
     this.options = parts.options;
     this.timer = parts.timer;
@@ -210,19 +233,6 @@ export class CaptionSession {
     this.sampler = new Sampler(parts.manifest.decoder.vocabSize, parts.options.sampler);
     this.detok = new StreamDetokenizer(parts.tokenizer, parts.options.tokenGranularity);
     this.pixels = new Float32Array(3 * parts.manifest.image.width * parts.manifest.image.height);
-  }
-
-  /** Window 0: prefills the prompt. Called once by Model.openSession. */
-  async prefill(): Promise<void> {
-    if (this.state !== 'new') throw new UsageError('the prompt is already prefilled');
-    try {
-      await this.backend.feedText(this.promptIds);
-      this.state = 'ready';
-    } catch (err) {
-      this.state = 'failed';
-      this.failure = err;
-      throw err;
-    }
   }
 
   /**
@@ -316,7 +326,7 @@ export class CaptionSession {
       if (ev.type === 'token') tokens.push(ev);
       else caption = ev;
     }
-    if (!caption) throw new Error('frame ended without a caption');
+    if (!caption) throw new CasaLiveError('internal', 'the frame ended without a caption event; this is a casa-live bug, please report it');
     return { caption, tokens, ids: this.lastFrameIds.slice() };
   }
 
@@ -354,8 +364,6 @@ export class CaptionSession {
     switch (this.state) {
       case 'ready':
         return;
-      case 'new':
-        throw new UsageError('the session is not ready: open it with Model.openSession');
       case 'in-frame':
         throw new UsageError('a frame is already being captioned in this session; read its events to the end first');
       case 'closed':
@@ -367,3 +375,5 @@ export class CaptionSession {
     }
   }
 }
+
+export type { CaptionSession };

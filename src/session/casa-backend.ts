@@ -5,22 +5,9 @@
  *   frame) and the window's text K/V (emptied per frame; window positions restart at 1).
  */
 import type { Manifest } from '../model/manifest.js';
-import {
-  floatTensor,
-  type CasaDecoderGraph,
-  type CasaKvGraph,
-  type OrtTensor,
-  type RunTimer,
-  type VisionGraph,
-} from '../model/graphs.js';
+import { floatTensor, type CasaGraphs, type OrtTensor, type RunTimer } from '../model/graphs.js';
 import { KvStore, TextKvCache, type ContextPolicy } from '../model/kv-cache.js';
 import type { BackendStats, DecoderBackend } from './backend.js';
-
-export interface CasaGraphs {
-  vision: VisionGraph;
-  casaKv: CasaKvGraph;
-  decoder: CasaDecoderGraph;
-}
 
 export class CasaBackend implements DecoderBackend {
   readonly fusion = 'casa' as const;

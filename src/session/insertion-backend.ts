@@ -5,14 +5,9 @@
  * and eviction rules as CASA; run it with maxContextTokens = Infinity to see the growth.
  */
 import type { Manifest } from '../model/manifest.js';
-import { floatTensor, type InsertionDecoderGraph, type OrtTensor, type RunTimer, type VisionGraph } from '../model/graphs.js';
+import { floatTensor, type InsertionGraphs, type OrtTensor, type RunTimer } from '../model/graphs.js';
 import { TextKvCache, type ContextPolicy } from '../model/kv-cache.js';
 import type { BackendStats, DecoderBackend } from './backend.js';
-
-export interface InsertionGraphs {
-  vision: VisionGraph;
-  decoder: InsertionDecoderGraph;
-}
 
 export class InsertionBackend implements DecoderBackend {
   readonly fusion = 'insertion' as const;

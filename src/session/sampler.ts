@@ -169,12 +169,6 @@ export function applyEosBias(logits: Float32Array, eosId: number, bias: number):
   if (bias !== 0 && eosId < logits.length) logits[eosId] = (logits[eosId] as number) + bias;
 }
 
-export function applyTemperature(logits: Float32Array, temperature: number): void {
-  if (temperature === 1) return;
-  const inv = 1 / temperature;
-  for (let i = 0; i < logits.length; i++) logits[i] = (logits[i] as number) * inv;
-}
-
 /** First index of the largest value. */
 export function argmax(values: Float32Array): number {
   let best = 0;
@@ -221,14 +215,25 @@ export function kthLargest(values: Float32Array, k: number, scratch: Float32Arra
   return scratch[target] as number;
 }
 
-/** Sets every logit below the k-th largest to −Infinity (ties with the k-th are kept). */
+// Steps 3–5 one at a time: Sampler.sample fuses them (over the kept tokens only), so the
+// four functions below are a plain reference of the formulas, exported for
+// test/engine/sampler.test.ts, which checks the fused path against them. Not used at runtime.
+
+/** Test-only reference of step 4's division: ℓᵢ ← ℓᵢ / T, in place. */
+export function applyTemperature(logits: Float32Array, temperature: number): void {
+  if (temperature === 1) return;
+  const inv = 1 / temperature;
+  for (let i = 0; i < logits.length; i++) logits[i] = (logits[i] as number) * inv;
+}
+
+/** Test-only reference of step 3: every logit below the k-th largest → −Infinity (ties with the k-th are kept). */
 export function applyTopK(logits: Float32Array, k: number, scratch: Float32Array): void {
   if (k <= 0 || k >= logits.length) return;
   const threshold = kthLargest(logits, k, scratch);
   for (let i = 0; i < logits.length; i++) if ((logits[i] as number) < threshold) logits[i] = -Infinity;
 }
 
-/** Softmax of `logits` into `probs` (−Infinity → 0). */
+/** Test-only reference of step 4: softmax of `logits` into `probs` (−Infinity → 0). */
 export function softmax(logits: Float32Array, probs: Float64Array): void {
   let max = -Infinity;
   for (let i = 0; i < logits.length; i++) if ((logits[i] as number) > max) max = logits[i] as number;
@@ -241,7 +246,7 @@ export function softmax(logits: Float32Array, probs: Float64Array): void {
   for (let i = 0; i < logits.length; i++) probs[i] = (probs[i] as number) / sum;
 }
 
-/** The first index whose cumulative probability exceeds u (the last non-zero one if rounding leaves u above the total). */
+/** Test-only reference of step 5: the first index whose cumulative probability exceeds u (the last non-zero one if rounding leaves u above the total). */
 export function drawFromProbs(probs: Float64Array, u: number): number {
   let acc = 0;
   let last = 0;

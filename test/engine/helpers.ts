@@ -2,11 +2,26 @@ import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { EngineFrame } from '../../src/engine.js';
+import { afterAll, beforeAll } from 'vitest';
+import { loadModel, type EngineFrame, type Model } from '../../src/engine.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const DEV_CASA = path.join(ROOT, 'test', 'fixtures', 'bundles', 'dev-casa');
 export const DEV_INSERTION = path.join(ROOT, 'test', 'fixtures', 'bundles', 'dev-insertion');
+
+/** The dev bundles' models, loaded before the calling file's tests and released after them. */
+export function devModels(): { readonly casa: Model; readonly insertion: Model } {
+  const models = {} as { casa: Model; insertion: Model };
+  beforeAll(async () => {
+    models.casa = await loadModel(DEV_CASA);
+    models.insertion = await loadModel(DEV_INSERTION);
+  });
+  afterAll(async () => {
+    await models.casa.release();
+    await models.insertion.release();
+  });
+  return models;
+}
 
 /** Bundles the parity tests run on: the dev bundles always, the trained ones when present. */
 export function parityBundles(): string[] {

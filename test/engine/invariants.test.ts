@@ -6,28 +6,18 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { InferenceSession } from 'onnxruntime-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadModel, type Model } from '../../src/engine.js';
+import { describe, expect, it } from 'vitest';
 import { CasaDecoderGraph, floatTensor, InsertionDecoderGraph } from '../../src/model/graphs.js';
 import { inverseFrequencies, rotateVectors, rotationTable } from '../../src/model/rope.js';
-import { DEV_CASA, DEV_INSERTION, noiseFrame, parityBundles } from './helpers.js';
+import { DEV_CASA, DEV_INSERTION, devModels, noiseFrame, parityBundles } from './helpers.js';
 
-let casa: Model;
-let insertion: Model;
-beforeAll(async () => {
-  casa = await loadModel(DEV_CASA);
-  insertion = await loadModel(DEV_INSERTION);
-});
-afterAll(async () => {
-  await casa.release();
-  await insertion.release();
-});
+const models = devModels();
 
 describe('CASA session invariants', () => {
   it('after k frames the self-attention KV length equals the text tokens fed; no image tokens', async () => {
-    const s = await casa.openSession({ maxContextTokens: Infinity, seed: 3, temperature: 0.8 });
-    const N = casa.manifest.image.tokensPerFrame;
-    let expected = casa.promptIds.length;
+    const s = await models.casa.openSession({ maxContextTokens: Infinity, seed: 3, temperature: 0.8 });
+    const N = models.casa.manifest.image.tokensPerFrame;
+    let expected = models.casa.promptIds.length;
     expect(s.stats().kvTokens).toBe(expected);
     expect(s.stats().windowTokens).toBe(expected); // window 0 holds the prompt
     expect(s.stats().imageTokens).toBe(0);
@@ -52,9 +42,9 @@ describe('CASA session invariants', () => {
   });
 
   it('the window is emptied when a frame starts (backend level)', async () => {
-    const b = casa.openBackend({ maxTokens: Infinity });
-    const pre = casa.preprocessor();
-    await b.feedText(casa.promptIds);
+    const b = models.casa.openBackend({ policy: { maxTokens: Infinity } });
+    const pre = models.casa.preprocessor();
+    await b.feedText(models.casa.promptIds);
     expect(b.stats().windowTokens).toBe(80);
     const pixels = await pre.pixels(noiseFrame(0));
     await b.startFrame(pixels, [4, 5]);
@@ -70,9 +60,9 @@ describe('CASA session invariants', () => {
   });
 
   it('the insertion twin: the KV grows by the image tokens of every frame', async () => {
-    const s = await insertion.openSession({ maxContextTokens: Infinity, seed: 3, temperature: 0.8 });
-    const N = insertion.manifest.image.tokensPerFrame;
-    let text = insertion.promptIds.length;
+    const s = await models.insertion.openSession({ maxContextTokens: Infinity, seed: 3, temperature: 0.8 });
+    const N = models.insertion.manifest.image.tokensPerFrame;
+    let text = models.insertion.promptIds.length;
     for (let k = 1; k <= 6; k++) {
       const r = await s.caption(noiseFrame(k - 1));
       text += 2 + r.ids.length + 1;
@@ -88,8 +78,8 @@ describe('CASA session invariants', () => {
   });
 
   it('CASA memory stays flat where insertion grows', async () => {
-    const c = await casa.openSession({ seed: 1, maxNewTokensPerFrame: 2 });
-    const i = await insertion.openSession({ seed: 1, maxNewTokensPerFrame: 2, maxContextTokens: Infinity });
+    const c = await models.casa.openSession({ seed: 1, maxNewTokensPerFrame: 2 });
+    const i = await models.insertion.openSession({ seed: 1, maxNewTokensPerFrame: 2, maxContextTokens: Infinity });
     for (let k = 0; k < 30; k++) {
       await c.caption(noiseFrame(k));
       await i.caption(noiseFrame(k));

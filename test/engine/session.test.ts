@@ -1,20 +1,11 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { InputError, UsageError } from '../../src/errors.js';
 import { loadModel, type Model, type SessionEvent } from '../../src/engine.js';
-import { DEV_CASA, DEV_INSERTION, noiseFrame } from './helpers.js';
+import { DEV_CASA, devModels, noiseFrame } from './helpers.js';
 
-let casa: Model;
-let insertion: Model;
-beforeAll(async () => {
-  casa = await loadModel(DEV_CASA);
-  insertion = await loadModel(DEV_INSERTION);
-});
-afterAll(async () => {
-  await casa.release();
-  await insertion.release();
-});
+const models = devModels();
 
 async function collect(it: AsyncIterable<SessionEvent>): Promise<SessionEvent[]> {
   const out: SessionEvent[] = [];
@@ -25,7 +16,7 @@ async function collect(it: AsyncIterable<SessionEvent>): Promise<SessionEvent[]>
 describe('caption session events', () => {
   for (const which of ['casa', 'insertion'] as const) {
     it(`${which}: token pieces then one caption with timestamps and latency`, async () => {
-      const model = which === 'casa' ? casa : insertion;
+      const model = models[which];
       const s = await model.openSession({ seed: 11, temperature: 0.7, fps: 4 });
       for (let k = 0; k < 4; k++) {
         const frame = { ...noiseFrame(k), index: 100 + k, ptsSeconds: 50 + k * 0.25, receivedAt: Date.now() - 40 };
@@ -58,7 +49,7 @@ describe('caption session events', () => {
 
   it('greedy is deterministic; sampling is reproducible per seed', async () => {
     const run = async (opts: Parameters<Model['openSession']>[0]) => {
-      const s = await casa.openSession(opts);
+      const s = await models.casa.openSession(opts);
       const out: string[] = [];
       for (let k = 0; k < 4; k++) out.push((await s.caption(noiseFrame(k))).caption.text);
       s.close();
@@ -71,7 +62,7 @@ describe('caption session events', () => {
   });
 
   it('respects maxNewTokensPerFrame and feeds EOS when it is hit', async () => {
-    const s = await casa.openSession({ seed: 2, temperature: 0, maxNewTokensPerFrame: 3, eosBias: -100, greedyProcessors: true });
+    const s = await models.casa.openSession({ seed: 2, temperature: 0, maxNewTokensPerFrame: 3, eosBias: -100, greedyProcessors: true });
     const r = await s.caption(noiseFrame(0));
     expect(r.ids.length).toBe(3);
     expect(s.stats().lastFrameTokens).toBe(2 + 3 + 1);
@@ -79,7 +70,7 @@ describe('caption session events', () => {
   });
 
   it('a frame stops at a sampled EOS (no second EOS fed)', async () => {
-    const s = await casa.openSession({ temperature: 0, eosBias: 1000, greedyProcessors: true });
+    const s = await models.casa.openSession({ temperature: 0, eosBias: 1000, greedyProcessors: true });
     const r = await s.caption(noiseFrame(0));
     expect(r.ids).toEqual([]);
     expect(r.caption.text).toBe('');
@@ -89,7 +80,7 @@ describe('caption session events', () => {
   });
 
   it('a consumer that stops reading mid-frame: the window is closed with EOS and the session goes on', async () => {
-    const s = await casa.openSession({ seed: 4, temperature: 0, tokenGranularity: 'piece', maxNewTokensPerFrame: 8, eosBias: -100, greedyProcessors: true });
+    const s = await models.casa.openSession({ seed: 4, temperature: 0, tokenGranularity: 'piece', maxNewTokensPerFrame: 8, eosBias: -100, greedyProcessors: true });
     const before = s.stats().textTokensFed;
     for await (const ev of s.captionFrame(noiseFrame(0))) {
       expect(ev.type).toBe('token');
@@ -104,7 +95,7 @@ describe('caption session events', () => {
   });
 
   it('one frame at a time per session', async () => {
-    const s = await casa.openSession({ seed: 1 });
+    const s = await models.casa.openSession({ seed: 1 });
     const a = s.captionFrame(noiseFrame(0))[Symbol.asyncIterator]();
     const first = a.next();
     await expect(s.caption(noiseFrame(1))).rejects.toThrow(UsageError);
@@ -115,7 +106,7 @@ describe('caption session events', () => {
   });
 
   it('a malformed frame is refused with an InputError and the session continues', async () => {
-    const s = await casa.openSession({ seed: 1 });
+    const s = await models.casa.openSession({ seed: 1 });
     const bad = { ...noiseFrame(0), rgb: Buffer.alloc(100) };
     await expect(s.caption(bad)).rejects.toThrow(InputError);
     await expect(s.caption(bad)).rejects.toThrow(/has 100 bytes of rgb24, expected 12288/);
@@ -139,18 +130,18 @@ describe('caption session events', () => {
   });
 
   it('validates options against the bundle', async () => {
-    await expect(casa.openSession({ maxContextTokens: 90 })).rejects.toThrow(
+    await expect(models.casa.openSession({ maxContextTokens: 90 })).rejects.toThrow(
       'session option maxContextTokens = 90 is too small: the prompt takes 80 tokens (sink 80) and one frame up to 15; use at least 95',
     );
-    await expect(insertion.openSession({ maxContextTokens: 100 })).rejects.toThrow(/one frame up to 31; use at least 111/);
-    await expect(casa.openSession({ temperature: -1 })).rejects.toThrow(UsageError);
-    await expect(casa.openSession({ topK: 1.5 })).rejects.toThrow(/topK/);
-    await expect(casa.openSession({ seed: -1 })).rejects.toThrow(/seed/);
+    await expect(models.insertion.openSession({ maxContextTokens: 100 })).rejects.toThrow(/one frame up to 31; use at least 111/);
+    await expect(models.casa.openSession({ temperature: -1 })).rejects.toThrow(UsageError);
+    await expect(models.casa.openSession({ topK: 1.5 })).rejects.toThrow(/topK/);
+    await expect(models.casa.openSession({ seed: -1 })).rejects.toThrow(/seed/);
   });
 
   it('defaults come from the manifest', async () => {
-    const s = await casa.openSession({ seed: 9 });
-    const g = casa.manifest.generation;
+    const s = await models.casa.openSession({ seed: 9 });
+    const g = models.casa.manifest.generation;
     expect(s.options.sampler).toMatchObject({
       temperature: g.temperature,
       topK: g.topK,
@@ -158,7 +149,7 @@ describe('caption session events', () => {
       repetitionPenaltyDecay: g.repetitionPenaltyDecay,
       repetitionCountClamp: g.repetitionCountClamp,
       eosBias: g.eosBias,
-      penaltyIgnore: casa.manifest.tokens.penaltyIgnore,
+      penaltyIgnore: models.casa.manifest.tokens.penaltyIgnore,
       eosId: 3,
       seed: 9,
     });
@@ -173,7 +164,7 @@ describe('caption session events', () => {
 });
 
 describe('preprocessing', () => {
-  const pre = () => casa.preprocessor();
+  const pre = () => models.casa.preprocessor();
 
   it('normalises (x/255 − mean)/std into NCHW like the exporter', async () => {
     const rgb = readFileSync(path.join(DEV_CASA, 'fixtures', 'frame0.rgb'));
@@ -196,15 +187,15 @@ describe('preprocessing', () => {
     const red = (255 / 255 - 0.5) / 0.25;
     const black = (0 - 0.5) / 0.25;
     for (const fit of ['fill', 'crop'] as const) {
-      const px = await casa.preprocessor(fit).pixels({ width: w, height: h, rgb });
+      const px = await models.casa.preprocessor(fit).pixels({ width: w, height: h, rgb });
       expect(px.length).toBe(3 * plane);
       expect(px.subarray(0, plane).every((v) => Math.abs(v - red) < 1e-6)).toBe(true);
     }
-    const lb = await casa.preprocessor('letterbox').pixels({ width: w, height: h, rgb });
+    const lb = await models.casa.preprocessor('letterbox').pixels({ width: w, height: h, rgb });
     expect(lb[0]).toBeCloseTo(black, 5); // top-left: bar
     expect(lb[32 * 64 + 32]).toBeCloseTo(red, 5); // centre: picture
     // a session captions frames of any size
-    const s = await casa.openSession({ seed: 1, fit: 'letterbox' });
+    const s = await models.casa.openSession({ seed: 1, fit: 'letterbox' });
     const r = await s.caption({ index: 0, ptsSeconds: 0, receivedAt: Date.now(), width: w, height: h, rgb });
     expect(r.caption.type).toBe('caption');
     s.close();
