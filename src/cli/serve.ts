@@ -2,6 +2,7 @@
 import { ConfigInvalidError } from '../config/load.js';
 import { createDaemonHooks } from '../pipeline/daemon.js';
 import { runConfigCheck, runServe } from '../server/index.js';
+import type { CliIo } from './common.js';
 import { releaseEarlySignals } from './signals.js';
 
 /**
@@ -9,10 +10,7 @@ import { releaseEarlySignals } from './signals.js';
  * It runs until SIGTERM / SIGINT, which exit the process (runServe's signal handling);
  * a config that cannot be loaded ends at once with every problem listed and exit code 2.
  */
-export async function runServeCli(
-  args: { config: string },
-  io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream },
-): Promise<number | undefined> {
+export async function runServeCli(args: { config: string }, io: Pick<CliIo, 'stdout' | 'stderr'>): Promise<number | undefined> {
   const hooks = createDaemonHooks();
   try {
     const handle = await runServe({ configPath: args.config, pipelineFactory: hooks.pipelineFactory, prepare: hooks.prepare, signals: true });
@@ -34,6 +32,6 @@ export async function runServeCli(
   return undefined;
 }
 
-export async function runConfigCheckCli(file: string, io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream }): Promise<number> {
+export async function runConfigCheckCli(file: string, io: Pick<CliIo, 'stdout' | 'stderr'>): Promise<number> {
   return runConfigCheck(file, { stdout: io.stdout, stderr: io.stderr });
 }
