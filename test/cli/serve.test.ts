@@ -100,4 +100,37 @@ describe('casa-live serve', () => {
     expect(serveBad.code).toBe(2);
     expect(serveBad.stderr).toMatch(/streams\[1\]\.id: duplicate stream id/);
   });
+
+  it('deprecated generation names: config check warns, serve logs the warning once, both names together are refused', async () => {
+    const old = writeServeConfig('old-names.yaml', {
+      model: DEV_MODEL,
+      dataDir: 'data-old',
+      defaults: { generation: { repetitionDecay: 0.9 } },
+      streams: [{ id: 'a', input: short, restart: { policy: 'never' }, generation: { repetitionClamp: 3 } }],
+    });
+    const both = writeServeConfig('both-names.yaml', { defaults: { generation: { repetitionDecay: 0.9, repetitionPenaltyDecay: 0.9 } } });
+    const [checkOld, checkBoth] = await Promise.all([runCli(['config', 'check', old]), runCli(['config', 'check', both])]);
+    expect(checkOld.code).toBe(0);
+    expect(checkOld.stdout).toMatch(/old-names\.yaml: ok \(1 stream/);
+    expect(checkOld.stderr).toBe(
+      `${old}: 2 warnings\n` +
+        '  defaults.generation.repetitionDecay: is deprecated: rename it to repetitionPenaltyDecay (line 10)\n' +
+        '  streams[0].generation.repetitionClamp: is deprecated: rename it to repetitionCountClamp (line 17)\n',
+    );
+    expect(checkBoth.code).toBe(2);
+    expect(checkBoth.stderr).toMatch(/defaults\.generation\.repetitionDecay: is the old name of repetitionPenaltyDecay; give only repetitionPenaltyDecay/);
+
+    const run = spawnCli(['serve', '--config', old]);
+    const logLines = (): any[] => run.stdout().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+    await waitFor(() => logLines().some((j) => j.msg === 'casa-live serve listening'), 20_000, 'the daemon to listen');
+    await waitFor(() => logLines().filter((j) => /^config warning: /.test(j.msg)).length === 2, 10_000, 'the config warnings');
+    run.child.kill('SIGTERM');
+    const r = await run.exited;
+    expect(r.code).toBe(0);
+    const warnings = logLines().filter((j) => /^config warning: /.test(j.msg));
+    expect(warnings.map((j) => [j.level, j.msg])).toEqual([
+      ['warn', 'config warning: defaults.generation.repetitionDecay: is deprecated: rename it to repetitionPenaltyDecay (line 10)'],
+      ['warn', 'config warning: streams[0].generation.repetitionClamp: is deprecated: rename it to repetitionCountClamp (line 17)'],
+    ]);
+  });
 });
