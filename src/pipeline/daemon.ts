@@ -25,16 +25,23 @@ export interface DaemonHooks {
 
 /** Config `generation` overrides → engine session options. */
 export function sessionOptionsFrom(g: GenerationOverrides): SessionOptions {
+  // The config names these as the engine does (src/config/schema.ts); only the seed is converted.
+  const sameName = [
+    'temperature',
+    'topK',
+    'maxNewTokensPerFrame',
+    'maxContextTokens',
+    'sinkTokens',
+    'repetitionPenalty',
+    'repetitionPenaltyDecay',
+    'repetitionCountClamp',
+    'eosBias',
+  ] as const satisfies ReadonlyArray<keyof GenerationOverrides & keyof SessionOptions>;
   const o: SessionOptions = {};
-  if (g.temperature !== undefined) o.temperature = g.temperature;
-  if (g.topK !== undefined) o.topK = g.topK;
-  if (g.maxNewTokensPerFrame !== undefined) o.maxNewTokensPerFrame = g.maxNewTokensPerFrame;
-  if (g.maxContextTokens !== undefined) o.maxContextTokens = g.maxContextTokens;
-  if (g.sinkTokens !== undefined) o.sinkTokens = g.sinkTokens;
-  if (g.repetitionPenalty !== undefined) o.repetitionPenalty = g.repetitionPenalty;
-  if (g.repetitionDecay !== undefined) o.repetitionPenaltyDecay = g.repetitionDecay;
-  if (g.repetitionClamp !== undefined) o.repetitionCountClamp = g.repetitionClamp;
-  if (g.eosBias !== undefined) o.eosBias = g.eosBias;
+  for (const key of sameName) {
+    const value = g[key];
+    if (value !== undefined) o[key] = value;
+  }
   if (g.seed !== undefined) o.seed = g.seed >>> 0;
   return o;
 }
