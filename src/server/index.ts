@@ -5,10 +5,12 @@ import { exitCodeOf } from '../errors.js';
 import { loadConfig, ConfigInvalidError } from '../config/load.js';
 import { createLogger, type Logger } from '../logger.js';
 import { CasaServer, type ReloadResult } from './server.js';
-import type { PipelineFactory, PrepareHook } from './types.js';
+import type { PipelineFactory, PrepareHook } from '../pipeline/types.js';
 
 export { CasaServer, VERSION, type ServerOptions, type ReloadResult } from './server.js';
-export type { PipelineFactory, PrepareHook, PipelineStats, CaptionPipelineWithStats, ModelState, StreamConfig, ServeConfig } from './types.js';
+export type { ModelState, StreamConfig, ServeConfig } from './types.js';
+/** The pipeline contract the daemon consumes (owned by src/pipeline/types.ts). */
+export type { CaptionPipeline, CaptionPipelineWithStats, PipelineFactory, PipelineStats, PrepareHook } from '../pipeline/types.js';
 export { CLOSE_CODES, RESUME_REQUIRED_REASON, WS_PATH, clientMessageSchema, type ClientMessage, type ServerMessage, type SubscribedMessage, type PongMessage } from './protocol.js';
 export type { StreamInfo } from './stream-runner.js';
 

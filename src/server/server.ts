@@ -15,7 +15,8 @@ import { Hub } from './hub.js';
 import { CLOSE_CODES, WS_PATH, WS_PATH_ALIAS } from './protocol.js';
 import { StreamExistsError, StreamLimitError, StreamManager, StreamNotFoundError, StreamOwnershipError } from './stream-manager.js';
 import type { RunnerDeps } from './stream-runner.js';
-import type { ModelState, PipelineFactory, PrepareHook } from './types.js';
+import type { PipelineFactory, PrepareHook } from '../pipeline/types.js';
+import type { ModelState } from './types.js';
 import { OVERLAY_CSP, OVERLAY_HTML } from './overlay/page.js';
 
 const MAX_BODY_BYTES = 64 * 1024;

@@ -11,7 +11,7 @@ import type { Metrics } from '../metrics.js';
 import { STREAM_STATES } from '../metrics.js';
 import { CaptionLog, type CommittedEvent } from '../sinks/caption-log.js';
 import type { StreamConfig } from '../config/schema.js';
-import type { CaptionPipelineWithStats, PipelineFactory } from './types.js';
+import type { CaptionPipelineWithStats, PipelineFactory } from '../pipeline/types.js';
 
 /** Seqs are reserved on disk in blocks of this size (see CaptionLog.reserve). */
 export const SEQ_BLOCK = 1000;
