@@ -1,5 +1,5 @@
 /** `casa-live serve --config FILE` and `casa-live config check FILE`. */
-import { ConfigInvalidError, formatProblem, loadConfig, type ConfigProblem } from '../config/load.js';
+import { ConfigInvalidError } from '../config/load.js';
 import { createDaemonHooks } from '../pipeline/daemon.js';
 import { runConfigCheck, runServe } from '../server/index.js';
 import type { CliIo } from './common.js';
@@ -9,14 +9,12 @@ import { releaseEarlySignals } from './signals.js';
  * Starts the daemon with the real pipeline (ingest → caption session on the shared model).
  * It runs until SIGTERM / SIGINT, which exit the process (runServe's signal handling);
  * a config that cannot be loaded ends at once with every problem listed and exit code 2.
- * The config's warnings (deprecated field names) are logged once, at start.
+ * The config's warnings (deprecated field names) are logged once, at start (runServe).
  */
 export async function runServeCli(args: { config: string }, io: Pick<CliIo, 'stdout' | 'stderr'>): Promise<number | undefined> {
   const hooks = createDaemonHooks();
   try {
     const handle = await runServe({ configPath: args.config, pipelineFactory: hooks.pipelineFactory, prepare: hooks.prepare, signals: true });
-    const { logger, config } = handle.server;
-    for (const w of config.warnings) logger.warn({ config: config.configPath }, `config warning: ${formatProblem(w)}`);
     // A model that cannot load ends the daemon (runServe exits with its code); say why on stderr too.
     handle.ready.catch((err: unknown) => {
       io.stderr.write(`casa-live: ${err instanceof Error ? err.message : String(err)}\n`);
@@ -36,15 +34,6 @@ export async function runServeCli(args: { config: string }, io: Pick<CliIo, 'std
 }
 
 /** Validates the file (every problem listed, exit 2); a valid one's warnings follow on stderr. */
-export async function runConfigCheckCli(file: string, io: Pick<CliIo, 'stdout' | 'stderr'>): Promise<number> {
-  const code = await runConfigCheck(file, { stdout: io.stdout, stderr: io.stderr });
-  // runConfigCheck (src/server) reports problems but not warnings: read them from a second load.
-  if (code === 0) writeWarnings(file, (await loadConfig(file)).warnings, io.stderr);
-  return code;
-}
-
-function writeWarnings(file: string, warnings: ConfigProblem[], stderr: NodeJS.WritableStream): void {
-  if (warnings.length === 0) return;
-  stderr.write(`${file}: ${warnings.length} warning${warnings.length === 1 ? '' : 's'}\n`);
-  for (const w of warnings) stderr.write(`  ${formatProblem(w)}\n`);
+export function runConfigCheckCli(file: string, io: Pick<CliIo, 'stdout' | 'stderr'>): Promise<number> {
+  return runConfigCheck(file, { stdout: io.stdout, stderr: io.stderr });
 }

@@ -9,6 +9,9 @@ import path from 'node:path';
 import { isMap, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { formatPath } from '../zod-path.js';
+
+export { formatPath };
 import {
   DEFAULTS,
   RENAMED_GENERATION_FIELDS,
@@ -48,14 +51,6 @@ export class ConfigInvalidError extends ConfigError {
   }
 }
 
-export function formatPath(parts: ReadonlyArray<PropertyKey>): string {
-  let out = '';
-  for (const part of parts) {
-    if (typeof part === 'number') out += `[${part}]`;
-    else out += out === '' ? String(part) : `.${String(part)}`;
-  }
-  return out;
-}
 
 export interface ParseOptions {
   /** Used in messages and to resolve relative paths; absent for text not from a file. */

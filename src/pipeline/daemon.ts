@@ -1,13 +1,14 @@
 /**
- * The daemon's hooks (src/server/types.ts): `prepare` loads the config's model once before
- * any stream starts; `pipelineFactory` makes one caption pipeline per stream (re)start on
- * the shared model, or on the stream's own `model` (loaded once, kept in a small registry).
+ * The daemon's hooks (PrepareHook and PipelineFactory, src/pipeline/types.ts): `prepare`
+ * loads the config's model once before any stream starts; `pipelineFactory` makes one
+ * caption pipeline per stream (re)start on the shared model, or on the stream's own
+ * `model` (loaded once, kept in a small registry).
  */
 import path from 'node:path';
 import type { LoadOptions, SessionOptions } from '../engine.js';
-import type { GenerationOverrides } from '../config/schema.js';
-import type { PipelineFactory, PrepareHook, ServeConfig, StreamConfig } from '../server/types.js';
-import { createCaptionPipeline, type CaptionPipelineHandle } from './pipeline.js';
+import type { GenerationOverrides, ServeConfig, StreamConfig } from '../config/schema.js';
+import { createCaptionPipeline } from './pipeline.js';
+import type { CaptionPipelineHandle, PipelineFactory, PrepareHook } from './types.js';
 import { ModelRegistry, resolveModelRef } from './models.js';
 
 export interface DaemonHooksOptions {

@@ -12,7 +12,7 @@ import { STREAM_STATES } from '../metrics.js';
 import { CaptionLog, type CommittedEvent } from '../sinks/caption-log.js';
 import type { StreamConfig } from '../config/schema.js';
 import { backoffDelay } from '../ingest/backoff.js';
-import type { CaptionPipelineWithStats, PipelineFactory } from './types.js';
+import type { CaptionPipelineWithStats, PipelineFactory } from '../pipeline/types.js';
 
 /** Seqs are reserved on disk in blocks of this size (see CaptionLog.reserve). */
 export const SEQ_BLOCK = 1000;
