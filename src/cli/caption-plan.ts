@@ -10,7 +10,8 @@ import { STREAM_ID_RE, STREAM_ID_RULE } from '../events.js';
 import { FileNotFoundError, classifyInput, type ClassifiedInput, type Fit } from '../ingest/index.js';
 import type { LogLevel } from '../logger.js';
 import { embeddedModelDir, packageRoot, resolveModelRef } from '../pipeline/models.js';
-import { checkOutputFile, fitOption, logLevelOption, nonNegativeNumber, positiveInt, positiveNumber, seedValue } from './common.js';
+import { SUBTITLE_STYLES, type SubtitleStyle } from '../sinks/subtitles.js';
+import { checkOutputFile, fitOption, logLevelOption, nonNegativeNumber, oneOf, positiveInt, positiveNumber, seedValue } from './common.js';
 
 export interface CaptionArgs {
   input?: string;
@@ -28,6 +29,7 @@ export interface CaptionArgs {
   burnIn?: string;
   quiet?: boolean;
   lineLength?: number;
+  subtitleStyle?: string;
   fit?: string;
   streamId?: string;
   logLevel?: string;
@@ -67,6 +69,7 @@ export interface CaptionPlan {
   maxFrames?: number;
   generation: SessionOptions;
   lineLength: number;
+  subtitleStyle: SubtitleStyle;
   fit?: Fit;
   streamId: string;
   logLevel: LogLevel;
@@ -124,6 +127,7 @@ export function resolveCaptionPlan(args: CaptionArgs, env: NodeJS.ProcessEnv): C
   const maxTokens = positiveInt(args.maxTokens, '--max-tokens', 4096);
   const lineLength = positiveInt(args.lineLength, '--line-length', 200) ?? 42;
   if (lineLength < 8) throw new UsageError(`--line-length must be at least 8, not ${lineLength}.`);
+  const subtitleStyle = oneOf(args.subtitleStyle, '--subtitle-style', SUBTITLE_STYLES) ?? 'block';
   const fit = fitOption(args.fit);
   const streamId = args.streamId ?? defaultStreamId(input, classified.kind);
   if (!STREAM_ID_RE.test(streamId)) {
@@ -147,6 +151,7 @@ export function resolveCaptionPlan(args: CaptionArgs, env: NodeJS.ProcessEnv): C
       ...(maxTokens !== undefined ? { maxNewTokensPerFrame: maxTokens } : {}),
     },
     lineLength,
+    subtitleStyle,
     ...(fit !== undefined ? { fit } : {}),
     streamId,
     logLevel,

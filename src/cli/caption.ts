@@ -14,8 +14,8 @@ import type { CaptionPipelineHandle } from '../pipeline/types.js';
 import { loadModelDir } from '../pipeline/models.js';
 import { assertCanBurnIn, burnIn } from '../sinks/burn-in.js';
 import { JsonlWriter } from '../sinks/jsonl.js';
-import { SubtitleSegmenter, normalise, type Cue } from '../sinks/segmenter.js';
-import { SubtitleFileWriter } from '../sinks/subtitles.js';
+import { normalise, type Cue, type CueSegmenter } from '../sinks/segmenter.js';
+import { SubtitleFileWriter, createSegmenter, type SubtitleStyle } from '../sinks/subtitles.js';
 import { resolveCaptionPlan, type CaptionArgs, type CaptionPlan, type OutputPaths } from './caption-plan.js';
 import { CaptionDisplay, formatDuration, type DisplayMode } from './display.js';
 import { ExitRequest, cliLogger, type CliIo } from './common.js';
@@ -47,17 +47,18 @@ class CaptionOutputs {
   vtt?: SubtitleFileWriter;
   jsonl?: JsonlWriter;
   burnCues?: Cue[];
-  private burnSegmenter?: SubtitleSegmenter;
+  private burnSegmenter?: CueSegmenter;
   /** End of the last captioned frame. */
   private streamEnd?: number;
 
-  open(paths: OutputPaths, lineLength: number, stdout: NodeJS.WriteStream): void {
-    if (paths.srt) this.srt = new SubtitleFileWriter(paths.srt, 'srt', { maxLineChars: lineLength });
-    if (paths.vtt) this.vtt = new SubtitleFileWriter(paths.vtt, 'vtt', { maxLineChars: lineLength });
+  open(paths: OutputPaths, lines: { lineLength: number; style: SubtitleStyle }, stdout: NodeJS.WriteStream): void {
+    const options = { maxLineChars: lines.lineLength };
+    if (paths.srt) this.srt = new SubtitleFileWriter(paths.srt, 'srt', options, lines.style);
+    if (paths.vtt) this.vtt = new SubtitleFileWriter(paths.vtt, 'vtt', options, lines.style);
     if (paths.jsonl) this.jsonl = new JsonlWriter(paths.jsonl, { stdout });
     if (paths.burnIn) {
       this.burnCues = [];
-      this.burnSegmenter = new SubtitleSegmenter({ maxLineChars: lineLength });
+      this.burnSegmenter = createSegmenter(lines.style, options);
     }
   }
 
@@ -240,7 +241,7 @@ async function captionWith(model: Model, plan: CaptionPlan, parts: RunParts): Pr
     ffmpegPath = (await resolveFfmpeg({ logger })).ffmpegPath;
     await assertCanBurnIn(ffmpegPath);
   }
-  outputs.open(plan.outputs, plan.lineLength, io.stdout);
+  outputs.open(plan.outputs, { lineLength: plan.lineLength, style: plan.subtitleStyle }, io.stdout);
   display.note(
     `captioning ${plan.classified.display} with ${m.name} (${m.fusion}, ${m.image.width}x${m.image.height}, ${runFps} fps${plan.maxFrames ? `, at most ${plan.maxFrames} frames` : ''})`,
   );

@@ -63,6 +63,7 @@ const caption: CommandDef = {
       .option('jsonl', { type: 'string', describe: 'write token/caption/status events (one JSON object per line) to FILE, or - for stdout', requiresArg: true })
       .option('burn-in', { type: 'string', describe: 'write a copy of the video with the captions rendered into it to FILE (needs ffmpeg with libass)', requiresArg: true })
       .option('line-length', { type: 'number', describe: 'longest subtitle line, in characters', default: undefined, defaultDescription: '42' })
+      .option('subtitle-style', { type: 'string', describe: 'subtitle cues: block (readable groups) or rolling (two lines flowing, each cue until the next)', defaultDescription: 'block' })
       .option('fit', { type: 'string', describe: 'how frames of another aspect ratio fit the model: fill, crop, letterbox', defaultDescription: "the model's" })
       .option('stream-id', { type: 'string', describe: 'stream id in JSONL events', defaultDescription: 'the file name, else "main"' })
       .option('quiet', { alias: 'q', type: 'boolean', describe: 'print nothing but errors' })
@@ -247,6 +248,7 @@ const CAPTION_FLAGS: ReadonlyArray<[keyof CaptionArgs, string]> = [
   ['burnIn', 'burn-in'],
   ['quiet', 'quiet'],
   ['lineLength', 'line-length'],
+  ['subtitleStyle', 'subtitle-style'],
   ['fit', 'fit'],
   ['streamId', 'stream-id'],
   ['logLevel', 'log-level'],

@@ -83,10 +83,15 @@ export function seedValue(value: unknown): number | undefined {
 
 /** --fit: one of the ingest's FIT_MODES. */
 export function fitOption(value: string | undefined): Fit | undefined {
-  if (value !== undefined && !(FIT_MODES as readonly string[]).includes(value)) {
-    throw new UsageError(`--fit must be one of ${FIT_MODES.join(', ')}, not "${value}".`);
+  return oneOf(value, '--fit', FIT_MODES);
+}
+
+/** A flag whose value is one of `choices` (UsageError naming them otherwise). */
+export function oneOf<T extends string>(value: string | undefined, flag: string, choices: readonly T[]): T | undefined {
+  if (value !== undefined && !(choices as readonly string[]).includes(value)) {
+    throw new UsageError(`${flag} must be one of ${choices.join(', ')}, not "${value}".`);
   }
-  return value as Fit | undefined;
+  return value as T | undefined;
 }
 
 function show(value: unknown): string {

@@ -39,7 +39,28 @@ export interface Cue {
   lines: string[];
 }
 
+/** What turns frame pieces into cues: the block segmenter below, or the rolling one (rolling.ts). */
+export interface CueSegmenter {
+  /** Adds one frame's text; returns the cues that are final now. */
+  push(piece: SubtitlePiece): Cue[];
+  /** Ends the stream: returns every remaining cue. */
+  flush(streamEnd?: number): Cue[];
+}
+
 export const SEGMENTER_DEFAULTS = { maxLineChars: 42, maxLines: 2, minDurationSeconds: 1 } as const;
+
+/** The options with their defaults; RangeError for a value out of range. */
+export function segmenterOptions(options: SegmenterOptions): Required<SegmenterOptions> {
+  const o = { ...SEGMENTER_DEFAULTS, ...options };
+  if (!(Number.isInteger(o.maxLineChars) && o.maxLineChars >= 8)) {
+    throw new RangeError(`maxLineChars must be a whole number of at least 8, not ${o.maxLineChars}`);
+  }
+  if (!(Number.isInteger(o.maxLines) && o.maxLines >= 1)) {
+    throw new RangeError(`maxLines must be a whole number of at least 1, not ${o.maxLines}`);
+  }
+  if (!(o.minDurationSeconds >= 0)) throw new RangeError('minDurationSeconds must be 0 or more');
+  return o;
+}
 
 /** Two pieces are consecutive when the second starts within this of the first's end. */
 const TOLERANCE_S = 0.02;
@@ -54,7 +75,7 @@ interface OpenCue {
   lines: string[];
 }
 
-export class SubtitleSegmenter {
+export class SubtitleSegmenter implements CueSegmenter {
   readonly maxLineChars: number;
   readonly maxLines: number;
   readonly minDurationSeconds: number;
@@ -65,16 +86,7 @@ export class SubtitleSegmenter {
   private lastEmittedEnd = 0;
 
   constructor(options: SegmenterOptions = {}) {
-    this.maxLineChars = options.maxLineChars ?? SEGMENTER_DEFAULTS.maxLineChars;
-    this.maxLines = options.maxLines ?? SEGMENTER_DEFAULTS.maxLines;
-    this.minDurationSeconds = options.minDurationSeconds ?? SEGMENTER_DEFAULTS.minDurationSeconds;
-    if (!(Number.isInteger(this.maxLineChars) && this.maxLineChars >= 8)) {
-      throw new RangeError(`maxLineChars must be a whole number of at least 8, not ${this.maxLineChars}`);
-    }
-    if (!(Number.isInteger(this.maxLines) && this.maxLines >= 1)) {
-      throw new RangeError(`maxLines must be a whole number of at least 1, not ${this.maxLines}`);
-    }
-    if (!(this.minDurationSeconds >= 0)) throw new RangeError('minDurationSeconds must be 0 or more');
+    ({ maxLineChars: this.maxLineChars, maxLines: this.maxLines, minDurationSeconds: this.minDurationSeconds } = segmenterOptions(options));
   }
 
   /** Adds one frame's text; returns the cues that are final now. */
@@ -160,7 +172,7 @@ export class SubtitleSegmenter {
   }
 }
 
-function roundMs(t: number): number {
+export function roundMs(t: number): number {
   return Math.round(t * 1000) / 1000;
 }
 
@@ -175,7 +187,7 @@ export function normalise(text: string): string {
  * sentence (running commentary); after punctuation a space is enough; otherwise pieces are
  * separate statements and get a comma (a capitalised one, a full stop).
  */
-function separator(prev: string, rawNext: string, next: string): string {
+export function separator(prev: string, rawNext: string, next: string): string {
   if (/^[.,;:!?…)]/.test(next)) return '';
   if (/^\s/.test(rawNext) || /[.,;:!?…\-–—]$/.test(prev)) return ' ';
   return /^\p{Lu}/u.test(next) ? '. ' : ', ';
@@ -200,25 +212,48 @@ function addPiece(lines: string[], sep: string, piece: string, width: number): s
 
 /** Greedy word wrap; a word longer than the line is cut. */
 export function wrap(text: string, width: number): string[] {
-  const lines: string[] = [];
-  let line = '';
-  for (let word of text.split(' ')) {
-    if (word === '') continue;
+  return rollText([], text, ' ', width, Infinity);
+}
+
+/**
+ * The line rule of every caption display (subtitle files, rolling cues, the overlay and watch
+ * pages): `text`'s words are added to the last of `lines`, a word that does not fit starts a
+ * new line, a word longer than a line is cut, and only the last `maxLines` lines are kept.
+ * `joiner` is how the text joins what is on screen: '' continues the last word (a token
+ * inside a word), ' ' a new word, ', ' or '. ' (from `separator`) a new piece, whose
+ * punctuation stays on the previous line when it fits there.
+ *
+ * Self-contained on purpose (no imports, no helpers, plain JavaScript once compiled): the
+ * pages served by the daemon embed its source, so browsers roll lines by this same rule.
+ */
+export function rollText(lines: readonly string[], text: string, joiner: string, width: number, maxLines: number): string[] {
+  const out = lines.slice();
+  const words = text.split(' ').filter((w) => w !== '');
+  let line = out.length > 0 ? (out.pop() as string) : '';
+  if (words.length > 0 && line !== '') {
+    if (joiner === '') {
+      const cut = line.lastIndexOf(' ');
+      words[0] = line.slice(cut + 1) + words[0];
+      line = cut < 0 ? '' : line.slice(0, cut);
+    } else {
+      const mark = joiner.trim();
+      if (mark !== '' && line.length + mark.length <= width) line += mark;
+    }
+  }
+  for (let word of words) {
     while (word.length > width) {
-      if (line !== '') {
-        lines.push(line);
-        line = '';
-      }
-      lines.push(word.slice(0, width));
+      if (line !== '') out.push(line);
+      line = '';
+      out.push(word.slice(0, width));
       word = word.slice(width);
     }
     if (line === '') line = word;
-    else if (line.length + 1 + word.length <= width) line += ` ${word}`;
+    else if (line.length + 1 + word.length <= width) line += ' ' + word;
     else {
-      lines.push(line);
+      out.push(line);
       line = word;
     }
   }
-  if (line !== '') lines.push(line);
-  return lines;
+  if (line !== '') out.push(line);
+  return out.length > maxLines ? out.slice(out.length - maxLines) : out;
 }

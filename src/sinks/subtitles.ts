@@ -7,11 +7,20 @@
  * syncs and closes the file; it is synchronous, so a signal handler can call it.
  */
 import type { CaptionEvent } from '../events.js';
-import { SubtitleSegmenter, type Cue, type SegmenterOptions } from './segmenter.js';
+import { RollingSegmenter } from './rolling.js';
+import { SubtitleSegmenter, type Cue, type CueSegmenter, type SegmenterOptions } from './segmenter.js';
 import { SyncFile } from './sync-file.js';
 import { srtTime, vttTime } from './timecode.js';
 
 export type SubtitleFormat = 'srt' | 'vtt';
+
+/** How cues are cut: `block` (readable groups, a clean screen between them) or `rolling` (two lines flowing, contiguous cues). */
+export const SUBTITLE_STYLES = ['block', 'rolling'] as const;
+export type SubtitleStyle = (typeof SUBTITLE_STYLES)[number];
+
+export function createSegmenter(style: SubtitleStyle, options: SegmenterOptions = {}): CueSegmenter {
+  return style === 'rolling' ? new RollingSegmenter(options) : new SubtitleSegmenter(options);
+}
 
 /** Text of one SubRip cue block (with its trailing blank line). */
 export function formatSrtCue(cue: Cue): string {
@@ -46,14 +55,14 @@ export function formatSubtitles(format: SubtitleFormat, cues: Cue[]): string {
 export class SubtitleFileWriter {
   readonly path: string;
   readonly format: SubtitleFormat;
-  private readonly segmenter: SubtitleSegmenter;
+  private readonly segmenter: CueSegmenter;
   private readonly file: SyncFile;
   private _cues = 0;
 
-  constructor(path: string, format: SubtitleFormat, options: SegmenterOptions = {}) {
+  constructor(path: string, format: SubtitleFormat, options: SegmenterOptions = {}, style: SubtitleStyle = 'block') {
     this.path = path;
     this.format = format;
-    this.segmenter = new SubtitleSegmenter(options);
+    this.segmenter = createSegmenter(style, options);
     this.file = new SyncFile(path);
     if (format === 'vtt') this.file.write(VTT_HEADER);
   }
