@@ -4,10 +4,12 @@
 // ffmpeg parses, with contiguous cues of at most two lines.
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import vm from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { RollingSegmenter } from '../../src/sinks/rolling.js';
 import { rollText, wrap, type Cue } from '../../src/sinks/segmenter.js';
 import { formatSubtitles } from '../../src/sinks/subtitles.js';
+import { ROLLING_CLIENT_JS } from '../../src/server/pages/rolling-client.js';
 import { DEV_MODEL, ffmpegReadsSubtitles, runCli, setupCliTests, subtitlePackets } from '../cli/helpers.js';
 
 function roll(texts: string[], maxLineChars = 20, streamEnd?: number): Cue[] {
@@ -75,6 +77,39 @@ describe('rolling segmenter', () => {
       const back = await ffmpegReadsSubtitles(file, format === 'srt' ? 'srt' : 'webvtt');
       expect(back).toContain('nine ten eleven');
     }
+  });
+});
+
+describe('the pages\' rolling captions (browser code, run here in a vm context)', () => {
+  type Roller = { token(f: number, t: string): void; caption(f: number, t: string): void; lines: string[]; fresh: number };
+  const make = (width: number, lines: number): Roller => {
+    const ctx = vm.createContext({});
+    vm.runInContext(`${ROLLING_CLIENT_JS}\nthis.make = (w, n) => new RollingCaptions(w, n);`, ctx);
+    return (ctx as { make: (w: number, n: number) => Roller }).make(width, lines);
+  };
+  const frames = ['a red circle', ' it moves left', '', 'It stops.', ' a blue square enters from the top', 'it grows'];
+
+  it('shows the same lines as the rolling subtitle files, fed token by token', () => {
+    const seg = new RollingSegmenter({ maxLineChars: 20 });
+    const r = make(20, 2);
+    frames.forEach((text, f) => {
+      // Word tokens as the engine sends them (" it", " moves", …), then the caption.
+      for (const tok of text.match(/\s*\S+/g) ?? []) r.token(f, tok);
+      r.caption(f, text.trim());
+      seg.push({ start: f, end: f + 1, text });
+      if (text.trim() !== '') {
+        expect(r.lines).toEqual(seg.current!.lines);
+        expect(r.fresh).toBe(text.trim().split(' ').length);
+      }
+    });
+  });
+
+  it('a caption whose tokens were not (all) received adds the rest', () => {
+    const r = make(20, 2);
+    r.token(0, 'a red');
+    r.caption(0, 'a red circle');
+    r.caption(1, 'it moves');
+    expect(r.lines).toEqual(['a red circle, it', 'moves']);
   });
 });
 

@@ -17,10 +17,15 @@
  *   partial   1 to show the caption being written, token by token (default 1)
  *   fade      seconds after which a caption disappears; 0 = never (default 0)
  *   debug     1 to show the connection state in a corner
+ *   style     rolling: the text flows through `lines` lines (default 2) of at most `chars`
+ *             characters (default 42), the older line scrolling up (rolling-client.ts)
+ *   chars     longest line in rolling style
  *
  * Reconnects with exponential backoff (0.5 s doubling to 30 s, with jitter) and resumes
  * from the last seq it received, so captions committed while it was away are shown once.
  */
+import { ROLLING_CLIENT_JS } from '../pages/rolling-client.js';
+
 export const OVERLAY_HTML = `<!doctype html>
 <html lang="en">
 <head>
@@ -56,6 +61,7 @@ export const OVERLAY_HTML = `<!doctype html>
 <div id="state">starting</div>
 <div id="captions"><div class="box" id="box"></div></div>
 <script>
+${ROLLING_CLIENT_JS}
 (function () {
   "use strict";
   var q = new URLSearchParams(location.search);
@@ -67,6 +73,7 @@ export const OVERLAY_HTML = `<!doctype html>
     return q.has(name) && isFinite(v) ? Math.min(max, Math.max(min, v)) : def;
   }
   var maxLines = Math.round(num("lines", 2, 1, 20));
+  var roll = q.get("style") === "rolling" ? new RollingCaptions(Math.round(num("chars", 42, 8, 200)), maxLines) : null;
   var fadeMs = num("fade", 0, 0, 3600) * 1000;
   var showPartial = q.get("partial") !== "0";
   var rootStyle = document.documentElement.style;
@@ -97,22 +104,30 @@ export const OVERLAY_HTML = `<!doctype html>
     stateEl.textContent = s + (detail ? " - " + detail : "") + (lastSeq !== null ? " #" + lastSeq : "");
   }
 
+  function lineNode(text, cls) {
+    var d = document.createElement("span");
+    d.className = "line" + cls;
+    d.textContent = text;
+    return d;
+  }
+
   function render() {
+    if (roll) {
+      box.replaceChildren.apply(box, roll.lines.map(function (l) { return lineNode(l, ""); }));
+      box.style.display = roll.lines.length ? "inline-block" : "none";
+      document.body.setAttribute("data-last-seq", lastSeq === null ? "" : String(lastSeq));
+      return;
+    }
     var now = Date.now();
     var shown = lines.slice(-maxLines);
     var nodes = [];
     shown.forEach(function (l) {
-      var d = document.createElement("span");
-      d.className = "line" + (fadeMs > 0 && now - l.at > fadeMs ? " fading" : "");
-      d.textContent = l.text;
+      var d = lineNode(l.text, fadeMs > 0 && now - l.at > fadeMs ? " fading" : "");
       d.setAttribute("data-seq", String(l.seq));
       nodes.push(d);
     });
     if (showPartial && partial && partial.text.trim() !== "") {
-      var p = document.createElement("span");
-      p.className = "line partial";
-      p.textContent = partial.text.trim();
-      nodes.push(p);
+      nodes.push(lineNode(partial.text.trim(), " partial"));
       if (nodes.length > maxLines) nodes.splice(0, nodes.length - maxLines);
     }
     box.replaceChildren.apply(box, nodes);
@@ -127,7 +142,9 @@ export const OVERLAY_HTML = `<!doctype html>
     if (ev.type === "token") {
       if (!partial || partial.frame !== ev.frame) partial = { frame: ev.frame, text: "" };
       partial.text += ev.text;
+      if (roll && showPartial) roll.token(ev.frame, ev.text);
     } else if (ev.type === "caption") {
+      if (roll) roll.caption(ev.frame, ev.text);
       if (partial && partial.frame === ev.frame) partial = null;
       var text = String(ev.text || "").trim();
       if (text) lines.push({ seq: ev.seq, frame: ev.frame, text: text, at: Date.now() });
@@ -176,7 +193,7 @@ export const OVERLAY_HTML = `<!doctype html>
           sock.close();
         } else if (reason.indexOf("resume seq") === 0) {
           lastSeq = null; // the server's log was reset: start over
-          lines = []; partial = null; render();
+          lines = []; partial = null; if (roll) roll.clear(); render();
         }
       } else {
         onEvent(ev);
