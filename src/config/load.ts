@@ -14,11 +14,13 @@ import { formatPath } from '../zod-path.js';
 export { formatPath };
 import {
   DEFAULTS,
+  HLS_DEFAULTS,
   RENAMED_GENERATION_FIELDS,
   rawConfigSchema,
   rawStreamSchema,
   type ConfigProblem,
   type GenerationOverrides,
+  type OutputsConfig,
   type RawConfig,
   type RawGenerationOverrides,
   type RawSecret,
@@ -175,6 +177,14 @@ function lineOfPath(doc: Document, lc: LineCounter, parts: ReadonlyArray<Propert
   return best;
 }
 
+/** What a secret must be once read: at least `min` characters (`message` otherwise). */
+interface SecretRule {
+  min: number;
+  message: string;
+}
+const TOKEN_RULE: SecretRule = { min: 16, message: 'tokens must be at least 16 characters' };
+const ANY_SECRET: SecretRule = { min: 1, message: 'must not be empty' };
+
 function resolveSecret(
   secret: RawSecret,
   at: string,
@@ -183,6 +193,7 @@ function resolveSecret(
   problems: ConfigProblem[],
   lineOf: LineOf,
   parts: PropertyKey[],
+  rule: SecretRule = TOKEN_RULE,
 ): string | undefined {
   let value: string | undefined;
   if (typeof secret === 'string') return secret;
@@ -203,8 +214,8 @@ function resolveSecret(
       return undefined;
     }
   }
-  if (value.length < 16) {
-    problems.push({ path: at, message: 'tokens must be at least 16 characters', line: lineOf(parts) });
+  if (value.length < rule.min) {
+    problems.push({ path: at, message: rule.message, line: lineOf(parts) });
     return undefined;
   }
   return value;
@@ -272,7 +283,12 @@ export function resolveStream(
     generation: { ...defaults.generation, ...engineGeneration(raw.generation) },
     enabled: raw.enabled ?? true,
     restart: mergeRestart(defaults.restart, raw.restart),
+    ...(raw.hls !== undefined ? { hls: { ...HLS_DEFAULTS, ...definedFields(raw.hls) } } : {}),
   };
+}
+
+function definedFields<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 /** Validates one stream object (HTTP API), returning problems with paths relative to `prefix`. */
@@ -328,6 +344,7 @@ function resolveConfig(raw: RawConfig, options: ParseOptions, problems: ConfigPr
     model,
     defaults,
     streams,
+    outputs: resolveOutputs(raw, { configDir, env, problems, lineOf }),
     limits,
     dataDir: resolveDataDir(raw, configDir, env),
     captionLog: {
@@ -337,6 +354,40 @@ function resolveConfig(raw: RawConfig, options: ParseOptions, problems: ConfigPr
     log: { level: raw.log?.level ?? DEFAULTS.logLevel },
     warnings: renamedFieldWarnings(raw, lineOf),
   };
+}
+
+/** The MQTT and YouTube outputs: secrets read, TLS file paths made absolute, URLs checked. */
+function resolveOutputs(
+  raw: RawConfig,
+  ctx: { configDir: string; env: NodeJS.ProcessEnv; problems: ConfigProblem[]; lineOf: LineOf },
+): OutputsConfig {
+  const { configDir, env, problems, lineOf } = ctx;
+  const secret = (s: RawSecret, parts: PropertyKey[]): string | undefined => resolveSecret(s, formatPath(parts), configDir, env, problems, lineOf, parts, ANY_SECRET);
+  const youtube = (raw.outputs?.youtube ?? []).flatMap((y, i) => {
+    const parts = ['outputs', 'youtube', i, 'url'];
+    const url = secret(y.url, parts);
+    if (url === undefined) return [];
+    if (!/^https?:\/\/[^/\s]+/i.test(url)) {
+      problems.push({ path: formatPath(parts), message: 'must be the http(s) caption ingestion URL YouTube gives the broadcast', line: lineOf(parts) });
+      return [];
+    }
+    return [{ stream: y.stream, url, clockOffsetMs: y.clockOffsetMs ?? 0, minIntervalMs: y.minIntervalMs ?? 1000, ...(y.region !== undefined ? { region: y.region } : {}) }];
+  });
+  const m = raw.outputs?.mqtt;
+  if (!m) return { youtube };
+  const password = m.password !== undefined ? secret(m.password, ['outputs', 'mqtt', 'password']) : undefined;
+  const tls = m.tls && {
+    ...definedFields(m.tls),
+    ...Object.fromEntries((['ca', 'cert', 'key'] as const).flatMap((k) => (m.tls?.[k] !== undefined ? [[k, path.resolve(configDir, m.tls[k])]] : []))),
+  };
+  const mqtt = {
+    url: m.url,
+    topicPrefix: m.topicPrefix ?? 'casa-live',
+    qos: m.qos ?? 1,
+    tokens: m.tokens ?? false,
+    ...definedFields({ username: m.username, clientId: m.clientId, password, tls }),
+  };
+  return { mqtt, youtube };
 }
 
 /** The token lists, secrets read; a token is required unless auth is explicitly off. */

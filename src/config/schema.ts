@@ -77,6 +77,37 @@ export interface RestartPolicy {
   maxRetries?: number;
 }
 
+/** How subtitle cues are cut: readable blocks, or two rolling lines (src/sinks/rolling.ts). */
+export const SUBTITLE_STYLES = ['block', 'rolling'] as const;
+export type SubtitleStyle = (typeof SUBTITLE_STYLES)[number];
+export const X264_PRESETS = ['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium'] as const;
+
+/** The stream's low-latency HLS (video + WebVTT captions) for the watch page and HLS players. */
+export const hlsSchema = z.strictObject({
+  enabled: z.boolean().optional(),
+  /** Target segment length, seconds. */
+  segmentSeconds: z.number().min(0.5).max(10).optional(),
+  /** Segments listed in the live playlists. */
+  listSize: z.int().min(3).max(60).optional(),
+  /** Height of the encoded video (0: the source's). */
+  height: z.int().min(0).max(4320).optional(),
+  /** x264 preset: faster presets cost less CPU for more bits. */
+  preset: z.enum(X264_PRESETS).optional(),
+  /** Cue style of the WebVTT rendition. */
+  subtitleStyle: z.enum(SUBTITLE_STYLES).optional(),
+  lineLength: z.int().min(8).max(200).optional(),
+});
+export interface HlsConfig {
+  enabled: boolean;
+  segmentSeconds: number;
+  listSize: number;
+  height: number;
+  preset: (typeof X264_PRESETS)[number];
+  subtitleStyle: SubtitleStyle;
+  lineLength: number;
+}
+export const HLS_DEFAULTS: HlsConfig = { enabled: false, segmentSeconds: 1, listSize: 6, height: 480, preset: 'veryfast', subtitleStyle: 'block', lineLength: 42 };
+
 export const rawStreamSchema = z.strictObject({
   id: streamIdSchema,
   input: streamInputSchema,
@@ -85,6 +116,7 @@ export const rawStreamSchema = z.strictObject({
   generation: rawGenerationSchema.optional(),
   enabled: z.boolean().optional(),
   restart: restartSchema.optional(),
+  hls: hlsSchema.optional(),
 });
 export type RawStreamConfig = z.infer<typeof rawStreamSchema>;
 
@@ -95,6 +127,46 @@ export const secretSchema = z.union([
   z.strictObject({ file: z.string().min(1) }),
 ]);
 export type RawSecret = z.infer<typeof secretSchema>;
+
+/** A secret of any length (a password, a URL with a key in it): inline, {env}, or {file}. */
+export const anySecretSchema = z.union([z.string().min(1), z.strictObject({ env: z.string().min(1) }), z.strictObject({ file: z.string().min(1) })]);
+
+/** MQTT output (src/sinks/mqtt.ts): one broker, every stream. */
+export const mqttOutputSchema = z.strictObject({
+  url: z.string().regex(/^(mqtts?|wss?):\/\/[^/\s]+/, 'must be a broker URL: mqtt://host[:port], mqtts://, ws:// or wss://'),
+  username: z.string().min(1).optional(),
+  password: anySecretSchema.optional(),
+  clientId: z.string().min(1).max(128).optional(),
+  /** Topics are <topicPrefix>/available and <topicPrefix>/<stream>/{caption,status,token}. */
+  topicPrefix: z.string().regex(/^[^#+/\s][^#+\s]*$/, 'must be a topic without wildcards (+, #), spaces or a leading /').optional(),
+  qos: z.union([z.literal(0), z.literal(1), z.literal(2)]).optional(),
+  /** Also publish token events (not retained). */
+  tokens: z.boolean().optional(),
+  /** PEM files (relative paths: from the config file's directory). */
+  tls: z
+    .strictObject({
+      ca: z.string().min(1).optional(),
+      cert: z.string().min(1).optional(),
+      key: z.string().min(1).optional(),
+      rejectUnauthorized: z.boolean().optional(),
+    })
+    .optional(),
+});
+
+/** YouTube Live captions of one stream (src/sinks/youtube.ts). */
+export const youtubeOutputSchema = z.strictObject({
+  stream: streamIdSchema,
+  /** The broadcast's closed-caption ingestion URL (it authorises the posts: a secret). */
+  url: anySecretSchema,
+  clockOffsetMs: z.int().min(-600_000).max(600_000).optional(),
+  region: z.string().regex(/^[A-Za-z0-9_-]+(#[A-Za-z0-9_-]+)?$/, 'must look like reg1#cue1').optional(),
+  minIntervalMs: z.int().min(0).max(60_000).optional(),
+});
+
+export const outputsSchema = z.strictObject({
+  mqtt: mqttOutputSchema.optional(),
+  youtube: z.array(youtubeOutputSchema).optional(),
+});
 
 export const rawConfigSchema = z.strictObject({
   listen: z
@@ -126,6 +198,7 @@ export const rawConfigSchema = z.strictObject({
     })
     .optional(),
   streams: z.array(rawStreamSchema).optional(),
+  outputs: outputsSchema.optional(),
   limits: z
     .strictObject({
       maxClients: z.int().min(1).max(100_000).optional(),
@@ -164,6 +237,33 @@ export interface StreamConfig {
   generation: GenerationOverrides;
   enabled: boolean;
   restart: RestartPolicy;
+  /** Present when the stream's config has `hls` (defaults applied). */
+  hls?: HlsConfig;
+}
+
+export interface MqttOutputConfig {
+  url: string;
+  username?: string;
+  password?: string;
+  clientId?: string;
+  topicPrefix: string;
+  qos: 0 | 1 | 2;
+  tokens: boolean;
+  /** Absolute paths. */
+  tls?: { ca?: string; cert?: string; key?: string; rejectUnauthorized?: boolean };
+}
+
+export interface YouTubeOutputConfig {
+  stream: string;
+  url: string;
+  clockOffsetMs: number;
+  region?: string;
+  minIntervalMs: number;
+}
+
+export interface OutputsConfig {
+  mqtt?: MqttOutputConfig;
+  youtube: YouTubeOutputConfig[];
 }
 
 export interface ServeLimits {
@@ -202,6 +302,8 @@ export interface ServeConfig {
   model: string;
   defaults: { fps: number; generation: GenerationOverrides; restart: RestartPolicy };
   streams: StreamConfig[];
+  /** MQTT and YouTube outputs, secrets resolved. */
+  outputs: OutputsConfig;
   limits: ServeLimits;
   dataDir: string;
   captionLog: { retentionDays: number; fsync: boolean };

@@ -10,6 +10,7 @@ import { createLogger, type Logger } from '../logger.js';
 import { createMetrics, type Metrics } from '../metrics.js';
 import { loadConfig, ConfigInvalidError, type ConfigProblem } from '../config/load.js';
 import type { ServeConfig } from '../config/schema.js';
+import { SinkFanout, configuredOutputs } from '../sinks/outputs.js';
 import { Authorizer, satisfies, tokenOf } from './auth.js';
 import { Hub } from './hub.js';
 import { CLOSE_CODES, WS_PATH, WS_PATH_ALIAS } from './protocol.js';
@@ -46,6 +47,8 @@ export class CasaServer {
   readonly metrics: Metrics;
   readonly manager: StreamManager;
   readonly hub: Hub;
+  /** MQTT, YouTube and HLS-subtitle outputs: every event broadcast goes to them too. */
+  readonly outputs: SinkFanout;
   model: ModelState;
   /** Resolves once the model is loaded and streams started; rejects when prepare fails. */
   readonly ready: Promise<void>;
@@ -80,9 +83,13 @@ export class CasaServer {
       hello: () => this.hello(),
       slowCloseGraceMs: options.slowCloseGraceMs ?? 5000,
     });
+    this.outputs = new SinkFanout(this.logger.child({ component: 'outputs' }));
     this.deps = {
       factory: options.pipelineFactory,
-      publish: (ev) => this.hub.publish(ev),
+      publish: (ev) => {
+        this.hub.publish(ev);
+        this.outputs.publish(ev);
+      },
       metrics: this.metrics,
       logger: this.logger,
       dataDir: this.config.dataDir,
@@ -108,6 +115,7 @@ export class CasaServer {
   static async start(options: ServerOptions): Promise<CasaServer> {
     const server = new CasaServer(options);
     await server.manager.init(server.config);
+    await server.outputs.apply('config:', configuredOutputs(server.config.outputs, server.logger));
     await new Promise<void>((resolve, reject) => {
       server.httpServer.once('error', reject);
       server.httpServer.listen(server.config.listen.port, server.config.listen.host, () => {
@@ -195,6 +203,7 @@ export class CasaServer {
     this.deps.captionLog = { ...next.captionLog };
     this.deps.resumeWindow = next.limits.resumeWindow;
     this.config = next;
+    await this.outputs.apply('config:', configuredOutputs(next.outputs, this.logger));
     const result = await this.manager.applyConfig(next);
     this.logger.info({ ...result, restartNeeded }, 'config reloaded');
     return { ok: true, ...result, restartNeeded };
@@ -213,6 +222,7 @@ export class CasaServer {
       const httpClosed = new Promise<void>((resolve) => this.httpServer.close(() => resolve()));
       this.httpServer.closeIdleConnections();
       await this.manager.closeAll('server shutting down');
+      await this.outputs.close();
       await this.hub.closeAll(CLOSE_CODES.GOING_AWAY, 'server shutting down');
       this.httpServer.closeAllConnections();
       await Promise.race([httpClosed, new Promise((r) => setTimeout(r, 1000).unref())]);
