@@ -152,9 +152,24 @@ export class MqttSink implements EventSink {
     }, delay);
   }
 
+  /**
+   * Publishes a batch. A connection lost meanwhile fails it (mqtt.js would keep the QoS ≥ 1
+   * messages in flight pending until it reconnects by itself, which it does not do here): the
+   * batch is sent again after the reconnect, so a subscriber may get a message twice (QoS 1).
+   */
   private async publish(batch: Batch<Message>): Promise<void> {
     if (!this.client.connected) throw new Error('not connected to the broker');
-    await Promise.all(batch.items.map((m) => this.client.publishAsync(m.topic, m.payload, { qos: this.qos, retain: m.retain })));
+    let onClose: (() => void) | undefined;
+    const lost = new Promise<never>((_, reject) => {
+      onClose = () => reject(new Error('connection lost while publishing'));
+      this.client.once('close', onClose);
+    });
+    try {
+      await Promise.race([Promise.all(batch.items.map((m) => this.client.publishAsync(m.topic, m.payload, { qos: this.qos, retain: m.retain }))), lost]);
+    } finally {
+      this.client.off('close', onClose!);
+      lost.catch(() => undefined);
+    }
   }
 }
 
