@@ -10,7 +10,7 @@ import { STREAM_ID_RE, STREAM_ID_RULE } from '../events.js';
 import { FileNotFoundError, classifyInput, type ClassifiedInput, type Fit } from '../ingest/index.js';
 import type { LogLevel } from '../logger.js';
 import { embeddedModelDir, packageRoot, resolveModelRef } from '../pipeline/models.js';
-import { SUBTITLE_STYLES, type SubtitleStyle } from '../sinks/subtitles.js';
+import { HTTP_URL_RE, MQTT_URL_RE, MQTT_URL_RULE, SUBTITLE_STYLES, type SubtitleStyle } from '../config/schema.js';
 import { checkOutputFile, fitOption, logLevelOption, nonNegativeNumber, oneOf, positiveInt, positiveNumber, seedValue } from './common.js';
 
 export interface CaptionArgs {
@@ -27,6 +27,8 @@ export interface CaptionArgs {
   vtt?: string;
   jsonl?: string;
   burnIn?: string;
+  mqtt?: string;
+  youtube?: string;
   quiet?: boolean;
   lineLength?: number;
   subtitleStyle?: string;
@@ -76,7 +78,34 @@ export interface CaptionPlan {
   realtime: boolean;
   quiet: boolean;
   outputs: OutputPaths;
+  /** Live outputs: an MQTT broker, a YouTube Live caption ingestion URL. */
+  feeds: CaptionFeeds;
   modelDir: string;
+}
+
+export interface CaptionFeeds {
+  mqtt?: string;
+  youtube?: string;
+}
+
+/**
+ * --mqtt URL and --youtube URL (or env:NAME: the URL from that environment variable, which
+ * keeps the ingestion key out of the process list).
+ */
+function resolveFeeds(args: CaptionArgs, env: NodeJS.ProcessEnv): CaptionFeeds {
+  const feeds: CaptionFeeds = {};
+  if (args.mqtt !== undefined) {
+    if (!MQTT_URL_RE.test(args.mqtt)) throw new UsageError(`--mqtt must be ${MQTT_URL_RULE}, not "${args.mqtt}".`);
+    feeds.mqtt = args.mqtt;
+  }
+  if (args.youtube !== undefined) {
+    const name = /^env:(.+)$/.exec(args.youtube)?.[1];
+    const url = name !== undefined ? env[name]?.trim() : args.youtube;
+    if (!url) throw new UsageError(`--youtube env:${name}: the environment variable ${name} is not set.`);
+    if (!HTTP_URL_RE.test(url)) throw new UsageError('--youtube must be the http(s) caption ingestion URL of the broadcast (or env:NAME).');
+    feeds.youtube = url;
+  }
+  return feeds;
 }
 
 /** The input (or the demo clip, with its ground truth when installed). */
@@ -135,6 +164,7 @@ export function resolveCaptionPlan(args: CaptionArgs, env: NodeJS.ProcessEnv): C
   }
   const logLevel = logLevelOption(args.logLevel);
   const outputs = resolveOutputPaths(args, classified);
+  const feeds = resolveFeeds(args, env);
   if (classified.kind === 'file' && classified.path && !existsSync(classified.path)) {
     throw new FileNotFoundError(classified.display);
   }
@@ -158,6 +188,7 @@ export function resolveCaptionPlan(args: CaptionArgs, env: NodeJS.ProcessEnv): C
     realtime: args.realtime === true,
     quiet: args.quiet === true,
     outputs,
+    feeds,
     modelDir,
   };
 }

@@ -16,7 +16,9 @@ import { assertCanBurnIn, burnIn } from '../sinks/burn-in.js';
 import { JsonlWriter } from '../sinks/jsonl.js';
 import { normalise, type Cue, type CueSegmenter } from '../sinks/segmenter.js';
 import { SubtitleFileWriter, createSegmenter, type SubtitleStyle } from '../sinks/subtitles.js';
-import { resolveCaptionPlan, type CaptionArgs, type CaptionPlan, type OutputPaths } from './caption-plan.js';
+import { resolveCaptionPlan, type CaptionArgs, type CaptionFeeds, type CaptionPlan, type OutputPaths } from './caption-plan.js';
+import { MQTT_DEFAULTS, type OutputsConfig } from '../config/schema.js';
+import { SinkFanout, configuredOutputs } from '../sinks/outputs.js';
 import { CaptionDisplay, formatDuration, type DisplayMode } from './display.js';
 import { ExitRequest, cliLogger, type CliIo } from './common.js';
 import { releaseEarlySignals } from './signals.js';
@@ -41,8 +43,9 @@ function createDisplay(plan: CaptionPlan, io: CliIo): CaptionDisplay {
 
 // ------------------------------------------------------------------ outputs
 
-/** The files a run writes (SRT, WebVTT, JSONL) and the cues kept for burning in. */
+/** The files a run writes (SRT, WebVTT, JSONL), its live feeds (MQTT, YouTube) and the cues kept for burning in. */
 class CaptionOutputs {
+  private feeds: SinkFanout | undefined;
   srt?: SubtitleFileWriter;
   vtt?: SubtitleFileWriter;
   jsonl?: JsonlWriter;
@@ -60,6 +63,24 @@ class CaptionOutputs {
       this.burnCues = [];
       this.burnSegmenter = createSegmenter(lines.style, options);
     }
+  }
+
+  /** Opens the MQTT and YouTube outputs asked for. */
+  async openFeeds(feeds: CaptionFeeds, stream: string, logger: Logger): Promise<void> {
+    const outputs: OutputsConfig = { youtube: feeds.youtube ? [{ stream, url: feeds.youtube, clockOffsetMs: 0, minIntervalMs: 1000 }] : [] };
+    if (feeds.mqtt) outputs.mqtt = { url: feeds.mqtt, topicPrefix: MQTT_DEFAULTS.topicPrefix, qos: MQTT_DEFAULTS.qos, tokens: false };
+    this.feeds = new SinkFanout(logger);
+    await this.feeds.apply('', configuredOutputs(outputs, logger));
+  }
+
+  /** Every event goes to the feeds. */
+  event(ev: StreamEvent): void {
+    this.feeds?.publish(ev);
+  }
+
+  /** Sends what the feeds still hold (a few seconds at most) and disconnects them. */
+  async closeFeeds(): Promise<void> {
+    await this.feeds?.close();
   }
 
   caption(ev: CaptionEvent): void {
@@ -194,6 +215,7 @@ export async function runCaption(args: CaptionArgs, io: CliIo): Promise<number> 
     return exitCodeOfStop(err, io.stderr);
   } finally {
     outputs.close();
+    await outputs.closeFeeds();
     await control.uninstall();
     await model?.release().catch(() => undefined);
   }
@@ -242,6 +264,7 @@ async function captionWith(model: Model, plan: CaptionPlan, parts: RunParts): Pr
     await assertCanBurnIn(ffmpegPath);
   }
   outputs.open(plan.outputs, { lineLength: plan.lineLength, style: plan.subtitleStyle }, io.stdout);
+  await outputs.openFeeds(plan.feeds, plan.streamId, logger);
   display.note(
     `captioning ${plan.classified.display} with ${m.name} (${m.fusion}, ${m.image.width}x${m.image.height}, ${runFps} fps${plan.maxFrames ? `, at most ${plan.maxFrames} frames` : ''})`,
   );
@@ -296,6 +319,7 @@ async function consumeEvents(p: CaptionPipelineHandle, plan: CaptionPlan, parts:
     for await (const raw of p.events) {
       const ev: StreamEvent = stampEvent(raw, plan.streamId, ++seq);
       outputs.jsonl?.write(ev);
+      outputs.event(ev);
       if (ev.type === 'token') display.token(ev);
       else if (ev.type === 'caption') {
         tally.captions++;

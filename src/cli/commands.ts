@@ -62,6 +62,8 @@ const caption: CommandDef = {
       .option('vtt', { type: 'string', describe: 'write WebVTT subtitles to FILE', requiresArg: true })
       .option('jsonl', { type: 'string', describe: 'write token/caption/status events (one JSON object per line) to FILE, or - for stdout', requiresArg: true })
       .option('burn-in', { type: 'string', describe: 'write a copy of the video with the captions rendered into it to FILE (needs ffmpeg with libass)', requiresArg: true })
+      .option('mqtt', { type: 'string', describe: 'publish captions and status to this MQTT broker (mqtt://host[:port], mqtts://…; topics casa-live/<stream-id>/…)', requiresArg: true })
+      .option('youtube', { type: 'string', describe: 'post captions to this YouTube Live caption ingestion URL (or env:NAME to read it from that variable)', requiresArg: true })
       .option('line-length', { type: 'number', describe: 'longest subtitle line, in characters', default: undefined, defaultDescription: '42' })
       .option('subtitle-style', { type: 'string', describe: 'subtitle cues: block (readable groups) or rolling (two lines flowing, each cue until the next)', defaultDescription: 'block' })
       .option('fit', { type: 'string', describe: 'how frames of another aspect ratio fit the model: fill, crop, letterbox', defaultDescription: "the model's" })
@@ -246,6 +248,8 @@ const CAPTION_FLAGS: ReadonlyArray<[keyof CaptionArgs, string]> = [
   ['vtt', 'vtt'],
   ['jsonl', 'jsonl'],
   ['burnIn', 'burn-in'],
+  ['mqtt', 'mqtt'],
+  ['youtube', 'youtube'],
   ['quiet', 'quiet'],
   ['lineLength', 'line-length'],
   ['subtitleStyle', 'subtitle-style'],

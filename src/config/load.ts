@@ -15,6 +15,8 @@ export { formatPath };
 import {
   DEFAULTS,
   HLS_DEFAULTS,
+  HTTP_URL_RE,
+  MQTT_DEFAULTS,
   RENAMED_GENERATION_FIELDS,
   rawConfigSchema,
   rawStreamSchema,
@@ -367,7 +369,7 @@ function resolveOutputs(
     const parts = ['outputs', 'youtube', i, 'url'];
     const url = secret(y.url, parts);
     if (url === undefined) return [];
-    if (!/^https?:\/\/[^/\s]+/i.test(url)) {
+    if (!HTTP_URL_RE.test(url)) {
       problems.push({ path: formatPath(parts), message: 'must be the http(s) caption ingestion URL YouTube gives the broadcast', line: lineOf(parts) });
       return [];
     }
@@ -382,8 +384,8 @@ function resolveOutputs(
   };
   const mqtt = {
     url: m.url,
-    topicPrefix: m.topicPrefix ?? 'casa-live',
-    qos: m.qos ?? 1,
+    topicPrefix: m.topicPrefix ?? MQTT_DEFAULTS.topicPrefix,
+    qos: m.qos ?? MQTT_DEFAULTS.qos,
     tokens: m.tokens ?? false,
     ...definedFields({ username: m.username, clientId: m.clientId, password, tls }),
   };

@@ -131,9 +131,15 @@ export type RawSecret = z.infer<typeof secretSchema>;
 /** A secret of any length (a password, a URL with a key in it): inline, {env}, or {file}. */
 export const anySecretSchema = z.union([z.string().min(1), z.strictObject({ env: z.string().min(1) }), z.strictObject({ file: z.string().min(1) })]);
 
+/** The broker URLs the MQTT output takes, and the caption ingestion URLs of YouTube. */
+export const MQTT_URL_RE = /^(mqtts?|wss?):\/\/[^/\s]+/;
+export const MQTT_URL_RULE = 'a broker URL: mqtt://host[:port], mqtts://, ws:// or wss://';
+export const HTTP_URL_RE = /^https?:\/\/[^/\s]+/i;
+export const MQTT_DEFAULTS = { topicPrefix: 'casa-live', qos: 1 } as const;
+
 /** MQTT output (src/sinks/mqtt.ts): one broker, every stream. */
 export const mqttOutputSchema = z.strictObject({
-  url: z.string().regex(/^(mqtts?|wss?):\/\/[^/\s]+/, 'must be a broker URL: mqtt://host[:port], mqtts://, ws:// or wss://'),
+  url: z.string().regex(MQTT_URL_RE, `must be ${MQTT_URL_RULE}`),
   username: z.string().min(1).optional(),
   password: anySecretSchema.optional(),
   clientId: z.string().min(1).max(128).optional(),

@@ -15,13 +15,12 @@ import { readFileSync } from 'node:fs';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 
 type QoS = 0 | 1 | 2;
+import { MQTT_DEFAULTS } from '../config/schema.js';
 import type { StreamEvent } from '../events.js';
 import { backoffDelay } from '../ingest/backoff.js';
 import type { Logger } from '../logger.js';
 import { DeliveryQueue, type Batch } from './delivery.js';
 import type { EventSink } from './outputs.js';
-
-export const MQTT_DEFAULT_PREFIX = 'casa-live';
 
 export interface MqttSinkOptions {
   /** mqtt://host[:port] or mqtts://host[:port] (also ws:// and wss://). */
@@ -66,8 +65,8 @@ export class MqttSink implements EventSink {
   private readonly statuses = new Map<string, Message>();
 
   constructor(private readonly options: MqttSinkOptions) {
-    this.prefix = (options.topicPrefix ?? MQTT_DEFAULT_PREFIX).replace(/\/+$/, '');
-    this.qos = options.qos ?? 1;
+    this.prefix = (options.topicPrefix ?? MQTT_DEFAULTS.topicPrefix).replace(/\/+$/, '');
+    this.qos = options.qos ?? MQTT_DEFAULTS.qos;
     this.queue = new DeliveryQueue<Message>({
       capacity: 10_000,
       maxBatch: 100,

@@ -6,6 +6,7 @@
  * segmenter declares it final. `close()` writes the cues still held (the cue in progress),
  * syncs and closes the file; it is synchronous, so a signal handler can call it.
  */
+import { SUBTITLE_STYLES, type SubtitleStyle } from '../config/schema.js';
 import type { CaptionEvent } from '../events.js';
 import { RollingSegmenter } from './rolling.js';
 import { SubtitleSegmenter, type Cue, type CueSegmenter, type SegmenterOptions } from './segmenter.js';
@@ -15,8 +16,7 @@ import { srtTime, vttTime } from './timecode.js';
 export type SubtitleFormat = 'srt' | 'vtt';
 
 /** How cues are cut: `block` (readable groups, a clean screen between them) or `rolling` (two lines flowing, contiguous cues). */
-export const SUBTITLE_STYLES = ['block', 'rolling'] as const;
-export type SubtitleStyle = (typeof SUBTITLE_STYLES)[number];
+export { SUBTITLE_STYLES, type SubtitleStyle };
 
 export function createSegmenter(style: SubtitleStyle, options: SegmenterOptions = {}): CueSegmenter {
   return style === 'rolling' ? new RollingSegmenter(options) : new SubtitleSegmenter(options);

@@ -13,6 +13,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/logger.js';
 import { MqttSink } from '../../src/sinks/mqtt.js';
+import { DEV_MODEL, runCli, setupCliTests } from '../cli/helpers.js';
 import { ensureBuilt, freePort, removeDir, sleep, startDaemon, tmpDir, until, writeConfig, type Daemon } from '../server/helpers.js';
 
 const MOSQUITTO = process.env.CASA_LIVE_MOSQUITTO ?? '/usr/sbin/mosquitto';
@@ -190,5 +191,30 @@ describe('MQTT sink: credentials and TLS', () => {
     }
     // A clean stop says offline (Frigate: published after it stops).
     expect(sub.got.filter((m) => m.topic === 'casa-live/available').map((m) => m.payload)).toEqual(['online', 'offline']);
+  });
+});
+
+describe('casa-live caption --mqtt', () => {
+  const tmp = setupCliTests('casa-mqtt-cli-', { 'clip.mp4': 3 });
+
+  it("publishes the run's captions and status under casa-live/<stream-id>/", async () => {
+    const port = await freePort();
+    const broker = await startBroker('cli', port, [`listener ${port} 127.0.0.1`, 'allow_anonymous true']);
+    const url = `mqtt://127.0.0.1:${port}`;
+    const sub = await subscriber(url, 'casa-live/#');
+    try {
+      const run = await runCli(['caption', tmp.clip('clip.mp4'), '--model', DEV_MODEL, '--seed', '1', '--quiet', '--stream-id', 'door', '--mqtt', url]);
+      expect(run.code, run.stderr).toBe(0);
+      await until(() => sub.got.some((m) => m.topic === 'casa-live/available' && m.payload === 'offline'), 5000, 'offline');
+    } finally {
+      await stopBroker(broker);
+    }
+    const caps = sub.got.filter((m) => m.topic === 'casa-live/door/caption').map((m) => JSON.parse(m.payload) as { seq: number; frame: number });
+    expect(caps.length).toBeGreaterThan(2);
+    expect(caps.map((c) => c.frame)).toEqual(caps.map((_, i) => i));
+    expect(sub.got.some((m) => m.topic === 'casa-live/door/status')).toBe(true);
+    const bad = await runCli(['caption', tmp.clip('clip.mp4'), '--model', DEV_MODEL, '--mqtt', 'http://broker']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--mqtt must be a broker URL');
   });
 });

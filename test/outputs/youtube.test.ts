@@ -12,6 +12,7 @@ import { silentLogger } from '../../src/logger.js';
 import { YouTubeCaptionSink } from '../../src/sinks/youtube.js';
 import type { CaptionEvent } from '../../src/events.js';
 import { ensureBuilt, removeDir, startDaemon, tmpDir, until, writeConfig, type Daemon } from '../server/helpers.js';
+import { DEV_MODEL, runCli, setupCliTests } from '../cli/helpers.js';
 
 interface Post {
   seq: number;
@@ -206,5 +207,36 @@ describe('YouTube output of the daemon', () => {
     expect(frames).toEqual(frames.map((_, i) => frames[0]! + i)); // every frame, in order
     expect(r.posts.filter((p) => p.seq === 2).map((p) => p.status)).toEqual([500, 200]);
     expectNoDuplicates(r);
+  });
+});
+
+describe('casa-live caption --youtube', () => {
+  const tmp = setupCliTests('casa-youtube-cli-', { 'clip.mp4': 4 });
+
+  it('posts the run\'s captions, the URL read from the environment (env:NAME)', async () => {
+    const r = new Receiver();
+    const url = await r.listen();
+    try {
+      const run = await runCli(['caption', tmp.clip('clip.mp4'), '--model', DEV_MODEL, '--seed', '1', '--quiet', '--jsonl', `${tmp.dir}/c.jsonl`, '--youtube', 'env:YT_CAPTION_URL'], {
+        env: { ...process.env, YT_CAPTION_URL: url },
+      });
+      expect(run.code, run.stderr).toBe(0);
+    } finally {
+      await r.close();
+    }
+    expect(r.problems).toEqual([]);
+    const { readFileSync } = await import('node:fs');
+    const said = readFileSync(`${tmp.dir}/c.jsonl`, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { type: string; text?: string })
+      .filter((e) => e.type === 'caption' && e.text!.trim() !== '')
+      .map((e) => e.text!.trim());
+    expect(said.length).toBeGreaterThan(0);
+    expect(r.accepted().flatMap((p) => p.captions.map((c) => c.text))).toEqual(said);
+    expectNoDuplicates(r);
+    const bad = await runCli(['caption', tmp.clip('clip.mp4'), '--model', DEV_MODEL, '--youtube', 'env:NOT_SET_ANYWHERE']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('NOT_SET_ANYWHERE is not set');
   });
 });
