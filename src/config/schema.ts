@@ -106,6 +106,11 @@ export interface HlsConfig {
   subtitleStyle: SubtitleStyle;
   lineLength: number;
 }
+/** Where a stream's HLS files are: ffmpeg writes the video there, the daemon the subtitles and serves them. */
+export function hlsDir(dataDir: string, stream: string): string {
+  return `${dataDir.replace(/\/+$/, '')}/hls/${stream}`;
+}
+
 export const HLS_DEFAULTS: HlsConfig = { enabled: false, segmentSeconds: 1, listSize: 6, height: 480, preset: 'veryfast', subtitleStyle: 'block', lineLength: 42 };
 
 export const rawStreamSchema = z.strictObject({

@@ -14,6 +14,7 @@
  *   frame timestamps come from (rawvideo on a pipe carries none).
  */
 import type { FfmpegFeatures } from './binaries.js';
+import { hlsOutputArgs, type HlsOutputOptions } from './hls-output.js';
 import type { ClassifiedInput } from './input.js';
 import type { Fit } from './types.js';
 
@@ -36,6 +37,8 @@ export interface FfmpegArgsParams {
   inputFormat?: string;
   /** Let ffmpeg stop by itself after this many output frames (only where no frame is ever dropped). */
   maxOutputFrames?: number;
+  /** A second output: the video as HLS, its timestamps offset by the attempt's place on the stream's clock. */
+  hls?: { options: HlsOutputOptions; offsetSeconds: number };
 }
 
 export interface FfmpegArgs {
@@ -43,6 +46,8 @@ export interface FfmpegArgs {
   input: string;
   inputOptions: string[];
   outputOptions: string[];
+  /** The HLS output: where it goes and its options. */
+  extraOutput?: { target: string; options: string[] };
 }
 
 export function buildFfmpegArgs(p: FfmpegArgsParams): FfmpegArgs {
@@ -88,7 +93,8 @@ export function buildFfmpegArgs(p: FfmpegArgsParams): FfmpegArgs {
     '-f',
     'rawvideo',
   ];
-  return { input: p.input.ffmpegInput, inputOptions, outputOptions };
+  const extraOutput = p.hls && hlsOutputArgs(p.hls.options, p.hls.offsetSeconds, p.features);
+  return { input: p.input.ffmpegInput, inputOptions, outputOptions, ...(extraOutput ? { extraOutput } : {}) };
 }
 
 /** The -vf graph: sample at fps, fit into width x height, rgb24, log pts. No spaces in it. */

@@ -3,6 +3,7 @@
  * duration, the last lines for errors), turns its raw frames into Frames for the hand-off, and
  * says how the run ended (an end of input, or a typed failure).
  */
+import { mkdirSync } from 'node:fs';
 import type { ResolvedFfmpeg } from './binaries.js';
 import { CorruptInputError, FfmpegFailedError, StreamDroppedError, StreamStalledError, type IngestError } from './errors.js';
 import { buildFfmpegArgs } from './ffmpeg-args.js';
@@ -131,7 +132,9 @@ export class FfmpegAttempt {
       ...(o.inputFormat ? { inputFormat: o.inputFormat } : {}),
       // Only where no frame is ever dropped can ffmpeg count the frames still wanted.
       ...(this.host.handoff.mode === 'backpressure' && remaining !== undefined && remaining > 0 ? { maxOutputFrames: remaining } : {}),
+      ...(o.hls ? { hls: { options: o.hls, offsetSeconds: this.stamp.base } } : {}),
     });
+    if (o.hls) mkdirSync(o.hls.dir, { recursive: true });
     this.host.touch();
     this.child = startFfmpeg({
       ffmpegPath: this.bin.ffmpegPath,
@@ -139,6 +142,7 @@ export class FfmpegAttempt {
       inputOptions: args.inputOptions,
       outputOptions: args.outputOptions,
       stdout: this.assembler,
+      ...(args.extraOutput ? { extraOutput: args.extraOutput } : {}),
       onStderrLine: (line) => this.onStderrLine(line),
     });
     return this.child;

@@ -25,6 +25,8 @@ export interface FfmpegChildOptions {
   outputOptions: string[];
   /** Receives ffmpeg's stdout (the raw frames). */
   stdout: Writable;
+  /** A second output, to a file (the HLS playlist). */
+  extraOutput?: { target: string; options: string[] };
   onStderrLine: (line: string) => void;
   /** Lines of stderr kept by fluent-ffmpeg for its own messages (default 50). */
   stderrLines?: number;
@@ -60,6 +62,7 @@ export function startFfmpeg(opts: FfmpegChildOptions): FfmpegChild {
   if (opts.inputOptions.length > 0) command.inputOptions(...opts.inputOptions);
   command.output(opts.stdout, { end: true });
   if (opts.outputOptions.length > 0) command.outputOptions(...opts.outputOptions);
+  if (opts.extraOutput) command.output(opts.extraOutput.target).outputOptions(...opts.extraOutput.options);
 
   let proc: ChildProcess | undefined;
   let commandLine: string | undefined;

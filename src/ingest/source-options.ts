@@ -2,6 +2,7 @@
 import type { Readable } from 'node:stream';
 import { UsageError } from '../errors.js';
 import type { ResolveFfmpegOptions } from './binaries.js';
+import type { HlsOutputOptions } from './hls-output.js';
 import { classifyInput, type ClassifiedInput } from './input.js';
 import { FIT_MODES, type Fit, type IngestLogger, type SourceOptions } from './types.js';
 
@@ -40,6 +41,7 @@ export interface ResolvedSourceOptions {
   stdin: Readable | undefined;
   /** What resolveFfmpeg() is asked for. */
   binaries: ResolveFfmpegOptions;
+  hls: HlsOutputOptions | undefined;
 }
 
 const silentLogger: IngestLogger = { info() {}, warn() {}, error() {}, debug() {} };
@@ -84,7 +86,17 @@ export function resolveSourceOptions(opts: SourceOptions): ResolvedSourceOptions
       ...(opts.ffprobePath ? { ffprobePath: opts.ffprobePath } : {}),
       logger: log,
     },
+    hls: opts.hls && resolveHls(opts.hls),
   };
+}
+
+function resolveHls(h: HlsOutputOptions): HlsOutputOptions {
+  if (typeof h.dir !== 'string' || h.dir === '') throw new UsageError('hls.dir must name a directory.');
+  if (!/^[a-z]+$/.test(h.preset)) throw new UsageError(`hls.preset must be an x264 preset, not "${h.preset}".`);
+  positiveNumber(h.segmentSeconds, 'hls.segmentSeconds');
+  positiveInt(h.listSize, 'hls.listSize', 1000);
+  nonNegative(h.height, 'hls.height');
+  return h;
 }
 
 function resolveReconnect(opts: SourceOptions): ReconnectSettings {

@@ -1,11 +1,15 @@
 /**
  * Frame numbering and timestamps over the life of a source. Each ffmpeg attempt reports its own
  * pts (from showinfo); the clock turns them into the stream's: strictly increasing, and after a
- * reconnect continuing from the last frame plus the wall-clock time the stream was away.
+ * reconnect continuing from the last frame plus the wall-clock time the stream was away (until
+ * the new attempt started).
  */
 
-/** Stamps one attempt's frames: (pts from ffmpeg in s or NaN, Date.now()) → index and stream pts. */
-export type AttemptStamper = (t: number, now: number) => { index: number; ptsSeconds: number };
+/**
+ * Stamps one attempt's frames: (pts from ffmpeg in s or NaN, Date.now()) → index and stream pts.
+ * `base` is where the attempt's time 0 falls on the stream's clock (its HLS output is offset by it).
+ */
+export type AttemptStamper = ((t: number, now: number) => { index: number; ptsSeconds: number }) & { readonly base: number };
 
 export class StreamClock {
   private readonly fps: number;
@@ -22,18 +26,19 @@ export class StreamClock {
     return this.nextIndex;
   }
 
-  /** A stamper for a new ffmpeg attempt. */
-  forAttempt(): AttemptStamper {
+  /** A stamper for a new ffmpeg attempt, starting at `startedAt` (ms). */
+  forAttempt(startedAt = Date.now()): AttemptStamper {
     const step = 1 / this.fps;
-    let base: number | undefined;
+    // First attempt: the stream's own clock. After a reconnect the new ffmpeg starts again near
+    // 0, so continue from the last frame plus the time the stream was away until this attempt
+    // started. Fixed before ffmpeg starts, so that its HLS output can be offset by it.
+    const start = this.lastPts === undefined ? 0 : Math.round((this.lastPts + Math.max(step, (startedAt - this.lastFrameAt) / 1000)) * 1e6) / 1e6;
+    let base = start;
     let lastT: number | undefined;
-    return (raw, now) => {
+    const stamp = (raw: number, now: number): { index: number; ptsSeconds: number } => {
       // Frames without a pts are numbered by counting.
       const t = Number.isFinite(raw) ? raw : lastT === undefined ? 0 : lastT + step;
       lastT = t;
-      // First attempt: the stream's own clock. After a reconnect the new ffmpeg starts again
-      // near 0, so continue from the last frame plus the time the stream was away.
-      base ??= this.lastPts === undefined ? 0 : this.lastPts + Math.max(step, (now - this.lastFrameAt) / 1000) - t;
       let pts = base + t;
       if (this.lastPts !== undefined && pts <= this.lastPts) {
         const fixed = this.lastPts + step;
@@ -45,5 +50,6 @@ export class StreamClock {
       this.lastFrameAt = now;
       return { index: this.nextIndex++, ptsSeconds: pts };
     };
+    return Object.assign(stamp, { base: start });
   }
 }

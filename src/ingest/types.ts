@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { HlsOutputOptions } from './hls-output.js';
 import type { StreamState } from '../events.js';
 
 /** One decoded, scaled frame, exactly as the model will see it. */
@@ -80,6 +81,8 @@ export interface SourceOptions {
   inputFormat?: string;
   /** The stream read when input is "-" (default process.stdin). */
   stdin?: Readable;
+  /** Also write the video as low-latency HLS (a second output of the same ffmpeg; hls-output.ts). */
+  hls?: HlsOutputOptions;
 }
 
 export interface SourceStatus {

@@ -6,7 +6,8 @@
  */
 import path from 'node:path';
 import type { LoadOptions, SessionOptions } from '../engine.js';
-import type { GenerationOverrides, ServeConfig, StreamConfig } from '../config/schema.js';
+import { hlsDir, type GenerationOverrides, type HlsConfig, type ServeConfig, type StreamConfig } from '../config/schema.js';
+import type { HlsOutputOptions } from '../ingest/hls-output.js';
 import { createCaptionPipeline } from './pipeline.js';
 import type { CaptionPipelineHandle, PipelineFactory, PrepareHook } from './types.js';
 import { ModelRegistry, resolveModelRef } from './models.js';
@@ -47,14 +48,21 @@ export function sessionOptionsFrom(g: GenerationOverrides): SessionOptions {
   return o;
 }
 
+/** A stream's `hls` settings → the ingest's HLS output (the video part; the subtitles are a sink's). */
+function hlsOutput(h: HlsConfig, dir: string): HlsOutputOptions {
+  return { dir, segmentSeconds: h.segmentSeconds, listSize: h.listSize, height: h.height, preset: h.preset };
+}
+
 export function createDaemonHooks(options: DaemonHooksOptions = {}): DaemonHooks {
   const registry = options.registry ?? new ModelRegistry(options.loadOptions ? { loadOptions: options.loadOptions } : {});
   const env = options.env ?? process.env;
   let baseDir = process.cwd();
+  let dataDir = baseDir;
   const warnedPrompt = new Set<string>();
 
   const prepare: PrepareHook = async (config: ServeConfig) => {
     baseDir = config.configPath ? path.dirname(config.configPath) : process.cwd();
+    dataDir = config.dataDir;
     const model = await registry.load(resolveModelRef(config.model, baseDir, env), true);
     return { modelName: model.name };
   };
@@ -73,6 +81,7 @@ export function createDaemonHooks(options: DaemonHooksOptions = {}): DaemonHooks
       generation: sessionOptionsFrom(stream.generation),
       logger: ctx.logger,
       ...(ctx.signal ? { signal: ctx.signal } : {}),
+      ...(stream.hls?.enabled ? { source: { hls: hlsOutput(stream.hls, hlsDir(dataDir, stream.id)) } } : {}),
     });
     // The model reference is held until the pipeline's run has ended.
     void pipeline.stopped.finally(() => lease.release());

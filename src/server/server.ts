@@ -10,7 +10,7 @@ import { createLogger, type Logger } from '../logger.js';
 import { createMetrics, type Metrics } from '../metrics.js';
 import { loadConfig, ConfigInvalidError, type ConfigProblem } from '../config/load.js';
 import type { ServeConfig } from '../config/schema.js';
-import { SinkFanout, configuredOutputs } from '../sinks/outputs.js';
+import { DaemonOutputs } from '../sinks/outputs.js';
 import { Authorizer, satisfies, tokenOf } from './auth.js';
 import { Hub } from './hub.js';
 import { CLOSE_CODES, WS_PATH, WS_PATH_ALIAS } from './protocol.js';
@@ -48,7 +48,7 @@ export class CasaServer {
   readonly manager: StreamManager;
   readonly hub: Hub;
   /** MQTT, YouTube and HLS-subtitle outputs: every event broadcast goes to them too. */
-  readonly outputs: SinkFanout;
+  readonly outputs: DaemonOutputs;
   model: ModelState;
   /** Resolves once the model is loaded and streams started; rejects when prepare fails. */
   readonly ready: Promise<void>;
@@ -83,7 +83,7 @@ export class CasaServer {
       hello: () => this.hello(),
       slowCloseGraceMs: options.slowCloseGraceMs ?? 5000,
     });
-    this.outputs = new SinkFanout(this.logger.child({ component: 'outputs' }));
+    this.outputs = new DaemonOutputs(this.config.dataDir, (id) => this.manager.get(id)?.config, this.logger.child({ component: 'outputs' }));
     this.deps = {
       factory: options.pipelineFactory,
       publish: (ev) => {
@@ -115,7 +115,7 @@ export class CasaServer {
   static async start(options: ServerOptions): Promise<CasaServer> {
     const server = new CasaServer(options);
     await server.manager.init(server.config);
-    await server.outputs.apply('config:', configuredOutputs(server.config.outputs, server.logger));
+    await server.outputs.configure(server.config.outputs);
     await new Promise<void>((resolve, reject) => {
       server.httpServer.once('error', reject);
       server.httpServer.listen(server.config.listen.port, server.config.listen.host, () => {
@@ -203,7 +203,7 @@ export class CasaServer {
     this.deps.captionLog = { ...next.captionLog };
     this.deps.resumeWindow = next.limits.resumeWindow;
     this.config = next;
-    await this.outputs.apply('config:', configuredOutputs(next.outputs, this.logger));
+    await this.outputs.configure(next.outputs);
     const result = await this.manager.applyConfig(next);
     this.logger.info({ ...result, restartNeeded }, 'config reloaded');
     return { ok: true, ...result, restartNeeded };

@@ -11,7 +11,8 @@
  */
 import type { StreamEvent } from '../events.js';
 import type { Logger } from '../logger.js';
-import type { OutputsConfig } from '../config/schema.js';
+import { hlsDir, type OutputsConfig, type StreamConfig } from '../config/schema.js';
+import { HlsSubtitleSink } from './hls-subtitles.js';
 import { MqttSink } from './mqtt.js';
 import { YouTubeCaptionSink } from './youtube.js';
 
@@ -32,6 +33,7 @@ export interface SinkSpec {
 export class SinkFanout {
   private readonly sinks = new Map<string, EventSink>();
   private readonly failed = new Set<string>();
+  private changes: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly logger: Logger) {}
 
@@ -51,8 +53,14 @@ export class SinkFanout {
     }
   }
 
-  /** The sinks whose keys start with `scope` become exactly `specs` (each key prefixed with it). */
-  async apply(scope: string, specs: readonly SinkSpec[]): Promise<void> {
+  /** The sinks whose keys start with `scope` become exactly `specs` (each key prefixed with it); one change at a time. */
+  apply(scope: string, specs: readonly SinkSpec[]): Promise<void> {
+    const run = this.changes.then(() => this.reconcile(scope, specs));
+    this.changes = run.catch(() => undefined);
+    return run;
+  }
+
+  private async reconcile(scope: string, specs: readonly SinkSpec[]): Promise<void> {
     const wanted = new Map(specs.map((s) => [scope + s.key, s]));
     const gone = [...this.sinks.keys()].filter((k) => k.startsWith(scope) && !wanted.has(k));
     await Promise.all(gone.map((k) => this.remove(k)));
@@ -69,6 +77,7 @@ export class SinkFanout {
   }
 
   async close(): Promise<void> {
+    await this.changes;
     await Promise.all([...this.sinks.keys()].map((k) => this.remove(k)));
   }
 
@@ -96,4 +105,50 @@ export function configuredOutputs(outputs: OutputsConfig, logger: Logger): SinkS
     });
   }
   return specs;
+}
+
+/** A stream's own outputs: the WebVTT rendition of its HLS, when `hls.enabled`. */
+export function streamOutputs(stream: StreamConfig | undefined, dataDir: string, logger: Logger): SinkSpec[] {
+  const hls = stream?.enabled ? stream.hls : undefined;
+  if (!stream || !hls?.enabled) return [];
+  const dir = hlsDir(dataDir, stream.id);
+  return [
+    {
+      key: `hls|${JSON.stringify(hls)}|${stream.input}`,
+      open: () => new HlsSubtitleSink({ stream: stream.id, dir, hls, logger: logger.child({ output: 'hls', stream: stream.id }) }),
+    },
+  ];
+}
+
+/**
+ * The daemon's outputs: the configured ones (`configure`, at start and on reload) and each
+ * stream's own, brought in line with the stream's config at each of its status events (a
+ * stream starts, restarts with a new config, or is removed: each says so with a status).
+ */
+export class DaemonOutputs {
+  private readonly fanout: SinkFanout;
+
+  constructor(
+    private readonly dataDir: string,
+    private readonly streamConfig: (id: string) => StreamConfig | undefined,
+    private readonly logger: Logger,
+  ) {
+    this.fanout = new SinkFanout(logger);
+  }
+
+  configure(outputs: OutputsConfig): Promise<void> {
+    return this.fanout.apply('config:', configuredOutputs(outputs, this.logger));
+  }
+
+  publish(ev: StreamEvent): void {
+    this.fanout.publish(ev);
+    if (ev.type !== 'status') return;
+    // `ended`: stopped for good (removed, disabled, input over, shutting down): its outputs close.
+    const specs = ev.state === 'ended' ? [] : streamOutputs(this.streamConfig(ev.stream), this.dataDir, this.logger);
+    void this.fanout.apply(`stream:${ev.stream}/`, specs);
+  }
+
+  close(): Promise<void> {
+    return this.fanout.close();
+  }
 }

@@ -6,7 +6,7 @@
  * something (cues are contiguous; silent frames change nothing), as Kyutai's progressive
  * subtitles do. The same line rule (`rollText`) serves the overlay and watch pages.
  */
-import { normalise, rollText, roundMs, segmenterOptions, separator, type Cue, type CueSegmenter, type SegmenterOptions, type SubtitlePiece } from './segmenter.js';
+import { normalise, rollText, roundMs, segmenterOptions, separator, type Cue, type CueSegmenter, type OnScreenText, type SegmenterOptions, type SubtitlePiece } from './segmenter.js';
 
 interface OnScreen {
   start: number;
@@ -60,6 +60,10 @@ export class RollingSegmenter implements CueSegmenter {
 
   /** The text on screen now, if any (for live display). */
   get current(): { start: number; lines: string[] } | undefined {
+    return this.open;
+  }
+
+  get showing(): OnScreenText | undefined {
     return this.open;
   }
 

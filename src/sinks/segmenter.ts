@@ -45,6 +45,14 @@ export interface CueSegmenter {
   push(piece: SubtitlePiece): Cue[];
   /** Ends the stream: returns every remaining cue. */
   flush(streamEnd?: number): Cue[];
+  /** The text on screen whose cue is not final yet: from `start`, until `until` at the latest when known. */
+  readonly showing: OnScreenText | undefined;
+}
+
+export interface OnScreenText {
+  start: number;
+  lines: string[];
+  until?: number;
 }
 
 export const SEGMENTER_DEFAULTS = { maxLineChars: 42, maxLines: 2, minDurationSeconds: 1 } as const;
@@ -141,6 +149,12 @@ export class SubtitleSegmenter implements CueSegmenter {
   /** The text on screen now, if any (for live display). */
   get current(): { start: number; lines: string[] } | undefined {
     return this.open ? { start: this.open.start, lines: this.open.lines } : undefined;
+  }
+
+  get showing(): OnScreenText | undefined {
+    if (this.open) return { start: this.open.start, lines: this.open.lines };
+    const p = this.pending;
+    return p && { start: p.start, lines: p.lines, until: Math.max(p.lastEnd, p.start + this.minDurationSeconds) };
   }
 
   // Invariant: a pending cue exists only while no group is open (opening one settles it).

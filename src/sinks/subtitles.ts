@@ -28,10 +28,13 @@ export function formatSrtCue(cue: Cue): string {
   return `${cue.index}\n${srtTime(cue.start)} --> ${srtTime(cue.end)}\n${lines.join('\n')}\n\n`;
 }
 
-/** Text of one WebVTT cue block (with its trailing blank line). */
-export function formatVttCue(cue: Cue): string {
+/**
+ * Text of one WebVTT cue block (with its trailing blank line). `withId: false` leaves out the
+ * cue identifier (HLS segments: players take an identifier as the cue's identity across segments).
+ */
+export function formatVttCue(cue: Cue, withId = true): string {
   const lines = cue.lines.map(vttText);
-  return `${cue.index}\n${vttTime(cue.start)} --> ${vttTime(cue.end)}\n${lines.join('\n')}\n\n`;
+  return `${withId ? `${cue.index}\n` : ''}${vttTime(cue.start)} --> ${vttTime(cue.end)}\n${lines.join('\n')}\n\n`;
 }
 
 export const VTT_HEADER = 'WEBVTT\n\n';
@@ -48,7 +51,7 @@ function vttText(line: string): string {
 
 /** Builds a whole subtitle file from cues (tests, burn-in of a finished run). */
 export function formatSubtitles(format: SubtitleFormat, cues: Cue[]): string {
-  const body = cues.map(format === 'srt' ? formatSrtCue : formatVttCue).join('');
+  const body = cues.map((c) => (format === 'srt' ? formatSrtCue(c) : formatVttCue(c))).join('');
   return format === 'vtt' ? VTT_HEADER + body : body;
 }
 
@@ -85,6 +88,6 @@ export class SubtitleFileWriter {
 
   private write(cues: Cue[]): void {
     if (cues.length === 0) return;
-    if (this.file.write(cues.map(this.format === 'srt' ? formatSrtCue : formatVttCue).join(''))) this._cues += cues.length;
+    if (this.file.write(cues.map((c) => (this.format === 'srt' ? formatSrtCue(c) : formatVttCue(c))).join(''))) this._cues += cues.length;
   }
 }
