@@ -9,6 +9,7 @@ import type { ServeConfig, StreamConfig } from '../config/schema.js';
 import type { Metrics } from '../metrics.js';
 import { VERSION } from '../version.js';
 import { OVERLAY_CSP, OVERLAY_HTML } from './overlay/page.js';
+import { indexRoute, pageRoutes } from './pages/index.js';
 import { WS_PATH } from './protocol.js';
 import { HttpError, readJson, sendJson, type Route, type RouteRequest } from './router.js';
 import type { StreamManager } from './stream-manager.js';
@@ -38,14 +39,15 @@ export function apiRoutes(host: ApiHost): Route[] {
     { methods: ['GET'], pattern: STREAM, access: 'viewer', handler: ({ res, params }) => sendJson(res, 200, { stream: runnerOf(host, params[0]!).info() }) },
     { methods: ['PUT'], pattern: STREAM, access: 'admin', handler: (r) => replaceStream(host, r) },
     { methods: ['DELETE'], pattern: STREAM, access: 'admin', handler: (r) => removeStream(host, r) },
-    { methods: ['GET', 'HEAD'], pattern: /^\/$/, access: 'public', handler: ({ res }) => sendJson(res, 200, INDEX) },
+    { methods: ['GET', 'HEAD'], pattern: /^\/$/, access: 'public', handler: indexRoute(host, () => INDEX) },
+    ...pageRoutes(host),
   ];
 }
 
 const INDEX = {
   name: 'casa-live',
   version: VERSION,
-  endpoints: ['/healthz', '/readyz', '/metrics', '/v1/streams', WS_PATH, '/overlay/<stream>?token=...'],
+  endpoints: ['/healthz', '/readyz', '/metrics', '/v1/streams', WS_PATH, '/overlay/<stream>?token=...', '/watch/<stream>?token=...', '/hls/<stream>/master.m3u8?token=...'],
 };
 
 function readiness(host: ApiHost, res: RouteRequest['res']): void {

@@ -96,7 +96,7 @@ describe('the pages\' rolling captions (browser code, run here in a vm context)'
       // Word tokens as the engine sends them (" it", " moves", …), then the caption.
       for (const tok of text.match(/\s*\S+/g) ?? []) r.token(f, tok);
       r.caption(f, text.trim());
-      seg.push({ start: f, end: f + 1, text });
+      seg.push({ start: f, end: f + 1, text: text.trim() }); // the daemon's captions are trimmed
       if (text.trim() !== '') {
         expect(r.lines).toEqual(seg.current!.lines);
         expect(r.fresh).toBe(text.trim().split(' ').length);

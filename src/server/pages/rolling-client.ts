@@ -40,7 +40,8 @@ RollingCaptions.prototype.token = function (frame, raw) {
   this.frameText += raw;
   var text = normalise(raw);
   if (text === "") return;
-  if (joiner === null || normalise(this.frameText) === text) joiner = this.lastText === "" ? " " : separator(this.lastText, raw, text);
+  // A frame's first words join the text on screen as its caption (trimmed) would in the files.
+  if (joiner === null || normalise(this.frameText) === text) joiner = this.lastText === "" ? " " : separator(this.lastText, text, text);
   this.lines = rollText(this.lines, text, joiner, this.width, this.maxLines);
   this.fresh = normalise(this.frameText).split(" ").length;
 };
