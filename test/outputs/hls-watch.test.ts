@@ -122,6 +122,8 @@ describe('watch page', () => {
     expect(plot.points).toBeGreaterThanOrEqual(4);
     expect(plot.painted).toBeGreaterThan(500);
     expect(await page.getAttribute('body', 'data-state')).toBe('live');
+    // The WebVTT rendition is loaded but not shown: the feed's captions are drawn instead.
+    expect(await page.evaluate(() => Array.from((document.getElementById('video') as HTMLVideoElement).textTracks).filter((t) => t.mode === 'showing').length)).toBe(0);
 
     // Offline: everything came from the daemon (hls.js included).
     expect(requests.every((u) => u.startsWith(`http://127.0.0.1:${port}/`) || u.startsWith(`ws://127.0.0.1:${port}/`))).toBe(true);

@@ -65,7 +65,7 @@ main { max-width: 1100px; margin: 0 auto; padding: 12px; }
 #legend { font-size: 13px; color: #bbb; margin-top: 4px; }
 .key { display: inline-block; width: 18px; height: 3px; vertical-align: middle; margin: 0 6px 0 12px; }
 .key.commit { background: #ffb347; }
-.key.realtime { background: #6a8; }
+.key.realtime { background: repeating-linear-gradient(90deg, #6c9 0 6px, transparent 6px 10px); }
 #latency { margin-left: 16px; color: #eee; }
 table { border-collapse: collapse; margin: 8px 0 16px; }
 th, td { padding: 6px 14px; text-align: left; border-bottom: 1px solid #333; }
@@ -109,7 +109,9 @@ const WATCH_SCRIPT = `
   function startVideo() {
     var src = withToken("/hls/" + encodeURIComponent(stream) + "/master.m3u8");
     if (window.Hls && window.Hls.isSupported()) {
-      var hls = new window.Hls({ enableWorker: false, lowLatencyMode: true, liveSyncDurationCount: 3, renderTextTracksNatively: true, subtitleDisplay: mode === "hls" });
+      var hls = new window.Hls({ enableWorker: false, lowLatencyMode: true, liveSyncDurationCount: 3, renderTextTracksNatively: true });
+      // The WebVTT rendition is shown only with captions=hls (else the feed's captions are drawn).
+      hls.subtitleDisplay = mode === "hls";
       watch.hls = hls;
       hls.on(window.Hls.Events.ERROR, function (_e, data) {
         if (!data.fatal) return;
@@ -189,17 +191,19 @@ const WATCH_SCRIPT = `
     c.strokeStyle = "#444"; c.lineWidth = 1;
     c.strokeRect(pad, pad, W - 2 * pad, H - 2 * pad);
     c.fillStyle = "#999"; c.font = "11px sans-serif";
-    c.fillText("frame time (s)", W - pad - 80, H - 8);
-    c.fillText("commit (s)", 4, pad - 8);
-    c.fillText(x0.toFixed(1), pad, H - 12);
-    c.fillText(x1.toFixed(1), W - pad - 24, H - 12);
-    c.strokeStyle = "#6a8"; c.lineWidth = 2;
-    c.beginPath(); c.moveTo(X(x0), Y(x0)); c.lineTo(X(x1), Y(x1)); c.stroke();
-    c.strokeStyle = "#ffb347"; c.fillStyle = "#ffb347"; c.lineWidth = 1.5;
+    c.fillText("frame time (s) →", W / 2 - 40, H - 8);
+    c.fillText("↑ caption committed (s)", 4, pad - 10);
+    c.fillText(x0.toFixed(1), pad, H - 8);
+    c.fillText(x1.toFixed(1), W - pad - 24, H - 8);
+    c.strokeStyle = "#ffb347"; c.fillStyle = "#ffb347"; c.lineWidth = 3;
     c.beginPath();
     points.forEach(function (p, i) { if (i === 0) c.moveTo(X(p.pts), Y(p.commit)); else c.lineTo(X(p.pts), Y(p.commit)); });
     c.stroke();
-    points.forEach(function (p) { c.fillRect(X(p.pts) - 1.5, Y(p.commit) - 1.5, 3, 3); });
+    points.forEach(function (p) { c.fillRect(X(p.pts) - 2, Y(p.commit) - 2, 4, 4); });
+    // Real time on top, dashed: a caption committed with no delay would sit on it.
+    c.strokeStyle = "#6c9"; c.lineWidth = 1.5; c.setLineDash([6, 4]);
+    c.beginPath(); c.moveTo(X(x0), Y(x0)); c.lineTo(X(x1), Y(x1)); c.stroke();
+    c.setLineDash([]);
     canvas.setAttribute("data-points", String(points.length));
   }
 
