@@ -18,6 +18,9 @@ import { hlsOutputArgs, type HlsOutputOptions } from './hls-output.js';
 import type { ClassifiedInput } from './input.js';
 import type { Fit } from './types.js';
 
+/** Each output takes the input's first video stream, nothing else. */
+const VIDEO_ONLY = ['-map', '0:v:0', '-an', '-sn', '-dn'];
+
 /** The log prefix of the showinfo instance, matched on stderr. */
 export const SHOWINFO_NAME = 'showinfo@casa';
 /** Probe length (µs) for header-less live inputs. */
@@ -79,11 +82,7 @@ export function buildFfmpegArgs(p: FfmpegArgsParams): FfmpegArgs {
   if (p.readAtNativeRate) inputOptions.push('-re');
 
   const outputOptions = [
-    '-map',
-    '0:v:0',
-    '-an',
-    '-sn',
-    '-dn',
+    ...VIDEO_ONLY,
     '-vf',
     buildFilterGraph(p.width, p.height, p.fit, p.fps),
     ...(p.features.fpsMode ? ['-fps_mode', 'passthrough'] : ['-vsync', 'passthrough']),
@@ -93,7 +92,8 @@ export function buildFfmpegArgs(p: FfmpegArgsParams): FfmpegArgs {
     '-f',
     'rawvideo',
   ];
-  const extraOutput = p.hls && hlsOutputArgs(p.hls.options, p.hls.offsetSeconds, p.features);
+  const hls = p.hls && hlsOutputArgs(p.hls.options, p.hls.offsetSeconds, p.features);
+  const extraOutput = hls && { target: hls.target, options: [...VIDEO_ONLY, ...hls.options] };
   return { input: p.input.ffmpegInput, inputOptions, outputOptions, ...(extraOutput ? { extraOutput } : {}) };
 }
 

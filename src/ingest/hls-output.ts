@@ -25,6 +25,7 @@ export interface HlsOutputOptions {
 export const HLS_VIDEO_PLAYLIST = 'video.m3u8';
 export const HLS_VIDEO_SEGMENT = /^v\d+\.ts$/;
 
+/** The HLS output's target and options after its stream selection (ffmpeg-args.ts maps the video only). */
 export function hlsOutputArgs(o: HlsOutputOptions, offsetSeconds: number, features: FfmpegFeatures): { target: string; options: string[] } {
   const dir = o.dir.replace(/\/+$/, '');
   const scale = o.height > 0 ? `scale=w=-2:h='min(${o.height},trunc(ih/2)*2)',` : '';
@@ -32,11 +33,6 @@ export function hlsOutputArgs(o: HlsOutputOptions, offsetSeconds: number, featur
   return {
     target: `${dir}/${HLS_VIDEO_PLAYLIST}`,
     options: [
-      '-map',
-      '0:v:0',
-      '-an',
-      '-sn',
-      '-dn',
       '-vf',
       `${scale}format=yuv420p`,
       ...(features.fpsMode ? ['-fps_mode', 'passthrough'] : []),

@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { RollingSegmenter } from '../../src/sinks/rolling.js';
 import { rollText, wrap, type Cue } from '../../src/sinks/segmenter.js';
 import { formatSubtitles } from '../../src/sinks/subtitles.js';
-import { ROLLING_CLIENT_JS } from '../../src/server/pages/rolling-client.js';
+import { PAGE_CLIENT_JS } from '../../src/server/pages/page-client.js';
 import { DEV_MODEL, ffmpegReadsSubtitles, runCli, setupCliTests, subtitlePackets } from '../cli/helpers.js';
 
 function roll(texts: string[], maxLineChars = 20, streamEnd?: number): Cue[] {
@@ -84,7 +84,7 @@ describe('the pages\' rolling captions (browser code, run here in a vm context)'
   type Roller = { token(f: number, t: string): void; caption(f: number, t: string): void; lines: string[]; fresh: number };
   const make = (width: number, lines: number): Roller => {
     const ctx = vm.createContext({});
-    vm.runInContext(`${ROLLING_CLIENT_JS}\nthis.make = (w, n) => new RollingCaptions(w, n);`, ctx);
+    vm.runInContext(`${PAGE_CLIENT_JS}\nthis.make = (w, n) => new RollingCaptions(w, n);`, ctx);
     return (ctx as { make: (w: number, n: number) => Roller }).make(width, lines);
   };
   const frames = ['a red circle', ' it moves left', '', 'It stops.', ' a blue square enters from the top', 'it grows'];

@@ -18,21 +18,16 @@
  *   fade      seconds after which a caption disappears; 0 = never (default 0)
  *   debug     1 to show the connection state in a corner
  *   style     rolling: the text flows through `lines` lines (default 2) of at most `chars`
- *             characters (default 42), the older line scrolling up (rolling-client.ts)
+ *             characters (default 42), the older line scrolling up (page-client.ts)
  *   chars     longest line in rolling style
  *
  * Reconnects with exponential backoff (0.5 s doubling to 30 s, with jitter) and resumes
  * from the last seq it received, so captions committed while it was away are shown once.
  */
-import { ROLLING_CLIENT_JS } from '../pages/rolling-client.js';
+import { pageHead } from '../pages/html.js';
+import { PAGE_CLIENT_JS } from '../pages/page-client.js';
 
-export const OVERLAY_HTML = `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="icon" href="data:,">
-<title>casa-live captions</title>
+export const OVERLAY_HTML = `${pageHead('casa-live captions')}
 <style>
   :root {
     --size: 42px; --color: #ffffff; --outline: #000000; --bg: transparent;
@@ -61,17 +56,12 @@ export const OVERLAY_HTML = `<!doctype html>
 <div id="state">starting</div>
 <div id="captions"><div class="box" id="box"></div></div>
 <script>
-${ROLLING_CLIENT_JS}
+${PAGE_CLIENT_JS}
 (function () {
   "use strict";
-  var q = new URLSearchParams(location.search);
-  var parts = location.pathname.split("/");
-  var stream = decodeURIComponent(parts[parts.length - 1] || "");
-  var token = q.get("token") || "";
-  function num(name, def, min, max) {
-    var v = Number(q.get(name));
-    return q.has(name) && isFinite(v) ? Math.min(max, Math.max(min, v)) : def;
-  }
+  var page = new PageParams();
+  var q = page.q, stream = page.stream, token = page.token;
+  var num = page.num.bind(page);
   var maxLines = Math.round(num("lines", 2, 1, 20));
   var roll = q.get("style") === "rolling" ? new RollingCaptions(Math.round(num("chars", 42, 8, 200)), maxLines) : null;
   var fadeMs = num("fade", 0, 0, 3600) * 1000;

@@ -16,6 +16,7 @@ import { VERSION } from '../../version.js';
 import { HttpError, sendJson, type Route, type RouteRequest } from '../router.js';
 import type { StreamManager } from '../stream-manager.js';
 import { WS_PATH } from '../protocol.js';
+import { pageHead } from './html.js';
 import { WATCH_CSP, WATCH_CSS, WATCH_HTML, WATCH_JS } from './watch.js';
 
 export interface PagesHost {
@@ -79,9 +80,8 @@ function indexHtml(host: PagesHost): string {
     const video = s.config.hls?.enabled ? 'video + captions' : 'captions';
     return `<tr data-stream="${s.id}"><td>${s.id}</td><td class="state">${s.state}</td><td>${video}</td><td><a class="tok" href="/watch/${s.id}">watch</a> · <a class="tok" href="/overlay/${s.id}">overlay</a></td></tr>`;
   });
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">
-<link rel="stylesheet" href="/assets/watch.css"><title>casa-live</title></head>
+  return `${pageHead('casa-live', '<link rel="stylesheet" href="/assets/watch.css">\n')}
+</head>
 <body><header><span>casa-live ${VERSION}</span></header><main>
 <table id="streams"><thead><tr><th>stream</th><th>state</th><th>output</th><th></th></tr></thead><tbody>
 ${rows.join('\n') || '<tr><td colspan="4">no streams</td></tr>'}

@@ -11,16 +11,10 @@
  * picture by the HLS delay) | hls (the HLS WebVTT rendition, in step with the picture) | off;
  * chars (longest caption line, default 42); lines (default 2).
  */
-import { ROLLING_CLIENT_JS } from './rolling-client.js';
+import { pageHead } from './html.js';
+import { PAGE_CLIENT_JS } from './page-client.js';
 
-export const WATCH_HTML = `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="icon" href="data:,">
-<link rel="stylesheet" href="/assets/watch.css">
-<title>casa-live watch</title>
+export const WATCH_HTML = `${pageHead('casa-live watch', '<link rel="stylesheet" href="/assets/watch.css">\n')}
 </head>
 <body data-state="starting">
 <header><a href="/" id="home">casa-live</a> <span id="name"></span> <span id="state" class="badge">starting</span> <span id="drops"></span></header>
@@ -76,16 +70,10 @@ a { color: #8cf; }
 const WATCH_SCRIPT = `
 (function () {
   "use strict";
-  var q = new URLSearchParams(location.search);
-  var parts = location.pathname.split("/");
-  var stream = decodeURIComponent(parts[parts.length - 1] || "");
-  var token = q.get("token") || "";
-  var mode = q.get("captions") || "ws";
-  function num(name, def, min, max) {
-    var v = Number(q.get(name));
-    return q.has(name) && isFinite(v) ? Math.min(max, Math.max(min, Math.round(v))) : def;
-  }
-  var roll = new RollingCaptions(num("chars", 42, 8, 200), num("lines", 2, 1, 6));
+  var page = new PageParams();
+  var stream = page.stream, token = page.token;
+  var mode = page.q.get("captions") || "ws";
+  var roll = new RollingCaptions(Math.round(page.num("chars", 42, 8, 200)), Math.round(page.num("lines", 2, 1, 6)));
   var video = document.getElementById("video");
   var box = document.getElementById("box");
   var stateEl = document.getElementById("state");
@@ -240,7 +228,7 @@ const WATCH_SCRIPT = `
 `;
 
 /** The watch page's script: the rolling-caption rules, then the page. */
-export const WATCH_JS = `${ROLLING_CLIENT_JS}\n${WATCH_SCRIPT}`;
+export const WATCH_JS = `${PAGE_CLIENT_JS}\n${WATCH_SCRIPT}`;
 
 /** Scripts, styles, the feed and the video from the daemon only; the video element plays MSE blob: URLs (hls.js gives its text tracks a data: URL). */
 export const WATCH_CSP =

@@ -1,6 +1,7 @@
 /**
- * Browser JavaScript for rolling captions, shared by the overlay (`?style=rolling`) and the
- * watch page: a `RollingCaptions` object fed with a stream's token and caption events keeps
+ * Browser JavaScript shared by the overlay and the watch page. `PageParams` reads what every
+ * page takes from its URL (the stream id, the token, numeric options). For rolling captions
+ * (the overlay's `?style=rolling`, the watch page): a `RollingCaptions` object fed with a stream's token and caption events keeps
  * a window of lines, by the very rule the subtitle files use (`rollText`, `separator` and
  * `normalise` of src/sinks/segmenter.ts, embedded here as their compiled source).
  *
@@ -8,7 +9,7 @@
  *   r.token(ev.frame, ev.text);     // a token event: its words join the window at once
  *   r.caption(ev.frame, ev.text);   // the frame's caption: adds what its tokens did not bring
  *   r.lines                         // the lines on screen
- *   r.fresh                         // how many of the last words belong to the newest frame
+ *   r.fresh                         // how many of the last words belong to the newest frame that said something
  */
 import { normalise, rollText, separator } from '../../sinks/segmenter.js';
 
@@ -32,8 +33,7 @@ RollingCaptions.prototype.token = function (frame, raw) {
     if (prev !== "") this.lastText = prev;
     this.frame = frame;
     this.frameText = "";
-    this.fresh = 0;
-    joiner = null;
+    joiner = null; // (fresh still counts the last words said, until new ones come)
   } else {
     joiner = /^\\s/.test(raw) || /\\s$/.test(this.frameText) ? " " : "";
   }
@@ -53,6 +53,16 @@ RollingCaptions.prototype.caption = function (frame, raw) {
   var at = raw.indexOf(seen);
   if (all.length > seen.length && all.indexOf(seen) === 0 && at >= 0) this.token(frame, raw.slice(at + seen.length));
 };
+function PageParams() {
+  var parts = location.pathname.split("/");
+  this.q = new URLSearchParams(location.search);
+  this.stream = decodeURIComponent(parts[parts.length - 1] || "");
+  this.token = this.q.get("token") || "";
+}
+PageParams.prototype.num = function (name, def, min, max) {
+  var v = Number(this.q.get(name));
+  return this.q.has(name) && isFinite(v) ? Math.min(max, Math.max(min, v)) : def;
+};
 RollingCaptions.prototype.clear = function () {
   this.lines = [];
   this.fresh = 0;
@@ -62,5 +72,5 @@ RollingCaptions.prototype.clear = function () {
 };
 `;
 
-/** The rule functions and RollingCaptions, as a script body (no wrapper: they are globals of the page's script). */
-export const ROLLING_CLIENT_JS = `${RULES}\n${ROLLING}`;
+/** The rule functions, RollingCaptions and PageParams, as a script body (no wrapper: they are globals of the page's script). */
+export const PAGE_CLIENT_JS = `${RULES}\n${ROLLING}`;
