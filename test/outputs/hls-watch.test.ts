@@ -78,53 +78,61 @@ async function open(url: string): Promise<{ page: Page; requests: string[]; erro
 const spoken = (): Array<{ seq: number; text: string; start: number }> =>
   client.of('caption', 'cam').filter((c) => String(c.text).trim() !== '').map((c) => ({ seq: c.seq as number, text: String(c.text), start: c.start as number }));
 
+/** The video element plays: its currentTime advances. */
+async function expectVideoPlays(page: Page): Promise<void> {
+  await page.waitForFunction(() => (document.getElementById('video') as HTMLVideoElement).currentTime > 0.5, undefined, { timeout: 60_000 });
+  const t1 = await page.evaluate(() => (document.getElementById('video') as HTMLVideoElement).currentTime);
+  await sleep(2500);
+  const t2 = await page.evaluate(() => (document.getElementById('video') as HTMLVideoElement).currentTime);
+  expect(t2 - t1).toBeGreaterThan(1);
+}
+
+/** Each spoken caption is on the page within 2 s of the test's own client getting it; the newest words are highlighted. */
+async function expectCaptionsWithin2s(page: Page): Promise<void> {
+  const from = client.lastSeq('cam');
+  await client.waitFor(() => spoken().filter((c) => c.seq > from).length >= 4, 60_000, 'four spoken captions');
+  await sleep(2000);
+  // The captions the test's client got at least 2 s ago (more may arrive while the page is read).
+  const cutoff = Date.now() - 2000;
+  const recent = spoken().filter((c) => c.seq > from && wsAt.get(c.seq)! <= cutoff);
+  expect(recent.length).toBeGreaterThanOrEqual(4);
+  const shown = await page.evaluate(() => (window as unknown as { casaWatch: { shown: Array<{ seq: number; at: number; lines: string[] }> } }).casaWatch.shown);
+  for (const c of recent) {
+    const s = shown.find((x) => x.seq === c.seq);
+    expect(s, `caption ${c.seq} shown (the page has ${shown.map((x) => x.seq).join(',')})`).toBeDefined();
+    expect(s!.at - wsAt.get(c.seq)!).toBeLessThan(2000);
+    // The caption's words are on the two lines shown (the newest words end the last line).
+    expect(s!.lines.length).toBeLessThanOrEqual(2);
+    expect(s!.lines.join(' ')).toContain(c.text.trim().split(' ').at(-1)!);
+  }
+  const box = await page.$$eval('#box .line', (lines) => lines.map((l) => ({ text: l.textContent, fresh: l.querySelectorAll('.fresh').length })));
+  expect(box.length).toBeGreaterThan(0);
+  expect(box.length).toBeLessThanOrEqual(2);
+  expect(box.at(-1)!.fresh).toBeGreaterThan(0);
+}
+
+/** The lag plot has points, and pixels. */
+async function expectPlotDrawn(page: Page): Promise<void> {
+  const plot = await page.evaluate(() => {
+    const c = document.getElementById('plot') as HTMLCanvasElement;
+    const px = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
+    let painted = 0;
+    for (let i = 3; i < px.length; i += 4) if (px[i]! > 0) painted++;
+    return { points: Number(c.getAttribute('data-points')), painted };
+  });
+  expect(plot.points).toBeGreaterThanOrEqual(4);
+  expect(plot.painted).toBeGreaterThan(500);
+}
+
 describe('watch page', () => {
   it('plays the video, draws the captions over it within 2 s of their WebSocket event, plots the lag', async () => {
     const { page, requests, errors } = await open(`http://127.0.0.1:${port}/watch/cam?token=${TOKEN}`);
-    // The video plays: currentTime advances.
-    await page.waitForFunction(() => (document.getElementById('video') as HTMLVideoElement).currentTime > 0.5, undefined, { timeout: 60_000 });
-    const t1 = await page.evaluate(() => (document.getElementById('video') as HTMLVideoElement).currentTime);
-    await sleep(2500);
-    const t2 = await page.evaluate(() => (document.getElementById('video') as HTMLVideoElement).currentTime);
-    expect(t2 - t1).toBeGreaterThan(1);
-
-    // Captions: each spoken caption is on the page within 2 s of the test's own client getting it.
-    const from = client.lastSeq('cam');
-    await client.waitFor(() => spoken().filter((c) => c.seq > from).length >= 4, 60_000, 'four spoken captions');
-    await sleep(2000);
-    // The captions the test's client got at least 2 s ago (more may arrive while the page is read).
-    const cutoff = Date.now() - 2000;
-    const recent = spoken().filter((c) => c.seq > from && wsAt.get(c.seq)! <= cutoff);
-    expect(recent.length).toBeGreaterThanOrEqual(4);
-    const shown = await page.evaluate(() => (window as unknown as { casaWatch: { shown: Array<{ seq: number; at: number; lines: string[] }> } }).casaWatch.shown);
-    const pageState = await page.evaluate(() => `${document.body.dataset.state} ${document.getElementById('state')!.textContent} now=${Date.now()}`);
-    for (const c of recent) {
-      const s = shown.find((x) => x.seq === c.seq);
-      expect(s, `caption ${c.seq} (at ${wsAt.get(c.seq)}) shown (page ${pageState} has ${shown.map((x) => `${x.seq}@${x.at}`).join(',')})`).toBeDefined();
-      expect(s!.at - wsAt.get(c.seq)!).toBeLessThan(2000);
-      // The caption's words are on the two lines shown (the newest words end the last line).
-      expect(s!.lines.length).toBeLessThanOrEqual(2);
-      expect(s!.lines.join(' ')).toContain(c.text.trim().split(' ').at(-1)!);
-    }
-    const box = await page.$$eval('#box .line', (lines) => lines.map((l) => ({ text: l.textContent, fresh: l.querySelectorAll('.fresh').length })));
-    expect(box.length).toBeGreaterThan(0);
-    expect(box.length).toBeLessThanOrEqual(2);
-    expect(box.at(-1)!.fresh).toBeGreaterThan(0); // the newest words are highlighted
-
-    // The lag plot has points, and pixels.
-    const plot = await page.evaluate(() => {
-      const c = document.getElementById('plot') as HTMLCanvasElement;
-      const px = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
-      let painted = 0;
-      for (let i = 3; i < px.length; i += 4) if (px[i]! > 0) painted++;
-      return { points: Number(c.getAttribute('data-points')), painted };
-    });
-    expect(plot.points).toBeGreaterThanOrEqual(4);
-    expect(plot.painted).toBeGreaterThan(500);
+    await expectVideoPlays(page);
+    await expectCaptionsWithin2s(page);
+    await expectPlotDrawn(page);
     expect(await page.getAttribute('body', 'data-state')).toBe('live');
     // The WebVTT rendition is loaded but not shown: the feed's captions are drawn instead.
     expect(await page.evaluate(() => Array.from((document.getElementById('video') as HTMLVideoElement).textTracks).filter((t) => t.mode === 'showing').length)).toBe(0);
-
     // Offline: everything came from the daemon (hls.js included).
     expect(requests.every((u) => u.startsWith(`http://127.0.0.1:${port}/`) || u.startsWith(`ws://127.0.0.1:${port}/`))).toBe(true);
     expect(requests.some((u) => u.includes('/assets/hls.min.js'))).toBe(true);
