@@ -58,7 +58,12 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await client?.close();
-  if (daemon && daemon.child.exitCode === null && daemon.child.signalCode === null) daemon.child.kill('SIGKILL');
+  if (daemon && daemon.child.exitCode === null && daemon.child.signalCode === null) {
+    // SIGTERM first: a SIGKILLed daemon cannot reap its ffmpeg, which blocks reading UDP for ever.
+    daemon.child.kill('SIGTERM');
+    await Promise.race([daemon.exited, sleep(10_000)]);
+    if (daemon.child.exitCode === null) daemon.child.kill('SIGKILL');
+  }
   for (const p of helpers) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
   tmp.cleanup();
 });
