@@ -6,6 +6,7 @@
  */
 import { Tensor, type InferenceSession } from 'onnxruntime-node';
 import { ModelError } from '../errors.js';
+import { pastInputName } from './manifest.js';
 
 export type OrtSession = InferenceSession;
 export type OrtTensor = Tensor;
@@ -27,15 +28,11 @@ export function floatTensor(data: Float32Array, dims: readonly number[]): OrtTen
 
 /** An int64 [1, T] tensor of consecutive values start, start + 1, … */
 export function rangeTensor(start: number, count: number): OrtTensor {
-  const a = new BigInt64Array(count);
-  for (let i = 0; i < count; i++) a[i] = BigInt(start + i);
-  return new Tensor('int64', a, [1, count]);
+  return new Tensor('int64', int64Range(start, count), [1, count]);
 }
 
 export function idsTensor(ids: readonly number[]): OrtTensor {
-  const a = new BigInt64Array(ids.length);
-  for (let i = 0; i < ids.length; i++) a[i] = BigInt(ids[i] as number);
-  return new Tensor('int64', a, [1, ids.length]);
+  return new Tensor('int64', int64(ids), [1, ids.length]);
 }
 
 async function timedRun(
@@ -62,7 +59,7 @@ function kvFeeds(name: string, kv: KvInput): Record<string, OrtTensor> {
   return { [`${name}_keys`]: floatTensor(kv.keys, kv.dims), [`${name}_values`]: floatTensor(kv.values, kv.dims) };
 }
 
-/** vision.onnx: pixels [1, 3, H, W] → image_embeds [1, N, D]. */
+/** vision.onnx: pixels [F, 3, H, W] → image_embeds [F, N, D]. */
 export class VisionGraph {
   constructor(
     readonly session: OrtSession,
@@ -70,15 +67,16 @@ export class VisionGraph {
     readonly height: number,
   ) {}
 
-  async run(pixels: Float32Array, timer?: RunTimer): Promise<OrtTensor> {
-    const out = await timedRun(this.session, { pixels: floatTensor(pixels, [1, 3, this.height, this.width]) }, timer);
+  /** `frames` frames (default 1) of NCHW floats, one after the other in `pixels`. */
+  async run(pixels: Float32Array, timer?: RunTimer, frames = 1): Promise<OrtTensor> {
+    const out = await timedRun(this.session, { pixels: floatTensor(pixels, [frames, 3, this.height, this.width]) }, timer);
     const embeds = out.image_embeds;
     if (!embeds) throw new ModelError('vision.onnx returned no image_embeds; re-export the bundle');
     return embeds;
   }
 }
 
-/** casa_kv.onnx: image_embeds [1, N, D] → image_keys / image_values [C, 1, KVH, N, Dh]. */
+/** casa_kv.onnx: image_embeds [F, N, D] → image_keys / image_values [C, F, KVH, N, Dh]. */
 export class CasaKvGraph {
   constructor(readonly session: OrtSession) {}
 
@@ -121,8 +119,14 @@ export interface CasaStepOutput {
   newWindowValues: Float32Array;
 }
 
-/** decoder.onnx of a casa bundle: one step over T new text tokens. */
-export class CasaDecoderGraph {
+/** One stream's CASA step, whichever format version the decoder has. */
+export interface CasaStepGraph {
+  readonly session: OrtSession;
+  step(inp: CasaStepInput, timer?: RunTimer): Promise<CasaStepOutput>;
+}
+
+/** decoder.onnx of a version-1 casa bundle: one step over T new text tokens (batch 1). */
+export class CasaDecoderGraph implements CasaStepGraph {
   constructor(readonly session: OrtSession) {}
 
   async step(inp: CasaStepInput, timer?: RunTimer): Promise<CasaStepOutput> {
@@ -139,6 +143,115 @@ export class CasaDecoderGraph {
     const out = await timedRun(this.session, feeds, timer);
     return { ...stepOutput(out), newWindowKeys: floats(out, 'new_window_keys'), newWindowValues: floats(out, 'new_window_values') };
   }
+}
+
+/**
+ * A batched CASA step (format version 2): B rows of T tokens each, every row with its own
+ * positions and cache lengths. Row-major int64 arrays: `ids`, `positions`,
+ * `windowPositions` [B·T]; lengths [B]. Padding beyond a row's length is never read into
+ * its result (the graph masks it), but must hold finite values.
+ */
+export interface CasaBatchInput {
+  rows: number;
+  tokens: number;
+  ids: BigInt64Array;
+  positions: BigInt64Array;
+  windowPositions: BigInt64Array;
+  /** Per block l: past keys / values [B, KVH, past, Dh]; row b holds pastLengths[b] entries. */
+  pastKeys: readonly Float32Array[];
+  pastValues: readonly Float32Array[];
+  past: number;
+  pastLengths: BigInt64Array;
+  /** [C, B, KVH, imageTokens, Dh] */
+  imageKeys: Float32Array;
+  imageValues: Float32Array;
+  imageTokens: number;
+  imageLengths: BigInt64Array;
+  /** [C, B, KVH, window, Dh] */
+  windowKeys: Float32Array;
+  windowValues: Float32Array;
+  window: number;
+  windowLengths: BigInt64Array;
+}
+
+/** decoder.onnx of a version-2 casa bundle: B ragged rows at once. */
+export class CasaBatchDecoderGraph implements CasaStepGraph {
+  constructor(
+    readonly session: OrtSession,
+    readonly layers: number,
+    readonly kvHeads: number,
+    readonly headDim: number,
+    readonly casaLayers: number,
+  ) {}
+
+  /** Outputs as CasaStepOutput with a batch axis: logits [B, T, V], new keys [L, B, KVH, T, Dh] … */
+  async run(inp: CasaBatchInput, timer?: RunTimer): Promise<CasaStepOutput> {
+    const [b, t, h, dh, c] = [inp.rows, inp.tokens, this.kvHeads, this.headDim, this.casaLayers];
+    const feeds: Record<string, OrtTensor> = {
+      input_ids: new Tensor('int64', inp.ids, [b, t]),
+      position_ids: new Tensor('int64', inp.positions, [b, t]),
+      window_position_ids: new Tensor('int64', inp.windowPositions, [b, t]),
+      past_lengths: new Tensor('int64', inp.pastLengths, [b]),
+      image_keys: floatTensor(inp.imageKeys, [c, b, h, inp.imageTokens, dh]),
+      image_values: floatTensor(inp.imageValues, [c, b, h, inp.imageTokens, dh]),
+      image_lengths: new Tensor('int64', inp.imageLengths, [b]),
+      window_keys: floatTensor(inp.windowKeys, [c, b, h, inp.window, dh]),
+      window_values: floatTensor(inp.windowValues, [c, b, h, inp.window, dh]),
+      window_lengths: new Tensor('int64', inp.windowLengths, [b]),
+    };
+    for (let l = 0; l < this.layers; l++) {
+      feeds[pastInputName('keys', l)] = floatTensor(inp.pastKeys[l] as Float32Array, [b, h, inp.past, dh]);
+      feeds[pastInputName('values', l)] = floatTensor(inp.pastValues[l] as Float32Array, [b, h, inp.past, dh]);
+    }
+    const out = await timedRun(this.session, feeds, timer);
+    return { ...stepOutput(out), newWindowKeys: floats(out, 'new_window_keys'), newWindowValues: floats(out, 'new_window_values') };
+  }
+
+  /** One stream's step as a batch of one row (the unbatched engine over a version-2 bundle). */
+  async step(inp: CasaStepInput, timer?: RunTimer): Promise<CasaStepOutput> {
+    const t = inp.ids.length;
+    const p = inp.past.dims[3] ?? 0;
+    const block = this.kvHeads * p * this.headDim;
+    // The past is laid out [L][KVH][P][Dh]: block l's [1, KVH, P, Dh] is a contiguous view.
+    const layer = (a: Float32Array, l: number): Float32Array => a.subarray(l * block, (l + 1) * block);
+    const ls = Array.from({ length: this.layers }, (_, l) => l);
+    const n = inp.imageKeys.dims[3] ?? 0;
+    const w = inp.window.dims[3] ?? 0;
+    return this.run(
+      {
+        rows: 1,
+        tokens: t,
+        ids: int64(inp.ids),
+        positions: int64Range(inp.position, t),
+        windowPositions: int64Range(inp.windowPosition, t),
+        pastKeys: ls.map((l) => layer(inp.past.keys, l)),
+        pastValues: ls.map((l) => layer(inp.past.values, l)),
+        past: p,
+        pastLengths: int64([p]),
+        imageKeys: inp.imageKeys.data as Float32Array,
+        imageValues: inp.imageValues.data as Float32Array,
+        imageTokens: n,
+        imageLengths: int64([n]),
+        windowKeys: inp.window.keys,
+        windowValues: inp.window.values,
+        window: w,
+        windowLengths: int64([w]),
+      },
+      timer,
+    );
+  }
+}
+
+function int64(values: readonly number[]): BigInt64Array {
+  const a = new BigInt64Array(values.length);
+  for (let i = 0; i < values.length; i++) a[i] = BigInt(values[i] as number);
+  return a;
+}
+
+function int64Range(start: number, count: number): BigInt64Array {
+  const a = new BigInt64Array(count);
+  for (let i = 0; i < count; i++) a[i] = BigInt(start + i);
+  return a;
 }
 
 export interface InsertionStepInput {
@@ -184,7 +297,8 @@ export interface CasaGraphs {
   readonly fusion: 'casa';
   vision: VisionGraph;
   casaKv: CasaKvGraph;
-  decoder: CasaDecoderGraph;
+  /** Version 1: CasaDecoderGraph; version 2: CasaBatchDecoderGraph. */
+  decoder: CasaStepGraph;
 }
 
 /** An insertion bundle's graphs (no casa_kv). */
