@@ -326,7 +326,12 @@ export async function loadBundle(dir: string, opts: LoadOptions = {}): Promise<B
   return { ...meta, graphs: await openGraphs(meta.manifest, meta.files, opts) };
 }
 
-/** Releases the bundle's onnxruntime sessions (errors ignored: nothing more can be done with them). */
-export async function releaseBundle(bundle: Bundle): Promise<void> {
-  await Promise.allSettled(graphSessions(bundle.graphs).map((s) => s.release()));
+/** Releases the graphs' onnxruntime sessions (errors ignored: nothing more can be done with them). */
+export async function releaseGraphs(graphs: BundleGraphs): Promise<void> {
+  await Promise.allSettled(graphSessions(graphs).map((s) => s.release()));
+}
+
+/** Releases the bundle's onnxruntime sessions. */
+export function releaseBundle(bundle: Bundle): Promise<void> {
+  return releaseGraphs(bundle.graphs);
 }

@@ -17,6 +17,13 @@ export interface KvShape {
   headDim: number;
 }
 
+/** The capacity a growable store takes to hold `needed` tokens: doubling from `capacity` (at least 16). */
+export function grownCapacity(capacity: number, needed: number): number {
+  let cap = Math.max(16, capacity);
+  while (cap < needed) cap *= 2;
+  return cap;
+}
+
 export class KvStore {
   readonly layers: number;
   readonly kvHeads: number;
@@ -141,8 +148,7 @@ export class KvStore {
 
   private grow(needed: number): void {
     if (!this.growable) throw new Error(`kv cache full: ${needed} tokens needed, capacity ${this.cap}`);
-    let cap = Math.max(16, this.cap);
-    while (cap < needed) cap *= 2;
+    const cap = grownCapacity(this.cap, needed);
     const keys = new Float32Array(this.blocks * cap * this.headDim);
     const values = new Float32Array(this.blocks * cap * this.headDim);
     // The live part is contiguous at the start: a plain copy keeps the layout.

@@ -1,0 +1,215 @@
+/**
+ * The graph runs of one inference worker (docs/architecture.md §Batching): it holds the
+ * K/V of its streams and runs a round of steps as few graph runs as it can —
+ *   1. the frames among the steps: one vision run and one casa_kv run for all of them,
+ *      then each stream's image K/V swapped in and its window emptied;
+ *   2. evictions the main thread decided;
+ *   3. the decoder: steps with the same number of tokens together, at most `maxSize` rows
+ *      per run, each row with its own positions and cache lengths.
+ * A failing run fails the steps in it (and their streams), nothing else.
+ */
+import type { CasaBatchDecoderGraph, CasaGraphs } from '../graphs.js';
+import type { Manifest } from '../manifest.js';
+import { inverseFrequencies } from '../rope.js';
+import type { StepOp, StepResult, WorkerStats } from './protocol.js';
+import { SlotPool, StridedKv } from './slots.js';
+
+interface Stream {
+  /** Self-attention cache. */
+  slot: StridedKv;
+  pooled: boolean;
+  /** CASA window text K/V (C layers). */
+  window: StridedKv;
+  /** The current frame's image K/V (C layers; empty in window 0). */
+  image: StridedKv;
+  /** Why the stream cannot go on (a failed run left its caches half updated). */
+  failed?: string;
+}
+
+/** Grow-only scratch arrays for the decoder's batch inputs (zeros when allocated, finite after). */
+class Scratch {
+  private readonly arrays = new Map<string, Float32Array>();
+
+  get(name: string, size: number): Float32Array {
+    let a = this.arrays.get(name);
+    if (!a || a.length < size) {
+      a = new Float32Array(Math.max(size, Math.ceil((a?.length ?? 0) * 1.5)));
+      this.arrays.set(name, a);
+    }
+    return a.subarray(0, size);
+  }
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export class BatchExecutor {
+  readonly stats: WorkerStats = { decoderRuns: 0, decoderRows: 0, maxRows: 0, frameRuns: 0, frames: 0, busyMs: 0, streams: 0 };
+  private readonly streams = new Map<number, Stream>();
+  private readonly pool: SlotPool;
+  private readonly scratch = new Scratch();
+  private readonly decoder: CasaBatchDecoderGraph;
+  private readonly invFreq: Float64Array;
+  private readonly dims: { L: number; C: number; H: number; Dh: number; N: number; V: number };
+
+  constructor(
+    private readonly manifest: Manifest,
+    private readonly graphs: CasaGraphs,
+    private readonly maxSize: number,
+    poolSegment: number,
+  ) {
+    const d = manifest.decoder;
+    this.dims = { L: d.layers, C: d.casaLayers.length, H: d.kvHeads, Dh: d.headDim, N: manifest.image.tokensPerFrame, V: d.vocabSize };
+    this.decoder = graphs.decoder as CasaBatchDecoderGraph;
+    this.invFreq = inverseFrequencies(d.headDim, d.ropeTheta);
+    this.pool = new SlotPool({ layers: d.layers, kvHeads: d.kvHeads, headDim: d.headDim }, manifest.context.maxContextTokens, poolSegment);
+  }
+
+  /** A new stream: a pool slot when its cap fits the pool's, else storage of its own (growing when unbounded). */
+  open(sid: number, maxTokens: number | null, windowCapacity: number): void {
+    const { L, C, H, Dh, N } = this.dims;
+    const pooled = maxTokens !== null && maxTokens <= this.pool.slotCapacity;
+    const slot = pooled
+      ? this.pool.acquire()
+      : new StridedKv({ layers: L, kvHeads: H, headDim: Dh }, maxTokens ?? this.pool.slotCapacity, maxTokens === null);
+    const casa = { layers: C, kvHeads: H, headDim: Dh };
+    this.streams.set(sid, { slot, pooled, window: new StridedKv(casa, windowCapacity, true), image: new StridedKv(casa, N, false) });
+    this.stats.streams = this.streams.size;
+  }
+
+  close(sid: number): void {
+    const s = this.streams.get(sid);
+    if (!s) return;
+    if (s.pooled) this.pool.release(s.slot);
+    this.streams.delete(sid);
+    this.stats.streams = this.streams.size;
+  }
+
+  /** Runs one round of steps; `emit` receives each graph run's results as soon as they are known. */
+  async round(steps: readonly StepOp[], emit: (results: StepResult[]) => void): Promise<void> {
+    const t0 = performance.now();
+    const live = this.refuseUnrunnable(steps, emit);
+    const framed = live.filter((s) => s.pixels);
+    for (let i = 0; i < framed.length; i += this.maxSize) await this.startFrames(framed.slice(i, i + this.maxSize), emit);
+    const byTokens = new Map<number, StepOp[]>();
+    for (const step of live) {
+      if (this.streams.get(step.sid)?.failed !== undefined) continue; // its frame failed just now
+      const group = byTokens.get(step.ids.length) ?? [];
+      group.push(step);
+      byTokens.set(step.ids.length, group);
+    }
+    for (const group of byTokens.values()) {
+      for (let i = 0; i < group.length; i += this.maxSize) emit(await this.decode(group.slice(i, i + this.maxSize)));
+    }
+    this.stats.busyMs += performance.now() - t0;
+  }
+
+  /** Applies each step's eviction; the steps that cannot run get their error at once. */
+  private refuseUnrunnable(steps: readonly StepOp[], emit: (results: StepResult[]) => void): StepOp[] {
+    const refused: StepResult[] = [];
+    const live: StepOp[] = [];
+    for (const step of steps) {
+      const s = this.streams.get(step.sid);
+      let error = s ? s.failed : 'the stream is not open in this worker';
+      if (s && error === undefined) {
+        if (step.evict) s.slot.evict(step.evict.start, step.evict.count, this.invFreq);
+        if (s.slot.length !== step.position) {
+          error = `internal: the stream's cache holds ${s.slot.length} entries, the step expects ${step.position}`;
+          s.failed = error;
+        }
+      }
+      if (error === undefined) live.push(step);
+      else refused.push({ req: step.req, error });
+    }
+    if (refused.length) emit(refused);
+    return live;
+  }
+
+  /** vision + casa_kv for the steps' frames in one run each; the window swap. */
+  private async startFrames(steps: StepOp[], emit: (results: StepResult[]) => void): Promise<void> {
+    const { N } = this.dims;
+    const { width, height } = this.manifest.image;
+    const frame = 3 * width * height;
+    const pixels = this.scratch.get('pixels', steps.length * frame);
+    steps.forEach((s, f) => pixels.set(s.pixels as Float32Array, f * frame));
+    try {
+      const embeds = await this.graphs.vision.run(pixels, undefined, steps.length);
+      const { keys, values } = await this.graphs.casaKv.run(embeds);
+      const k = keys.data as Float32Array;
+      const v = values.data as Float32Array;
+      steps.forEach((s, f) => {
+        const st = this.streams.get(s.sid) as Stream;
+        st.image.clear();
+        st.image.appendRow(k, v, steps.length, f, N);
+        st.window.clear();
+      });
+    } catch (err) {
+      emit(this.fail(steps, `onnxruntime failed on a batch of ${steps.length} frames: ${message(err)}`));
+    }
+    this.stats.frameRuns += 1;
+    this.stats.frames += steps.length;
+  }
+
+  private fail(steps: readonly StepOp[], error: string): StepResult[] {
+    for (const s of steps) {
+      const st = this.streams.get(s.sid);
+      if (st) st.failed = error;
+    }
+    return steps.map((s) => ({ req: s.req, error }));
+  }
+
+  /** One decoder run over steps of the same token count; each row's new K/V appended. */
+  private async decode(steps: StepOp[]): Promise<StepResult[]> {
+    const { L, C, H, Dh, N, V } = this.dims;
+    const b = steps.length;
+    const t = (steps[0] as StepOp).ids.length;
+    const rows = steps.map((s) => this.streams.get(s.sid) as Stream);
+    const past = Math.max(...rows.map((r) => r.slot.length));
+    const win = Math.max(...rows.map((r) => r.window.length));
+    const pastKeys = Array.from({ length: L }, (_, l) => this.scratch.get(`pk${l}`, b * H * past * Dh));
+    const pastValues = Array.from({ length: L }, (_, l) => this.scratch.get(`pv${l}`, b * H * past * Dh));
+    const casaInput = (name: string, size: number) => {
+      const all = this.scratch.get(name, C * b * H * size * Dh);
+      return { all, layers: Array.from({ length: C }, (_, c) => all.subarray(c * b * H * size * Dh, (c + 1) * b * H * size * Dh)) };
+    };
+    const [ik, iv, wk, wv] = [casaInput('ik', N), casaInput('iv', N), casaInput('wk', win), casaInput('wv', win)];
+    const ids = new BigInt64Array(b * t);
+    const positions = new BigInt64Array(b * t);
+    const windowPositions = new BigInt64Array(b * t);
+    const [pastLengths, imageLengths, windowLengths] = [new BigInt64Array(b), new BigInt64Array(b), new BigInt64Array(b)];
+    rows.forEach((r, i) => {
+      const step = steps[i] as StepOp;
+      r.slot.gather(pastKeys, pastValues, 0, i, past);
+      r.image.gather(ik.layers, iv.layers, 0, i, N);
+      r.window.gather(wk.layers, wv.layers, 0, i, win);
+      for (let j = 0; j < t; j++) {
+        ids[i * t + j] = BigInt(step.ids[j] as number);
+        positions[i * t + j] = BigInt(r.slot.length + j);
+        windowPositions[i * t + j] = BigInt(r.window.length + 1 + j);
+      }
+      pastLengths[i] = BigInt(r.slot.length);
+      imageLengths[i] = BigInt(r.image.length);
+      windowLengths[i] = BigInt(r.window.length);
+    });
+    this.stats.decoderRuns += 1;
+    this.stats.decoderRows += b;
+    this.stats.maxRows = Math.max(this.stats.maxRows, b);
+    let out;
+    try {
+      out = await this.decoder.run({
+        rows: b, tokens: t, ids, positions, windowPositions,
+        pastKeys, pastValues, past, pastLengths,
+        imageKeys: ik.all, imageValues: iv.all, imageTokens: N, imageLengths,
+        windowKeys: wk.all, windowValues: wv.all, window: win, windowLengths,
+      });
+    } catch (err) {
+      return this.fail(steps, `onnxruntime failed on a batch of ${b} streams: ${message(err)}`);
+    }
+    return rows.map((r, i) => {
+      r.slot.appendRow(out.newKeys, out.newValues, b, i, t);
+      r.window.appendRow(out.newWindowKeys, out.newWindowValues, b, i, t);
+      return { req: (steps[i] as StepOp).req, logits: out.logits.subarray(i * t * V, (i + 1) * t * V) };
+    });
+  }
+}

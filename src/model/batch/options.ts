@@ -1,0 +1,44 @@
+/**
+ * The batched engine's load options (LoadOptions.batch): defaults, validation, and whether a
+ * bundle can use it at all. The defaults come from measurements on the 2-core development
+ * machine (docs/architecture.md §Batching).
+ */
+import { UsageError, ModelError } from '../../errors.js';
+import type { BundleMeta, LoadOptions } from '../bundle.js';
+import { isBatchable } from '../manifest.js';
+import type { ResolvedBatch } from './pool.js';
+
+export const BATCH_DEFAULTS: ResolvedBatch = { maxSize: 64, gatherMs: 2, workers: 1 };
+
+export type BatchPlan = ({ enabled: true } & ResolvedBatch) | { enabled: false; reason: string };
+
+function check(name: string, value: number, ok: boolean, rule: string): void {
+  if (!ok) throw new UsageError(`load option batch.${name} = ${value} is invalid: ${rule}`);
+}
+
+/**
+ * Whether (and how) a bundle runs batched. A version-1 CASA bundle runs unbatched, unless
+ * the options ask for batching explicitly: then a ModelError says how to re-export it.
+ * Insertion bundles always run unbatched (their decoder has no batch axis).
+ */
+export function planBatch(opts: LoadOptions, meta: BundleMeta): BatchPlan {
+  if (opts.batch === false) return { enabled: false, reason: 'batch: false' };
+  const m = meta.manifest;
+  if (m.fusion === 'insertion') return { enabled: false, reason: 'the insertion twin runs one stream per graph run' };
+  if (!isBatchable(m)) {
+    const what = `${meta.files.manifest}: format version ${m.formatVersion} has no batch axis`;
+    const fix = `re-export it with "python3 -m tools.casa_model reexport --bundle ${meta.dir}"`;
+    if (opts.batch !== undefined) throw new ModelError(`${what}; ${fix}, or load it with batch: false`);
+    return { enabled: false, reason: `${what} (${fix} to batch it)` };
+  }
+  const o = opts.batch ?? {};
+  const b: ResolvedBatch = {
+    maxSize: o.maxSize ?? BATCH_DEFAULTS.maxSize,
+    gatherMs: o.gatherMs ?? BATCH_DEFAULTS.gatherMs,
+    workers: o.workers ?? BATCH_DEFAULTS.workers,
+  };
+  check('maxSize', b.maxSize, Number.isInteger(b.maxSize) && b.maxSize >= 1, 'must be an integer ≥ 1');
+  check('gatherMs', b.gatherMs, Number.isFinite(b.gatherMs) && b.gatherMs >= 0, 'must be a number ≥ 0');
+  check('workers', b.workers, Number.isInteger(b.workers) && b.workers >= 1 && b.workers <= 64, 'must be an integer from 1 to 64');
+  return { enabled: true, ...b };
+}
