@@ -8,6 +8,8 @@ import { loadModel, type EngineFrame, type Model } from '../../src/engine.js';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const DEV_CASA = path.join(ROOT, 'test', 'fixtures', 'bundles', 'dev-casa');
 export const DEV_INSERTION = path.join(ROOT, 'test', 'fixtures', 'bundles', 'dev-insertion');
+/** A tiny CASA bundle in format version 1 (batch-1 decoder): the unbatched engine's only input. */
+export const DEV_CASA_V1 = path.join(ROOT, 'test', 'fixtures', 'bundles', 'dev-casa-v1');
 
 /** The dev bundles' models, loaded before the calling file's tests and released after them. */
 export function devModels(): { readonly casa: Model; readonly insertion: Model } {
@@ -28,7 +30,7 @@ export function parityBundles(): string[] {
   const trained = ['casa-tiny', 'casa-tiny-insertion']
     .map((n) => path.join(ROOT, 'models', n))
     .filter((d) => existsSync(path.join(d, 'casa.json')));
-  return [DEV_CASA, DEV_INSERTION, ...trained];
+  return [DEV_CASA, DEV_INSERTION, DEV_CASA_V1, ...trained];
 }
 
 /** A copy of a bundle in a fresh temp dir (removed by the returned cleanup). */
