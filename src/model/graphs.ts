@@ -6,7 +6,7 @@
  */
 import { Tensor, type InferenceSession } from 'onnxruntime-node';
 import { ModelError } from '../errors.js';
-import { pastInputName } from './manifest.js';
+import { cacheInputName, type CacheName } from './manifest.js';
 
 export type OrtSession = InferenceSession;
 export type OrtTensor = Tensor;
@@ -145,11 +145,19 @@ export class CasaDecoderGraph implements CasaStepGraph {
   }
 }
 
+/** One cache of a batched step: per block, keys and values [B, KVH, size, Dh]; row b holds lengths[b] entries. */
+export interface BatchCache {
+  keys: readonly Float32Array[];
+  values: readonly Float32Array[];
+  size: number;
+  lengths: BigInt64Array;
+}
+
 /**
  * A batched CASA step (format version 2): B rows of T tokens each, every row with its own
  * positions and cache lengths. Row-major int64 arrays: `ids`, `positions`,
- * `windowPositions` [B·T]; lengths [B]. Padding beyond a row's length is never read into
- * its result (the graph masks it), but must hold finite values.
+ * `windowPositions` [B·T]. Padding beyond a row's length is never read into its result (the
+ * graph masks it), but must hold finite values.
  */
 export interface CasaBatchInput {
   rows: number;
@@ -157,21 +165,10 @@ export interface CasaBatchInput {
   ids: BigInt64Array;
   positions: BigInt64Array;
   windowPositions: BigInt64Array;
-  /** Per block l: past keys / values [B, KVH, past, Dh]; row b holds pastLengths[b] entries. */
-  pastKeys: readonly Float32Array[];
-  pastValues: readonly Float32Array[];
-  past: number;
-  pastLengths: BigInt64Array;
-  /** [C, B, KVH, imageTokens, Dh] */
-  imageKeys: Float32Array;
-  imageValues: Float32Array;
-  imageTokens: number;
-  imageLengths: BigInt64Array;
-  /** [C, B, KVH, window, Dh] */
-  windowKeys: Float32Array;
-  windowValues: Float32Array;
-  window: number;
-  windowLengths: BigInt64Array;
+  /** Self-attention cache (L blocks), the frame's image K/V and the window's text K/V (C blocks each). */
+  past: BatchCache;
+  image: BatchCache;
+  window: BatchCache;
 }
 
 /** decoder.onnx of a version-2 casa bundle: B ragged rows at once. */
@@ -186,37 +183,28 @@ export class CasaBatchDecoderGraph implements CasaStepGraph {
 
   /** Outputs as CasaStepOutput with a batch axis: logits [B, T, V], new keys [L, B, KVH, T, Dh] … */
   async run(inp: CasaBatchInput, timer?: RunTimer): Promise<CasaStepOutput> {
-    const [b, t, h, dh, c] = [inp.rows, inp.tokens, this.kvHeads, this.headDim, this.casaLayers];
+    const [b, t] = [inp.rows, inp.tokens];
     const feeds: Record<string, OrtTensor> = {
       input_ids: new Tensor('int64', inp.ids, [b, t]),
       position_ids: new Tensor('int64', inp.positions, [b, t]),
       window_position_ids: new Tensor('int64', inp.windowPositions, [b, t]),
-      past_lengths: new Tensor('int64', inp.pastLengths, [b]),
-      image_keys: floatTensor(inp.imageKeys, [c, b, h, inp.imageTokens, dh]),
-      image_values: floatTensor(inp.imageValues, [c, b, h, inp.imageTokens, dh]),
-      image_lengths: new Tensor('int64', inp.imageLengths, [b]),
-      window_keys: floatTensor(inp.windowKeys, [c, b, h, inp.window, dh]),
-      window_values: floatTensor(inp.windowValues, [c, b, h, inp.window, dh]),
-      window_lengths: new Tensor('int64', inp.windowLengths, [b]),
     };
-    for (let l = 0; l < this.layers; l++) {
-      feeds[pastInputName('keys', l)] = floatTensor(inp.pastKeys[l] as Float32Array, [b, h, inp.past, dh]);
-      feeds[pastInputName('values', l)] = floatTensor(inp.pastValues[l] as Float32Array, [b, h, inp.past, dh]);
-    }
+    for (const name of ['past', 'image', 'window'] as const) this.cacheFeeds(feeds, name, inp[name], b);
     const out = await timedRun(this.session, feeds, timer);
     return { ...stepOutput(out), newWindowKeys: floats(out, 'new_window_keys'), newWindowValues: floats(out, 'new_window_values') };
+  }
+
+  private cacheFeeds(feeds: Record<string, OrtTensor>, name: CacheName, cache: BatchCache, b: number): void {
+    const dims = [b, this.kvHeads, cache.size, this.headDim];
+    feeds[`${name}_lengths`] = new Tensor('int64', cache.lengths, [b]);
+    cache.keys.forEach((k, i) => (feeds[cacheInputName(name, 'keys', i)] = floatTensor(k, dims)));
+    cache.values.forEach((v, i) => (feeds[cacheInputName(name, 'values', i)] = floatTensor(v, dims)));
   }
 
   /** One stream's step as a batch of one row (the unbatched engine over a version-2 bundle). */
   async step(inp: CasaStepInput, timer?: RunTimer): Promise<CasaStepOutput> {
     const t = inp.ids.length;
-    const p = inp.past.dims[3] ?? 0;
-    const block = this.kvHeads * p * this.headDim;
-    // The past is laid out [L][KVH][P][Dh]: block l's [1, KVH, P, Dh] is a contiguous view.
-    const layer = (a: Float32Array, l: number): Float32Array => a.subarray(l * block, (l + 1) * block);
-    const ls = Array.from({ length: this.layers }, (_, l) => l);
-    const n = inp.imageKeys.dims[3] ?? 0;
-    const w = inp.window.dims[3] ?? 0;
+    const image = inp.imageKeys.dims;
     return this.run(
       {
         rows: 1,
@@ -224,22 +212,24 @@ export class CasaBatchDecoderGraph implements CasaStepGraph {
         ids: int64(inp.ids),
         positions: int64Range(inp.position, t),
         windowPositions: int64Range(inp.windowPosition, t),
-        pastKeys: ls.map((l) => layer(inp.past.keys, l)),
-        pastValues: ls.map((l) => layer(inp.past.values, l)),
-        past: p,
-        pastLengths: int64([p]),
-        imageKeys: inp.imageKeys.data as Float32Array,
-        imageValues: inp.imageValues.data as Float32Array,
-        imageTokens: n,
-        imageLengths: int64([n]),
-        windowKeys: inp.window.keys,
-        windowValues: inp.window.values,
-        window: w,
-        windowLengths: int64([w]),
+        past: singleRow(inp.past.keys, inp.past.values, inp.past.dims),
+        image: singleRow(inp.imageKeys.data as Float32Array, inp.imageValues.data as Float32Array, image),
+        window: singleRow(inp.window.keys, inp.window.values, inp.window.dims),
       },
       timer,
     );
   }
+}
+
+/**
+ * A cache of one stream laid out [blocks, 1, KVH, n, Dh] (as the unbatched engine keeps it)
+ * as one row of a batch: block i's [1, KVH, n, Dh] is a contiguous view.
+ */
+function singleRow(keys: Float32Array, values: Float32Array, dims: readonly number[]): BatchCache {
+  const [blocks = 0, , h = 0, n = 0, dh = 0] = dims;
+  const size = h * n * dh;
+  const views = (a: Float32Array): Float32Array[] => Array.from({ length: blocks }, (_, i) => a.subarray(i * size, (i + 1) * size));
+  return { keys: views(keys), values: views(values), size: n, lengths: int64([n]) };
 }
 
 function int64(values: readonly number[]): BigInt64Array {

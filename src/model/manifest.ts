@@ -213,31 +213,34 @@ function casaDecoderSpecV1(m: Manifest): GraphSpec {
   };
 }
 
-/** The name of block `layer`'s past keys or values input in format version 2. */
-export function pastInputName(kind: 'keys' | 'values', layer: number): string {
-  return `past_${kind}_${layer}`;
+/** The caches a version-2 CASA decoder takes, one tensor per block each. */
+export type CacheName = 'past' | 'image' | 'window';
+
+/** The input name of block `block`'s keys or values of a cache in format version 2 (e.g. past_keys_0). */
+export function cacheInputName(cache: CacheName, kind: 'keys' | 'values', block: number): string {
+  return `${cache}_${kind}_${block}`;
 }
 
-/** Version 2: B ragged rows; per-row cache lengths; one past tensor per block. */
+/** Version 2: B ragged rows; per-row cache lengths; one cache tensor per block. */
 function casaDecoderSpecV2(m: Manifest): GraphSpec {
   const { layers: L, kvHeads: H, headDim: Dh } = m.decoder;
   const C = m.decoder.casaLayers.length;
   const _ = null;
-  const past: TensorSpec[] = [];
-  for (const kind of ['keys', 'values'] as const) for (let l = 0; l < L; l++) past.push(f32(pastInputName(kind, l), [_, H, _, Dh]));
+  const caches: TensorSpec[] = [];
+  for (const [cache, blocks] of [['past', L], ['image', C], ['window', C]] as const) {
+    for (const kind of ['keys', 'values'] as const) {
+      for (let i = 0; i < blocks; i++) caches.push(f32(cacheInputName(cache, kind, i), [_, H, _, Dh]));
+    }
+  }
   return {
     inputs: [
       i64('input_ids', [_, _]),
       i64('position_ids', [_, _]),
       i64('window_position_ids', [_, _]),
       i64('past_lengths', [_]),
-      ...past,
-      f32('image_keys', [C, _, H, _, Dh]),
-      f32('image_values', [C, _, H, _, Dh]),
       i64('image_lengths', [_]),
-      f32('window_keys', [C, _, H, _, Dh]),
-      f32('window_values', [C, _, H, _, Dh]),
       i64('window_lengths', [_]),
+      ...caches,
     ],
     outputs: casaDecoderOutputs(m, null),
   };

@@ -130,21 +130,21 @@ def _export_casa_decoder_v1(model: CasaModel, out_dir: str) -> None:
 
 
 def _export_casa_decoder_v2(model: CasaModel, out_dir: str) -> None:
-    """Format version 2: B ragged rows, per-row cache lengths, one past tensor per block."""
+    """Format version 2: B ragged rows, per-row cache lengths, one cache tensor per block."""
     cfg = model.cfg
     L, H, D, C, n = cfg.layers, cfg.kv_heads, cfg.head_dim, len(cfg.active_casa_layers), cfg.image_tokens
     b, t, p, w = 3, 2, 5, 2
-    args = [torch.zeros(b, t, dtype=torch.long), torch.arange(p, p + t).repeat(b, 1),
-            torch.arange(w + 1, w + t + 1).repeat(b, 1), torch.tensor([p, 2, 0]),
-            torch.randn(C, b, H, n, D), torch.randn(C, b, H, n, D), torch.tensor([n, n, 0]),
-            torch.randn(C, b, H, w, D), torch.randn(C, b, H, w, D), torch.tensor([w, 1, 0])]
-    args += [torch.randn(b, H, p, D) for _ in range(2 * L)]
     ins = {"input_ids": ["batch", "tokens"], "position_ids": ["batch", "tokens"],
-           "window_position_ids": ["batch", "tokens"], "past_lengths": ["batch"],
-           "image_keys": [C, "batch", H, "image_tokens", D], "image_values": [C, "batch", H, "image_tokens", D],
-           "image_lengths": ["batch"], "window_keys": [C, "batch", H, "window", D],
-           "window_values": [C, "batch", H, "window", D], "window_lengths": ["batch"]}
-    ins.update({f"past_{kind}_{i}": ["batch", H, "past", D] for kind in ("keys", "values") for i in range(L)})
+           "window_position_ids": ["batch", "tokens"], "past_lengths": ["batch"], "image_lengths": ["batch"],
+           "window_lengths": ["batch"]}
+    args = [torch.zeros(b, t, dtype=torch.long), torch.arange(p, p + t).repeat(b, 1),
+            torch.arange(w + 1, w + t + 1).repeat(b, 1), torch.tensor([p, 2, 0]), torch.tensor([n, n, 0]),
+            torch.tensor([w, 1, 0])]
+    for name, blocks, size, sample in (("past", L, "past", p), ("image", C, "image_tokens", n), ("window", C, "window", w)):
+        for kind in ("keys", "values"):
+            for i in range(blocks):
+                ins[f"{name}_{kind}_{i}"] = ["batch", H, size, D]
+                args.append(torch.randn(b, H, sample, D))
     outs = {"logits": ["batch", "tokens", cfg.vocab_size], "new_keys": [L, "batch", H, "tokens", D],
             "new_values": [L, "batch", H, "tokens", D], "new_window_keys": [C, "batch", H, "tokens", D],
             "new_window_values": [C, "batch", H, "tokens", D]}

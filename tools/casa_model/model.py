@@ -141,21 +141,6 @@ def attend_grouped(q, k, v, mask_add, cfg: "ModelConfig", rows: int = 1):
     return out.reshape(rows, cfg.heads, -1, cfg.head_dim)
 
 
-def attend_split(q, past_k, past_v, past_mask, k, v, new_mask, cfg: "ModelConfig", rows):
-    """attend_grouped over [past ; new] without concatenating the keys: the two parts' scores
-    are joined for one softmax and the output adds the two parts' weighted values. In an
-    exported graph this saves copying the (large) past once per layer and step. past_mask
-    broadcasts to [B,KVH,G*T,P], new_mask to [B,KVH,G*T,T]."""
-    qg = q.reshape(rows, cfg.kv_heads, -1, cfg.head_dim)
-    scale = 1.0 / math.sqrt(cfg.head_dim)
-    s_past = torch.matmul(qg, past_k.transpose(-1, -2)) * scale + past_mask
-    s_new = torch.matmul(qg, k.transpose(-1, -2)) * scale + new_mask
-    probs = torch.softmax(torch.cat([s_past, s_new], dim=-1), dim=-1)
-    p = past_k.shape[2]
-    out = torch.matmul(probs[..., :p], past_v) + torch.matmul(probs[..., p:], v)
-    return out.reshape(rows, cfg.heads, -1, cfg.head_dim)
-
-
 def ragged_valid(lengths, size):
     """bool [B, size]: True for the first lengths[b] entries of row b (the rest is padding)."""
     return torch.arange(size)[None, :] < lengths[:, None]
@@ -165,6 +150,13 @@ def grouped_causal_mask(t: int, g: int):
     """Additive [1,1,G*T,T]: T new tokens see themselves and the new tokens before them."""
     idx = torch.arange(t)
     return additive(idx[None, :] <= idx[:, None]).repeat(g, 1)[None, None]
+
+
+def ragged_step_mask(valid, causal, rows):
+    """Additive [B,1,G*T,S+T] of a batched step: each row's valid cached keys (valid [B,S]),
+    then the new tokens causally (`causal` from grouped_causal_mask)."""
+    return torch.cat([additive(valid)[:, None, None, :].expand(-1, -1, causal.shape[2], -1),
+                      causal.expand(rows, -1, -1, -1)], dim=-1)
 
 
 @dataclasses.dataclass
@@ -354,22 +346,6 @@ class StepAttention:
         return stack(self.new_keys), stack(self.new_values)
 
 
-class SplitStepAttention(StepAttention):
-    """The self-attention of a batched step (format version 2): each block's past comes as
-    its own tensor ([B,KVH,P,Dh], `cached_keys[i]`), masked per row by `mask`, and the new
-    tokens attend to it and to themselves (`new_mask`) without the two being concatenated."""
-
-    def __init__(self, cfg: "ModelConfig", cos, sin, mask, new_mask, cached_keys, cached_values, lead):
-        super().__init__(cfg, cos, sin, mask, cached_keys, cached_values, lead)
-        self.new_mask = new_mask
-
-    def attend(self, i: int, q, k, v):
-        self.new_keys.append(k)
-        self.new_values.append(v)
-        return attend_split(q, self.cached_keys[i], self.cached_values[i], self.mask, k, v, self.new_mask, self.cfg,
-                            self.lead[0])
-
-
 class ImageOnlyStepAttention(StepAttention):
     """The plain cross-attention ablation's CASA step (PyTorch only, not exported): the text
     attends to the image keys only (`cached_keys` = (image keys,)); in a window without an
@@ -554,35 +530,35 @@ class CasaModel(nn.Module):
             casa_attn = ImageOnlyStepAttention(cfg, wcos, wsin, None, (image_keys,), (image_values,))
         return self._casa_blocks(h, self_attn, casa_attn, t)
 
-    def decoder_batch_step(self, input_ids, position_ids, window_position_ids, past_lengths, image_keys, image_values,
-                           image_lengths, window_keys, window_values, window_lengths, *past):
+    def decoder_batch_step(self, input_ids, position_ids, window_position_ids, past_lengths, image_lengths,
+                           window_lengths, *caches):
         """Format version 2: one CASA step over T new text tokens for each of B streams.
 
-        Rows are ragged. `past` is L self-attention key tensors then L value tensors, one per
-        block, each [B,KVH,P,Dh], of which row b holds past_lengths[b] entries (the rest is
-        padding, masked out); image_* [C,B,KVH,N',Dh] with image_lengths[b] entries (0 in
-        window 0); window_* [C,B,KVH,W,Dh] with window_lengths[b]. Every row feeds T tokens at
+        Rows are ragged and every cache comes as one tensor per block: `caches` is the L
+        self-attention key tensors, the L value tensors ([B,KVH,P,Dh]; row b holds
+        past_lengths[b] entries, the rest is padding, masked out), then the C CASA layers'
+        image keys and values ([B,KVH,N',Dh], image_lengths[b] entries: 0 in window 0) and
+        window keys and values ([B,KVH,W,Dh], window_lengths[b]). Every row feeds T tokens at
         its own positions. Returns logits [B,T,V], new_keys/new_values [L,B,KVH,T,Dh],
         new_window_keys/new_window_values [C,B,KVH,T,Dh]. A masked key adds exactly 0 to the
         softmax, so a row's outputs are those it gets alone."""
         cfg = self.cfg
         if not cfg.casa_window_text:
             raise ValueError("the plain cross-attention ablation has no batched step")
+        layers, c = cfg.layers, len(cfg.active_casa_layers)
+        past_k, past_v = caches[:layers], caches[layers:2 * layers]
+        image_k, image_v, window_k, window_v = (caches[2 * layers + i * c:2 * layers + (i + 1) * c] for i in range(4))
         b, t = input_ids.shape[0], input_ids.shape[1]
         g = cfg.heads // cfg.kv_heads
         h = self.embed(input_ids)
         cos, sin = rope_cos_sin(position_ids, cfg.head_dim, cfg.rope_theta)
         wcos, wsin = rope_cos_sin(window_position_ids, cfg.head_dim, cfg.rope_theta)
         causal = grouped_causal_mask(t, g)
-        past_mask = additive(ragged_valid(past_lengths, past[0].shape[2]))[:, None, None, :]
-        cached = torch.cat([ragged_valid(image_lengths, image_keys.shape[3]),
-                            ragged_valid(window_lengths, window_keys.shape[3])], dim=1)
-        casa_mask = torch.cat([additive(cached)[:, None, None, :].expand(-1, -1, causal.shape[2], -1),
-                               causal.expand(b, -1, -1, -1)], dim=-1)
-        layers = cfg.layers
-        self_attn = SplitStepAttention(cfg, cos, sin, past_mask, causal, past[:layers], past[layers:], (b, t))
-        casa_attn = StepAttention(cfg, wcos, wsin, casa_mask, (image_keys, window_keys), (image_values, window_values),
-                                  (b, t))
+        self_mask = ragged_step_mask(ragged_valid(past_lengths, past_k[0].shape[2]), causal, b)
+        casa_mask = ragged_step_mask(torch.cat([ragged_valid(image_lengths, image_k[0].shape[2]),
+                                                ragged_valid(window_lengths, window_k[0].shape[2])], dim=1), causal, b)
+        self_attn = StepAttention(cfg, cos, sin, self_mask, (past_k,), (past_v,), (b, t))
+        casa_attn = StepAttention(cfg, wcos, wsin, casa_mask, (image_k, window_k), (image_v, window_v), (b, t))
         return self._casa_blocks(h, self_attn, casa_attn, t)
 
     def _casa_blocks(self, h, self_attn: StepAttention, casa_attn: StepAttention, t):

@@ -12,7 +12,7 @@ import type { CasaBatchDecoderGraph, CasaGraphs } from '../graphs.js';
 import type { Manifest } from '../manifest.js';
 import { inverseFrequencies } from '../rope.js';
 import type { StepOp, StepResult, WorkerStats } from './protocol.js';
-import { SlotPool, StridedKv } from './slots.js';
+import { ResidentInput, SlotPool, StridedKv } from './slots.js';
 
 interface Stream {
   /** Self-attention cache. */
@@ -45,10 +45,26 @@ function message(err: unknown): string {
 }
 
 export class BatchExecutor {
-  readonly stats: WorkerStats = { decoderRuns: 0, decoderRows: 0, maxRows: 0, frameRuns: 0, frames: 0, busyMs: 0, streams: 0 };
+  readonly stats: WorkerStats = {
+    decoderRuns: 0,
+    decoderRows: 0,
+    maxRows: 0,
+    frameRuns: 0,
+    frames: 0,
+    busyMs: 0,
+    decoderMs: 0,
+    frameMs: 0,
+    streams: 0,
+  };
+  private readonly decoderTimer = { ortMs: 0, runs: 0 };
+  private readonly frameTimer = { ortMs: 0, runs: 0 };
   private readonly streams = new Map<number, Stream>();
   private readonly pool: SlotPool;
   private readonly scratch = new Scratch();
+  /** The decoder's cache inputs, kept between runs (ResidentInput). */
+  private readonly past: ResidentInput;
+  private readonly image: ResidentInput;
+  private readonly window: ResidentInput;
   private readonly decoder: CasaBatchDecoderGraph;
   private readonly invFreq: Float64Array;
   private readonly dims: { L: number; C: number; H: number; Dh: number; N: number; V: number };
@@ -64,6 +80,9 @@ export class BatchExecutor {
     this.decoder = graphs.decoder as CasaBatchDecoderGraph;
     this.invFreq = inverseFrequencies(d.headDim, d.ropeTheta);
     this.pool = new SlotPool({ layers: d.layers, kvHeads: d.kvHeads, headDim: d.headDim }, manifest.context.maxContextTokens, poolSegment);
+    this.past = new ResidentInput(d.layers, d.kvHeads, d.headDim, 32);
+    this.image = new ResidentInput(d.casaLayers.length, d.kvHeads, d.headDim, 0);
+    this.window = new ResidentInput(d.casaLayers.length, d.kvHeads, d.headDim, 8);
   }
 
   /** A new stream: a pool slot when its cap fits the pool's, else storage of its own (growing when unbounded). */
@@ -103,6 +122,8 @@ export class BatchExecutor {
       for (let i = 0; i < group.length; i += this.maxSize) emit(await this.decode(group.slice(i, i + this.maxSize)));
     }
     this.stats.busyMs += performance.now() - t0;
+    this.stats.decoderMs = this.decoderTimer.ortMs;
+    this.stats.frameMs = this.frameTimer.ortMs;
   }
 
   /** Applies each step's eviction; the steps that cannot run get their error at once. */
@@ -134,8 +155,8 @@ export class BatchExecutor {
     const pixels = this.scratch.get('pixels', steps.length * frame);
     steps.forEach((s, f) => pixels.set(s.pixels as Float32Array, f * frame));
     try {
-      const embeds = await this.graphs.vision.run(pixels, undefined, steps.length);
-      const { keys, values } = await this.graphs.casaKv.run(embeds);
+      const embeds = await this.graphs.vision.run(pixels, this.frameTimer, steps.length);
+      const { keys, values } = await this.graphs.casaKv.run(embeds, this.frameTimer);
       const k = keys.data as Float32Array;
       const v = values.data as Float32Array;
       steps.forEach((s, f) => {
@@ -160,56 +181,45 @@ export class BatchExecutor {
   }
 
   /** One decoder run over steps of the same token count; each row's new K/V appended. */
-  private async decode(steps: StepOp[]): Promise<StepResult[]> {
-    const { L, C, H, Dh, N, V } = this.dims;
-    const b = steps.length;
-    const t = (steps[0] as StepOp).ids.length;
-    const rows = steps.map((s) => this.streams.get(s.sid) as Stream);
-    const past = Math.max(...rows.map((r) => r.slot.length));
-    const win = Math.max(...rows.map((r) => r.window.length));
-    const pastKeys = Array.from({ length: L }, (_, l) => this.scratch.get(`pk${l}`, b * H * past * Dh));
-    const pastValues = Array.from({ length: L }, (_, l) => this.scratch.get(`pv${l}`, b * H * past * Dh));
-    const casaInput = (name: string, size: number) => {
-      const all = this.scratch.get(name, C * b * H * size * Dh);
-      return { all, layers: Array.from({ length: C }, (_, c) => all.subarray(c * b * H * size * Dh, (c + 1) * b * H * size * Dh)) };
-    };
-    const [ik, iv, wk, wv] = [casaInput('ik', N), casaInput('iv', N), casaInput('wk', win), casaInput('wv', win)];
+  private async decode(group: StepOp[]): Promise<StepResult[]> {
+    const { V } = this.dims;
+    const t = (group[0] as StepOp).ids.length;
+    const stream = (s: StepOp): Stream => this.streams.get(s.sid) as Stream;
+    // Rows already in place in the resident inputs first: they are not copied again.
+    const steps = [...group].sort((a, b) => this.past.rank(stream(a).slot) - this.past.rank(stream(b).slot));
+    const rows = steps.map(stream);
+    const b = rows.length;
+    const lengths = (kvs: StridedKv[]): BigInt64Array => BigInt64Array.from(kvs, (kv) => BigInt(kv.length));
+    const cache = (input: ResidentInput, kvs: StridedKv[]) => ({ ...input.prepare(kvs), lengths: lengths(kvs) });
+    const slots = rows.map((r) => r.slot);
+    const windows = rows.map((r) => r.window);
+    const [past, image, window] = [cache(this.past, slots), cache(this.image, rows.map((r) => r.image)), cache(this.window, windows)];
     const ids = new BigInt64Array(b * t);
     const positions = new BigInt64Array(b * t);
     const windowPositions = new BigInt64Array(b * t);
-    const [pastLengths, imageLengths, windowLengths] = [new BigInt64Array(b), new BigInt64Array(b), new BigInt64Array(b)];
     rows.forEach((r, i) => {
       const step = steps[i] as StepOp;
-      r.slot.gather(pastKeys, pastValues, 0, i, past);
-      r.image.gather(ik.layers, iv.layers, 0, i, N);
-      r.window.gather(wk.layers, wv.layers, 0, i, win);
       for (let j = 0; j < t; j++) {
         ids[i * t + j] = BigInt(step.ids[j] as number);
         positions[i * t + j] = BigInt(r.slot.length + j);
         windowPositions[i * t + j] = BigInt(r.window.length + 1 + j);
       }
-      pastLengths[i] = BigInt(r.slot.length);
-      imageLengths[i] = BigInt(r.image.length);
-      windowLengths[i] = BigInt(r.window.length);
     });
     this.stats.decoderRuns += 1;
     this.stats.decoderRows += b;
     this.stats.maxRows = Math.max(this.stats.maxRows, b);
     let out;
     try {
-      out = await this.decoder.run({
-        rows: b, tokens: t, ids, positions, windowPositions,
-        pastKeys, pastValues, past, pastLengths,
-        imageKeys: ik.all, imageValues: iv.all, imageTokens: N, imageLengths,
-        windowKeys: wk.all, windowValues: wv.all, window: win, windowLengths,
-      });
+      out = await this.decoder.run({ rows: b, tokens: t, ids, positions, windowPositions, past, image, window }, this.decoderTimer);
     } catch (err) {
       return this.fail(steps, `onnxruntime failed on a batch of ${b} streams: ${message(err)}`);
     }
-    return rows.map((r, i) => {
+    rows.forEach((r, i) => {
       r.slot.appendRow(out.newKeys, out.newValues, b, i, t);
       r.window.appendRow(out.newWindowKeys, out.newWindowValues, b, i, t);
-      return { req: (steps[i] as StepOp).req, logits: out.logits.subarray(i * t * V, (i + 1) * t * V) };
     });
+    this.past.appendRows(out.newKeys, out.newValues, t);
+    this.window.appendRows(out.newWindowKeys, out.newWindowValues, t);
+    return steps.map((s, i) => ({ req: s.req, logits: out.logits.subarray(i * t * V, (i + 1) * t * V) }));
   }
 }

@@ -47,7 +47,7 @@ function workerScript(): URL {
   return pathToFileURL(built);
 }
 
-const EMPTY_STATS: WorkerStats = { decoderRuns: 0, decoderRows: 0, maxRows: 0, frameRuns: 0, frames: 0, busyMs: 0, streams: 0 };
+const EMPTY_STATS: WorkerStats = { decoderRuns: 0, decoderRows: 0, maxRows: 0, frameRuns: 0, frames: 0, busyMs: 0, decoderMs: 0, frameMs: 0, streams: 0 };
 
 class WorkerHandle {
   readonly pending = new Map<number, Pending>();
@@ -211,6 +211,8 @@ export class InferencePool {
       sum.frameRuns += s.frameRuns;
       sum.frames += s.frames;
       sum.busyMs += s.busyMs;
+      sum.decoderMs += s.decoderMs;
+      sum.frameMs += s.frameMs;
       sum.streams += s.streams;
     }
     return sum;
@@ -222,6 +224,7 @@ export class InferencePool {
       this.handles.map(async (h) => {
         h.die('the model was released');
         const exited = new Promise<void>((resolve) => h.worker.once('exit', () => resolve()));
+        h.worker.ref(); // until it has exited
         h.worker.postMessage({ type: 'release' } satisfies ToWorker);
         const timeout = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), 5000).unref());
         if ((await Promise.race([exited, timeout])) === 'timeout') await h.worker.terminate();

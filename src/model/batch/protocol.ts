@@ -63,6 +63,9 @@ export interface WorkerStats {
   frames: number;
   /** Milliseconds spent in rounds of graph runs (including the copies around them). */
   busyMs: number;
+  /** …of which inside onnxruntime: decoder runs, and vision + casa_kv runs. */
+  decoderMs: number;
+  frameMs: number;
   /** Streams open. */
   streams: number;
 }

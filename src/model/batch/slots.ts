@@ -16,6 +16,15 @@
 import { rotateVectors, rotationTable } from '../rope.js';
 import { grownCapacity, type KvShape } from '../kv-cache.js';
 
+/** Copies n floats (a plain loop for the short copies of a step's new tokens: no view objects). */
+function copyFloats(dst: Float32Array, at: number, src: Float32Array, from: number, n: number): void {
+  if (n > 64) {
+    dst.set(src.subarray(from, from + n), at);
+    return;
+  }
+  for (let i = 0; i < n; i++) dst[at + i] = src[from + i] as number;
+}
+
 export class StridedKv {
   readonly layers: number;
   readonly kvHeads: number;
@@ -26,6 +35,7 @@ export class StridedKv {
   private cap: number;
   private readonly growable: boolean;
   private len = 0;
+  private ver = 0;
 
   /**
    * Storage of `capacity` tokens: its own arrays, or (`arrays`) a region of shared ones
@@ -56,8 +66,14 @@ export class StridedKv {
     return this.cap;
   }
 
+  /** Changes whenever stored entries move or are dropped (appending does not change it). */
+  get version(): number {
+    return this.ver;
+  }
+
   clear(): void {
     this.len = 0;
+    this.ver++;
   }
 
   /**
@@ -74,8 +90,8 @@ export class StridedKv {
       for (let k = 0; k < h; k++) {
         const src = (((l * rows + row) * h + k) * tokens + from) * dh;
         const dst = this.base + (k * this.cap + this.len) * dh;
-        dk.set(keys.subarray(src, src + count * dh), dst);
-        dv.set(values.subarray(src, src + count * dh), dst);
+        copyFloats(dk, dst, keys, src, count * dh);
+        copyFloats(dv, dst, values, src, count * dh);
       }
     }
     this.len += count;
@@ -102,6 +118,7 @@ export class StridedKv {
       }
     }
     this.len -= count;
+    this.ver++;
   }
 
   /**
@@ -148,6 +165,7 @@ export class StridedKv {
     this.valueArrays = move(this.valueArrays);
     this.base = 0;
     this.cap = cap;
+    this.ver++;
   }
 }
 
@@ -197,5 +215,97 @@ export class SlotPool {
       this.free.push(new StridedKv(this.shape, this.slotCapacity, false, { keys, values, base: i * per }));
     }
     this.segments += 1;
+  }
+}
+
+interface ResidentRow {
+  kv: StridedKv;
+  version: number;
+  length: number;
+}
+
+/**
+ * A batch input of the decoder ([B, KVH, size, Dh] per layer) kept between graph runs. A
+ * row whose stream's storage has only grown, since, by the entries written here too, stays
+ * where it is and is not copied again: streams that run together step after step (the gather
+ * rule keeps a frame's streams in step) cost the copy of their new entries only. `size` (the
+ * input's entry axis) keeps `headroom` spare entries, so appends do not change the layout.
+ */
+export class ResidentInput {
+  private keys: Float32Array[] = [];
+  private values: Float32Array[] = [];
+  private rows: ResidentRow[] = [];
+  private size = 0;
+
+  constructor(
+    private readonly layers: number,
+    private readonly kvHeads: number,
+    private readonly headDim: number,
+    private readonly headroom: number,
+  ) {}
+
+  /** Where `kv` already sits (rows kept from the last run come first), else Infinity. */
+  rank(kv: StridedKv): number {
+    const i = this.rows.findIndex((r) => r.kv === kv);
+    return i >= 0 && this.valid(i, kv) ? i : Infinity;
+  }
+
+  /** Lays the storages out as rows 0…B−1; returns the per-layer inputs and their entry size. */
+  prepare(kvs: readonly StridedKv[]): { keys: Float32Array[]; values: Float32Array[]; size: number } {
+    const longest = Math.max(0, ...kvs.map((kv) => kv.length));
+    const fits = longest <= this.size && this.size <= 2 * longest + 2 * this.headroom;
+    if (!fits) {
+      this.size = longest + this.headroom;
+      this.rows = [];
+    }
+    this.reserve(kvs.length);
+    const next: ResidentRow[] = [];
+    kvs.forEach((kv, i) => {
+      if (!(this.rows[i]?.kv === kv && this.valid(i, kv))) kv.gather(this.keys, this.values, 0, i, this.size);
+      next.push({ kv, version: kv.version, length: kv.length });
+    });
+    this.rows = next;
+    const n = kvs.length * this.kvHeads * this.size * this.headDim;
+    return { keys: this.keys.map((a) => a.subarray(0, n)), values: this.values.map((a) => a.subarray(0, n)), size: this.size };
+  }
+
+  /** After the run: each row's new entries (as the storages got them), [layers, B, KVH, tokens, Dh]. */
+  appendRows(keys: Float32Array, values: Float32Array, tokens: number): void {
+    const { kvHeads: h, headDim: dh } = this;
+    const b = this.rows.length;
+    this.rows.forEach((r, i) => {
+      if (r.length + tokens > this.size) {
+        r.version = -1; // no room: copied again next time
+        return;
+      }
+      for (let l = 0; l < this.layers; l++) {
+        for (let k = 0; k < h; k++) {
+          const src = ((l * b + i) * h + k) * tokens * dh;
+          const dst = ((i * h + k) * this.size + r.length) * dh;
+          copyFloats(this.keys[l] as Float32Array, dst, keys, src, tokens * dh);
+          copyFloats(this.values[l] as Float32Array, dst, values, src, tokens * dh);
+        }
+      }
+      r.length += tokens;
+    });
+  }
+
+  private valid(i: number, kv: StridedKv): boolean {
+    const r = this.rows[i] as ResidentRow;
+    return r.version === kv.version && r.length === kv.length;
+  }
+
+  /** Room for `rows` rows at the current size; rows in place keep their contents. */
+  private reserve(rows: number): void {
+    const need = rows * this.kvHeads * this.size * this.headDim;
+    if (this.keys.length === this.layers && (this.keys[0] as Float32Array).length >= need) return;
+    const grow = (old: Float32Array[]): Float32Array[] =>
+      Array.from({ length: this.layers }, (_, l) => {
+        const a = new Float32Array(Math.max(need, Math.ceil((old[l]?.length ?? 0) * 1.5)));
+        if (old[l]) a.set((old[l] as Float32Array).subarray(0, Math.min(a.length, (old[l] as Float32Array).length)));
+        return a;
+      });
+    this.keys = grow(this.keys);
+    this.values = grow(this.values);
   }
 }

@@ -140,16 +140,16 @@ def _pad(tensors, axis):
 def _batched_feed(model, sessions, ids):
     """One decoder_batch_step (format version 2) for every session's next token, from their
     own caches padded into one batch; the sessions themselves are left unchanged."""
-    L = model.cfg.layers
-    past_k, past_v = _pad([s.past_k for s in sessions], 3), _pad([s.past_v for s in sessions], 3)
     lengths = lambda xs: torch.tensor([x.shape[3] for x in xs])
+    caches = []
+    for attr in ("past_k", "past_v", "img_k", "img_v", "win_k", "win_v"):
+        stacked = _pad([getattr(s, attr) for s in sessions], 3)
+        caches += [stacked[i] for i in range(stacked.shape[0])]
     with torch.no_grad():
         out = model.decoder_batch_step(
             torch.tensor([[i] for i in ids]), torch.tensor([[s.pos] for s in sessions]),
             torch.tensor([[s.wpos + 1] for s in sessions]), lengths([s.past_k for s in sessions]),
-            _pad([s.img_k for s in sessions], 3), _pad([s.img_v for s in sessions], 3), lengths([s.img_k for s in sessions]),
-            _pad([s.win_k for s in sessions], 3), _pad([s.win_v for s in sessions], 3), lengths([s.win_k for s in sessions]),
-            *[past_k[l] for l in range(L)], *[past_v[l] for l in range(L)])
+            lengths([s.img_k for s in sessions]), lengths([s.win_k for s in sessions]), *caches)
     return out
 
 
