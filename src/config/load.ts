@@ -346,6 +346,7 @@ function resolveConfig(
       protectMetrics: raw.auth?.protectMetrics ?? false,
     },
     model,
+    engine: raw.engine ?? {},
     defaults,
     streams,
     limits,
