@@ -5,7 +5,8 @@
 // engine and batched ones (workers × intra-op threads), in one run: every session captions
 // noise frames back to back with exactly 5 tokens per frame (EOS masked, as B2 and B7 do),
 // for --seconds after one warm-up frame each. Also the main thread's event-loop delay p99
-// (perf_hooks monitorEventLoopDelay) while it runs, and the batched engine's rows per run.
+// (perf_hooks monitorEventLoopDelay) while it runs, the batched engine's rows per run, and
+// frames per CPU-second of the process (the figure least disturbed by other load).
 // Builds nothing: run `npm run build` first. Writes bench/results/tmp/batch-throughput.json.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -83,6 +84,8 @@ async function measure(engine, n) {
     eventLoopDelayP99Ms: Math.round((eld.percentile(99) / 1e6) * 100) / 100,
     eventLoopDelayMaxMs: Math.round((eld.max / 1e6) * 100) / 100,
     processCpuSeconds: Math.round(((cpu.user + cpu.system) / 1e6) * 100) / 100,
+    // Frames per second of CPU the process got: less sensitive than frames/s to other load on a shared machine.
+    framesPerCpuSecond: Math.round(count / ((cpu.user + cpu.system) / 1e6)),
     ...(runs !== undefined
       ? {
           decoderRuns: runs,
@@ -107,6 +110,7 @@ for (const n of SESSIONS) {
 const summary = SESSIONS.map((n) => {
   const row = { sessions: n };
   for (const e of engines) row[e] = results.find((r) => r.sessions === n && r.engine === e)?.framesPerSecond;
+  for (const e of engines) row[`${e}/cpu-s`] = results.find((r) => r.sessions === n && r.engine === e)?.framesPerCpuSecond;
   if (row.unbatched) for (const e of engines) if (e !== 'unbatched') row[`${e}/unbatched`] = Math.round((row[e] / row.unbatched) * 100) / 100;
   return row;
 });

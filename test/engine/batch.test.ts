@@ -96,6 +96,28 @@ describe('a stream in a batch gets what it gets alone', () => {
   }
 });
 
+describe('more streams than one run holds', () => {
+  it('runs of at most maxSize rows (each lane keeping its rows in place) give every stream what it gets alone', async () => {
+    const [batched, unbatched] = await Promise.all([loadModel(DEV_CASA, { batch: { maxSize: 4, gatherMs: 50 } }), loadModel(DEV_CASA, { batch: false })]);
+    try {
+      const run = (m: Model) =>
+        Promise.all(
+          Array.from({ length: 11 }, async (_, k) => {
+            const px = await noisePixels(m, 3 + (k % 3), 10 * k);
+            return captions(await greedyRun(m, m.openBackend({ windowCapacity: 32 }), px, 6), m);
+          }),
+        );
+      const [got, want] = [await run(batched), await run(unbatched)];
+      expect(got).toEqual(want);
+      const st = batched.batchStats()!;
+      expect(st.maxRows).toBe(4);
+      expect(st.decoderRows / st.decoderRuns).toBeGreaterThan(2);
+    } finally {
+      await Promise.all([batched.release(), unbatched.release()]);
+    }
+  });
+});
+
 describe('CASA invariants on the batched path', () => {
   it('sessions captioning side by side: text-only KV, the window reset per frame, one image per window', async () => {
     const model = await loadModel(DEV_CASA, { batch: { gatherMs: 50 } });

@@ -14,6 +14,13 @@ import { inverseFrequencies } from '../rope.js';
 import type { StepOp, StepResult, WorkerStats } from './protocol.js';
 import { ResidentInput, SlotPool, StridedKv } from './slots.js';
 
+/** Resident decoder inputs for one run's rows: the self-attention cache, image and window K/V. */
+interface Lane {
+  past: ResidentInput;
+  image: ResidentInput;
+  window: ResidentInput;
+}
+
 interface Stream {
   /** Self-attention cache. */
   slot: StridedKv;
@@ -61,10 +68,11 @@ export class BatchExecutor {
   private readonly streams = new Map<number, Stream>();
   private readonly pool: SlotPool;
   private readonly scratch = new Scratch();
-  /** The decoder's cache inputs, kept between runs (ResidentInput). */
-  private readonly past: ResidentInput;
-  private readonly image: ResidentInput;
-  private readonly window: ResidentInput;
+  /**
+   * The decoder's cache inputs, kept between runs (ResidentInput): one lane per `maxSize`
+   * rows, so that more streams than fit in one run still find their rows in place.
+   */
+  private readonly lanes: Lane[] = [];
   private readonly decoder: CasaBatchDecoderGraph;
   private readonly invFreq: Float64Array;
   private readonly dims: { L: number; C: number; H: number; Dh: number; N: number; V: number };
@@ -80,9 +88,7 @@ export class BatchExecutor {
     this.decoder = graphs.decoder as CasaBatchDecoderGraph;
     this.invFreq = inverseFrequencies(d.headDim, d.ropeTheta);
     this.pool = new SlotPool({ layers: d.layers, kvHeads: d.kvHeads, headDim: d.headDim }, manifest.context.maxContextTokens, poolSegment);
-    this.past = new ResidentInput(d.layers, d.kvHeads, d.headDim, 32);
-    this.image = new ResidentInput(d.casaLayers.length, d.kvHeads, d.headDim, 0);
-    this.window = new ResidentInput(d.casaLayers.length, d.kvHeads, d.headDim, 8);
+
   }
 
   /** A new stream: a pool slot when its cap fits the pool's, else storage of its own (growing when unbounded). */
@@ -119,7 +125,7 @@ export class BatchExecutor {
       byTokens.set(step.ids.length, group);
     }
     for (const group of byTokens.values()) {
-      for (let i = 0; i < group.length; i += this.maxSize) emit(await this.decode(group.slice(i, i + this.maxSize)));
+      for (const [lane, steps] of this.chunks(group)) emit(await this.decode(steps, lane));
     }
     this.stats.busyMs += performance.now() - t0;
     this.stats.decoderMs = this.decoderTimer.ortMs;
@@ -180,20 +186,46 @@ export class BatchExecutor {
     return steps.map((s) => ({ req: s.req, error }));
   }
 
-  /** One decoder run over steps of the same token count; each row's new K/V appended. */
-  private async decode(group: StepOp[]): Promise<StepResult[]> {
+  /**
+   * Splits steps of one token count into runs of at most `maxSize`, each with the lane
+   * where most of its rows already are; within a run, the rows in place come first.
+   */
+  private chunks(group: readonly StepOp[]): [Lane, StepOp[]][] {
+    const { H, Dh, L, C } = this.dims;
+    const runs = Math.ceil(group.length / this.maxSize);
+    while (this.lanes.length < runs) {
+      this.lanes.push({ past: new ResidentInput(L, H, Dh, 32), image: new ResidentInput(C, H, Dh, 0), window: new ResidentInput(C, H, Dh, 8) });
+    }
+    const slot = (s: StepOp): StridedKv => (this.streams.get(s.sid) as Stream).slot;
+    const home = new Map<Lane, StepOp[]>(this.lanes.map((l) => [l, []]));
+    const unplaced: StepOp[] = [];
+    for (const step of group) {
+      const lane = this.lanes.find((l) => l.past.rank(slot(step)) < Infinity);
+      (lane ? (home.get(lane) as StepOp[]) : unplaced).push(step);
+    }
+    // The lanes holding most of the rows run them; the other rows fill up the runs.
+    const chosen = [...home.entries()].sort((a, b) => b[1].length - a[1].length).slice(0, runs);
+    for (const [lane, steps] of home) if (!chosen.some(([l]) => l === lane)) unplaced.push(...steps);
+    for (const [lane, steps] of chosen) {
+      steps.sort((a, b) => lane.past.rank(slot(a)) - lane.past.rank(slot(b)));
+      unplaced.push(...steps.splice(this.maxSize));
+    }
+    for (const [, steps] of chosen) steps.push(...unplaced.splice(0, this.maxSize - steps.length));
+    return chosen.filter(([, steps]) => steps.length > 0);
+  }
+
+  /** One decoder run over steps of the same token count (rows in place first); each row's new K/V appended. */
+  private async decode(steps: StepOp[], lane: Lane): Promise<StepResult[]> {
     const { V } = this.dims;
-    const t = (group[0] as StepOp).ids.length;
+    const t = (steps[0] as StepOp).ids.length;
     const stream = (s: StepOp): Stream => this.streams.get(s.sid) as Stream;
-    // Rows already in place in the resident inputs first: they are not copied again.
-    const steps = [...group].sort((a, b) => this.past.rank(stream(a).slot) - this.past.rank(stream(b).slot));
     const rows = steps.map(stream);
     const b = rows.length;
     const lengths = (kvs: StridedKv[]): BigInt64Array => BigInt64Array.from(kvs, (kv) => BigInt(kv.length));
     const cache = (input: ResidentInput, kvs: StridedKv[]) => ({ ...input.prepare(kvs), lengths: lengths(kvs) });
     const slots = rows.map((r) => r.slot);
     const windows = rows.map((r) => r.window);
-    const [past, image, window] = [cache(this.past, slots), cache(this.image, rows.map((r) => r.image)), cache(this.window, windows)];
+    const [past, image, window] = [cache(lane.past, slots), cache(lane.image, rows.map((r) => r.image)), cache(lane.window, windows)];
     const ids = new BigInt64Array(b * t);
     const positions = new BigInt64Array(b * t);
     const windowPositions = new BigInt64Array(b * t);
@@ -218,8 +250,8 @@ export class BatchExecutor {
       r.slot.appendRow(out.newKeys, out.newValues, b, i, t);
       r.window.appendRow(out.newWindowKeys, out.newWindowValues, b, i, t);
     });
-    this.past.appendRows(out.newKeys, out.newValues, t);
-    this.window.appendRows(out.newWindowKeys, out.newWindowValues, t);
+    lane.past.appendRows(out.newKeys, out.newValues, t);
+    lane.window.appendRows(out.newWindowKeys, out.newWindowValues, t);
     return steps.map((s, i) => ({ req: s.req, logits: out.logits.subarray(i * t * V, (i + 1) * t * V) }));
   }
 }

@@ -235,6 +235,7 @@ export class ResidentInput {
   private keys: Float32Array[] = [];
   private values: Float32Array[] = [];
   private rows: ResidentRow[] = [];
+  private readonly index = new Map<StridedKv, number>();
   private size = 0;
 
   constructor(
@@ -244,10 +245,10 @@ export class ResidentInput {
     private readonly headroom: number,
   ) {}
 
-  /** Where `kv` already sits (rows kept from the last run come first), else Infinity. */
+  /** Where `kv` already sits, up to date (such rows go first, in this order), else Infinity. */
   rank(kv: StridedKv): number {
-    const i = this.rows.findIndex((r) => r.kv === kv);
-    return i >= 0 && this.valid(i, kv) ? i : Infinity;
+    const i = this.index.get(kv);
+    return i !== undefined && this.valid(i, kv) ? i : Infinity;
   }
 
   /** Lays the storages out as rows 0…B−1; returns the per-layer inputs and their entry size. */
@@ -265,6 +266,8 @@ export class ResidentInput {
       next.push({ kv, version: kv.version, length: kv.length });
     });
     this.rows = next;
+    this.index.clear();
+    kvs.forEach((kv, i) => this.index.set(kv, i));
     const n = kvs.length * this.kvHeads * this.size * this.headDim;
     return { keys: this.keys.map((a) => a.subarray(0, n)), values: this.values.map((a) => a.subarray(0, n)), size: this.size };
   }
