@@ -1,5 +1,6 @@
 /**
- * The batched engine (docs/architecture.md §Batching) on real graphs in real worker threads:
+ * The batched engine (docs/architecture.md §Batching) on real graphs in real worker threads
+ * (one worker where a test counts the rows of a run: streams are spread over the workers):
  * a stream's logits and greedy captions are the same whether it runs alone, unbatched, or
  * in a batch with 6 or 63 other streams at other lengths; the batch fixtures of the PyTorch
  * reference hold side by side; the CASA invariants hold on the batched path.
@@ -26,7 +27,7 @@ const captions = (r: GreedyRecord, m: Model): string[] => r.frames.map((ids) => 
 describe('batch fixtures: streams of different lengths side by side', () => {
   for (const dir of [DEV_CASA, TINY]) {
     it(`${path.basename(dir)}: every stream within 1e-4 of its PyTorch reference, all in one run`, async () => {
-      const r = await runBatchParity(dir);
+      const r = await runBatchParity(dir, { load: { batch: { workers: 1 } } });
       console.log(`${path.basename(dir)} batch fixtures: ${r.streams} streams, max |Δlogit| ${r.maxAbsDiff.toExponential(2)}, ${r.maxRows} rows in one run`);
       expect(r.streams).toBe(4);
       expect(r.maxRows).toBe(4);
@@ -49,7 +50,7 @@ describe('a stream in a batch gets what it gets alone', () => {
     alone = await greedyRun(unbatched, unbatched.openBackend({ windowCapacity: 32 }), target, 24);
     await unbatched.release();
     // A long gather window: the streams in step share every run (asserted with maxRows).
-    batched = await loadModel(TINY, { batch: { maxSize: 64, gatherMs: 200 } });
+    batched = await loadModel(TINY, { batch: { maxSize: 64, gatherMs: 200, workers: 1 } });
   });
   afterAll(async () => {
     await batched?.release();
@@ -98,7 +99,7 @@ describe('a stream in a batch gets what it gets alone', () => {
 
 describe('more streams than one run holds', () => {
   it('runs of at most maxSize rows (each lane keeping its rows in place) give every stream what it gets alone', async () => {
-    const [batched, unbatched] = await Promise.all([loadModel(DEV_CASA, { batch: { maxSize: 4, gatherMs: 50 } }), loadModel(DEV_CASA, { batch: false })]);
+    const [batched, unbatched] = await Promise.all([loadModel(DEV_CASA, { batch: { maxSize: 4, gatherMs: 50, workers: 1 } }), loadModel(DEV_CASA, { batch: false })]);
     try {
       const run = (m: Model) =>
         Promise.all(
@@ -120,7 +121,7 @@ describe('more streams than one run holds', () => {
 
 describe('CASA invariants on the batched path', () => {
   it('sessions captioning side by side: text-only KV, the window reset per frame, one image per window', async () => {
-    const model = await loadModel(DEV_CASA, { batch: { gatherMs: 50 } });
+    const model = await loadModel(DEV_CASA, { batch: { gatherMs: 50, workers: 1 } });
     try {
       expect(model.engine.batched).toBe(true);
       const N = model.manifest.image.tokensPerFrame;

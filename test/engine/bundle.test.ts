@@ -4,6 +4,8 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ModelError, UsageError } from '../../src/errors.js';
 import { FORMAT_VERSION, loadModel, type LoadOptions } from '../../src/engine.js';
+import { availableParallelism } from 'node:os';
+import { BATCH_DEFAULTS } from '../../src/model/batch/options.js';
 import { copyBundle, DEV_CASA, DEV_CASA_V1, DEV_INSERTION, noiseFrame } from './helpers.js';
 
 const cleanups: (() => void)[] = [];
@@ -65,8 +67,9 @@ describe('bundle loading', () => {
 
   it('a version-2 CASA bundle runs batched by default, or unbatched with batch: false', async () => {
     const m = await loadModel(DEV_CASA);
-    expect(m.engine).toEqual({ batched: true, maxSize: 64, gatherMs: 2, workers: 1 });
-    expect(m.batchStats()).toMatchObject({ workers: 1, decoderRuns: 0 });
+    expect(m.engine).toEqual({ batched: true, ...BATCH_DEFAULTS });
+    expect(BATCH_DEFAULTS).toEqual({ maxSize: 64, gatherMs: 2, workers: Math.min(4, availableParallelism()) });
+    expect(m.batchStats()).toMatchObject({ workers: BATCH_DEFAULTS.workers, decoderRuns: 0 });
     await m.release();
     const u = await loadModel(DEV_CASA, { batch: false });
     expect(u.engine).toEqual({ batched: false, reason: 'batch: false' });

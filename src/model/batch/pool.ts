@@ -178,7 +178,7 @@ export class InferencePool {
       load: ort,
       maxSize: batch.maxSize,
       gatherMs: batch.gatherMs,
-      poolSegment: Math.max(8, Math.min(64, batch.maxSize)),
+      poolSegment: 16,
     };
     const script = workerScript();
     const started = await Promise.allSettled(Array.from({ length: batch.workers }, () => startWorker(script, init)));
