@@ -38,9 +38,9 @@ export interface LoadOptions {
   /** CUDA device (default 0). */
   deviceId?: number;
   /**
-   * Threads onnxruntime uses inside one graph run (default 1). onnxruntime-node runs every
-   * graph synchronously on the JavaScript thread, so runs of different streams never overlap;
-   * more threads make each run faster on larger models (see docs/architecture.md §Threading).
+   * Threads onnxruntime uses inside one graph run (default 1). With the tiny models a second
+   * thread makes runs slower on a 2-core machine; larger models want more (see
+   * docs/architecture.md §Batching and threads).
    */
   intraOpNumThreads?: number;
   /** Threads across independent graph nodes (default 1). */
