@@ -8,8 +8,8 @@ import { loadModel, type DecoderBackend, type EngineFrame, type Model } from '..
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const DEV_CASA = path.join(ROOT, 'test', 'fixtures', 'bundles', 'dev-casa');
 export const DEV_INSERTION = path.join(ROOT, 'test', 'fixtures', 'bundles', 'dev-insertion');
-/** A tiny CASA bundle in format version 1 (batch-1 decoder): the unbatched engine's only input. */
-export const DEV_CASA_V1 = path.join(ROOT, 'test', 'fixtures', 'bundles', 'dev-casa-v1');
+/** A tiny CASA bundle in format version 1 (batch-1 decoder), one level down so that model listings of test/fixtures/bundles do not show it. */
+export const DEV_CASA_V1 = path.join(ROOT, 'test', 'fixtures', 'bundles', 'legacy', 'dev-casa-v1');
 
 /** The dev bundles' models, loaded before the calling file's tests and released after them. */
 export function devModels(): { readonly casa: Model; readonly insertion: Model } {

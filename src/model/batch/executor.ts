@@ -33,20 +33,6 @@ interface Stream {
   failed?: string;
 }
 
-/** Grow-only scratch arrays for the decoder's batch inputs (zeros when allocated, finite after). */
-class Scratch {
-  private readonly arrays = new Map<string, Float32Array>();
-
-  get(name: string, size: number): Float32Array {
-    let a = this.arrays.get(name);
-    if (!a || a.length < size) {
-      a = new Float32Array(Math.max(size, Math.ceil((a?.length ?? 0) * 1.5)));
-      this.arrays.set(name, a);
-    }
-    return a.subarray(0, size);
-  }
-}
-
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -67,7 +53,8 @@ export class BatchExecutor {
   private readonly frameTimer = { ortMs: 0, runs: 0 };
   private readonly streams = new Map<number, Stream>();
   private readonly pool: SlotPool;
-  private readonly scratch = new Scratch();
+  /** The frames of a vision run, one after the other (grown when a run has more). */
+  private pixels = new Float32Array(0);
   /**
    * The decoder's cache inputs, kept between runs (ResidentInput): one lane per `maxSize`
    * rows, so that more streams than fit in one run still find their rows in place.
@@ -158,7 +145,8 @@ export class BatchExecutor {
     const { N } = this.dims;
     const { width, height } = this.manifest.image;
     const frame = 3 * width * height;
-    const pixels = this.scratch.get('pixels', steps.length * frame);
+    if (this.pixels.length < steps.length * frame) this.pixels = new Float32Array(steps.length * frame);
+    const pixels = this.pixels.subarray(0, steps.length * frame);
     steps.forEach((s, f) => pixels.set(s.pixels as Float32Array, f * frame));
     try {
       const embeds = await this.graphs.vision.run(pixels, this.frameTimer, steps.length);

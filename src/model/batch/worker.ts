@@ -55,18 +55,14 @@ function apply(ops: WorkerOp[]): void {
   }
 }
 
-function emit(results: FromWorker & { type: 'results' }): void {
-  post(results);
-}
-
 async function runRound(steps: StepOp[]): Promise<void> {
   busy = true;
   try {
-    await executor.round(steps, (results) => emit({ type: 'results', results, stats: executor.stats }));
+    await executor.round(steps, (results) => post({ type: 'results', results, stats: executor.stats }));
   } catch (err) {
     // A bug rather than an onnxruntime failure: fail the round's steps (answered ones are ignored).
     const error = `internal error in the inference worker: ${err instanceof Error ? err.message : String(err)}`;
-    emit({ type: 'results', results: steps.map((s) => ({ req: s.req, error })), stats: executor.stats });
+    post({ type: 'results', results: steps.map((s) => ({ req: s.req, error })), stats: executor.stats });
   } finally {
     busy = false;
   }
