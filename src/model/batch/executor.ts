@@ -75,7 +75,6 @@ export class BatchExecutor {
     this.decoder = graphs.decoder as CasaBatchDecoderGraph;
     this.invFreq = inverseFrequencies(d.headDim, d.ropeTheta);
     this.pool = new SlotPool({ layers: d.layers, kvHeads: d.kvHeads, headDim: d.headDim }, manifest.context.maxContextTokens, poolSegment);
-
   }
 
   /** A new stream: a pool slot when its cap fits the pool's, else storage of its own (growing when unbounded). */

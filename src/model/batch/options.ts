@@ -10,11 +10,11 @@ import { isBatchable } from '../manifest.js';
 import type { ResolvedBatch } from './pool.js';
 
 /**
- * One worker per core (at most 4): on the 2-core development machine two workers gave
- * 1.3–1.9× the frames/s of one at 64 streams, at the same frames per CPU-second (the main
- * thread is mostly idle while one worker computes); a second intra-op thread in one worker
- * did no better. 64 rows per run; a 2 ms gather window (streams in step submit together, so
- * it is rarely waited out; it bounds what a late stream costs the others).
+ * One worker per core (at most 4): with one worker, the worker is the bottleneck while the
+ * main thread is mostly idle; on the 2-core development machine two workers gave 1.3–1.9×
+ * the frames/s of one at 64 streams, at the same frames per CPU-second. 64 rows per run; a
+ * 2 ms gather window (streams in step submit together, so it is rarely waited out; it bounds
+ * what a late stream costs the others). Measurements: docs/architecture.md §Batching.
  */
 export const BATCH_DEFAULTS: ResolvedBatch = { maxSize: 64, gatherMs: 2, workers: Math.min(4, Math.max(1, os.availableParallelism())) };
 
