@@ -7,7 +7,8 @@
  *     in-frame: preprocess → vision (→ casa_kv, window swap) → prefill [preImage, postImage]
  *               (+ frameOpening on the first frame) → sample ≤ maxNewTokensPerFrame tokens,
  *               each pushed out and fed → feed EOS unless the last sampled token was EOS
- *   ready ──close()──▶ closed
+ *               → the backend is told the frame ended (the batched engine stops waiting for it)
+ *   ready / failed / in-frame ──close()──▶ closed (a step still waiting rejects; closed stays closed)
  *   in-frame ──decoder failure──▶ failed (every later call throws)
  *
  * A frame the consumer stops reading half way (break out of the iteration) is still
