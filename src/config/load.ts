@@ -326,6 +326,7 @@ function resolveConfig(raw: RawConfig, options: ParseOptions, problems: ConfigPr
     listen: { host: raw.listen?.host ?? DEFAULTS.host, port: raw.listen?.port ?? DEFAULTS.port },
     auth,
     model,
+    engine: raw.engine ?? {},
     defaults,
     streams,
     limits,

@@ -96,6 +96,34 @@ export const secretSchema = z.union([
 ]);
 export type RawSecret = z.infer<typeof secretSchema>;
 
+/**
+ * How the daemon's models run (src/model/bundle.ts LoadOptions, docs/serve.md §engine).
+ * Absent fields take the engine's defaults; changes need a restart.
+ */
+export const engineSchema = z.strictObject({
+  /** The batched engine's settings, or false: one stream per graph run on the main thread. */
+  batch: z
+    .union([
+      z.literal(false),
+      z.strictObject({
+        /** Most streams in one graph run. */
+        maxSize: z.int().min(1).max(1024).optional(),
+        /** How long a run waits for the other streams inside a frame (ms). */
+        gatherMs: z.number().min(0).max(1000).optional(),
+      }),
+    ])
+    .optional(),
+  threads: z
+    .strictObject({
+      /** Inference worker threads (batched engine). */
+      workers: z.int().min(1).max(64).optional(),
+      /** onnxruntime threads inside one graph run. */
+      intraOp: z.int().min(1).max(256).optional(),
+    })
+    .optional(),
+});
+export type EngineConfig = z.infer<typeof engineSchema>;
+
 export const rawConfigSchema = z.strictObject({
   listen: z
     .strictObject({
@@ -118,6 +146,7 @@ export const rawConfigSchema = z.strictObject({
     })
     .optional(),
   model: z.string().min(1).optional(),
+  engine: engineSchema.optional(),
   defaults: z
     .strictObject({
       fps: z.number().gt(0).max(30).optional(),
@@ -200,6 +229,8 @@ export interface ServeConfig {
     protectMetrics: boolean;
   };
   model: string;
+  /** How models run; {} = the engine's defaults. */
+  engine: EngineConfig;
   defaults: { fps: number; generation: GenerationOverrides; restart: RestartPolicy };
   streams: StreamConfig[];
   limits: ServeLimits;

@@ -6,10 +6,10 @@
  */
 import path from 'node:path';
 import type { LoadOptions, SessionOptions } from '../engine.js';
-import type { GenerationOverrides, ServeConfig, StreamConfig } from '../config/schema.js';
+import type { EngineConfig, GenerationOverrides, ServeConfig, StreamConfig } from '../config/schema.js';
 import { createCaptionPipeline } from './pipeline.js';
 import type { CaptionPipelineHandle, PipelineFactory, PrepareHook } from './types.js';
-import { ModelRegistry, resolveModelRef } from './models.js';
+import { loadModelDir, ModelRegistry, resolveModelRef } from './models.js';
 
 export interface DaemonHooksOptions {
   loadOptions?: LoadOptions;
@@ -47,14 +47,33 @@ export function sessionOptionsFrom(g: GenerationOverrides): SessionOptions {
   return o;
 }
 
+/** Config `engine` → engine load options (absent fields: the engine's defaults). */
+export function loadOptionsFrom(e: EngineConfig): LoadOptions {
+  const o: LoadOptions = {};
+  if (e.batch === false) o.batch = false;
+  else if (e.batch !== undefined || e.threads?.workers !== undefined) {
+    o.batch = {};
+    if (e.batch?.maxSize !== undefined) o.batch.maxSize = e.batch.maxSize;
+    if (e.batch?.gatherMs !== undefined) o.batch.gatherMs = e.batch.gatherMs;
+    if (e.threads?.workers !== undefined) o.batch.workers = e.threads.workers;
+  }
+  if (e.threads?.intraOp !== undefined) o.intraOpNumThreads = e.threads.intraOp;
+  return o;
+}
+
 export function createDaemonHooks(options: DaemonHooksOptions = {}): DaemonHooks {
-  const registry = options.registry ?? new ModelRegistry(options.loadOptions ? { loadOptions: options.loadOptions } : {});
   const env = options.env ?? process.env;
+  // The config's `engine` settings, known once prepare has run (before any model loads).
+  let engine: LoadOptions = {};
+  const registry =
+    options.registry ??
+    new ModelRegistry({ load: (dir, opts) => loadModelDir(dir, { ...options.loadOptions, ...opts, ...engine }, env) });
   let baseDir = process.cwd();
   const warnedPrompt = new Set<string>();
 
   const prepare: PrepareHook = async (config: ServeConfig) => {
     baseDir = config.configPath ? path.dirname(config.configPath) : process.cwd();
+    engine = loadOptionsFrom(config.engine ?? {}); // absent in configs built by hand (tests)
     const model = await registry.load(resolveModelRef(config.model, baseDir, env), true);
     return { modelName: model.name };
   };
