@@ -3,6 +3,7 @@
  * duration, the last lines for errors), turns its raw frames into Frames for the hand-off, and
  * says how the run ended (an end of input, or a typed failure).
  */
+import { clip } from '../logger.js';
 import type { ResolvedFfmpeg } from './binaries.js';
 import { ConnectTimeoutError, CorruptInputError, FfmpegFailedError, StreamDroppedError, StreamStalledError, type IngestError } from './errors.js';
 import { buildFfmpegArgs } from './ffmpeg-args.js';
@@ -39,6 +40,9 @@ export interface AttemptHost {
 /** ffmpeg's last stderr lines kept for errors, and those put in an error's details. */
 const KEPT_LINES = 40;
 const DETAIL_LINES = 12;
+/** The longest stderr line kept, and the longest command line logged. */
+const LINE_CHARS = 300;
+const COMMAND_CHARS = 1000;
 const NOTHING_DECODED_RE = /Invalid data found|Error while decoding|invalid frame|corrupt|partial file|Truncat\w*|could not find codec parameters/i;
 
 export class FfmpegAttempt {
@@ -107,7 +111,8 @@ export class FfmpegAttempt {
     const exit = await child.closed;
     this.exit = exit;
     this.wakePts?.();
-    this.host.options.log.debug({ input: this.host.options.input.display, attempt: this.number, command: child.commandLine, exit }, 'ffmpeg exited');
+    const command = child.commandLine === undefined ? undefined : clip(child.commandLine, COMMAND_CHARS);
+    this.host.options.log.debug({ input: this.host.options.input.display, attempt: this.number, command, exit }, 'ffmpeg exited');
     // Frames still in the pipe go to the consumer (at its pace for files) before the run's
     // outcome counts; stop() and halt() discard them instead.
     if (!exit.startError) await finished;
@@ -185,6 +190,8 @@ export class FfmpegAttempt {
       if (d !== undefined && d !== null && d > 0) this.host.becameFile(d);
     }
     if (isNoiseLine(line)) return;
+    // ffmpeg quotes its input in some lines: kept (and logged) clipped.
+    line = clip(line, LINE_CHARS);
     this.lines.push(line);
     if (this.lines.length > KEPT_LINES) this.lines.shift();
     this.host.options.log.debug({ input: this.host.options.input.display, line }, 'ffmpeg');
