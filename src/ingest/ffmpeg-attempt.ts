@@ -5,13 +5,14 @@
  */
 import { clip } from '../logger.js';
 import type { ResolvedFfmpeg } from './binaries.js';
-import { ConnectTimeoutError, CorruptInputError, FfmpegFailedError, StreamDroppedError, StreamStalledError, type IngestError } from './errors.js';
+import { ConnectionRefusedError, ConnectTimeoutError, CorruptInputError, FfmpegFailedError, StreamDroppedError, StreamStalledError, type IngestError } from './errors.js';
 import { buildFfmpegArgs } from './ffmpeg-args.js';
 import { startFfmpeg, type FfmpegChild, type FfmpegExit } from './ffmpeg-command.js';
-import { classifyFailure, isNoiseLine, parseDurationLine, parseShowinfoLine } from './ffmpeg-stderr.js';
+import { classifyFailure, endpointOf, isNoiseLine, parseDurationLine, parseShowinfoLine } from './ffmpeg-stderr.js';
 import { FrameAssembler } from './frame-assembler.js';
 import type { FrameHandoff } from './frame-handoff.js';
 import { effectiveStallMs, type ResolvedSourceOptions } from './source-options.js';
+import { canCheckRefusal, refusalCheck, type RefusalCheck } from './reachability.js';
 import type { StartQueue, StartTicket } from './start-queue.js';
 import type { AttemptStamper, StreamClock } from './stream-clock.js';
 import { isLiveKind, type Frame, type SourceKind } from './types.js';
@@ -55,6 +56,8 @@ export class FfmpegAttempt {
   private child: FfmpegChild | undefined;
   /** The start slot: held from spawning ffmpeg to its first frame (or its end). */
   private ticket: StartTicket | undefined;
+  /** A retry's TCP check of the server, while it runs. */
+  private check: RefusalCheck | undefined;
   private spawnedAt = 0;
   /** pts (s) from showinfo, not yet matched with a frame. */
   private readonly pts: number[] = [];
@@ -94,6 +97,11 @@ export class FfmpegAttempt {
    * over; says how it ended.
    */
   async run(): Promise<AttemptOutcome> {
+    if (await this.serverRefuses()) {
+      if (this.host.discarding) return { type: 'end', reason: 'stopped' };
+      const { input } = this.host.options;
+      return { type: 'fail', error: new ConnectionRefusedError(input.display, endpointOf(input)) };
+    }
     this.ticket = this.host.starts.request();
     const granted = await this.ticket.granted;
     try {
@@ -102,6 +110,14 @@ export class FfmpegAttempt {
     } finally {
       this.ticket.release();
     }
+  }
+
+  /** A retry of a live input over TCP: does its server refuse connections (then no ffmpeg is started)? */
+  private async serverRefuses(): Promise<boolean> {
+    const o = this.host.options;
+    if (this.number === 1 || !canCheckRefusal(o.input) || this.host.discarding) return false;
+    this.check = refusalCheck(o.input, o.ioTimeoutMs);
+    return this.check.refused;
   }
 
   private async runFfmpeg(): Promise<AttemptOutcome> {
@@ -133,6 +149,7 @@ export class FfmpegAttempt {
 
   /** Stop / halt: from now on ffmpeg's output is thrown away (and a wait for a start slot ends). */
   abandon(): void {
+    this.check?.cancel();
     this.ticket?.release();
     this.assembler.discard();
     this.wakePts?.();

@@ -78,6 +78,11 @@ export interface FailureContext {
   frames: number;
 }
 
+/** "cam.local:554" (or "the server") for messages. */
+export function endpointOf(input: ClassifiedInput): string {
+  return `${input.host === undefined ? 'the server' : clip(input.host)}${input.port !== undefined ? `:${input.port}` : ''}`;
+}
+
 /** Turns a failed ffmpeg run (non-zero exit or a killing signal) into a typed error. */
 export function classifyFailure(ctx: FailureContext): IngestError {
   const { input } = ctx;
@@ -87,7 +92,7 @@ export function classifyFailure(ctx: FailureContext): IngestError {
   const text = ctx.lines.join('\n');
   const has = (re: RegExp): boolean => re.test(text);
   const host = input.host === undefined ? undefined : clip(input.host);
-  const endpoint = `${host ?? 'the server'}${input.port !== undefined ? `:${input.port}` : ''}`;
+  const endpoint = endpointOf(input);
 
   if (has(/Protocol not found/i)) {
     return new ProtocolUnavailableError(shown, input.scheme, ctx.ffmpegPath, opts);

@@ -6,9 +6,10 @@
  * nextRetry() with the same settings, so to a user they are the same thing.
  *
  * The delays are backoffDelay()'s (backoff.ts), with a fast path: when an input that was up
- * (delivering frames) drops, the first retries come quickly (0.25 s, 0.5 s, 1 s, then every
- * 2 s at most) for FAST_RETRY.retries attempts, because such an outage is usually short (a
- * server restart, a network blip). The failures in a row, and with them the delay, start
+ * (delivering frames) drops, the first retries come quickly (0.25 s, 0.5 s, then every second
+ * at most) for FAST_RETRY.retries attempts, because such an outage is usually short (a server
+ * restart, a network blip); a retry whose server refuses connections costs no ffmpeg start
+ * (reachability.ts). The failures in a row, and with them the delay, start
  * again from 0 once frames flow again.
  */
 import { backoffDelay } from './backoff.js';
@@ -35,7 +36,7 @@ export interface RetrySettings {
 }
 
 /** The fast path after an input that was up drops: first delay, cap, and for how many failures in a row. */
-export const FAST_RETRY = { firstDelayMs: 250, maxDelayMs: 2000, retries: 20 } as const;
+export const FAST_RETRY = { firstDelayMs: 250, maxDelayMs: 1000, retries: 30 } as const;
 
 /** A run of failed attempts, as the policy sees it. */
 export interface FailureStreak {

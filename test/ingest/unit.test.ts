@@ -179,11 +179,11 @@ describe('retry policy', () => {
     expect(ingestRetryPolicy({ ...settings, policy: 'on-failure' }, top).decide(failure('live', 1))).toEqual({ retry: true, delayMs: 100 });
   });
 
-  it('takes the fast path after an input that was up drops: 0.25 s, 0.5 s, 1 s, then at most 2 s, within maxDelayMs', () => {
+  it('takes the fast path after an input that was up drops: 0.25 s, 0.5 s, then at most 1 s, within maxDelayMs', () => {
     const s = { policy: 'always' as const, initialDelayMs: 1000, maxDelayMs: 30_000, maxRetries: Infinity };
     const fast = (n: number, r = top) => nextRetry(s, { consecutive: n, wasUp: true }, r);
     expect([1, 2, 3, 4, 5, FAST_RETRY.retries].map((n) => fast(n))).toEqual(
-      [250, 500, 1000, 2000, 2000, 2000].map((delayMs) => ({ retry: true, delayMs })),
+      [250, 500, 1000, 1000, 1000, 1000].map((delayMs) => ({ retry: true, delayMs })),
     );
     // The first retry comes within 0.25 s whatever the jitter.
     for (const r of [0, 0.5, 1]) expect((fast(1, () => r) as { delayMs: number }).delayMs).toBeLessThanOrEqual(250);
@@ -227,7 +227,7 @@ describe('start queue', () => {
     b.release();
     c.release();
     expect(q.starting).toBe(0);
-    expect(defaultStartSlots(2)).toBe(4);
-    expect(defaultStartSlots(16)).toBe(32);
+    expect(defaultStartSlots(1)).toBe(2);
+    expect(defaultStartSlots(16)).toBe(16);
   });
 });
