@@ -1,6 +1,7 @@
 // Bad input → one clear sentence on stderr and the documented exit code (docs/cli.md):
 // 2 usage, 3 input, 4 model. Nothing on stdout, no stack trace, no ffmpeg left behind.
 import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DEV_MODEL, FFMPEG, processesMentioning, runCli, setupCliTests } from './helpers.js';
@@ -116,6 +117,8 @@ describe('caption: bad input', () => {
       { name: 'seed', args: ['caption', clip, ...m, '--seed', '-3'], code: 2, message: /--seed must be a whole number/ },
       { name: 'max-tokens', args: ['caption', clip, ...m, '--max-tokens', '0'], code: 2, message: /--max-tokens must be a whole number from 1 to 4096/ },
       { name: 'fit', args: ['caption', clip, ...m, '--fit', 'zoom'], code: 2, message: /--fit must be one of fill, crop, letterbox/ },
+      { name: 'retries', args: ['caption', clip, ...m, '--retries', '-1'], code: 2, message: /--retries must be a whole number 1 or more, not -1/ },
+      { name: 'retry-timeout', args: ['caption', clip, ...m, '--retry-timeout', 'soon'], code: 2, message: /--retry-timeout must be a number from 0 to 86400, not a non-number/ },
       { name: 'unknown option', args: ['caption', clip, ...m, '--colour'], code: 2, message: /Unknown argument: colour/ },
       { name: 'missing value', args: ['caption', clip, ...m, '--srt'], code: 2, message: /srt/ },
       { name: 'srt dir missing', args: ['caption', clip, ...m, '--srt', path.join(tmp.dir, 'no', 'x.srt')], code: 2, message: /the directory .* does not exist/ },
@@ -130,3 +133,45 @@ describe('caption: bad input', () => {
     ]);
   });
 });
+
+describe('caption: a live input that never comes up', () => {
+  const LIMIT_S = 3;
+  it(`gives up after --retry-timeout (${LIMIT_S} s) with exit 3 and one line on stderr, --quiet or not; an unreachable HLS URL too`, async () => {
+    const closed = await freeTcpPort();
+    const rtsp = `rtsp://127.0.0.1:${closed}/x`;
+    const hls = `http://127.0.0.1:${closed}/live/index.m3u8`;
+    const started = Date.now();
+    const [quiet, plain, http] = await Promise.all(
+      [[rtsp, '--quiet'], [rtsp], [hls, '-q']].map((a) => runCli(['caption', ...a, '--model', DEV_MODEL, '--retry-timeout', String(LIMIT_S)])),
+    );
+    const elapsed = (Date.now() - started) / 1000;
+    const gaveUp = new RegExp(`; gave up: no frame within ${LIMIT_S} s \\(\\d+ attempts?\\)\\.$`);
+    for (const r of [quiet, http]) {
+      expect(r.code).toBe(3);
+      expect(r.stdout).toBe('');
+      expectOneSentence(r.stderr, gaveUp, 3);
+    }
+    expect(quiet.stderr).toMatch(/^casa-live: Connection to 127\.0\.0\.1:\d+ for input rtsp:\/\/127\.0\.0\.1:\d+\/x was refused; /);
+    expect(http.stderr).toMatch(/^casa-live: Connection to 127\.0\.0\.1:\d+ for input http:\/\/127\.0\.0\.1:\d+\/live\/index\.m3u8 was refused; /);
+    // Without --quiet: the outage's start once, then the error; no line per retry.
+    expect(plain.code).toBe(3);
+    const lines = plain.stderr.split('\n').filter(Boolean);
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^casa-live: reconnecting: Connection to .* was refused; .*; retrying in \d\.\d s \(retry 1\)$/);
+    expect(lines[1]).toMatch(gaveUp);
+    // Within the limit (plus the model's loading and node's start, on a loaded machine).
+    expect(elapsed).toBeLessThan(LIMIT_S + 20);
+    expect(processesMentioning(`127.0.0.1:${closed}`)).toEqual([]);
+  });
+});
+
+function freeTcpPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}

@@ -7,67 +7,35 @@
 //
 // The recovery time is measured from the moment the RTSP server serves the stream again (the
 // relay says "publishing /cam") to the first caption on the WebSocket; the test prints it.
-import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RtspServer } from '../ingest/helpers/rtsp-server.js';
 import { REPO_ROOT, ffmpeg, spawnCli, tempDir } from '../cli/helpers.js';
 import { TestClient, ensureBuilt, freePort, getJson, sleep, until, writeConfig, type Msg } from './helpers.js';
 
-const FFMPEG = process.env.FFMPEG_PATH || 'ffmpeg';
-const RELAY = path.join(REPO_ROOT, 'test', 'ingest', 'helpers', 'rtsp-relay.mjs');
 const OUTAGE_MS = 15_000;
 /** The issue's requirement: captions again within 5 s of the server being back. */
 const RECOVERY_LIMIT_MS = 5000;
 
 const tmp = tempDir('casa-reconnect-');
-const helpers = new Set<ChildProcess>();
-let clip: string;
-let rtspPort: number;
 let port: number;
 let daemon: ReturnType<typeof spawnCli> | undefined;
-
-/** Starts a helper process; resolves with it once its stdout has printed `ready` (and `also` lines after it). */
-async function startHelper(cmd: string, args: string[], ready?: string): Promise<{ p: ChildProcess; out: () => string }> {
-  const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, RELAY_LIFETIME_MS: '600000' } });
-  helpers.add(p);
-  p.once('exit', () => helpers.delete(p));
-  let out = '';
-  p.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  if (ready !== undefined) await until(() => out.includes(ready) || p.exitCode !== null, 20_000, `${path.basename(args[0] ?? cmd)} to print "${ready}"`);
-  return { p, out: () => out };
-}
-
-/** The RTSP server (relay) and its publisher; resolves once the stream is served. */
-async function startRtspServer(): Promise<{ relay: ChildProcess; publisher: ChildProcess; listeningAt: number; servingAt: number }> {
-  const relay = await startHelper(process.execPath, [RELAY, String(rtspPort)], 'listening');
-  const listeningAt = Date.now();
-  const publisher = await startHelper(FFMPEG, ['-hide_banner', '-loglevel', 'error', '-re', '-stream_loop', '-1', '-i', clip, '-an', '-c', 'copy', '-f', 'rtsp', '-rtsp_transport', 'tcp', `rtsp://127.0.0.1:${rtspPort}/cam`]);
-  await until(() => relay.out().includes('publishing /cam'), 20_000, 'the publisher to announce /cam');
-  return { relay: relay.p, publisher: publisher.p, listeningAt, servingAt: Date.now() };
-}
-
-async function kill(p: ChildProcess): Promise<void> {
-  if (p.exitCode !== null || p.signalCode !== null) return;
-  const gone = new Promise((r) => p.once('exit', r));
-  p.kill('SIGKILL');
-  await gone;
-}
 
 const statusesOf = (c: TestClient, stream: string): Msg[] => c.of('status', stream);
 const metric = (text: string, name: string, stream: string): number => Number(new RegExp(`^${name}\\{stream="${stream}"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
 
-let server: Awaited<ReturnType<typeof startRtspServer>>;
+let server: RtspServer;
 let client: TestClient;
 /** When each message reached the client. */
 const arrivals = new Map<Msg, number>();
 
 beforeAll(async () => {
   await ensureBuilt();
-  clip = path.join(tmp.dir, 'demo-live.mp4');
+  const clip = path.join(tmp.dir, 'demo-live.mp4');
   // Short GOP: a player joining the stream decodes at once.
   await ffmpeg(['-i', path.join(REPO_ROOT, 'examples', 'demo.mp4'), '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '5', '-pix_fmt', 'yuv420p', clip]);
-  rtspPort = await freePort();
-  server = await startRtspServer();
+  server = new RtspServer(await freePort(), clip, '/cam');
+  await server.start();
   port = await freePort();
   const closed = await freePort();
   const configPath = await writeConfig(tmp.dir, {
@@ -76,7 +44,7 @@ beforeAll(async () => {
     log: { level: 'debug' },
     defaults: { restart: { initialDelayMs: 1000, maxDelayMs: 30_000 } }, // the daemon's defaults
     streams: [
-      { id: 'cam', input: `rtsp://127.0.0.1:${rtspPort}/cam` },
+      { id: 'cam', input: server.url },
       { id: 'refused', input: `rtsp://127.0.0.1:${closed}/x`, restart: { policy: 'on-failure', initialDelayMs: 200, maxDelayMs: 1000, maxRetries: 2 } },
       { id: 'long', input: `rtsp://127.0.0.1:${closed}/${'x'.repeat(4000)}` },
     ],
@@ -91,7 +59,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await client?.close();
   if (daemon && daemon.child.exitCode === null) daemon.child.kill('SIGKILL');
-  await Promise.all([...helpers].map(kill));
+  await server?.stop();
   tmp.cleanup();
 });
 
@@ -118,10 +86,9 @@ describe('one retry policy per stream, counted and reported', () => {
     await client.waitFor((m) => m.filter((x) => x.type === 'caption' && x.stream === 'cam').length >= 3, 90_000, 'captions from cam');
     const before = client.messages.length;
     const downAt = Date.now();
-    await kill(server.relay);
-    await kill(server.publisher);
+    await server.stop();
     await sleep(OUTAGE_MS);
-    server = await startRtspServer();
+    await server.start();
     const { listeningAt, servingAt } = server;
     await client.waitFor((m) => m.slice(before).some((x) => x.type === 'caption' && x.stream === 'cam' && arrivals.get(x)! > servingAt), 30_000, 'a caption after the outage');
 
