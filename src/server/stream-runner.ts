@@ -139,6 +139,9 @@ export class StreamRunner {
       retentionDays: deps.captionLog.retentionDays,
       tailEvents: deps.resumeWindow,
     });
+    if (runner.log.tornBytes > 0) {
+      runner.logger.warn({ file: runner.log.tornFile, bytes: runner.log.tornBytes }, `caption log: cut a torn last line (${runner.log.tornBytes} bytes)`);
+    }
     if (runner.log.skippedLines > 0) {
       runner.logger.warn({ skipped: runner.log.skippedLines }, 'caption log: skipped unreadable lines');
     }
