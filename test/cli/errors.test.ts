@@ -1,9 +1,9 @@
 // Bad input → one clear sentence on stderr and the documented exit code (docs/cli.md):
 // 2 usage, 3 input, 4 model. Nothing on stdout, no stack trace, no ffmpeg left behind.
 import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { freePort } from '../ingest/helpers/media.js';
 import { DEV_MODEL, FFMPEG, processesMentioning, runCli, setupCliTests } from './helpers.js';
 
 const tmp = setupCliTests('casa-cli-errors-', { 'clip.mp4': 2 });
@@ -137,7 +137,7 @@ describe('caption: bad input', () => {
 describe('caption: a live input that never comes up', () => {
   const LIMIT_S = 3;
   it(`gives up after --retry-timeout (${LIMIT_S} s) with exit 3 and one line on stderr, --quiet or not; an unreachable HLS URL too`, async () => {
-    const closed = await freeTcpPort();
+    const closed = await freePort();
     const rtsp = `rtsp://127.0.0.1:${closed}/x`;
     const hls = `http://127.0.0.1:${closed}/live/index.m3u8`;
     const started = Date.now();
@@ -165,13 +165,3 @@ describe('caption: a live input that never comes up', () => {
   });
 });
 
-function freeTcpPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
