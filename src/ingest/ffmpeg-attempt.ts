@@ -112,10 +112,10 @@ export class FfmpegAttempt {
     }
   }
 
-  /** A retry of a live input over TCP: does its server refuse connections (then no ffmpeg is started)? */
+  /** A live input over TCP: does its server refuse connections (then no ffmpeg is started)? */
   private async serverRefuses(): Promise<boolean> {
     const o = this.host.options;
-    if (this.number === 1 || !canCheckRefusal(o.input) || this.host.discarding) return false;
+    if (!canCheckRefusal(o.input) || this.host.discarding) return false;
     this.check = refusalCheck(o.input, o.ioTimeoutMs);
     return this.check.refused;
   }

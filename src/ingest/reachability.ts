@@ -1,9 +1,10 @@
 /**
- * Before a retry of a live input over TCP (RTSP, RTMP), a plain TCP connect to its server.
- * While the server is down and refuses connections, a retry then costs a socket instead of an
- * ffmpeg start (a fraction of a CPU-second), so the quick retries after a drop stay cheap and
- * a stream comes back as soon as its server does. Anything but a refusal (it connected, a
- * timeout, a DNS failure) lets ffmpeg try, and say what is wrong.
+ * Before each attempt of a live input over TCP (RTSP, RTMP), a plain TCP connect to its
+ * server. While the server is down and refuses connections, an attempt then costs a socket
+ * instead of an ffmpeg start (a fraction of a CPU-second, seconds on a loaded machine), so the
+ * quick retries after a drop stay cheap and a stream comes back as soon as its server does.
+ * Anything but a refusal (it connected, a timeout, a DNS failure) lets ffmpeg try, and say
+ * what is wrong.
  */
 import net from 'node:net';
 import type { ClassifiedInput } from './input.js';

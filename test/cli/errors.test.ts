@@ -135,7 +135,7 @@ describe('caption: bad input', () => {
 });
 
 describe('caption: a live input that never comes up', () => {
-  const LIMIT_S = 3;
+  const LIMIT_S = 4;
   it(`gives up after --retry-timeout (${LIMIT_S} s) with exit 3 and one line on stderr, --quiet or not; an unreachable HLS URL too`, async () => {
     const closed = await freePort();
     const rtsp = `rtsp://127.0.0.1:${closed}/x`;
@@ -152,7 +152,9 @@ describe('caption: a live input that never comes up', () => {
       expectOneSentence(r.stderr, gaveUp, 3);
     }
     expect(quiet.stderr).toMatch(/^casa-live: Connection to 127\.0\.0\.1:\d+ for input rtsp:\/\/127\.0\.0\.1:\d+\/x was refused; /);
-    expect(http.stderr).toMatch(/^casa-live: Connection to 127\.0\.0\.1:\d+ for input http:\/\/127\.0\.0\.1:\d+\/live\/index\.m3u8 was refused; /);
+    // ffmpeg itself finds the HLS server refusing (or, on a machine so loaded that ffmpeg takes the
+    // whole limit to start, says that no frame came).
+    expect(http.stderr).toMatch(/^casa-live: (Connection to 127\.0\.0\.1:\d+ for input |No frame came from )http:\/\/127\.0\.0\.1:\d+\/live\/index\.m3u8 /);
     // Without --quiet: the outage's start once, then the error; no line per retry.
     expect(plain.code).toBe(3);
     const lines = plain.stderr.split('\n').filter(Boolean);

@@ -192,12 +192,14 @@ describe('network errors', () => {
 
   it('quotes an input of any length clipped: no log line, message or status grows with it', async () => {
     const port = await freePort();
-    const input = `rtsp://127.0.0.1:${port}/${'x'.repeat(100_000)}`;
+    // http: ffmpeg itself runs (and logs its command line and stderr, which quote the input).
+    const input = `http://127.0.0.1:${port}/${'x'.repeat(100_000)}`;
     const lines: string[] = [];
     const logger = createLogger({ level: 'debug', destination: { write: (line: string) => void lines.push(line) } });
     const { error, statuses } = await drain({ input, ...W, logger, reconnect: { initialDelayMs: 20, maxDelayMs: 50, maxRetries: 2 } });
     expect(error).toBeInstanceOf(ConnectionRefusedError);
     expect(lines.length).toBeGreaterThan(5);
+    expect(lines.some((l) => l.includes('"msg":"ffmpeg exited"'))).toBe(true);
     for (const line of lines) expect(line.length).toBeLessThan(8192);
     expect((error as Error).message.length).toBeLessThan(600);
     for (const s of statuses) expect((s.reason ?? '').length).toBeLessThan(600);
