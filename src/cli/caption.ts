@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { Model } from '../engine.js';
 import { CasaLiveError } from '../errors.js';
 import { stampEvent, type CaptionEvent, type StreamEvent } from '../events.js';
-import { resolveFfmpeg, SOURCE_DEFAULTS } from '../ingest/index.js';
+import { isLiveKind, resolveFfmpeg, SOURCE_DEFAULTS } from '../ingest/index.js';
 import type { Logger } from '../logger.js';
 import { createCaptionPipeline, type CaptionPipelineOptions } from '../pipeline/pipeline.js';
 import type { CaptionPipelineHandle } from '../pipeline/types.js';
@@ -286,6 +286,7 @@ async function captionWith(model: Model, plan: CaptionPlan, parts: RunParts): Pr
  * frame within the limit ends the run (exit 3), so no single attempt may wait longer either.
  */
 function sourceRetryOptions(plan: CaptionPlan): NonNullable<CaptionPipelineOptions['source']> {
+  if (!isLiveKind(plan.classified.kind)) return {};
   const deadline = plan.retry.firstFrameDeadlineMs;
   return {
     reconnect: { ...plan.retry },
