@@ -93,8 +93,8 @@ export class FfmpegAttempt {
   }
 
   /**
-   * Waits for a start slot, then runs ffmpeg until it has exited and its last frame is handed
-   * over; says how it ended.
+   * Fails at once when an RTSP/RTMP server refuses connections; else waits for a start slot,
+   * then runs ffmpeg until it has exited and its last frame is handed over. Says how it ended.
    */
   async run(): Promise<AttemptOutcome> {
     if (await this.serverRefuses()) {
