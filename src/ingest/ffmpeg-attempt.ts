@@ -93,7 +93,7 @@ export class FfmpegAttempt {
   }
 
   /**
-   * Fails at once when an RTSP/RTMP server refuses connections; else waits for a start slot,
+   * Fails at once when an RTSP server refuses connections; else waits for a start slot,
    * then runs ffmpeg until it has exited and its last frame is handed over. Says how it ended.
    */
   async run(): Promise<AttemptOutcome> {
@@ -112,7 +112,7 @@ export class FfmpegAttempt {
     }
   }
 
-  /** A live input over TCP: does its server refuse connections (then no ffmpeg is started)? */
+  /** An RTSP input: does its server refuse connections (then no ffmpeg is started)? */
   private async serverRefuses(): Promise<boolean> {
     const o = this.host.options;
     if (!canCheckRefusal(o.input) || this.host.discarding) return false;

@@ -1,6 +1,5 @@
 /**
- * Before each attempt of a live input over TCP (RTSP, RTMP), a plain TCP connect to its
- * server. While the server is down and refuses connections, an attempt then costs a socket
+ * Before each attempt of an RTSP input, a plain TCP connect to its server. While the server is down and refuses connections, an attempt then costs a socket
  * instead of an ffmpeg start (a fraction of a CPU-second, seconds on a loaded machine), so the
  * quick retries after a drop stay cheap and a stream comes back as soon as its server does.
  * Anything but a refusal (it connected, a timeout, a DNS failure) lets ffmpeg try, and say
@@ -9,8 +8,12 @@
 import net from 'node:net';
 import type { ClassifiedInput } from './input.js';
 
-/** Schemes whose server is reached over TCP directly (no proxy settings apply). */
-const TCP_SCHEMES: ReadonlySet<string> = new Set(['rtsp', 'rtsps', 'rtmp', 'rtmps']);
+/**
+ * RTSP servers that players pull from take any number of connections, so a connection that
+ * only checks costs them nothing. Not RTMP: a one-client server (`ffmpeg -listen 1`) would
+ * take the check for its client and be gone. Not http(s): proxy settings may apply.
+ */
+const TCP_SCHEMES: ReadonlySet<string> = new Set(['rtsp', 'rtsps']);
 
 /** A connect in progress; `cancel()` ends it at once (stop()). */
 export interface RefusalCheck {
