@@ -55,7 +55,7 @@ const caption: CommandDef = {
       .option('fps', { type: 'number', describe: 'frames captioned per second', defaultDescription: "the model's (2)" })
       .option('realtime', { type: 'boolean', describe: 'files: read at the video\'s own speed, dropping frames when captioning falls behind (as for live input)' })
       .option('max-frames', { type: 'number', describe: 'stop after N frames' })
-      .option('retries', { type: 'number', describe: 'live inputs: failed attempts in a row before giving up (exit 3)', defaultDescription: 'no limit' })
+      .option('retries', { type: 'number', describe: 'live inputs: retries of failures in a row before giving up (exit 3); 0: none', defaultDescription: 'no limit' })
       .option('retry-timeout', {
         type: 'number',
         describe: 'live inputs: give up (exit 3) when the first connection has not given a frame within SECONDS; 0: keep trying. Once a stream has been up it is retried per --retries',
