@@ -91,7 +91,10 @@ export function createDaemonHooks(options: DaemonHooksOptions = {}): DaemonHooks
       fps: stream.fps,
       generation: sessionOptionsFrom(stream.generation),
       logger: ctx.logger,
+      // One retry policy per stream: the ingest retries a live input by the stream's restart block.
+      source: { reconnect: stream.restart },
       ...(ctx.signal ? { signal: ctx.signal } : {}),
+      ...(ctx.onStartup ? { onStartup: ctx.onStartup } : {}),
     });
     // The model reference is held until the pipeline's run has ended.
     void pipeline.stopped.finally(() => lease.release());
