@@ -7,8 +7,8 @@ import path from 'node:path';
 import type { SessionOptions } from '../engine.js';
 import { InputError, UsageError } from '../errors.js';
 import { STREAM_ID_RE, STREAM_ID_RULE } from '../events.js';
-import { FileNotFoundError, classifyInput, type ClassifiedInput, type Fit } from '../ingest/index.js';
-import type { LogLevel } from '../logger.js';
+import { FileNotFoundError, classifyInput, redactUrl, type ClassifiedInput, type Fit } from '../ingest/index.js';
+import { clip, type LogLevel } from '../logger.js';
 import { embeddedModelDir, packageRoot, resolveModelRef } from '../pipeline/models.js';
 import { HTTP_URL_RE, MQTT_URL_RE, MQTT_URL_RULE, SUBTITLE_STYLES, type SubtitleStyle } from '../config/schema.js';
 import { checkOutputFile, fitOption, logLevelOption, nonNegativeNumber, oneOf, positiveInt, positiveNumber, seedValue } from './common.js';
@@ -20,6 +20,8 @@ export interface CaptionArgs {
   fps?: number;
   realtime?: boolean;
   maxFrames?: number;
+  retries?: number;
+  retryTimeout?: number;
   seed?: number;
   temperature?: number;
   maxTokens?: number;
@@ -61,6 +63,17 @@ export interface OutputPaths {
   burnIn?: string;
 }
 
+/** Live inputs: how long the first connection may take before the run gives up (--retry-timeout). */
+export const DEFAULT_RETRY_TIMEOUT_S = 30;
+
+/** How a live input is retried (--retries, --retry-timeout): the ingest's retry policy settings. */
+export interface RetryPlan {
+  /** Failed attempts in a row before giving up (undefined: no limit). */
+  maxRetries?: number;
+  /** Give up when no frame came this long after the start (undefined: keep trying). */
+  firstFrameDeadlineMs?: number;
+}
+
 /** A caption run as the command line asks for it, every option checked. */
 export interface CaptionPlan {
   input: string;
@@ -69,6 +82,7 @@ export interface CaptionPlan {
   truthFile?: string;
   fps?: number;
   maxFrames?: number;
+  retry: RetryPlan;
   generation: SessionOptions;
   lineLength: number;
   subtitleStyle: SubtitleStyle;
@@ -95,14 +109,14 @@ export interface CaptionFeeds {
 function resolveFeeds(args: CaptionArgs, env: NodeJS.ProcessEnv): CaptionFeeds {
   const feeds: CaptionFeeds = {};
   if (args.mqtt !== undefined) {
-    if (!MQTT_URL_RE.test(args.mqtt)) throw new UsageError(`--mqtt must be ${MQTT_URL_RULE}, not "${args.mqtt}".`);
+    if (!MQTT_URL_RE.test(args.mqtt)) throw new UsageError(`--mqtt must be ${MQTT_URL_RULE}, not "${clip(redactUrl(args.mqtt))}".`);
     feeds.mqtt = args.mqtt;
   }
   if (args.youtube !== undefined) {
     const name = /^env:(.+)$/.exec(args.youtube)?.[1];
     const url = name !== undefined ? env[name]?.trim() : args.youtube;
-    if (!url) throw new UsageError(`--youtube env:${name}: the environment variable ${name} is not set.`);
-    if (!HTTP_URL_RE.test(url)) throw new UsageError('--youtube must be the http(s) caption ingestion URL of the broadcast (or env:NAME).');
+    if (!url && name !== undefined) throw new UsageError(`--youtube env:${clip(name)}: the environment variable ${clip(name)} is not set.`);
+    if (!url || !HTTP_URL_RE.test(url)) throw new UsageError('--youtube must be the http(s) caption ingestion URL of the broadcast (or env:NAME).');
     feeds.youtube = url;
   }
   return feeds;
@@ -145,12 +159,23 @@ function resolveOutputPaths(args: CaptionArgs, classified: ClassifiedInput): Out
   return paths;
 }
 
+/** --retries and --retry-timeout (seconds; 0 = no limit), with the default limit on the first connection. */
+function retryPlan(args: CaptionArgs): RetryPlan {
+  const retries = args.retries === 0 ? 0 : positiveInt(args.retries, '--retries');
+  const timeoutS = nonNegativeNumber(args.retryTimeout, '--retry-timeout', 86_400) ?? DEFAULT_RETRY_TIMEOUT_S;
+  return {
+    ...(retries !== undefined ? { maxRetries: retries } : {}),
+    ...(timeoutS > 0 ? { firstFrameDeadlineMs: timeoutS * 1000 } : {}),
+  };
+}
+
 /** Checks every option, in the order the user reads them; the first problem is the usage error. */
 export function resolveCaptionPlan(args: CaptionArgs, env: NodeJS.ProcessEnv): CaptionPlan {
   const { input, truthFile } = resolveInput(args);
   const classified = classifyInput(input);
   const fps = positiveNumber(args.fps, '--fps', 30);
   const maxFrames = positiveInt(args.maxFrames, '--max-frames');
+  const retry = retryPlan(args);
   const seed = seedValue(args.seed);
   const temperature = nonNegativeNumber(args.temperature, '--temperature', 10);
   const maxTokens = positiveInt(args.maxTokens, '--max-tokens', 4096);
@@ -175,6 +200,7 @@ export function resolveCaptionPlan(args: CaptionArgs, env: NodeJS.ProcessEnv): C
     ...(truthFile !== undefined ? { truthFile } : {}),
     ...(fps !== undefined ? { fps } : {}),
     ...(maxFrames !== undefined ? { maxFrames } : {}),
+    retry,
     generation: {
       ...(seed !== undefined ? { seed } : {}),
       ...(temperature !== undefined ? { temperature } : {}),

@@ -18,6 +18,8 @@ import {
   HTTP_URL_RE,
   MQTT_DEFAULTS,
   RENAMED_GENERATION_FIELDS,
+  STRING_LIMITS,
+  tooLongMessage,
   rawConfigSchema,
   rawStreamSchema,
   type ConfigProblem,
@@ -123,7 +125,9 @@ function zodProblems(error: z.ZodError, lineOf: LineOf): ConfigProblem[] {
     if (issue.code === 'invalid_type' && /received undefined/.test(message)) {
       message = `is required (${issue.expected})`;
     } else if (issue.code === 'invalid_union') {
-      message = 'must be a token string (at least 16 characters), {env: NAME} or {file: PATH}';
+      // A value too long for its branch says so with the limit; anything else names the forms.
+      const tooLong = issue.errors.flat().find((e) => e.code === 'too_big' && e.origin === 'string');
+      message = tooLong?.message ?? 'must be a token string (at least 16 characters), {env: NAME} or {file: PATH}';
     }
     problems.push({ path: formatPath(issue.path), message, line: lineOf(issue.path) });
   }
@@ -179,13 +183,15 @@ function lineOfPath(doc: Document, lc: LineCounter, parts: ReadonlyArray<Propert
   return best;
 }
 
-/** What a secret must be once read: at least `min` characters (`message` otherwise). */
+/** What a secret must be once read: at least `min` characters (`message` otherwise), at most `max` when given. */
 interface SecretRule {
   min: number;
   message: string;
+  max?: number;
 }
 const TOKEN_RULE: SecretRule = { min: 16, message: 'tokens must be at least 16 characters' };
-const ANY_SECRET: SecretRule = { min: 1, message: 'must not be empty' };
+/** An output's secret read from {env} or {file} is held to the limit an inline one has. */
+const ANY_SECRET: SecretRule = { min: 1, message: 'must not be empty', max: STRING_LIMITS.secret };
 
 function resolveSecret(
   secret: RawSecret,
@@ -218,6 +224,10 @@ function resolveSecret(
   }
   if (value.length < rule.min) {
     problems.push({ path: at, message: rule.message, line: lineOf(parts) });
+    return undefined;
+  }
+  if (rule.max !== undefined && value.length > rule.max) {
+    problems.push({ path: at, message: tooLongMessage(value.length, rule.max), line: lineOf(parts) });
     return undefined;
   }
   return value;
@@ -344,6 +354,7 @@ function resolveConfig(raw: RawConfig, options: ParseOptions, problems: ConfigPr
     listen: { host: raw.listen?.host ?? DEFAULTS.host, port: raw.listen?.port ?? DEFAULTS.port },
     auth,
     model,
+    engine: raw.engine ?? {},
     defaults,
     streams,
     outputs: resolveOutputs(raw, { configDir, env, problems, lineOf }),

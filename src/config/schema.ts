@@ -4,14 +4,48 @@
  */
 import { z } from 'zod';
 import { validateStreamInput } from './input.js';
+import { RESTART_MODES, type RestartMode } from '../ingest/retry-policy.js';
 import { LOG_LEVELS } from '../logger.js';
 import { STREAM_ID_RE, STREAM_ID_RULE } from '../events.js';
 
 export { STREAM_ID_RE };
 
-export const streamIdSchema = z.string().regex(STREAM_ID_RE, `must be ${STREAM_ID_RULE}`);
+/**
+ * The longest value each kind of config string may have. A value is quoted in logs, status
+ * reasons and API answers, so an unbounded one (a 10 MB input) would flood all of them.
+ */
+export const STRING_LIMITS = {
+  id: 64,
+  input: 4096,
+  path: 4096,
+  modelRef: 4096,
+  prompt: 2000,
+  token: 512,
+  envName: 256,
+  host: 255,
+  origin: 2048,
+  /** Outputs (src/sinks): a broker URL, a secret of any kind (a password, a URL with a key in it). */
+  url: 2048,
+  secret: 2048,
+  username: 256,
+  clientId: 128,
+  topic: 256,
+  region: 64,
+} as const;
 
-export const streamInputSchema = z.string().superRefine((input, ctx) => {
+/** What a value over its limit is told (the value itself is not quoted). */
+export function tooLongMessage(length: number, max: number): string {
+  return `is too long (${String(length)} characters; at most ${max})`;
+}
+
+/** A string of at most `max` characters; a longer one is refused with the limit (and nothing else is checked). */
+export function boundedString(max: number): z.ZodString {
+  return z.string().max(max, { error: (issue) => tooLongMessage((issue.input as string).length, max), abort: true });
+}
+
+export const streamIdSchema = boundedString(STRING_LIMITS.id).regex(STREAM_ID_RE, `must be ${STREAM_ID_RULE}`);
+
+export const streamInputSchema = boundedString(STRING_LIMITS.input).superRefine((input, ctx) => {
   const check = validateStreamInput(input);
   if (!check.ok) ctx.addIssue({ code: 'custom', message: check.problem ?? 'invalid input' });
 });
@@ -29,7 +63,7 @@ const generationFields = {
   eosBias: z.number().optional(),
   seed: z.int().optional(),
   /** Replaces the model's default user instruction. */
-  prompt: z.string().min(1).optional(),
+  prompt: boundedString(STRING_LIMITS.prompt).min(1).optional(),
 };
 
 /**
@@ -64,14 +98,15 @@ export type RawGenerationOverrides = z.infer<typeof rawGenerationSchema>;
 
 export const restartSchema = z.strictObject({
   /** always: restart when the input ends or fails; on-failure: only when it fails; never. */
-  policy: z.enum(['always', 'on-failure', 'never']).optional(),
+  policy: z.enum(RESTART_MODES).optional(),
   initialDelayMs: z.int().min(0).max(3_600_000).optional(),
   maxDelayMs: z.int().min(0).max(3_600_000).optional(),
   /** Consecutive failed attempts before the stream is put in state `error`; absent = unlimited. */
   maxRetries: z.int().min(0).optional(),
 });
+/** A stream's one retry policy: its ingest reconnects and its pipeline restarts (src/ingest/retry-policy.ts). */
 export interface RestartPolicy {
-  policy: 'always' | 'on-failure' | 'never';
+  policy: RestartMode;
   initialDelayMs: number;
   maxDelayMs: number;
   maxRetries?: number;
@@ -116,7 +151,7 @@ export const HLS_DEFAULTS: HlsConfig = { enabled: false, segmentSeconds: 1, list
 export const rawStreamSchema = z.strictObject({
   id: streamIdSchema,
   input: streamInputSchema,
-  model: z.string().min(1).optional(),
+  model: boundedString(STRING_LIMITS.modelRef).min(1).optional(),
   fps: z.number().gt(0).max(30).optional(),
   generation: rawGenerationSchema.optional(),
   enabled: z.boolean().optional(),
@@ -127,14 +162,18 @@ export type RawStreamConfig = z.infer<typeof rawStreamSchema>;
 
 /** A secret given inline, from an environment variable, or from a file (systemd LoadCredential). */
 export const secretSchema = z.union([
-  z.string().min(16, 'tokens must be at least 16 characters'),
-  z.strictObject({ env: z.string().min(1) }),
-  z.strictObject({ file: z.string().min(1) }),
+  boundedString(STRING_LIMITS.token).min(16, 'tokens must be at least 16 characters'),
+  z.strictObject({ env: boundedString(STRING_LIMITS.envName).min(1) }),
+  z.strictObject({ file: boundedString(STRING_LIMITS.path).min(1) }),
 ]);
 export type RawSecret = z.infer<typeof secretSchema>;
 
 /** A secret of any length (a password, a URL with a key in it): inline, {env}, or {file}. */
-export const anySecretSchema = z.union([z.string().min(1), z.strictObject({ env: z.string().min(1) }), z.strictObject({ file: z.string().min(1) })]);
+export const anySecretSchema = z.union([
+  boundedString(STRING_LIMITS.secret).min(1),
+  z.strictObject({ env: boundedString(STRING_LIMITS.envName).min(1) }),
+  z.strictObject({ file: boundedString(STRING_LIMITS.path).min(1) }),
+]);
 
 /** The broker URLs the MQTT output takes, and the caption ingestion URLs of YouTube. */
 export const MQTT_URL_RE = /^(mqtts?|wss?):\/\/[^/\s]+/;
@@ -144,21 +183,21 @@ export const MQTT_DEFAULTS = { topicPrefix: 'casa-live', qos: 1 } as const;
 
 /** MQTT output (src/sinks/mqtt.ts): one broker, every stream. */
 export const mqttOutputSchema = z.strictObject({
-  url: z.string().regex(MQTT_URL_RE, `must be ${MQTT_URL_RULE}`),
-  username: z.string().min(1).optional(),
+  url: boundedString(STRING_LIMITS.url).regex(MQTT_URL_RE, `must be ${MQTT_URL_RULE}`),
+  username: boundedString(STRING_LIMITS.username).min(1).optional(),
   password: anySecretSchema.optional(),
-  clientId: z.string().min(1).max(128).optional(),
+  clientId: boundedString(STRING_LIMITS.clientId).min(1).optional(),
   /** Topics are <topicPrefix>/available and <topicPrefix>/<stream>/{caption,status,token}. */
-  topicPrefix: z.string().regex(/^[^#+/\s][^#+\s]*$/, 'must be a topic without wildcards (+, #), spaces or a leading /').optional(),
+  topicPrefix: boundedString(STRING_LIMITS.topic).regex(/^[^#+/\s][^#+\s]*$/, 'must be a topic without wildcards (+, #), spaces or a leading /').optional(),
   qos: z.union([z.literal(0), z.literal(1), z.literal(2)]).optional(),
   /** Also publish token events (not retained). */
   tokens: z.boolean().optional(),
   /** PEM files (relative paths: from the config file's directory). */
   tls: z
     .strictObject({
-      ca: z.string().min(1).optional(),
-      cert: z.string().min(1).optional(),
-      key: z.string().min(1).optional(),
+      ca: boundedString(STRING_LIMITS.path).min(1).optional(),
+      cert: boundedString(STRING_LIMITS.path).min(1).optional(),
+      key: boundedString(STRING_LIMITS.path).min(1).optional(),
       rejectUnauthorized: z.boolean().optional(),
     })
     .optional(),
@@ -170,7 +209,7 @@ export const youtubeOutputSchema = z.strictObject({
   /** The broadcast's closed-caption ingestion URL (it authorises the posts: a secret). */
   url: anySecretSchema,
   clockOffsetMs: z.int().min(-600_000).max(600_000).optional(),
-  region: z.string().regex(/^[A-Za-z0-9_-]+(#[A-Za-z0-9_-]+)?$/, 'must look like reg1#cue1').optional(),
+  region: boundedString(STRING_LIMITS.region).regex(/^[A-Za-z0-9_-]+(#[A-Za-z0-9_-]+)?$/, 'must look like reg1#cue1').optional(),
   minIntervalMs: z.int().min(0).max(60_000).optional(),
 });
 
@@ -179,10 +218,38 @@ export const outputsSchema = z.strictObject({
   youtube: z.array(youtubeOutputSchema).optional(),
 });
 
+/**
+ * How the daemon's models run (src/model/bundle.ts LoadOptions, docs/serve.md §engine).
+ * Absent fields take the engine's defaults; changes need a restart.
+ */
+export const engineSchema = z.strictObject({
+  /** The batched engine's settings, or false: one stream per graph run on the main thread. */
+  batch: z
+    .union([
+      z.literal(false),
+      z.strictObject({
+        /** Most streams in one graph run. */
+        maxSize: z.int().min(1).max(1024).optional(),
+        /** How long a run waits for the other streams inside a frame (ms). */
+        gatherMs: z.number().min(0).max(1000).optional(),
+      }),
+    ])
+    .optional(),
+  threads: z
+    .strictObject({
+      /** Inference worker threads (batched engine). */
+      workers: z.int().min(1).max(64).optional(),
+      /** onnxruntime threads inside one graph run. */
+      intraOp: z.int().min(1).max(256).optional(),
+    })
+    .optional(),
+});
+export type EngineConfig = z.infer<typeof engineSchema>;
+
 export const rawConfigSchema = z.strictObject({
   listen: z
     .strictObject({
-      host: z.string().min(1).optional(),
+      host: boundedString(STRING_LIMITS.host).min(1).optional(),
       port: z.int().min(0).max(65535).optional(),
     })
     .optional(),
@@ -195,12 +262,13 @@ export const rawConfigSchema = z.strictObject({
       /** Tokens that may also add, change and remove streams. */
       adminTokens: z.array(secretSchema).optional(),
       /** Browser origins allowed to open the WebSocket; empty = any. */
-      allowedOrigins: z.array(z.string().regex(/^https?:\/\/[^/]+$/, 'must be an origin like https://example.com')).optional(),
+      allowedOrigins: z.array(boundedString(STRING_LIMITS.origin).regex(/^https?:\/\/[^/]+$/, 'must be an origin like https://example.com')).optional(),
       /** Require a token for /metrics too. */
       protectMetrics: z.boolean().optional(),
     })
     .optional(),
-  model: z.string().min(1).optional(),
+  model: boundedString(STRING_LIMITS.modelRef).min(1).optional(),
+  engine: engineSchema.optional(),
   defaults: z
     .strictObject({
       fps: z.number().gt(0).max(30).optional(),
@@ -221,7 +289,7 @@ export const rawConfigSchema = z.strictObject({
       pingIntervalMs: z.int().min(100).max(600_000).optional(),
     })
     .optional(),
-  dataDir: z.string().min(1).optional(),
+  dataDir: boundedString(STRING_LIMITS.path).min(1).optional(),
   captionLog: z
     .strictObject({
       retentionDays: z.number().gt(0).optional(),
@@ -311,6 +379,8 @@ export interface ServeConfig {
     protectMetrics: boolean;
   };
   model: string;
+  /** How models run; {} = the engine's defaults. */
+  engine: EngineConfig;
   defaults: { fps: number; generation: GenerationOverrides; restart: RestartPolicy };
   streams: StreamConfig[];
   /** MQTT and YouTube outputs, secrets resolved. */

@@ -6,11 +6,11 @@
  */
 import path from 'node:path';
 import type { LoadOptions, SessionOptions } from '../engine.js';
-import { hlsDir, type GenerationOverrides, type HlsConfig, type ServeConfig, type StreamConfig } from '../config/schema.js';
+import { hlsDir, type EngineConfig, type GenerationOverrides, type HlsConfig, type ServeConfig, type StreamConfig } from '../config/schema.js';
 import type { HlsOutputOptions } from '../ingest/hls-output.js';
 import { createCaptionPipeline } from './pipeline.js';
 import type { CaptionPipelineHandle, PipelineFactory, PrepareHook } from './types.js';
-import { ModelRegistry, resolveModelRef } from './models.js';
+import { loadModelDir, ModelRegistry, resolveModelRef } from './models.js';
 
 export interface DaemonHooksOptions {
   loadOptions?: LoadOptions;
@@ -53,9 +53,27 @@ function hlsOutput(h: HlsConfig, dir: string): HlsOutputOptions {
   return { dir, segmentSeconds: h.segmentSeconds, listSize: h.listSize, height: h.height, preset: h.preset };
 }
 
+/** Config `engine` → engine load options (absent fields: the engine's defaults). */
+export function loadOptionsFrom(e: EngineConfig): LoadOptions {
+  const o: LoadOptions = {};
+  if (e.batch === false) o.batch = false;
+  else if (e.batch !== undefined || e.threads?.workers !== undefined) {
+    o.batch = {};
+    if (e.batch?.maxSize !== undefined) o.batch.maxSize = e.batch.maxSize;
+    if (e.batch?.gatherMs !== undefined) o.batch.gatherMs = e.batch.gatherMs;
+    if (e.threads?.workers !== undefined) o.batch.workers = e.threads.workers;
+  }
+  if (e.threads?.intraOp !== undefined) o.intraOpNumThreads = e.threads.intraOp;
+  return o;
+}
+
 export function createDaemonHooks(options: DaemonHooksOptions = {}): DaemonHooks {
-  const registry = options.registry ?? new ModelRegistry(options.loadOptions ? { loadOptions: options.loadOptions } : {});
   const env = options.env ?? process.env;
+  // The config's `engine` settings, known once prepare has run (before any model loads).
+  let engine: LoadOptions = {};
+  const registry =
+    options.registry ??
+    new ModelRegistry({ load: (dir, opts) => loadModelDir(dir, { ...options.loadOptions, ...opts, ...engine }, env) });
   let baseDir = process.cwd();
   let dataDir = baseDir;
   const warnedPrompt = new Set<string>();
@@ -63,6 +81,7 @@ export function createDaemonHooks(options: DaemonHooksOptions = {}): DaemonHooks
   const prepare: PrepareHook = async (config: ServeConfig) => {
     baseDir = config.configPath ? path.dirname(config.configPath) : process.cwd();
     dataDir = config.dataDir;
+    engine = loadOptionsFrom(config.engine ?? {}); // absent in configs built by hand (tests)
     const model = await registry.load(resolveModelRef(config.model, baseDir, env), true);
     return { modelName: model.name };
   };
@@ -80,8 +99,14 @@ export function createDaemonHooks(options: DaemonHooksOptions = {}): DaemonHooks
       fps: stream.fps,
       generation: sessionOptionsFrom(stream.generation),
       logger: ctx.logger,
+      source: {
+        // One retry policy per stream: the ingest retries a live input by the stream's restart block.
+        reconnect: stream.restart,
+        // The stream's HLS video: a second output of the same ffmpeg, on every attempt.
+        ...(stream.hls?.enabled ? { hls: hlsOutput(stream.hls, hlsDir(dataDir, stream.id)) } : {}),
+      },
       ...(ctx.signal ? { signal: ctx.signal } : {}),
-      ...(stream.hls?.enabled ? { source: { hls: hlsOutput(stream.hls, hlsDir(dataDir, stream.id)) } } : {}),
+      ...(ctx.onStartup ? { onStartup: ctx.onStartup } : {}),
     });
     // The model reference is held until the pipeline's run has ended.
     void pipeline.stopped.finally(() => lease.release());

@@ -7,7 +7,8 @@
  *     in-frame: preprocess → vision (→ casa_kv, window swap) → prefill [preImage, postImage]
  *               (+ frameOpening on the first frame) → sample ≤ maxNewTokensPerFrame tokens,
  *               each pushed out and fed → feed EOS unless the last sampled token was EOS
- *   ready ──close()──▶ closed
+ *               → the backend is told the frame ended (the batched engine stops waiting for it)
+ *   ready / failed / in-frame ──close()──▶ closed (a step still waiting rejects; closed stays closed)
  *   in-frame ──decoder failure──▶ failed (every later call throws)
  *
  * A frame the consumer stops reading half way (break out of the iteration) is still
@@ -290,11 +291,8 @@ class CaptionSession {
       };
       yield caption;
     } catch (err) {
-      if (frameOpen || !(err instanceof InputError)) {
-        // The caches may be half updated: the session cannot go on.
-        this.state = 'failed';
-        this.failure = err;
-      }
+      // The caches may be half updated: the session cannot go on.
+      if (frameOpen || !(err instanceof InputError)) this.markFailed(err);
       throw err;
     } finally {
       if (this.state === 'in-frame') {
@@ -303,14 +301,14 @@ class CaptionSession {
           try {
             await this.backend.feedText([eos]);
           } catch (err) {
-            this.state = 'failed';
-            this.failure = err;
+            this.markFailed(err);
           }
         }
         this.detok.flush();
         if (this.state === 'in-frame') this.state = 'ready';
       }
       if (frameOpen) {
+        this.backend.endFrame();
         this.lastFrameTokens = this.backend.stats().textTokensFed - fedBefore;
         this.lastFrameIds = ids;
       }
@@ -358,6 +356,13 @@ class CaptionSession {
 
   get closed(): boolean {
     return this.state === 'closed';
+  }
+
+  /** in-frame → failed (a session closed meanwhile stays closed). */
+  private markFailed(err: unknown): void {
+    if (this.state === 'closed') return;
+    this.state = 'failed';
+    this.failure = err;
   }
 
   private assertReady(): void {

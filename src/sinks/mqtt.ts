@@ -18,7 +18,8 @@ type QoS = 0 | 1 | 2;
 import { MQTT_DEFAULTS } from '../config/schema.js';
 import type { StreamEvent } from '../events.js';
 import { backoffDelay } from '../ingest/backoff.js';
-import type { Logger } from '../logger.js';
+import { redactUrl } from '../ingest/input.js';
+import { clip, type Logger } from '../logger.js';
 import { DeliveryQueue, type Batch } from './delivery.js';
 import type { EventSink } from './outputs.js';
 
@@ -77,7 +78,7 @@ export class MqttSink implements EventSink {
     this.client = mqtt.connect(options.url, this.clientOptions());
     this.client.on('connect', () => this.onConnect());
     this.client.on('close', () => this.onClose());
-    this.client.on('error', (err) => options.logger.warn({ err: err.message }, 'mqtt: connection error'));
+    this.client.on('error', (err) => options.logger.warn({ err: clip(err.message) }, 'mqtt: connection error'));
   }
 
   /** Connected to the broker now. */
@@ -135,7 +136,7 @@ export class MqttSink implements EventSink {
 
   private onConnect(): void {
     this.reconnects = 0;
-    this.options.logger.info({ broker: redact(this.options.url) }, 'mqtt: connected');
+    this.options.logger.info({ broker: clip(redactUrl(this.options.url)) }, 'mqtt: connected');
     const retained = [{ topic: this.availableTopic, payload: 'online', retain: true }, ...this.statuses.values()];
     for (const m of retained) this.client.publish(m.topic, m.payload, { qos: this.qos, retain: m.retain }, () => undefined);
     this.queue.retryNow();
@@ -169,17 +170,6 @@ export class MqttSink implements EventSink {
       this.client.off('close', onClose!);
       lost.catch(() => undefined);
     }
-  }
-}
-
-/** The broker URL without a password in it (for logs). */
-function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '(invalid url)';
   }
 }
 

@@ -64,3 +64,37 @@ describe('outputs', () => {
     ]);
   });
 });
+
+describe('string lengths of the outputs (the schema\'s bounded strings)', () => {
+  it('refuses over-long URLs, names, topics, regions, paths and secrets by field path and limit', () => {
+    const long = (n: number): string => 'a'.repeat(n);
+    const yaml = [
+      base.trimEnd(),
+      'outputs:',
+      `  mqtt: { url: 'mqtt://${long(2048)}', username: ${long(257)}, password: ${long(2049)}, clientId: ${long(129)}, topicPrefix: ${long(257)}, tls: { ca: ${long(4097)} } }`,
+      '  youtube:',
+      `    - { stream: lobby, url: 'http://${long(2048)}', region: ${long(65)} }`,
+      `    - { stream: stage, url: { env: ${long(257)} } }`,
+    ].join('\n');
+    expect(problemsOf(yaml).map((p) => p.replace(/ \(line \d+\)$/, '')).sort()).toEqual(
+      [
+        'outputs.mqtt.url: is too long (2055 characters; at most 2048)',
+        'outputs.mqtt.username: is too long (257 characters; at most 256)',
+        'outputs.mqtt.password: is too long (2049 characters; at most 2048)',
+        'outputs.mqtt.clientId: is too long (129 characters; at most 128)',
+        'outputs.mqtt.topicPrefix: is too long (257 characters; at most 256)',
+        'outputs.mqtt.tls.ca: is too long (4097 characters; at most 4096)',
+        'outputs.youtube[0].url: is too long (2055 characters; at most 2048)',
+        'outputs.youtube[0].region: is too long (65 characters; at most 64)',
+        'outputs.youtube[1].url: is too long (257 characters; at most 256)',
+      ].sort(),
+    );
+  });
+
+  it('holds a secret read from the environment to the same limit', () => {
+    const url = `http://upload.youtube.com/closedcaption?cid=${'k'.repeat(2048)}`;
+    expect(problemsOf(`${base}outputs:\n  youtube:\n    - { stream: lobby, url: { env: YT } }\n`, { YT: url })).toEqual([
+      `outputs.youtube[0].url: is too long (${url.length} characters; at most 2048)`,
+    ]);
+  });
+});
