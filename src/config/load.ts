@@ -127,7 +127,7 @@ function zodProblems(error: z.ZodError, lineOf: LineOf): ConfigProblem[] {
     } else if (issue.code === 'invalid_union') {
       // A value too long for its branch says so with the limit; anything else names the forms.
       const tooLong = issue.errors.flat().find((e) => e.code === 'too_big' && e.origin === 'string');
-      message = tooLong?.message ?? 'must be a token string (at least 16 characters), {env: NAME} or {file: PATH}';
+      message = tooLong?.message ?? issue.message;
     }
     problems.push({ path: formatPath(issue.path), message, line: lineOf(issue.path) });
   }

@@ -165,7 +165,7 @@ export const secretSchema = z.union([
   boundedString(STRING_LIMITS.token).min(16, 'tokens must be at least 16 characters'),
   z.strictObject({ env: boundedString(STRING_LIMITS.envName).min(1) }),
   z.strictObject({ file: boundedString(STRING_LIMITS.path).min(1) }),
-]);
+], { error: 'must be a token string (at least 16 characters), {env: NAME} or {file: PATH}' });
 export type RawSecret = z.infer<typeof secretSchema>;
 
 /** A secret of any length (a password, a URL with a key in it): inline, {env}, or {file}. */
@@ -173,7 +173,7 @@ export const anySecretSchema = z.union([
   boundedString(STRING_LIMITS.secret).min(1),
   z.strictObject({ env: boundedString(STRING_LIMITS.envName).min(1) }),
   z.strictObject({ file: boundedString(STRING_LIMITS.path).min(1) }),
-]);
+], { error: 'must be a secret string, {env: NAME} or {file: PATH}' });
 
 /** The broker URLs the MQTT output takes, and the caption ingestion URLs of YouTube. */
 export const MQTT_URL_RE = /^(mqtts?|wss?):\/\/[^/\s]+/;
