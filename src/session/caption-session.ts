@@ -6,7 +6,9 @@
  *   ready ──captionFrame(frame)──▶ in-frame ──▶ ready
  *     in-frame: preprocess → vision (→ casa_kv, window swap) → prefill [preImage, postImage]
  *               (+ frameOpening on the first frame) → sample ≤ maxNewTokensPerFrame tokens,
- *               each pushed out and fed → feed EOS unless the last sampled token was EOS
+ *               each pushed out and fed (with realtimeDeadline, until the frame's 1/fps
+ *               budget is spent) → feed a stop token unless the last sampled token was one
+ *               (the one the model sampled last: EOS for the bundles)
  *   ready ──close()──▶ closed
  *   in-frame ──decoder failure──▶ failed (every later call throws)
  *
@@ -63,6 +65,33 @@ export interface SessionOptions {
   tokenGranularity?: TokenGranularity;
   /** Resize mode for frames not at the model's size (default: manifest image.fit). */
   fit?: Fit;
+  /** Multiplicative bias on the stop tokens (after eosBias; 1 = none; see sampler.ts). */
+  stopBias?: number;
+  /** Windowed no-repeat n-gram across frames: n (0 = off) and the window of recent tokens. */
+  noRepeatNgramSize?: number;
+  noRepeatNgramWindow?: number;
+  /**
+   * Live pacing: once a frame's 1/fps budget (counted from the start of the frame) is spent,
+   * its text ends at the next token (the stop token is fed), so captions keep pace with the
+   * stream. Default false (files are captioned whole).
+   */
+  realtimeDeadline?: boolean;
+  /** The stream's instruction, for models that take one (the worker's hf models); a bundle's prompt is fixed. */
+  prompt?: string;
+}
+
+/** What resolveSessionOptions needs of a model: a bundle's manifest, or what a worker announced. */
+export interface SessionDefaults {
+  name: string;
+  fusion: Manifest['fusion'];
+  image: Pick<Manifest['image'], 'fit' | 'tokensPerFrame'>;
+  tokens: Pick<Manifest['tokens'], 'eos' | 'penaltyIgnore'>;
+  generation: Manifest['generation'] & Partial<Pick<SamplerSettings, 'stopBias' | 'noRepeatNgramSize' | 'noRepeatNgramWindow'>>;
+  context: Manifest['context'];
+  /** Every id that ends a frame's text (default [tokens.eos]). */
+  stopIds?: readonly number[];
+  /** Whether `prompt` may be set (default false: the prompt is fixed by training). */
+  acceptsPrompt?: boolean;
 }
 
 export interface ResolvedSessionOptions {
@@ -74,6 +103,8 @@ export interface ResolvedSessionOptions {
   fps: number;
   tokenGranularity: TokenGranularity;
   fit: Fit;
+  realtimeDeadline: boolean;
+  prompt?: string;
 }
 
 export interface SessionStats extends BackendStats {
@@ -114,7 +145,7 @@ function check(name: string, value: number, ok: boolean, rule: string): void {
 
 /** Defaults from the manifest, overridden by `opts`; validated. */
 export function resolveSessionOptions(
-  manifest: Manifest,
+  manifest: SessionDefaults,
   promptLength: number,
   frameOpeningLength: number,
   opts: SessionOptions = {},
@@ -130,9 +161,16 @@ export function resolveSessionOptions(
     penaltyIgnore: opts.penaltyIgnore ?? manifest.tokens.penaltyIgnore,
     eosBias: opts.eosBias ?? g.eosBias,
     eosId: manifest.tokens.eos,
+    stopIds: manifest.stopIds ?? [manifest.tokens.eos],
+    stopBias: opts.stopBias ?? g.stopBias ?? 1,
+    noRepeatNgramSize: opts.noRepeatNgramSize ?? g.noRepeatNgramSize ?? 0,
+    noRepeatNgramWindow: opts.noRepeatNgramWindow ?? g.noRepeatNgramWindow ?? 60,
     seed: opts.seed ?? randomInt(0, 2 ** 32),
     greedyProcessors: opts.greedyProcessors ?? false,
   };
+  if (opts.prompt !== undefined && !manifest.acceptsPrompt) {
+    throw new UsageError(`the model ${manifest.name} was trained with a fixed prompt and takes no prompt of its own; remove generation.prompt`);
+  }
   const r: ResolvedSessionOptions = {
     sampler,
     maxNewTokensPerFrame: opts.maxNewTokensPerFrame ?? g.maxNewTokensPerFrame,
@@ -142,6 +180,8 @@ export function resolveSessionOptions(
     fps: opts.fps ?? g.fps,
     tokenGranularity: opts.tokenGranularity ?? 'word',
     fit: opts.fit ?? manifest.image.fit,
+    realtimeDeadline: opts.realtimeDeadline ?? false,
+    ...(opts.prompt !== undefined ? { prompt: opts.prompt } : {}),
   };
   check('temperature', sampler.temperature, Number.isFinite(sampler.temperature) && sampler.temperature >= 0, 'must be ≥ 0');
   check('topK', sampler.topK, Number.isInteger(sampler.topK) && sampler.topK >= 0, 'must be an integer ≥ 0');
@@ -149,6 +189,9 @@ export function resolveSessionOptions(
   check('repetitionPenaltyDecay', sampler.repetitionPenaltyDecay, sampler.repetitionPenaltyDecay >= 0 && sampler.repetitionPenaltyDecay <= 1, 'must be in [0, 1]');
   check('repetitionCountClamp', sampler.repetitionCountClamp, sampler.repetitionCountClamp >= 0, 'must be ≥ 0');
   check('eosBias', sampler.eosBias, Number.isFinite(sampler.eosBias), 'must be finite');
+  check('stopBias', sampler.stopBias as number, (sampler.stopBias as number) > 0 && Number.isFinite(sampler.stopBias), 'must be > 0');
+  check('noRepeatNgramSize', sampler.noRepeatNgramSize as number, Number.isInteger(sampler.noRepeatNgramSize) && (sampler.noRepeatNgramSize as number) >= 0, 'must be an integer ≥ 0');
+  check('noRepeatNgramWindow', sampler.noRepeatNgramWindow as number, Number.isInteger(sampler.noRepeatNgramWindow) && (sampler.noRepeatNgramWindow as number) >= 1, 'must be an integer ≥ 1');
   check('seed', sampler.seed, Number.isInteger(sampler.seed) && sampler.seed >= 0 && sampler.seed < 2 ** 32, 'must be an integer in [0, 2^32)');
   check('maxNewTokensPerFrame', r.maxNewTokensPerFrame, Number.isInteger(r.maxNewTokensPerFrame) && r.maxNewTokensPerFrame >= 1, 'must be an integer ≥ 1');
   check('evictChunk', r.evictChunk, Number.isInteger(r.evictChunk) && r.evictChunk >= 1, 'must be an integer ≥ 1');
@@ -218,6 +261,9 @@ class CaptionSession {
   private lastFrameIds: number[] = [];
   private sampled = 0;
   private frameMs = 0;
+  private readonly stops: ReadonlySet<number>;
+  /** The stop token fed when a frame's text is cut: the one the model sampled last. */
+  private lastStop: number;
 
   /** Only openCaptionSession constructs a session, once the prompt is prefilled. */
   constructor(parts: SessionParts) {
@@ -231,6 +277,10 @@ class CaptionSession {
     this.timer = parts.timer;
     this.onClose = parts.onClose;
     this.sampler = new Sampler(parts.manifest.decoder.vocabSize, parts.options.sampler);
+    this.sampler.fed(parts.promptIds);
+    const stopIds = parts.options.sampler.stopIds ?? [parts.manifest.tokens.eos];
+    this.stops = new Set(stopIds);
+    this.lastStop = stopIds[0] ?? parts.manifest.tokens.eos;
     this.detok = new StreamDetokenizer(parts.tokenizer, parts.options.tokenGranularity);
     this.pixels = new Float32Array(3 * parts.manifest.image.width * parts.manifest.image.height);
   }
@@ -244,8 +294,8 @@ class CaptionSession {
     this.state = 'in-frame';
     const started = performance.now();
     const V = this.manifest.decoder.vocabSize;
-    const eos = this.manifest.tokens.eos;
     const maxNew = this.options.maxNewTokensPerFrame;
+    const deadline = this.options.realtimeDeadline ? started + 1000 / this.options.fps : Infinity;
     let frameOpen = false;
     let eosFed = false;
     let fedBefore = 0;
@@ -257,14 +307,16 @@ class CaptionSession {
       fedBefore = this.backend.stats().textTokensFed;
       frameOpen = true;
       let logits = await this.backend.startFrame(pixels, prefill);
+      this.sampler.fed(prefill);
       let row = logits.subarray((prefill.length - 1) * V, prefill.length * V);
       this.frames += 1;
       while (ids.length < maxNew) {
         const tok = this.sampler.sample(row);
         this.sampler.observe(tok);
         this.sampled += 1;
-        if (tok === eos) {
-          await this.backend.feedText([eos]);
+        if (this.stops.has(tok)) {
+          this.lastStop = tok;
+          await this.backend.feedText([tok]);
           eosFed = true;
           break;
         }
@@ -273,9 +325,10 @@ class CaptionSession {
         if (piece) yield { type: 'token', frame: frame.index, pts: frame.ptsSeconds, text: piece };
         logits = await this.backend.feedText([tok]);
         row = logits.subarray(0, V);
+        if (performance.now() >= deadline) break;
       }
       if (!eosFed) {
-        await this.backend.feedText([eos]);
+        await this.feedStop();
         eosFed = true;
       }
       const rest = this.detok.flush();
@@ -301,7 +354,7 @@ class CaptionSession {
         // Normal end, or the consumer stopped reading: close the window with EOS.
         if (frameOpen && !eosFed) {
           try {
-            await this.backend.feedText([eos]);
+            await this.feedStop();
           } catch (err) {
             this.state = 'failed';
             this.failure = err;
@@ -316,6 +369,12 @@ class CaptionSession {
       }
       this.frameMs += performance.now() - started;
     }
+  }
+
+  /** Ends a frame's text that was cut (token budget, deadline, consumer gone) with the last stop token sampled. */
+  private async feedStop(): Promise<void> {
+    this.sampler.fed([this.lastStop]);
+    await this.backend.feedText([this.lastStop]);
   }
 
   /** Captions one frame and collects its events. */
