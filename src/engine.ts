@@ -7,7 +7,12 @@
  *   for await (const ev of session.captionFrame(frame)) …   // token events, then the caption
  *   session.close();
  *   await model.release();
+ *
+ * Two engines implement the API (CaptionModel / CaptionSessionLike): the ONNX engine in
+ * process (Model, below) and the worker engine (src/worker: a Python process, for
+ * `torch:<bundle>`, `hf:<org>/<name>` and local Hugging Face directories; src/model-ref.ts).
  */
+import path from 'node:path';
 import { UsageError } from './errors.js';
 import { loadBundle, releaseBundle, type Bundle, type LoadOptions } from './model/bundle.js';
 import { newRunTimer, type RunTimer } from './model/graphs.js';
@@ -26,6 +31,10 @@ import {
   type SessionOptions,
 } from './session/caption-session.js';
 import { InsertionBackend } from './session/insertion-backend.js';
+import type { SessionEvent } from './session/events.js';
+import type { EngineFrame, FrameResult, ResolvedSessionOptions, SessionStats } from './session/caption-session.js';
+import { isHfDir, parseModelRef } from './model-ref.js';
+import { WorkerModel, type WorkerOptions } from './worker/index.js';
 
 export type { LoadOptions, ExecutionProvider } from './model/bundle.js';
 export type { Manifest, Fusion } from './model/manifest.js';
@@ -45,6 +54,52 @@ export type { SessionEvent, SessionTokenEvent, SessionCaptionEvent } from './ses
 export type { TokenGranularity } from './session/detokenizer.js';
 export type { Fit } from './ingest/types.js';
 
+export type { WorkerOptions } from './worker/index.js';
+
+// ------------------------------------------------------------------ the API both engines implement
+
+/** The frames a model takes: ingest scales to this size with this fit. */
+export interface ModelImage {
+  width: number;
+  height: number;
+  fit: Fit;
+}
+
+/** A loaded model of either engine: what the pipeline, the daemon and the CLI use. */
+export interface CaptionModel {
+  readonly name: string;
+  readonly fusion: Fusion;
+  /** 'onnx': in process; 'worker': a Python worker process. */
+  readonly engine: 'onnx' | 'worker';
+  readonly image: ModelImage;
+  /** Frames per second captioned unless the stream says otherwise. */
+  readonly fps: number;
+  /** Whether sessions take a `prompt` of their own (a bundle's prompt is fixed by training). */
+  readonly acceptsPrompt: boolean;
+  /** Token ids of the prompt, when the engine has them (the ONNX engine). */
+  readonly promptIds?: readonly number[];
+  openSession(opts?: SessionOptions): Promise<CaptionSessionLike>;
+  release(): Promise<void>;
+}
+
+/** One stream's caption session of either engine. */
+export interface CaptionSessionLike {
+  readonly fusion: Fusion;
+  /** The session's settings, defaults applied. */
+  readonly options: ResolvedSessionOptions;
+  /** Token events as they are sampled, then the frame's caption event. */
+  captionFrame(frame: EngineFrame): AsyncGenerator<SessionEvent, void, undefined>;
+  caption(frame: EngineFrame): Promise<FrameResult>;
+  stats(): SessionStats;
+  close(): void;
+  readonly closed: boolean;
+}
+
+/** loadModel's options: the ONNX engine's, and the worker's for worker models. */
+export interface ModelLoadOptions extends LoadOptions {
+  worker?: WorkerOptions;
+}
+
 /** Options of Model.openBackend. */
 export interface BackendOptions {
   /** Cache cap and eviction; each field defaults to the manifest's `context`, the sink to the prompt's length. */
@@ -56,7 +111,10 @@ export interface BackendOptions {
 }
 
 /** A loaded, validated model bundle. Sessions share its onnxruntime sessions. */
-export class Model {
+export class Model implements CaptionModel {
+  readonly engine = 'onnx' as const;
+  /** A bundle's prompt is fixed by training. */
+  readonly acceptsPrompt = false;
   readonly dir: string;
   readonly manifest: Manifest;
   private readonly bundle: Bundle;
@@ -82,6 +140,15 @@ export class Model {
 
   get fusion(): Fusion {
     return this.manifest.fusion;
+  }
+
+  get image(): ModelImage {
+    const { width, height, fit } = this.manifest.image;
+    return { width, height, fit };
+  }
+
+  get fps(): number {
+    return this.manifest.generation.fps;
   }
 
   /** Token ids of the prompt prefilled in window 0. */
@@ -174,7 +241,18 @@ export class Model {
   }
 }
 
-/** Loads and validates a model bundle (see Model.load). */
-export function loadModel(dir: string, opts: LoadOptions = {}): Promise<Model> {
-  return Model.load(dir, opts);
+/**
+ * Loads a model by reference (src/model-ref.ts): a bundle directory → the ONNX engine (see
+ * Model.load); `torch:<bundle>`, `hf:<org>/<name>` or a local Hugging Face directory → the
+ * worker engine (a Python process is started; see src/worker). Relative paths are taken
+ * from the working directory.
+ */
+export async function loadModel(ref: string, opts: ModelLoadOptions = {}): Promise<CaptionModel> {
+  const r = parseModelRef(ref);
+  if (r.engine === 'worker') {
+    const model = r.adapter === 'torch' ? path.resolve(r.target) : isHfDir(r.target) ? path.resolve(r.target) : r.target;
+    return WorkerModel.load({ adapter: r.adapter, model }, opts.worker);
+  }
+  if (isHfDir(r.target)) return WorkerModel.load({ adapter: 'hf', model: path.resolve(r.target) }, opts.worker);
+  return Model.load(r.target, opts);
 }

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import WebSocket from 'ws';
 import { stringify } from 'yaml';
-import { loadModel, type EngineFrame, type Model, type CaptionSession } from '../engine.js';
+import { Model, type EngineFrame, type CaptionSession } from '../engine.js';
 import type { UnsequencedEvent } from '../events.js';
 import { silentLogger } from '../logger.js';
 import { createCaptionPipeline, type CaptionPipelineHandle } from '../pipeline/index.js';
@@ -50,7 +50,7 @@ function frameAt(all: Buffer, i: number, w: number, h: number): EngineFrame {
 async function runStream(t: StreamTask): Promise<StreamResult> {
   const all = readFileSync(t.framesPath);
   const l0 = performance.now();
-  const model = await loadModel(t.bundle, { intraOpNumThreads: 1 });
+  const model = await Model.load(t.bundle, { intraOpNumThreads: 1 });
   const loadMs = performance.now() - l0;
   const cap = t.cap === null ? Infinity : t.cap;
   const session = await model.openSession({ ...forcedGeneration(t.tokens), ...(cap !== undefined ? { maxContextTokens: cap } : {}) });
@@ -137,7 +137,7 @@ async function runStream(t: StreamTask): Promise<StreamResult> {
 async function runThroughput(t: ThroughputTask): Promise<ThroughputResult> {
   const all = readFileSync(t.framesPath);
   const l0 = performance.now();
-  const model = await loadModel(t.bundle, { intraOpNumThreads: t.threads, interOpNumThreads: 1 });
+  const model = await Model.load(t.bundle, { intraOpNumThreads: t.threads, interOpNumThreads: 1 });
   const loadMs = performance.now() - l0;
   const opts = { ...forcedGeneration(t.tokens), maxContextTokens: Infinity };
   // Warm-up (not timed), as the reference does.
@@ -209,7 +209,7 @@ interface FrameRecord {
 }
 
 async function runPipelines(t: PipelinesTask): Promise<PipelinesResult> {
-  const model = await loadModel(t.bundle, { intraOpNumThreads: 1 });
+  const model = await Model.load(t.bundle, { intraOpNumThreads: 1 });
   const records: Array<Map<number, FrameRecord>> = [];
   const pipelines: CaptionPipelineHandle[] = [];
   const consumers: Promise<void>[] = [];
@@ -332,7 +332,7 @@ async function runPipelines(t: PipelinesTask): Promise<PipelinesResult> {
 // ------------------------------------------------------------------------------ B6: soak
 
 async function runSoak(t: SoakTask): Promise<SoakResult> {
-  const model = await loadModel(t.bundle, { intraOpNumThreads: 1 });
+  const model = await Model.load(t.bundle, { intraOpNumThreads: 1 });
   const logger = silentLogger();
   await sleep(200);
   const baseline = { fds: openFds(), children: childProcesses() };

@@ -4,12 +4,12 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Model } from '../engine.js';
+import type { CaptionModel } from '../engine.js';
 import { CasaLiveError, InputError, UsageError } from '../errors.js';
 import { STREAM_ID_RE, STREAM_ID_RULE, stampEvent, type StreamEvent, type UnsequencedEvent } from '../events.js';
 import { FIT_MODES, FileNotFoundError, classifyInput, resolveFfmpeg, type Fit } from '../ingest/index.js';
 import { createCaptionPipeline, type CaptionPipelineHandle } from '../pipeline/pipeline.js';
-import { embeddedModelDir, loadModelDir, packageRoot, resolveModelRef } from '../pipeline/models.js';
+import { embeddedModelDir, loadModelRef, packageRoot, resolveModelRef } from '../pipeline/models.js';
 import { assertCanBurnIn, burnIn } from '../sinks/burn-in.js';
 import { JsonlWriter } from '../sinks/jsonl.js';
 import { SubtitleSegmenter, normalise, type Cue } from '../sinks/segmenter.js';
@@ -37,6 +37,10 @@ export interface CaptionArgs {
   seed?: number;
   temperature?: number;
   maxTokens?: number;
+  /** End a frame's text when its 1/fps budget is spent (live pacing). */
+  realtimeDeadline?: boolean;
+  /** The stream's instruction, for models that take one (hf: worker models). */
+  prompt?: string;
   srt?: string;
   vtt?: string;
   jsonl?: string;
@@ -201,16 +205,15 @@ export async function runCaption(args: CaptionArgs, io: CaptionIo): Promise<numb
   releaseEarlySignals();
   io.stdout.on('error', onStdoutError);
 
-  let model: Model | undefined;
+  let model: CaptionModel | undefined;
   const started = Date.now();
   try {
     // -------------------------------------------------------------- model
     display.statusLine(`loading model ${modelDir}…`);
     logger.info({ model: modelDir }, 'loading model');
-    model = await loadModelDir(modelDir, {}, io.env);
+    model = await loadModelRef(modelDir, { worker: { logger } }, io.env);
     if (interrupted) throw new ExitRequest(130);
-    const m = model.manifest;
-    const runFps = fps ?? m.generation.fps;
+    const runFps = fps ?? model.fps;
     let ffmpegPath: string | undefined;
     if (burnPath !== undefined) {
       ffmpegPath = (await resolveFfmpeg({ logger })).ffmpegPath;
@@ -227,7 +230,7 @@ export async function runCaption(args: CaptionArgs, io: CaptionIo): Promise<numb
     }
 
     display.note(
-      `captioning ${classified.display} with ${m.name} (${m.fusion}, ${m.image.width}x${m.image.height}, ${runFps} fps${maxFrames ? `, at most ${maxFrames} frames` : ''})`,
+      `captioning ${classified.display} with ${model.name} (${model.fusion}, ${model.image.width}x${model.image.height}, ${runFps} fps${maxFrames ? `, at most ${maxFrames} frames` : ''})`,
     );
 
     // -------------------------------------------------------------- run
@@ -235,6 +238,8 @@ export async function runCaption(args: CaptionArgs, io: CaptionIo): Promise<numb
       ...(seed !== undefined ? { seed } : {}),
       ...(temperature !== undefined ? { temperature } : {}),
       ...(maxTokens !== undefined ? { maxNewTokensPerFrame: maxTokens } : {}),
+      ...(args.realtimeDeadline ? { realtimeDeadline: true } : {}),
+      ...(args.prompt !== undefined ? { prompt: args.prompt } : {}),
     };
     const p = createCaptionPipeline({
       model,

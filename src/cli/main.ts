@@ -53,13 +53,15 @@ export function buildParser(argv: string[], io: CliIo, setCode: (code: number | 
           )
           .positional('input', { type: 'string', describe: 'file path, URL, /dev/videoN, or - for stdin' })
           .option('demo', { type: 'boolean', describe: 'caption the bundled demo clip (examples/demo.mp4) and score it against its ground truth' })
-          .option('model', { type: 'string', describe: 'model bundle directory or name', defaultDescription: 'the embedded model (CASA_LIVE_MODEL overrides)' })
+          .option('model', { type: 'string', describe: 'model bundle directory or name; torch:<bundle>, hf:<org>/<name> or a Hugging Face directory run in the Python worker', defaultDescription: 'the embedded model (CASA_LIVE_MODEL overrides)' })
           .option('fps', { type: 'number', describe: 'frames captioned per second', defaultDescription: "the model's (2)" })
           .option('realtime', { type: 'boolean', describe: 'files: read at the video\'s own speed, dropping frames when captioning falls behind (as for live input)' })
           .option('max-frames', { type: 'number', describe: 'stop after N frames' })
           .option('seed', { type: 'number', describe: 'sampling seed, for reproducible runs' })
           .option('temperature', { type: 'number', describe: 'sampling temperature (0 = greedy)', defaultDescription: "the model's" })
           .option('max-tokens', { type: 'number', describe: 'most tokens generated per frame', defaultDescription: "the model's" })
+          .option('realtime-deadline', { type: 'boolean', describe: "end a frame's text once its 1/fps budget is spent, so captions keep pace with a live stream" })
+          .option('prompt', { type: 'string', describe: 'instruction for models that take one (hf: models); a bundle\'s prompt is fixed', requiresArg: true })
           .option('srt', { type: 'string', describe: 'write SubRip subtitles to FILE', requiresArg: true })
           .option('vtt', { type: 'string', describe: 'write WebVTT subtitles to FILE', requiresArg: true })
           .option('jsonl', { type: 'string', describe: 'write token/caption/status events (one JSON object per line) to FILE, or - for stdout', requiresArg: true })
@@ -253,6 +255,8 @@ function toCaptionArgs(a: Record<string, unknown>): CaptionArgs {
     ['seed', 'seed'],
     ['temperature', 'temperature'],
     ['maxTokens', 'max-tokens'],
+    ['realtimeDeadline', 'realtime-deadline'],
+    ['prompt', 'prompt'],
     ['srt', 'srt'],
     ['vtt', 'vtt'],
     ['jsonl', 'jsonl'],

@@ -12,7 +12,7 @@ import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { InputError } from '../errors.js';
-import { loadModel, type LoadOptions, type Model, type SessionOptions, type SessionStats } from '../engine.js';
+import { Model, type LoadOptions, type SessionOptions, type SessionStats } from '../engine.js';
 
 export interface CaptionScore {
   frames: number;
@@ -149,7 +149,7 @@ export async function runLongStream(
     throw new InputError(`${truthPath}: expected {"captions": string[]}`);
   }
   const truth = truthRaw.captions as string[];
-  const model = opts.model ?? (await loadModel(bundleDir, opts.load));
+  const model = opts.model ?? (await Model.load(bundleDir, opts.load));
   try {
     const { width, height } = model.manifest.image;
     const frameBytes = width * height * 3;

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ModelError } from '../errors.js';
-import { loadModel, type LoadOptions, type Model } from '../engine.js';
+import { Model, type LoadOptions } from '../engine.js';
 
 export interface FixtureStep {
   kind: 'prompt' | 'frame' | 'token';
@@ -77,7 +77,7 @@ export interface ParityOptions {
 export async function runParity(bundleDir: string, opts: ParityOptions = {}): Promise<ParityResult> {
   const script = readFixtureScript(bundleDir);
   const reference = readReferenceLogits(bundleDir);
-  const model = opts.model ?? (await loadModel(bundleDir, opts.load));
+  const model = opts.model ?? (await Model.load(bundleDir, opts.load));
   try {
     const V = model.manifest.decoder.vocabSize;
     if (script.vocabSize !== V) throw new ModelError(`${bundleDir}: fixtures are for vocabulary ${script.vocabSize}, the bundle has ${V}`);

@@ -8,13 +8,16 @@
  *   directory, or the working directory for the CLI), then `<package root>/models/<name>`.
  *   The embedded model's name ("casa-tiny") means the embedded model, so CASA_LIVE_MODEL
  *   applies to it.
+ * - Worker references (src/model-ref.ts): `torch:<bundle>` resolves its bundle by the rules
+ *   above; `hf:<org>/<name>` is kept as it is; a local Hugging Face directory is a path.
  */
 import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadModel, type LoadOptions, type Model } from '../engine.js';
+import { Model, loadModel, type CaptionModel, type LoadOptions, type ModelLoadOptions } from '../engine.js';
 import { ModelError } from '../errors.js';
 import { parseManifest, type Manifest } from '../model/manifest.js';
+import { formatModelRef, isHfDir, isPathLike, parseModelRef } from '../model-ref.js';
 
 export const EMBEDDED_MODEL_NAME = 'casa-tiny';
 
@@ -35,10 +38,6 @@ export function embeddedModelDir(env: NodeJS.ProcessEnv = process.env): string {
   return path.join(packageModelsDir(), EMBEDDED_MODEL_NAME);
 }
 
-function isPathLike(ref: string): boolean {
-  return path.isAbsolute(ref) || ref.includes('/') || ref.includes(path.sep) || ref.startsWith('.');
-}
-
 function isBundleDir(dir: string): boolean {
   try {
     return statSync(dir).isDirectory() && existsSync(path.join(dir, 'casa.json'));
@@ -54,6 +53,11 @@ function isBundleDir(dir: string): boolean {
  */
 export function resolveModelRef(ref: string | undefined, baseDir: string = process.cwd(), env: NodeJS.ProcessEnv = process.env): string {
   if (ref === undefined || ref === '') return embeddedModelDir(env);
+  const parsed = parseModelRef(ref);
+  if (parsed.engine === 'worker') {
+    if (parsed.adapter === 'torch') return formatModelRef({ ...parsed, target: resolveModelRef(parsed.target, baseDir, env) });
+    return isPathLike(parsed.target) ? formatModelRef({ ...parsed, target: path.resolve(baseDir, parsed.target) }) : ref;
+  }
   if (isPathLike(ref)) return path.resolve(baseDir, ref);
   const candidates = [path.join(baseDir, 'models', ref)];
   if (ref === EMBEDDED_MODEL_NAME) candidates.unshift(embeddedModelDir(env));
@@ -91,7 +95,7 @@ export async function loadModelDir(dir: string, opts: LoadOptions = {}, env: Nod
     throw new ModelError(`${dir} is not a casa-live model bundle: it has no casa.json.`);
   }
   try {
-    return await loadModel(dir, opts);
+    return await Model.load(dir, opts);
   } catch (err) {
     if (err instanceof ModelError) {
       const msg = err.message.trim();
@@ -100,6 +104,18 @@ export async function loadModelDir(dir: string, opts: LoadOptions = {}, env: Nod
     }
     throw err;
   }
+}
+
+/**
+ * Loads a resolved reference (see resolveModelRef) with the engine it names: a bundle
+ * directory as loadModelDir does; a worker reference or a local Hugging Face directory by
+ * starting the model worker (its errors are already one sentence).
+ */
+export async function loadModelRef(ref: string, opts: ModelLoadOptions = {}, env: NodeJS.ProcessEnv = process.env): Promise<CaptionModel> {
+  if (parseModelRef(ref).engine === 'worker' || isHfDir(ref)) {
+    return loadModel(ref, { ...opts, worker: { env, ...(opts.worker ?? {}) } });
+  }
+  return loadModelDir(ref, opts, env);
 }
 
 // ---------------------------------------------------------------- listing
@@ -188,18 +204,18 @@ export function listBundles(extraDirs: string[] = [], env: NodeJS.ProcessEnv = p
 
 interface Entry {
   dir: string;
-  promise: Promise<Model>;
+  promise: Promise<CaptionModel>;
   refs: number;
   pinned: boolean;
   idleTimer?: NodeJS.Timeout;
 }
 
 export interface ModelRegistryOptions {
-  loadOptions?: LoadOptions;
+  loadOptions?: ModelLoadOptions;
   /** An unpinned model nobody uses is released after this long (default 60 s). */
   idleReleaseMs?: number;
   /** Replaces the loader (tests). */
-  load?: (dir: string, opts: LoadOptions) => Promise<Model>;
+  load?: (dir: string, opts: ModelLoadOptions) => Promise<CaptionModel>;
 }
 
 /**
@@ -216,6 +232,7 @@ export class ModelRegistry {
   }
 
   private key(dir: string): string {
+    if (parseModelRef(dir).engine === 'worker') return dir;
     try {
       return realpathSync(dir);
     } catch {
@@ -224,11 +241,11 @@ export class ModelRegistry {
   }
 
   /** Loads (or reuses) the model of `dir`; pinned models are never released before closeAll(). */
-  load(dir: string, pin = false): Promise<Model> {
+  load(dir: string, pin = false): Promise<CaptionModel> {
     const key = this.key(dir);
     let e = this.entries.get(key);
     if (!e) {
-      const loader = this.opts.load ?? loadModelDir;
+      const loader = this.opts.load ?? loadModelRef;
       const entry: Entry = { dir, promise: loader(dir, this.opts.loadOptions ?? {}), refs: 0, pinned: pin };
       entry.promise.catch(() => {
         if (this.entries.get(key) === entry) this.entries.delete(key);
@@ -241,7 +258,7 @@ export class ModelRegistry {
   }
 
   /** Takes a reference on the model of `dir` for one pipeline; call `release` when it ends. */
-  acquire(dir: string): { model: Promise<Model>; release: () => void } {
+  acquire(dir: string): { model: Promise<CaptionModel>; release: () => void } {
     const model = this.load(dir);
     const key = this.key(dir);
     const e = this.entries.get(key);

@@ -12,8 +12,7 @@
  * for good, the `error` status comes first and then the iteration throws the typed error
  * (an InputError, exit code 3).
  */
-import type { Model, SessionOptions } from '../engine.js';
-import type { CaptionSession } from '../engine.js';
+import type { CaptionModel, CaptionSessionLike, SessionOptions } from '../engine.js';
 import type { UnsequencedEvent, StatusEvent } from '../events.js';
 import { openFrameSource } from '../ingest/index.js';
 import type { Fit, FrameSource, IngestLogger, SourceOptions, SourceStatus } from '../ingest/index.js';
@@ -22,7 +21,7 @@ import { AsyncQueue } from './queue.js';
 
 export interface CaptionPipelineOptions {
   /** The shared model (or a promise of it: the pipeline waits, and fails if loading fails). */
-  model: Model | Promise<Model>;
+  model: CaptionModel | Promise<CaptionModel>;
   /** Path, URL, /dev/videoN or "-". */
   input: string;
   /** Frames per second captioned (default: the model's generation.fps). */
@@ -58,7 +57,7 @@ export interface CaptionPipelineHandle extends CaptionPipelineWithStats {
   /** Duration of a file input (for progress), undefined for live inputs. */
   durationSeconds(): Promise<number | undefined>;
   /** Resolves with the session once it is open (rejects when the model or session fails). */
-  readonly session: Promise<CaptionSession>;
+  readonly session: Promise<CaptionSessionLike>;
   /** Resolves when the pipeline's run has ended (input ended, failed or stopped; no child left). */
   readonly stopped: Promise<void>;
 }
@@ -72,13 +71,13 @@ export function createCaptionPipeline(opts: CaptionPipelineOptions): CaptionPipe
 
 class Pipeline implements CaptionPipelineHandle {
   readonly events: AsyncQueue<UnsequencedEvent>;
-  readonly session: Promise<CaptionSession>;
-  private resolveSession!: (s: CaptionSession) => void;
+  readonly session: Promise<CaptionSessionLike>;
+  private resolveSession!: (s: CaptionSessionLike) => void;
   private rejectSession!: (e: unknown) => void;
   private readonly opts: CaptionPipelineOptions;
   private readonly log: IngestLogger;
   private source: FrameSource | undefined;
-  private sess: CaptionSession | undefined;
+  private sess: CaptionSessionLike | undefined;
   private running: Promise<void>;
   private stopRequested = false;
   private immediate = false;
@@ -96,7 +95,7 @@ class Pipeline implements CaptionPipelineHandle {
     this.opts = opts;
     this.log = opts.logger ?? silent;
     this.events = new AsyncQueue<UnsequencedEvent>(() => this.stop({ immediate: true }));
-    this.session = new Promise<CaptionSession>((resolve, reject) => {
+    this.session = new Promise<CaptionSessionLike>((resolve, reject) => {
       this.resolveSession = resolve;
       this.rejectSession = reject;
     });
@@ -185,8 +184,8 @@ class Pipeline implements CaptionPipelineHandle {
     try {
       const model = await this.opts.model;
       if (this.stopRequested) return;
-      const m = model.manifest;
-      const fps = this.opts.fps ?? m.generation.fps;
+      const image = model.image;
+      const fps = this.opts.fps ?? model.fps;
       const session = await model.openSession({ ...(this.opts.generation ?? {}), fps });
       this.sess = session;
       this.resolveSession(session);
@@ -194,9 +193,9 @@ class Pipeline implements CaptionPipelineHandle {
       const source = openFrameSource({
         ...(this.opts.source ?? {}),
         input: this.opts.input,
-        width: m.image.width,
-        height: m.image.height,
-        fit: this.opts.fit ?? m.image.fit,
+        width: image.width,
+        height: image.height,
+        fit: this.opts.fit ?? image.fit,
         fps,
         ...(this.opts.realtime !== undefined ? { realtime: this.opts.realtime } : {}),
         ...(this.opts.maxFrames !== undefined ? { maxFrames: this.opts.maxFrames } : {}),

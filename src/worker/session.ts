@@ -1,0 +1,222 @@
+/**
+ * A caption session served by a model worker: the engine's session API (token events as
+ * sampled, then the frame's caption) over the worker protocol. Its lasting state — the text
+ * KV cache and the sampler — lives in the worker; this side keeps the state machine:
+ *
+ *   ready ──captionFrame(frame)──▶ in-frame ──caption──▶ ready
+ *   in-frame ──consumer stops reading──▶ (cut sent; the frame's end awaited) ──▶ ready
+ *   in-frame ──worker error / worker gone / frame timeout──▶ failed (every later call throws)
+ *   ready / failed ──close()──▶ closed
+ *
+ * A malformed frame is refused before it is sent (InputError); the session stays ready.
+ */
+import { CasaLiveError, InputError, UsageError } from '../errors.js';
+import type { EngineFrame, FrameResult, ResolvedSessionOptions, SessionStats } from '../session/caption-session.js';
+import type { SessionCaptionEvent, SessionEvent, SessionTokenEvent } from '../session/events.js';
+import type { CaptionAnswer, WorkerClient } from './client.js';
+import type { WorkerSessionStats } from './protocol.js';
+
+type State = 'ready' | 'in-frame' | 'failed' | 'closed';
+
+/** Token texts of the frame in progress, as an async iterable that ends with the frame. */
+class TokenStream implements AsyncIterable<string> {
+  private readonly items: string[] = [];
+  private done = false;
+  private failure: unknown;
+  private wake: (() => void) | undefined;
+
+  push(text: string): void {
+    this.items.push(text);
+    this.notify();
+  }
+
+  end(err?: unknown): void {
+    this.done = true;
+    this.failure = err;
+    this.notify();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<string> {
+    for (;;) {
+      const next = this.items.shift();
+      if (next !== undefined) yield next;
+      else if (this.done) {
+        if (this.failure !== undefined) throw this.failure;
+        return;
+      } else await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+  }
+
+  private notify(): void {
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+}
+
+export interface WorkerSessionParts {
+  client: WorkerClient;
+  id: number;
+  fusion: 'casa' | 'insertion';
+  options: ResolvedSessionOptions;
+  /** After each frame captioned without error (the model resets its restart backoff). */
+  onFrame?: () => void;
+  onClose?: () => void;
+}
+
+export class WorkerSession {
+  readonly fusion: 'casa' | 'insertion';
+  readonly options: ResolvedSessionOptions;
+  private readonly client: WorkerClient;
+  private readonly id: number;
+  private state: State = 'ready';
+  private failure: unknown;
+  private worker: WorkerSessionStats = {};
+  private lastFrameIds: number[] = [];
+  private frameMs = 0;
+
+  constructor(private readonly parts: WorkerSessionParts) {
+    this.client = parts.client;
+    this.id = parts.id;
+    this.fusion = parts.fusion;
+    this.options = parts.options;
+  }
+
+  async *captionFrame(frame: EngineFrame): AsyncGenerator<SessionEvent, void, undefined> {
+    this.assertReady();
+    checkFrame(frame);
+    this.state = 'in-frame';
+    const started = performance.now();
+    const tokens = new TokenStream();
+    const answer = this.client.frame(
+      { t: 'frame', session: this.id, index: frame.index, pts: frame.ptsSeconds, width: frame.width, height: frame.height, rgb: frame.rgb },
+      (text) => tokens.push(text),
+    );
+    answer.then(
+      () => tokens.end(),
+      (err: unknown) => tokens.end(err),
+    );
+    let finished = false;
+    try {
+      for await (const text of tokens) yield { type: 'token', frame: frame.index, pts: frame.ptsSeconds, text };
+      const answered = await answer;
+      this.record(answered);
+      finished = true;
+      yield this.captionEvent(frame, answered);
+    } catch (err) {
+      this.failed(err);
+      throw err;
+    } finally {
+      if (!finished && this.state === 'in-frame') await this.cutFrame(answer);
+      if (this.state === 'in-frame') this.state = 'ready';
+      this.frameMs += performance.now() - started;
+    }
+  }
+
+  /** Captions one frame and collects its events. */
+  async caption(frame: EngineFrame): Promise<FrameResult> {
+    const tokens: SessionTokenEvent[] = [];
+    let caption: SessionCaptionEvent | undefined;
+    for await (const ev of this.captionFrame(frame)) {
+      if (ev.type === 'token') tokens.push(ev);
+      else caption = ev;
+    }
+    if (!caption) throw new CasaLiveError('internal', 'the frame ended without a caption event; this is a casa-live bug, please report it');
+    return { caption, tokens, ids: this.lastFrameIds.slice() };
+  }
+
+  stats(): SessionStats {
+    const w = (k: string): number => this.worker[k] ?? 0;
+    return {
+      kvTokens: w('kvTokens'),
+      textKvTokens: w('textKvTokens'),
+      imageKvTokens: w('imageKvTokens'),
+      windowTokens: w('windowTokens'),
+      imageTokens: w('imageTokens'),
+      nextPosition: w('nextPosition'),
+      evictions: w('evictions'),
+      evictedTokens: w('evictedTokens'),
+      kvBytes: w('kvBytes'),
+      kvCapacityBytes: w('kvCapacityBytes'),
+      textTokensFed: w('textTokensFed'),
+      frames: w('frames'),
+      lastFrameTokens: w('lastFrameTokens'),
+      sampledTokens: w('sampledTokens'),
+      ortMs: w('modelMs'),
+      frameMs: this.frameMs,
+      graphRuns: w('forwards'),
+      seed: this.options.sampler.seed,
+    };
+  }
+
+  /** Ends the session (the worker drops its caches). Idempotent. */
+  close(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.client.request({ t: 'close', session: this.id }).catch(() => undefined);
+    this.parts.onClose?.();
+  }
+
+  get closed(): boolean {
+    return this.state === 'closed';
+  }
+
+  /** Keeps the worker's figures and the frame's ids. */
+  private record(a: CaptionAnswer): void {
+    this.worker = a.stats;
+    this.lastFrameIds = a.ids.slice();
+    this.parts.onFrame?.();
+  }
+
+  private captionEvent(frame: EngineFrame, a: CaptionAnswer): SessionCaptionEvent {
+    return {
+      type: 'caption',
+      frame: frame.index,
+      start: frame.ptsSeconds,
+      end: frame.ptsSeconds + 1 / this.options.fps,
+      text: a.text,
+      latencyMs: Math.max(0, Date.now() - frame.receivedAt),
+    };
+  }
+
+  /** The consumer stopped reading: the worker ends the frame at its next token; wait for that. */
+  private async cutFrame(answer: Promise<CaptionAnswer>): Promise<void> {
+    this.client.cut(this.id);
+    try {
+      this.record(await answer);
+    } catch (err) {
+      this.failed(err);
+    }
+  }
+
+  private failed(err: unknown): void {
+    if (err instanceof InputError || this.state === 'closed') return;
+    this.state = 'failed';
+    this.failure = err;
+  }
+
+  private assertReady(): void {
+    switch (this.state) {
+      case 'ready':
+        return;
+      case 'in-frame':
+        throw new UsageError('a frame is already being captioned in this session; read its events to the end first');
+      case 'closed':
+        throw new UsageError('the session is closed');
+      case 'failed':
+        throw new UsageError(`the session failed earlier and cannot continue (${(this.failure as Error)?.message ?? String(this.failure)})`, {
+          cause: this.failure,
+        });
+    }
+  }
+}
+
+function checkFrame(frame: EngineFrame): void {
+  const { width, height } = frame;
+  if (!Number.isInteger(width) || !Number.isInteger(height) || width <= 0 || height <= 0) {
+    throw new InputError(`frame has an invalid size ${width}x${height}`);
+  }
+  if (frame.rgb.length !== width * height * 3) {
+    throw new InputError(`frame of ${width}x${height} has ${frame.rgb.length} bytes of rgb24, expected ${width * height * 3}`);
+  }
+}
