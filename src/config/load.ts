@@ -21,6 +21,7 @@ import {
   type StreamConfig,
 } from './schema.js';
 import { validateStreamInput } from './input.js';
+import { refTakesPrompt } from '../model-ref.js';
 
 export interface ConfigProblem {
   /** Field path, e.g. `streams[2].input`; empty for the document itself. */
@@ -261,9 +262,33 @@ export function parseStream(
   if (restart.initialDelayMs > restart.maxDelayMs) {
     problems.push({ path: `${prefix ? `${prefix}.` : ''}restart.initialDelayMs`, message: 'must not exceed restart.maxDelayMs' });
   }
-  if (problems.length) return { problems };
   const configDir = config.configPath ? path.dirname(config.configPath) : process.cwd();
+  const prompt = promptProblem(parsed.data, config.defaults, config.model, configDir, prefix);
+  if (prompt) problems.push(prompt);
+  if (problems.length) return { problems };
   return { stream: resolveStream(parsed.data, config.defaults, config.model, configDir), problems };
+}
+
+/**
+ * A prompt for a model whose prompt is fixed by training (a bundle) is refused, at the field
+ * that sets it: the stream's own generation.prompt, else defaults.generation.prompt.
+ */
+function promptProblem(
+  raw: RawStreamConfig,
+  defaults: ServeConfig['defaults'],
+  model: string,
+  configDir: string,
+  at: string,
+): ConfigProblem | undefined {
+  const own = raw.generation?.prompt !== undefined;
+  if (!own && defaults.generation.prompt === undefined) return undefined;
+  const ref = raw.model ?? model;
+  if (refTakesPrompt(ref, configDir) !== false) return undefined;
+  const where = own ? `${at ? `${at}.` : ''}generation.prompt` : 'defaults.generation.prompt';
+  return {
+    path: where,
+    message: `the model "${ref}" was trained with a fixed prompt and takes no prompt of its own; remove it, or use a model that takes one (hf:<org>/<name> or a Hugging Face directory)`,
+  };
 }
 
 function resolveConfig(
@@ -327,6 +352,8 @@ function resolveConfig(
       problems.push({ path: `streams[${i}].restart.initialDelayMs`, message: 'must not exceed restart.maxDelayMs', line: lineOf(['streams', i, 'restart']) });
     }
     streams.push(resolveStream(s, defaults, model, configDir));
+    const p = promptProblem(s, defaults, model, configDir, `streams[${i}]`);
+    if (p && !problems.some((q) => q.path === p.path)) problems.push({ ...p, line: lineOf(p.path.startsWith('defaults') ? ['defaults', 'generation', 'prompt'] : ['streams', i, 'generation', 'prompt']) });
   });
 
   const dataDir = raw.dataDir !== undefined
@@ -346,6 +373,7 @@ function resolveConfig(
       protectMetrics: raw.auth?.protectMetrics ?? false,
     },
     model,
+    ...(raw.worker !== undefined ? { worker: raw.worker } : {}),
     defaults,
     streams,
     limits,

@@ -2,16 +2,21 @@
  * The daemon's hooks (src/server/types.ts): `prepare` loads the config's model once before
  * any stream starts; `pipelineFactory` makes one caption pipeline per stream (re)start on
  * the shared model, or on the stream's own `model` (loaded once, kept in a small registry).
+ * Worker models (torch:, hf:) get the config's `worker` settings; when their worker dies,
+ * the stream's pipeline fails, its runner restarts it, and the model starts a new worker.
  */
 import path from 'node:path';
-import type { LoadOptions, SessionOptions } from '../engine.js';
-import type { GenerationOverrides } from '../config/schema.js';
+import type { LoadOptions, SessionOptions, WorkerOptions } from '../engine.js';
+import type { GenerationOverrides, WorkerConfig } from '../config/schema.js';
+import { createLogger } from '../logger.js';
 import type { PipelineFactory, PrepareHook, ServeConfig, StreamConfig } from '../server/types.js';
 import { createCaptionPipeline, type CaptionPipelineHandle } from './pipeline.js';
-import { ModelRegistry, resolveModelRef } from './models.js';
+import { ModelRegistry, loadModelRef, resolveModelRef } from './models.js';
 
 export interface DaemonHooksOptions {
   loadOptions?: LoadOptions;
+  /** Where worker models log (their process's stdout/stderr lines, restarts). */
+  logger?: WorkerOptions['logger'];
   /** Replaces the model registry (tests). */
   registry?: ModelRegistry;
   env?: NodeJS.ProcessEnv;
@@ -35,28 +40,44 @@ export function sessionOptionsFrom(g: GenerationOverrides): SessionOptions {
   if (g.repetitionDecay !== undefined) o.repetitionPenaltyDecay = g.repetitionDecay;
   if (g.repetitionClamp !== undefined) o.repetitionCountClamp = g.repetitionClamp;
   if (g.eosBias !== undefined) o.eosBias = g.eosBias;
+  if (g.stopBias !== undefined) o.stopBias = g.stopBias;
+  if (g.noRepeatNgramSize !== undefined) o.noRepeatNgramSize = g.noRepeatNgramSize;
+  if (g.noRepeatNgramWindow !== undefined) o.noRepeatNgramWindow = g.noRepeatNgramWindow;
+  if (g.realtimeDeadline !== undefined) o.realtimeDeadline = g.realtimeDeadline;
+  if (g.prompt !== undefined) o.prompt = g.prompt;
   if (g.seed !== undefined) o.seed = g.seed >>> 0;
   return o;
 }
 
+/** Config `worker` → the worker engine's options. */
+export function workerOptionsFrom(w: WorkerConfig | undefined, logger: WorkerOptions['logger'], env: NodeJS.ProcessEnv): WorkerOptions {
+  return {
+    env,
+    ...(logger ? { logger } : {}),
+    ...(w?.python !== undefined ? { python: w.python } : {}),
+    ...(w?.device !== undefined ? { device: w.device } : {}),
+    ...(w?.frameTimeoutMs !== undefined ? { frameTimeoutMs: w.frameTimeoutMs } : {}),
+    ...(w?.loadTimeoutMs !== undefined ? { loadTimeoutMs: w.loadTimeoutMs } : {}),
+  };
+}
+
 export function createDaemonHooks(options: DaemonHooksOptions = {}): DaemonHooks {
-  const registry = options.registry ?? new ModelRegistry(options.loadOptions ? { loadOptions: options.loadOptions } : {});
   const env = options.env ?? process.env;
+  // The config's worker settings are known once `prepare` has run; every later load uses them.
+  let worker: WorkerOptions = workerOptionsFrom(undefined, options.logger, env);
+  const registry =
+    options.registry ?? new ModelRegistry({ loadOptions: options.loadOptions ?? {}, load: (ref, opts) => loadModelRef(ref, { ...opts, worker }, env) });
   let baseDir = process.cwd();
-  const warnedPrompt = new Set<string>();
 
   const prepare: PrepareHook = async (config: ServeConfig) => {
     baseDir = config.configPath ? path.dirname(config.configPath) : process.cwd();
+    worker = workerOptionsFrom(config.worker, options.logger ?? createLogger({ level: config.log?.level ?? 'info', base: { component: 'worker' } }), env);
     const model = await registry.load(resolveModelRef(config.model, baseDir, env), true);
     return { modelName: model.name };
   };
 
   const pipelineFactory: PipelineFactory = (stream: StreamConfig, ctx) => {
     const dir = resolveModelRef(stream.model, baseDir, env);
-    if (stream.generation.prompt !== undefined && !warnedPrompt.has(stream.id)) {
-      warnedPrompt.add(stream.id);
-      ctx.logger.warn({ stream: stream.id }, 'generation.prompt is not supported by this runtime yet; the model\'s own prompt is used');
-    }
     const lease = registry.acquire(dir);
     const pipeline: CaptionPipelineHandle = createCaptionPipeline({
       model: lease.model,
