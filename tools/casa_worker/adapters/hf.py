@@ -269,7 +269,7 @@ class HfAdapter:
         return pos.view(1, 1, length).expand(3, 1, length).contiguous() if self.is_qwen else pos.unsqueeze(0)
 
     def pixels(self, rgb: np.ndarray) -> List[torch.Tensor]:
-        frames = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]
+        frames = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)[None]
         return list(self.processor._image_processor.process_images(frames).to(self.device, self.dtype))
 
     # ---------------------------------------------------------------- session protocol

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -143,8 +144,12 @@ class TorchBundleAdapter:
             from tools.casa_model.tokenizer import ByteLevelBPE
 
             self.tokenizer = ByteLevelBPE.load(os.path.join(bundle_dir, self.manifest["files"]["tokenizer"]))
-            model, _ = rebuild(bundle_dir)
+            with warnings.catch_warnings():  # the exporter's tracer warnings while the map is learnt
+                warnings.simplefilter("ignore")
+                model, _ = rebuild(bundle_dir)
             self.fixture_diff = check_fixtures(model, self.tokenizer, bundle_dir) if os.path.isdir(os.path.join(bundle_dir, "fixtures")) else None
+        except ImportError as err:
+            raise WorkerError("missing_package", f"The worker's Python lacks the package {err.name}, needed to rebuild the bundle; install it (e.g. apt-get install python3-onnx).") from None
         except (BundleError, KeyError, OSError, ValueError) as err:
             raise WorkerError("bad_model", f"The bundle {bundle_dir} cannot be rebuilt in PyTorch: {err}") from None
         # The bundles are small: CPU is where their greedy captions are pinned, CUDA only on request.
