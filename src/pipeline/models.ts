@@ -56,7 +56,9 @@ export function resolveModelRef(ref: string | undefined, baseDir: string = proce
   const parsed = parseModelRef(ref);
   if (parsed.engine === 'worker') {
     if (parsed.adapter === 'torch') return formatModelRef({ ...parsed, target: resolveModelRef(parsed.target, baseDir, env) });
-    return isPathLike(parsed.target) ? formatModelRef({ ...parsed, target: path.resolve(baseDir, parsed.target) }) : ref;
+    // hf:<org>/<name> is a repo id; hf:./dir or hf:/abs/dir a local checkpoint
+    const local = path.isAbsolute(parsed.target) || parsed.target.startsWith('.');
+    return local ? formatModelRef({ ...parsed, target: path.resolve(baseDir, parsed.target) }) : ref;
   }
   if (isPathLike(ref)) return path.resolve(baseDir, ref);
   const candidates = [path.join(baseDir, 'models', ref)];
