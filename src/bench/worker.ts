@@ -17,6 +17,7 @@ import { createCaptionPipeline, type CaptionPipelineHandle } from '../pipeline/i
 import { AsyncQueue } from '../pipeline/queue.js';
 import type { CaptionPipeline } from '../pipeline-types.js';
 import { runServe, type ServeHandle } from '../server/index.js';
+import { runEngineStreams, type EngineStreamsTask } from './engine-streams.js';
 import { childProcesses, forcedGeneration, machineCpu, machineCpuPercent, openFds, sleep } from './common.js';
 import { max, median, min, quantiles, round, roundAll } from './stats.js';
 import type {
@@ -573,6 +574,8 @@ async function handle(task: Task): Promise<unknown> {
       return runPipelines(task as unknown as PipelinesTask);
     case 'soak':
       return runSoak(task as unknown as SoakTask);
+    case 'engine-streams':
+      return runEngineStreams(task as unknown as EngineStreamsTask);
     case 'fanout-server':
       return startFanoutServer(task as unknown as FanoutServerTask);
     case 'fanout-server-cpu': {

@@ -74,6 +74,7 @@ export class WorkerSession {
   private worker: WorkerSessionStats = {};
   private lastFrameIds: number[] = [];
   private frameMs = 0;
+  private workerFrameMs = 0;
 
   constructor(private readonly parts: WorkerSessionParts) {
     this.client = parts.client;
@@ -149,6 +150,14 @@ export class WorkerSession {
     };
   }
 
+  /**
+   * Time in captionFrame here, and inside the worker, summed over the frames: the difference
+   * is what the protocol costs (framing, the socket, Python's side of it).
+   */
+  timings(): { frameMs: number; workerFrameMs: number } {
+    return { frameMs: this.frameMs, workerFrameMs: this.workerFrameMs };
+  }
+
   /** Ends the session (the worker drops its caches). Idempotent. */
   close(): void {
     if (this.state === 'closed') return;
@@ -164,6 +173,7 @@ export class WorkerSession {
   /** Keeps the worker's figures and the frame's ids. */
   private record(a: CaptionAnswer): void {
     this.worker = a.stats;
+    this.workerFrameMs += a.timings.frameMs;
     this.lastFrameIds = a.ids.slice();
     this.parts.onFrame?.();
   }
