@@ -7,6 +7,7 @@ under the same bounded context. Greedy captions are therefore those of the ONNX 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import warnings
@@ -60,11 +61,16 @@ class BundleState:
     @torch.no_grad()
     def feed(self, ids: Sequence[int]) -> torch.Tensor:
         """Feeds text tokens; returns the logits of the last one."""
-        self.context.ensure_room(len(ids), False)
-        return self._step(list(ids))[-1]
+        with self.adapter.placement():
+            self.context.ensure_room(len(ids), False)
+            return self._step(list(ids))[-1]
 
     @torch.no_grad()
     def start_frame(self, pixels: torch.Tensor, ids: List[int]) -> torch.Tensor:
+        with self.adapter.placement():
+            return self._start_frame(pixels.to(self.adapter.device), ids)
+
+    def _start_frame(self, pixels: torch.Tensor, ids: List[int]) -> torch.Tensor:
         t0 = time.perf_counter()
         model = self.adapter.model
         embeds = model.vision(pixels)
@@ -152,11 +158,8 @@ class TorchBundleAdapter:
             raise WorkerError("missing_package", f"The worker's Python lacks the package {err.name}, needed to rebuild the bundle; install it (e.g. apt-get install python3-onnx).") from None
         except (BundleError, KeyError, OSError, ValueError) as err:
             raise WorkerError("bad_model", f"The bundle {bundle_dir} cannot be rebuilt in PyTorch: {err}") from None
-        # The bundles are small: CPU is where their greedy captions are pinned, CUDA only on request.
-        self.device = "cpu" if device == "auto" else device
-        if self.device != "cpu":
-            raise WorkerError("bad_model", f"the torch adapter runs bundles on the CPU only, not {self.device}")
-        self.model = model.eval()
+        self.device = pick_device(device)
+        self.model = model.eval().to(self.device)
         m = self.manifest
         self.inv_freq = inverse_frequencies(m["decoder"]["headDim"], float(m["decoder"]["ropeTheta"]))
         self.prompt_ids = self.tokenizer.encode(m["prompt"]["text"])
@@ -167,6 +170,10 @@ class TorchBundleAdapter:
         self.markers = [tokens["preImage"], tokens["postImage"]]
         self.stop_ids = [tokens["eos"]]
         log(f"torch adapter: {m['name']} ({m['fusion']}) rebuilt from {bundle_dir}; fixtures max |dlogit| {self.fixture_diff}")
+
+    def placement(self):
+        """Where the model code's own tensors (positions, masks) are made: the model's device."""
+        return torch.device(self.device) if self.device != "cpu" else contextlib.nullcontext()
 
     def info(self) -> Dict:
         m = self.manifest
@@ -188,7 +195,8 @@ class TorchBundleAdapter:
     def open(self, prompt: Optional[str], options: Dict) -> OpenedState:
         if prompt is not None:
             raise WorkerError("bad_options", f"the model {self.manifest['name']} was trained with a fixed prompt; it takes no generation.prompt")
-        state = BundleState(self, policy_from(options, len(self.prompt_ids)))
+        with self.placement():
+            state = BundleState(self, policy_from(options, len(self.prompt_ids)))
         state.feed(self.prompt_ids)
         return OpenedState(state, list(self.prompt_ids))
 
@@ -208,6 +216,21 @@ class TorchBundleAdapter:
 
     def stats(self, opened: OpenedState) -> Dict[str, float]:
         return opened.state.stats()
+
+
+def pick_device(requested: str) -> str:
+    """CUDA when torch sees a GPU (auto) or when asked; the CPU otherwise. On CUDA the model
+    runs in float32 without TF32, so that its greedy captions can match the ONNX engine's."""
+    cuda = torch.cuda.is_available()
+    if requested == "cpu" or (requested == "auto" and not cuda):
+        return "cpu"
+    if not cuda:
+        raise WorkerError("no_gpu", "The worker was asked for CUDA, and torch sees no GPU (torch.cuda.is_available() is False).")
+    if not hasattr(torch, "set_default_device"):
+        raise WorkerError("missing_package", f"Running a bundle on CUDA needs torch 2.0 or later (this is {torch.__version__}); pip install torch==2.7.0, or use device cpu.")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    return "cuda"
 
 
 def fit_frame(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
