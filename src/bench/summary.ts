@@ -138,7 +138,7 @@ function b6(r: SuiteResult): string[] {
 function worker(r: SuiteResult): string[] {
   const rows = ((r.results as Any).table as Any[] | undefined) ?? [];
   return [
-    `${(r.config as Any).tokensPerFrame} tokens per frame, casa-tiny; the worker is the bundle rebuilt in PyTorch (torch:), one process serving every session:`,
+    `${(r.config as Any).tokensPerFrame} tokens per frame; the worker runs ${(r.config as Any).workerModel ?? 'the CASA bundle rebuilt in PyTorch (torch:)'}, one process serving every session:`,
     '',
     '| engine | streams | frames/s | ms per frame in captionFrame | ms inside the worker | protocol ms per frame |',
     '|---|---|---|---|---|---|',

@@ -3,8 +3,9 @@
  * in-process ONNX engine on the same bundle: frames/s at 1 and 16 concurrent streams, and
  * the protocol's cost per frame (time in captionFrame minus time inside the worker, one
  * stream). Each configuration runs in a fresh bench process, the engines alternating, and
- * is repeated; medians are quoted. On a GPU machine, `casa-live bench --suite worker` with
- * an hf: model is the way to measure a released model (see README).
+ * is repeated; medians are quoted. With CASA_LIVE_BENCH_WORKER_MODEL set (e.g.
+ * hf:kyutai/CASA-Qwen2_5-VL-3B-LiveCC on a GPU machine) the worker rows run that model
+ * instead, and the ONNX rows are left out: the way to measure a released model (README).
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -25,7 +26,7 @@ export function workerSuiteParams(quick: boolean): WorkerSuiteParams {
   return quick ? { streams: [1, 16], frames: 6, warmup: 2, repeats: 1 } : { streams: [1, 16], frames: 40, warmup: 4, repeats: 3 };
 }
 
-type Row = { engine: 'onnx' | 'worker'; streams: number; runs: EngineStreamsResult[] };
+type Row = { engine: 'onnx' | 'worker'; ref: string; streams: number; runs: EngineStreamsResult[] };
 
 function summarise(row: Row): Record<string, unknown> {
   const pick = (f: (r: EngineStreamsResult) => number | null): number | null => {
@@ -34,6 +35,7 @@ function summarise(row: Row): Record<string, unknown> {
   };
   return {
     engine: row.engine,
+    model: row.ref,
     streams: row.streams,
     fps: pick((r) => r.fps),
     frameMs: pick((r) => r.frameMs),
@@ -50,15 +52,17 @@ export async function runWorkerSuite(ctx: SuiteContext, params = workerSuitePara
     return { ...empty, skipped: 'the model worker (tools/casa_worker) is not in this installation' };
   }
   const stream = await ctx.stream();
+  const released = process.env.CASA_LIVE_BENCH_WORKER_MODEL?.trim();
   const rows: Row[] = [];
   for (const streams of params.streams) {
-    for (const engine of ['onnx', 'worker'] as const) rows.push({ engine, streams, runs: [] });
+    if (released) rows.push({ engine: 'worker', ref: released, streams, runs: [] });
+    else for (const engine of ['onnx', 'worker'] as const) rows.push({ engine, ref: engine === 'worker' ? `torch:${opts.casa}` : opts.casa, streams, runs: [] });
   }
   for (let rep = 0; rep < params.repeats; rep++) {
     for (const row of rows) {
       const task: EngineStreamsTask = {
         kind: 'engine-streams',
-        ref: row.engine === 'worker' ? `torch:${opts.casa}` : opts.casa,
+        ref: row.ref,
         streams: row.streams,
         frames: params.frames,
         warmup: params.warmup,
@@ -67,7 +71,7 @@ export async function runWorkerSuite(ctx: SuiteContext, params = workerSuitePara
         width: stream.width,
         height: stream.height,
       };
-      log(`worker suite: ${row.engine}, ${row.streams} stream${row.streams === 1 ? '' : 's'}, run ${rep + 1}/${params.repeats}`);
+      log(`worker suite: ${row.engine} ${row.ref}, ${row.streams} stream${row.streams === 1 ? '' : 's'}, run ${rep + 1}/${params.repeats}`);
       try {
         row.runs.push(await inWorker<EngineStreamsResult>(log, 'worker', task as unknown as { kind: string }));
       } catch (err) {
@@ -92,7 +96,7 @@ export async function runWorkerSuite(ctx: SuiteContext, params = workerSuitePara
     })),
   ];
   return {
-    config: { ...params, tokensPerFrame: TOKENS_PER_FRAME, bundle: opts.casa, python: defaultPython(), torchThreads: 1, onnxIntraOpThreads: 1, frames: stream.recipe },
+    config: { ...params, tokensPerFrame: TOKENS_PER_FRAME, bundle: opts.casa, ...(released ? { workerModel: released } : {}), python: defaultPython(), torchThreads: 1, onnxIntraOpThreads: 1, frames: stream.recipe },
     results: { table, protocolMsPerFrame: protocolMs },
     targets,
     notes: [
