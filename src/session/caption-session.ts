@@ -223,7 +223,35 @@ export interface SessionParts {
   onClose?: () => void;
 }
 
-type State = 'ready' | 'in-frame' | 'failed' | 'closed';
+/** The states of a caption session (either engine's). */
+export type SessionState = 'ready' | 'in-frame' | 'failed' | 'closed';
+type State = SessionState;
+
+/** Throws the UsageError for a call made in a state other than ready. */
+export function assertSessionReady(state: SessionState, failure: unknown): void {
+  switch (state) {
+    case 'ready':
+      return;
+    case 'in-frame':
+      throw new UsageError('a frame is already being captioned in this session; read its events to the end first');
+    case 'closed':
+      throw new UsageError('the session is closed');
+    case 'failed':
+      throw new UsageError(`the session failed earlier and cannot continue (${(failure as Error)?.message ?? String(failure)})`, { cause: failure });
+  }
+}
+
+/** A frame's events collected: the token events, the caption, and the ids sampled. */
+export async function collectFrame(events: AsyncIterable<SessionEvent>, ids: () => number[]): Promise<FrameResult> {
+  const tokens: SessionTokenEvent[] = [];
+  let caption: SessionCaptionEvent | undefined;
+  for await (const ev of events) {
+    if (ev.type === 'token') tokens.push(ev);
+    else caption = ev;
+  }
+  if (!caption) throw new CasaLiveError('internal', 'the frame ended without a caption event; this is a casa-live bug, please report it');
+  return { caption, tokens, ids: ids() };
+}
 
 /**
  * Opens a caption session over `parts.backend`: prefills the prompt (window 0) and returns
@@ -378,15 +406,8 @@ class CaptionSession {
   }
 
   /** Captions one frame and collects its events. */
-  async caption(frame: EngineFrame): Promise<FrameResult> {
-    const tokens: SessionTokenEvent[] = [];
-    let caption: SessionCaptionEvent | undefined;
-    for await (const ev of this.captionFrame(frame)) {
-      if (ev.type === 'token') tokens.push(ev);
-      else caption = ev;
-    }
-    if (!caption) throw new CasaLiveError('internal', 'the frame ended without a caption event; this is a casa-live bug, please report it');
-    return { caption, tokens, ids: this.lastFrameIds.slice() };
+  caption(frame: EngineFrame): Promise<FrameResult> {
+    return collectFrame(this.captionFrame(frame), () => this.lastFrameIds.slice());
   }
 
   stats(): SessionStats {
@@ -420,18 +441,7 @@ class CaptionSession {
   }
 
   private assertReady(): void {
-    switch (this.state) {
-      case 'ready':
-        return;
-      case 'in-frame':
-        throw new UsageError('a frame is already being captioned in this session; read its events to the end first');
-      case 'closed':
-        throw new UsageError('the session is closed');
-      case 'failed':
-        throw new UsageError(`the session failed earlier and cannot continue (${(this.failure as Error)?.message ?? String(this.failure)})`, {
-          cause: this.failure,
-        });
-    }
+    assertSessionReady(this.state, this.failure);
   }
 }
 

@@ -10,13 +10,21 @@
  *
  * A malformed frame is refused before it is sent (InputError); the session stays ready.
  */
-import { CasaLiveError, InputError, UsageError } from '../errors.js';
-import type { EngineFrame, FrameResult, ResolvedSessionOptions, SessionStats } from '../session/caption-session.js';
-import type { SessionCaptionEvent, SessionEvent, SessionTokenEvent } from '../session/events.js';
+import { InputError } from '../errors.js';
+import {
+  assertSessionReady,
+  collectFrame,
+  type EngineFrame,
+  type FrameResult,
+  type ResolvedSessionOptions,
+  type SessionState,
+  type SessionStats,
+} from '../session/caption-session.js';
+import type { SessionCaptionEvent, SessionEvent } from '../session/events.js';
 import type { CaptionAnswer, WorkerClient } from './client.js';
 import type { WorkerSessionStats } from './protocol.js';
 
-type State = 'ready' | 'in-frame' | 'failed' | 'closed';
+type State = SessionState;
 
 /** Token texts of the frame in progress, as an async iterable that ends with the frame. */
 class TokenStream implements AsyncIterable<string> {
@@ -115,15 +123,8 @@ export class WorkerSession {
   }
 
   /** Captions one frame and collects its events. */
-  async caption(frame: EngineFrame): Promise<FrameResult> {
-    const tokens: SessionTokenEvent[] = [];
-    let caption: SessionCaptionEvent | undefined;
-    for await (const ev of this.captionFrame(frame)) {
-      if (ev.type === 'token') tokens.push(ev);
-      else caption = ev;
-    }
-    if (!caption) throw new CasaLiveError('internal', 'the frame ended without a caption event; this is a casa-live bug, please report it');
-    return { caption, tokens, ids: this.lastFrameIds.slice() };
+  caption(frame: EngineFrame): Promise<FrameResult> {
+    return collectFrame(this.captionFrame(frame), () => this.lastFrameIds.slice());
   }
 
   stats(): SessionStats {
@@ -206,18 +207,7 @@ export class WorkerSession {
   }
 
   private assertReady(): void {
-    switch (this.state) {
-      case 'ready':
-        return;
-      case 'in-frame':
-        throw new UsageError('a frame is already being captioned in this session; read its events to the end first');
-      case 'closed':
-        throw new UsageError('the session is closed');
-      case 'failed':
-        throw new UsageError(`the session failed earlier and cannot continue (${(this.failure as Error)?.message ?? String(this.failure)})`, {
-          cause: this.failure,
-        });
-    }
+    assertSessionReady(this.state, this.failure);
   }
 }
 

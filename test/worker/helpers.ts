@@ -7,6 +7,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { EngineFrame } from '../../src/engine.js';
 
+export { sleep, until } from '../server/helpers.js';
+
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CASA_TINY = path.join(ROOT, 'models', 'casa-tiny');
 export const TORCH_REF = `torch:${CASA_TINY}`;
@@ -38,18 +40,5 @@ export function alive(pid: number | undefined): boolean {
     return true;
   } catch {
     return false;
-  }
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/** Polls until fn is true (bounded). */
-export async function until(fn: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!fn()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(50);
   }
 }

@@ -4,10 +4,9 @@
  * engine's captions on every example clip (the demo clip's 120 frames pass the context cap,
  * so eviction and re-rotation are compared too).
  */
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ensureBuilt, runCli, tempDir } from '../cli/helpers.js';
+import { clipCaptions, ensureBuilt } from '../cli/helpers.js';
 import { ROOT } from './helpers.js';
 
 const CLIPS = ['test-1', 'test-2', 'test-3', 'demo'];
@@ -15,24 +14,10 @@ const CLIPS = ['test-1', 'test-2', 'test-3', 'demo'];
 beforeAll(ensureBuilt, 180_000);
 
 async function captionsOf(clip: string, model: string[]): Promise<string[]> {
-  const tmp = tempDir();
-  try {
-    const jsonl = path.join(tmp.dir, 'out.jsonl');
-    const r = await runCli(['caption', path.join(ROOT, 'examples', `${clip}.mp4`), ...model, '--jsonl', jsonl, '--quiet', '--temperature', '0'], {
-      timeoutMs: 240_000,
-    });
-    expect(r.stderr).toBe('');
-    expect(r.code).toBe(0);
-    return readFileSync(jsonl, 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as { type: string; frame: number; text: string })
-      .filter((e) => e.type === 'caption')
-      .sort((a, b) => a.frame - b.frame)
-      .map((e) => e.text);
-  } finally {
-    tmp.cleanup();
-  }
+  const r = await clipCaptions(path.join(ROOT, 'examples', `${clip}.mp4`), [...model, '--temperature', '0'], 240_000);
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  return r.captions;
 }
 
 describe('the worker engine (torch:) captions every example clip exactly as the ONNX engine does', () => {
