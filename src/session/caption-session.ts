@@ -361,15 +361,7 @@ class CaptionSession {
       }
       const rest = this.detok.flush();
       if (rest) yield { type: 'token', frame: frame.index, pts: frame.ptsSeconds, text: rest };
-      const caption: SessionCaptionEvent = {
-        type: 'caption',
-        frame: frame.index,
-        start: frame.ptsSeconds,
-        end: frame.ptsSeconds + 1 / this.options.fps,
-        text: this.tokenizer.decode(ids).trim(),
-        latencyMs: Math.max(0, Date.now() - frame.receivedAt),
-      };
-      yield caption;
+      yield this.captionEvent(frame, ids);
     } catch (err) {
       if (frameOpen || !(err instanceof InputError)) {
         // The caches may be half updated: the session cannot go on.
@@ -397,6 +389,17 @@ class CaptionSession {
       }
       this.frameMs += performance.now() - started;
     }
+  }
+
+  private captionEvent(frame: EngineFrame, ids: readonly number[]): SessionCaptionEvent {
+    return {
+      type: 'caption',
+      frame: frame.index,
+      start: frame.ptsSeconds,
+      end: frame.ptsSeconds + 1 / this.options.fps,
+      text: this.tokenizer.decode(ids).trim(),
+      latencyMs: Math.max(0, Date.now() - frame.receivedAt),
+    };
   }
 
   /** Ends a frame's text that was cut (token budget, deadline, consumer gone) with the last stop token sampled. */

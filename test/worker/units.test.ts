@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { encode } from '@msgpack/msgpack';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ConfigInvalidError, parseConfig } from '../../src/config/index.js';
+import { ConfigInvalidError, parseConfig, parseStream } from '../../src/config/index.js';
 import { InputError, ModelError, UsageError } from '../../src/errors.js';
 import { isHfDir, parseModelRef, refTakesPrompt } from '../../src/model-ref.js';
 import { resolveModelRef } from '../../src/pipeline/models.js';
@@ -94,6 +94,13 @@ describe('generation.prompt in the config', () => {
     expect(own).toEqual([expect.stringMatching(/^streams\[0\]\.generation\.prompt: the model "casa-tiny" was trained with a fixed prompt and takes no prompt of its own; .* \(line 5\)$/)]);
     const shared = problems(`auth: { tokens: ["${T}"] }\ndefaults: { generation: { prompt: "Describe it." } }\nstreams:\n  - { id: a, input: rtsp://h/x }\n  - { id: b, input: rtsp://h/y }\n`);
     expect(shared).toEqual([expect.stringMatching(/^defaults\.generation\.prompt: the model "casa-tiny" /)]);
+  });
+
+  it('is refused for streams added over the HTTP API too', () => {
+    const config = parseConfig(`auth: { tokens: ["${T}"] }\n`, { configPath: path.join(ROOT, 'casa-live.yaml') });
+    const { problems: bad } = parseStream({ id: 'cam', input: 'rtsp://h/x', generation: { prompt: 'Describe it.' } }, config);
+    expect(bad.map((p) => p.path)).toEqual(['generation.prompt']);
+    expect(parseStream({ id: 'cam', input: 'rtsp://h/x', model: 'hf:kyutai/CASA-Qwen2_5-VL-3B-LiveCC', generation: { prompt: 'Describe it.' } }, config).problems).toEqual([]);
   });
 
   it('is accepted for models that take one', () => {
