@@ -43,11 +43,6 @@ export class WorkerClient {
     proc.hold(false);
   }
 
-  /** The reason the worker is gone, once it is. */
-  get endReason(): Error | undefined {
-    return this.ended;
-  }
-
   request<K extends Exclude<Asked, 'frame'>>(req: RequestOf<K> & { t: K }): Promise<Answer<(typeof ANSWERS)[K]>> {
     return this.ask(req, this.opts.requestTimeoutMs ?? WORKER_DEFAULTS.requestTimeoutMs) as Promise<Answer<(typeof ANSWERS)[K]>>;
   }

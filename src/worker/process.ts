@@ -86,10 +86,13 @@ export function defaultPython(env: NodeJS.ProcessEnv = process.env): string {
   return existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 }
 
-/** Workers alive in this process, SIGKILLed if casa-live exits without stopping them. */
-const live = new Set<ChildProcess>();
+/** Workers alive in this process (and their socket directories): SIGKILLed if casa-live exits without stopping them. */
+const live = new Map<ChildProcess, string>();
 process.once('exit', () => {
-  for (const child of live) child.kill('SIGKILL');
+  for (const [child, dir] of live) {
+    child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 type State = 'starting' | 'ready' | 'exited';
@@ -131,7 +134,7 @@ export class WorkerProcess {
       env: { ...env, PYTHONPATH: [root, env.PYTHONPATH].filter(Boolean).join(path.delimiter), PYTHONUNBUFFERED: '1' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    live.add(this.child);
+    live.set(this.child, this.dir);
     this.exited = new Promise((resolve) => this.child.once('close', () => resolve()));
     this.child.once('error', (err: NodeJS.ErrnoException) => this.onSpawnError(err, python));
     this.child.once('close', (code, signal) => this.onClose(code, signal));
@@ -153,15 +156,6 @@ export class WorkerProcess {
 
   get pid(): number | undefined {
     return this.child.pid;
-  }
-
-  get alive(): boolean {
-    return this.state === 'ready';
-  }
-
-  /** Why the worker ended (after it did). */
-  get endReason(): Error | undefined {
-    return this.failure;
   }
 
   send(req: WorkerRequest): void {
