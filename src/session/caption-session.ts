@@ -25,6 +25,7 @@ import type { BackendStats, DecoderBackend } from './backend.js';
 import { StreamDetokenizer, type TokenGranularity } from './detokenizer.js';
 import type { SessionCaptionEvent, SessionEvent, SessionTokenEvent } from './events.js';
 import { Sampler, type SamplerSettings } from './sampler.js';
+import { assertSessionReady, collectFrame, type SessionState } from './session-state.js';
 import type { RunTimer } from '../model/graphs.js';
 
 /** A video frame: the same shape as src/ingest's Frame. */
@@ -152,6 +153,9 @@ export function resolveSessionOptions(
 ): ResolvedSessionOptions {
   const g = manifest.generation;
   const c = manifest.context;
+  const stopBias = opts.stopBias ?? g.stopBias ?? 1;
+  const ngram = opts.noRepeatNgramSize ?? g.noRepeatNgramSize ?? 0;
+  const ngramWindow = opts.noRepeatNgramWindow ?? g.noRepeatNgramWindow ?? 60;
   const sampler: SamplerSettings = {
     temperature: opts.temperature ?? g.temperature,
     topK: opts.topK ?? g.topK,
@@ -162,9 +166,9 @@ export function resolveSessionOptions(
     eosBias: opts.eosBias ?? g.eosBias,
     eosId: manifest.tokens.eos,
     stopIds: manifest.stopIds ?? [manifest.tokens.eos],
-    stopBias: opts.stopBias ?? g.stopBias ?? 1,
-    noRepeatNgramSize: opts.noRepeatNgramSize ?? g.noRepeatNgramSize ?? 0,
-    noRepeatNgramWindow: opts.noRepeatNgramWindow ?? g.noRepeatNgramWindow ?? 60,
+    stopBias,
+    noRepeatNgramSize: ngram,
+    noRepeatNgramWindow: ngramWindow,
     seed: opts.seed ?? randomInt(0, 2 ** 32),
     greedyProcessors: opts.greedyProcessors ?? false,
   };
@@ -189,9 +193,9 @@ export function resolveSessionOptions(
   check('repetitionPenaltyDecay', sampler.repetitionPenaltyDecay, sampler.repetitionPenaltyDecay >= 0 && sampler.repetitionPenaltyDecay <= 1, 'must be in [0, 1]');
   check('repetitionCountClamp', sampler.repetitionCountClamp, sampler.repetitionCountClamp >= 0, 'must be ≥ 0');
   check('eosBias', sampler.eosBias, Number.isFinite(sampler.eosBias), 'must be finite');
-  check('stopBias', sampler.stopBias as number, (sampler.stopBias as number) > 0 && Number.isFinite(sampler.stopBias), 'must be > 0');
-  check('noRepeatNgramSize', sampler.noRepeatNgramSize as number, Number.isInteger(sampler.noRepeatNgramSize) && (sampler.noRepeatNgramSize as number) >= 0, 'must be an integer ≥ 0');
-  check('noRepeatNgramWindow', sampler.noRepeatNgramWindow as number, Number.isInteger(sampler.noRepeatNgramWindow) && (sampler.noRepeatNgramWindow as number) >= 1, 'must be an integer ≥ 1');
+  check('stopBias', stopBias, stopBias > 0 && Number.isFinite(stopBias), 'must be > 0');
+  check('noRepeatNgramSize', ngram, Number.isInteger(ngram) && ngram >= 0, 'must be an integer ≥ 0');
+  check('noRepeatNgramWindow', ngramWindow, Number.isInteger(ngramWindow) && ngramWindow >= 1, 'must be an integer ≥ 1');
   check('seed', sampler.seed, Number.isInteger(sampler.seed) && sampler.seed >= 0 && sampler.seed < 2 ** 32, 'must be an integer in [0, 2^32)');
   check('maxNewTokensPerFrame', r.maxNewTokensPerFrame, Number.isInteger(r.maxNewTokensPerFrame) && r.maxNewTokensPerFrame >= 1, 'must be an integer ≥ 1');
   check('evictChunk', r.evictChunk, Number.isInteger(r.evictChunk) && r.evictChunk >= 1, 'must be an integer ≥ 1');
@@ -223,35 +227,7 @@ export interface SessionParts {
   onClose?: () => void;
 }
 
-/** The states of a caption session (either engine's). */
-export type SessionState = 'ready' | 'in-frame' | 'failed' | 'closed';
 type State = SessionState;
-
-/** Throws the UsageError for a call made in a state other than ready. */
-export function assertSessionReady(state: SessionState, failure: unknown): void {
-  switch (state) {
-    case 'ready':
-      return;
-    case 'in-frame':
-      throw new UsageError('a frame is already being captioned in this session; read its events to the end first');
-    case 'closed':
-      throw new UsageError('the session is closed');
-    case 'failed':
-      throw new UsageError(`the session failed earlier and cannot continue (${(failure as Error)?.message ?? String(failure)})`, { cause: failure });
-  }
-}
-
-/** A frame's events collected: the token events, the caption, and the ids sampled. */
-export async function collectFrame(events: AsyncIterable<SessionEvent>, ids: () => number[]): Promise<FrameResult> {
-  const tokens: SessionTokenEvent[] = [];
-  let caption: SessionCaptionEvent | undefined;
-  for await (const ev of events) {
-    if (ev.type === 'token') tokens.push(ev);
-    else caption = ev;
-  }
-  if (!caption) throw new CasaLiveError('internal', 'the frame ended without a caption event; this is a casa-live bug, please report it');
-  return { caption, tokens, ids: ids() };
-}
 
 /**
  * Opens a caption session over `parts.backend`: prefills the prompt (window 0) and returns

@@ -11,15 +11,8 @@
  * A malformed frame is refused before it is sent (InputError); the session stays ready.
  */
 import { InputError } from '../errors.js';
-import {
-  assertSessionReady,
-  collectFrame,
-  type EngineFrame,
-  type FrameResult,
-  type ResolvedSessionOptions,
-  type SessionState,
-  type SessionStats,
-} from '../session/caption-session.js';
+import type { EngineFrame, FrameResult, ResolvedSessionOptions, SessionStats } from '../session/caption-session.js';
+import { assertSessionReady, collectFrame, type SessionState } from '../session/session-state.js';
 import type { SessionCaptionEvent, SessionEvent } from '../session/events.js';
 import type { CaptionAnswer, WorkerClient } from './client.js';
 import type { WorkerSessionStats } from './protocol.js';
