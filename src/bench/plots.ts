@@ -15,19 +15,34 @@ const pts = (ys: readonly number[], scale = 1, from = 0): Pts => ys.slice(from).
 
 function b1(r: PlotInput): Record<string, string> {
   const c = r.config as Any;
-  const res = r.results as Any;
   const N = c.frames as number;
   const casa = (r.samples.casa as Any[]) ?? [];
   const ins = (r.samples.insertion as Any[]) ?? [];
+  const runs: B1Runs = { c, res: r.results as Any, N, casa, ins, extended: ins[0] && (ins[0].frameMs as number[]).length > N ? ins[0] : undefined };
+  return {
+    'b1-frame-time.svg': b1FrameTime(runs),
+    'b1-kv-bytes.svg': b1KvBytes(runs),
+    'b1-rss.svg': b1Rss(runs),
+  };
+}
+
+/** What the B1 plots draw from: config, results, the runs, and the insertion run that went on past N frames. */
+interface B1Runs {
+  c: Any;
+  res: Any;
+  N: number;
+  casa: Any[];
+  ins: Any[];
+  extended: Any | undefined;
+}
+
+function b1FrameTime({ c, res, N, casa, ins, extended }: B1Runs): string {
   const realtimeMs = (c.realtimeMs as number) ?? 500;
-  const budget = (c.kvBudgetBytes as number) ?? 256 * 2 ** 20;
   const cap = c.casa?.maxContextTokens as number | undefined;
   const casaMed = medianSeries(casa.map((x) => x.frameMs as number[]));
   const insMed = medianSeries(ins.map((x) => (x.frameMs as number[]).slice(0, N)));
-  const extended = ins[0] && (ins[0].frameMs as number[]).length > N ? ins[0] : undefined;
   const insSeries = extended ? insMed.concat((extended.frameMs as number[]).slice(N)) : insMed;
   const smooth = rollingMedian(insSeries, 21);
-  const out: Record<string, string> = {};
   const frameSeries: Series[] = [
     { name: `CASA (${casa[0]?.model ?? ''}, cap ${cap ?? '?'} tokens)`, color: COLORS.casa, points: pts(rollingMedian(casaMed, 21)) },
     { name: `insertion (${ins[0]?.model ?? ''}, unbounded)`, color: COLORS.insertion, points: pts(smooth.slice(0, N)) },
@@ -47,7 +62,7 @@ function b1(r: PlotInput): Record<string, string> {
       ],
     });
   }
-  out['b1-frame-time.svg'] = lineChart({
+  return lineChart({
     title: 'B1: per-frame wall time vs frames',
     subtitle: `${c.tokensPerFrame} tokens/frame, 1 thread; median of ${casa.length} CASA / ${ins.length} insertion runs, 21-frame rolling median`,
     xLabel: 'frames into the stream',
@@ -57,6 +72,11 @@ function b1(r: PlotInput): Record<string, string> {
     refLines: [{ y: realtimeMs, label: `real time at 2 fps (${realtimeMs} ms)` }],
     legend: 'bottom-right',
   });
+}
+
+function b1KvBytes({ c, res, N, casa, ins, extended }: B1Runs): string {
+  const budget = (c.kvBudgetBytes as number) ?? 256 * 2 ** 20;
+  const cap = c.casa?.maxContextTokens as number | undefined;
   const insKv = medianSeries(ins.map((x) => (x.kvBytes as number[]).slice(0, N)));
   const kvAll = extended ? insKv.concat((extended.kvBytes as number[]).slice(N)) : insKv;
   const casaKv = medianSeries(casa.map((x) => x.kvBytes as number[]));
@@ -76,7 +96,7 @@ function b1(r: PlotInput): Record<string, string> {
       ],
     });
   }
-  out['b1-kv-bytes.svg'] = lineChart({
+  return lineChart({
     title: 'B1: KV cache bytes in use vs frames',
     subtitle: `CASA: text only, capped at ${cap ?? '?'} tokens; insertion: ${c.insertion?.imageTokensPerFrame ?? '?'} image tokens + text per frame, unbounded`,
     xLabel: 'frames into the stream',
@@ -85,8 +105,11 @@ function b1(r: PlotInput): Record<string, string> {
     refLines: [{ y: budget / 2 ** 20, label: `budget ${Math.round(budget / 2 ** 20)} MiB per stream` }],
     legend: 'top-left',
   });
+}
+
+function b1Rss({ casa, ins }: B1Runs): string {
   const rss = (x: Any): Pts => (x.rss as Array<[number, number]>).map(([f, b]) => [f, b / 2 ** 20]);
-  out['b1-rss.svg'] = lineChart({
+  return lineChart({
     title: 'B1: process RSS vs frames',
     subtitle: 'one process per run; RSS sampled every 10 frames',
     xLabel: 'frames into the stream',
@@ -98,7 +121,6 @@ function b1(r: PlotInput): Record<string, string> {
     ],
     legend: 'bottom-right',
   });
-  return out;
 }
 
 function b2(r: PlotInput): Record<string, string> {

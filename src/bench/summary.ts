@@ -14,10 +14,20 @@ function mib(bytes: unknown, digits = 1): string {
   return typeof bytes === 'number' ? `${(bytes / 2 ** 20).toFixed(digits)} MiB` : '—';
 }
 
-function targetRow(t: Target): string {
+/** One markdown table row; a null cell is a blank one. */
+function mdRow(cells: readonly unknown[]): string {
+  return `|${cells.map((c) => (c === null ? ' ' : ` ${String(c)} `)).join('|')}|`;
+}
+
+/** A markdown table: the header, its rule, then one row per array of cells. */
+function mdTable(header: ReadonlyArray<string | null>, rows: ReadonlyArray<readonly unknown[]>): string[] {
+  return [mdRow(header), `|${'---|'.repeat(header.length)}`, ...rows.map(mdRow)];
+}
+
+function targetCells(t: Target): string[] {
   const v = t.value === null || t.value === undefined ? '—' : `${t.value}${t.unit && typeof t.value === 'number' ? ` ${t.unit}` : ''}`;
   const met = t.met === null ? 'reported' : t.met ? '**met**' : '**missed**';
-  return `| ${t.name} | ${t.target} | ${v} | ${met} |`;
+  return [t.name, t.target, v, met];
 }
 
 function plotLinks(r: SuiteResult): string {
@@ -32,7 +42,7 @@ function section(r: SuiteResult, body: string[]): string {
   }
   lines.push(...body, '');
   if (r.targets.length) {
-    lines.push('| check | target | measured | |', '|---|---|---|---|', ...r.targets.map(targetRow), '');
+    lines.push(...mdTable(['check', 'target', 'measured', null], r.targets.map(targetCells)), '');
   }
   const misses = r.targets.filter((t) => t.met === false && t.note);
   for (const t of misses) lines.push(`**Missed — ${t.name}.** ${t.note}`, '');
@@ -49,10 +59,13 @@ function b1(r: SuiteResult): string[] {
   return [
     `CASA bundle \`${(r.config as Any).casa?.name}\` and its insertion twin \`${(r.config as Any).insertion?.name}\` (${(r.config as Any).casa?.weights}) on the same ${N}-frame synthetic stream, ${(r.config as Any).tokensPerFrame} tokens per frame, one thread, ${(r.config as Any).casaRepeats} CASA and ${(r.config as Any).insertionRepeats} insertion runs alternated in fresh processes.`,
     '',
-    '| | per-frame time at 50 frames | at ' + N + ' frames | ratio | KV bytes in use at ' + N + ' | RSS growth 50→' + N + ' |',
-    '|---|---|---|---|---|---|',
-    `| CASA | ${f(c.frameMsAt50, 2)} ms | ${f(c[`frameMsAt${N}`], 2)} ms | **${f(c.ratio, 3)}×** | ≤ ${mib(c.maxKvBytes, 2)} (allocated ${mib(c.kvCapacityBytes, 2)}, fixed) | ${mib(c.rssGrowthBytes50toN)} |`,
-    `| insertion | ${f(i.frameMsAt50, 2)} ms | ${f(i[`frameMsAt${N}`], 2)} ms | **${f(i.growth, 2)}×** | ${mib(i[`kvBytesAt${N}`])} (+${f(i.kvBytesPerFrame / 1024, 1)} KiB/frame) | ${mib(i.rssGrowthBytes50toN)} |`,
+    ...mdTable(
+      [null, 'per-frame time at 50 frames', `at ${N} frames`, 'ratio', `KV bytes in use at ${N}`, `RSS growth 50→${N}`],
+      [
+        ['CASA', `${f(c.frameMsAt50, 2)} ms`, `${f(c[`frameMsAt${N}`], 2)} ms`, `**${f(c.ratio, 3)}×**`, `≤ ${mib(c.maxKvBytes, 2)} (allocated ${mib(c.kvCapacityBytes, 2)}, fixed)`, mib(c.rssGrowthBytes50toN)],
+        ['insertion', `${f(i.frameMsAt50, 2)} ms`, `${f(i[`frameMsAt${N}`], 2)} ms`, `**${f(i.growth, 2)}×**`, `${mib(i[`kvBytesAt${N}`])} (+${f(i.kvBytesPerFrame / 1024, 1)} KiB/frame)`, mib(i.rssGrowthBytes50toN)],
+      ],
+    ),
     '',
     `- Insertion can no longer keep real time (${(r.config as Any).realtimeMs} ms per frame at 2 fps) from frame **${i.realtimeLostAtFrame}** (${f(i.realtimeLostAtStreamMinutes, 1)} min of stream) — **${i.realtimeLostHow}**: ${i.realtimeLostDetail}.`,
     `- Insertion passes the ${mib((r.config as Any).kvBudgetBytes, 0)} KV budget at frame **${i.kvBudgetCrossedAtFrame}** (${i.kvBudgetCrossedHow}${i.kvBudgetCrossedHow === 'extrapolated' ? ' from the measured, exactly linear growth' : ''})${i.kvAllocatedReachedBudgetAtFrame ? `; its allocated KV storage (doubling) reached that size at frame ${i.kvAllocatedReachedBudgetAtFrame}` : ''}.`,
@@ -79,10 +92,13 @@ function b2(r: SuiteResult): string[] {
   return [
     `Same model (\`${(r.config as Any).bundle?.name}\`, ${x.modelParameters?.toLocaleString?.('en-US') ?? '?'} parameters), same ${(r.config as Any).frames} frames, ${(r.config as Any).tokensPerFrame} tokens per frame, ${(r.config as Any).threads} thread, ${(r.config as Any).repeats} runs each:`,
     '',
-    '| | frames/s (median) | ms per frame (p50) |',
-    '|---|---|---|',
-    `| casa-live (onnxruntime-node ${r.versions.onnxruntimeNode}) | **${f(x.casaLiveFps, 1)}** | ${f(x.casaLiveFrameMsP50, 2)} |`,
-    `| PyTorch ${x.pytorchVersions?.torch ?? ''} eager (tools/casa_model/stream.py) | **${f(x.pytorchFps, 1)}** | ${f(x.pytorchFrameMsP50, 2)} |`,
+    ...mdTable(
+      [null, 'frames/s (median)', 'ms per frame (p50)'],
+      [
+        [`casa-live (onnxruntime-node ${r.versions.onnxruntimeNode})`, `**${f(x.casaLiveFps, 1)}**`, f(x.casaLiveFrameMsP50, 2)],
+        [`PyTorch ${x.pytorchVersions?.torch ?? ''} eager (tools/casa_model/stream.py)`, `**${f(x.pytorchFps, 1)}**`, f(x.pytorchFrameMsP50, 2)],
+      ],
+    ),
     '',
     `Speed-up **${f(x.speedup, 2)}×**. The PyTorch model was rebuilt from the bundle's ONNX weights and reproduces its parity fixtures to ${Number(x.pytorchFixtureMaxAbsDiff).toExponential(1)} (tolerance ${x.pytorchFixtureTolerance}). casa-live spends ${f(x.casaLiveOrtShare * 100, 0)}% of its frame time inside onnxruntime (${f(x.casaLiveGraphRunsPerFrame, 1)} runs per frame, ${f(x.casaLiveOrtUsPerRun, 0)} µs each).`,
   ];
@@ -90,41 +106,52 @@ function b2(r: SuiteResult): string[] {
 
 function b3(r: SuiteResult): string[] {
   const x = r.results as Any;
-  const rows = ((x.trials as Any[]) ?? []).map(
-    (t) => `| ${t.phase} | ${t.streams} | ${t.pass ? 'pass' : 'fail'} | ${f(t.p50CaptionMs, 0)} | ${f(t.p99CaptionMs, 0)} | ${t.dropped} | ${f(t.nodeCpuPercent, 0)}% | ${t.machineCpuPercent ?? '—'}% | ${t.reasons.join('; ')} |`,
-  );
+  const rows = ((x.trials as Any[]) ?? []).map((t) => [
+    t.phase,
+    t.streams,
+    t.pass ? 'pass' : 'fail',
+    f(t.p50CaptionMs, 0),
+    f(t.p99CaptionMs, 0),
+    t.dropped,
+    `${f(t.nodeCpuPercent, 0)}%`,
+    `${t.machineCpuPercent ?? '—'}%`,
+    t.reasons.join('; '),
+  ]);
   return [
     `Capacity: **${x.capacityIsLowerBound ? '≥ ' : ''}${x.capacity} concurrent real-time 2-fps streams** with p99 frame→caption latency ≤ 500 ms and no dropped frames (confirmed by ${(x.atCapacity as Any[]).length} longer run(s)).`,
     '',
-    '| phase | streams | result | p50 ms | p99 ms | dropped | node CPU | machine CPU | why |',
-    '|---|---|---|---|---|---|---|---|---|',
-    ...rows,
+    ...mdTable(['phase', 'streams', 'result', 'p50 ms', 'p99 ms', 'dropped', 'node CPU', 'machine CPU', 'why'], rows),
   ];
 }
 
 function b4(r: SuiteResult): string[] {
   const x = r.results as Any;
   const q = (o: Any | undefined): string => (o ? `${f(o.p50, 0)} / ${f(o.p95, 0)} / ${f(o.p99, 0)}` : '—');
-  return [
-    '| streams | arrival → first token, p50 / p95 / p99 (ms) | arrival → caption committed, p50 / p95 / p99 (ms) | frames |',
-    '|---|---|---|---|',
-    `| 1 | ${q(x.oneStream?.firstTokenMs)} | ${q(x.oneStream?.captionMs)} | ${x.oneStream?.captionMs?.n ?? 0} |`,
-    x.atCapacity ? `| ${x.atCapacity.streams} (capacity) | ${q(x.atCapacity.firstTokenMs)} | ${q(x.atCapacity.captionMs)} | ${x.atCapacity.captionMs?.n ?? 0} |` : '| capacity | not measured (run B3) | | |',
-  ];
+  return mdTable(
+    ['streams', 'arrival → first token, p50 / p95 / p99 (ms)', 'arrival → caption committed, p50 / p95 / p99 (ms)', 'frames'],
+    [
+      [1, q(x.oneStream?.firstTokenMs), q(x.oneStream?.captionMs), x.oneStream?.captionMs?.n ?? 0],
+      x.atCapacity
+        ? [`${x.atCapacity.streams} (capacity)`, q(x.atCapacity.firstTokenMs), q(x.atCapacity.captionMs), x.atCapacity.captionMs?.n ?? 0]
+        : ['capacity', 'not measured (run B3)', null, null],
+    ],
+  );
 }
 
 function b5(r: SuiteResult): string[] {
   const x = r.results as Any;
-  const rows = ((x.variants as Any[]) ?? []).map(
-    (v) =>
-      `| ${v.name} | ${f(v.captionMs.p50, 1)} / ${f(v.captionMs.p95, 1)} / **${f(v.captionMs.p99, 1)}** | ${f(v.tokenMs.p99, 1)} | ${(v.serverCpuPercent as number[]).map((c) => `${f(c, 0)}%`).join(', ')} | ${(v.captionsPerClient as Any[]).map((c) => `${c.min}–${c.max}`).join(', ')} | ${(v.closedClients as number[]).reduce((a, b) => Math.max(a, b), 0)} |`,
-  );
+  const rows = ((x.variants as Any[]) ?? []).map((v) => [
+    v.name,
+    `${f(v.captionMs.p50, 1)} / ${f(v.captionMs.p95, 1)} / **${f(v.captionMs.p99, 1)}**`,
+    f(v.tokenMs.p99, 1),
+    (v.serverCpuPercent as number[]).map((c) => `${f(c, 0)}%`).join(', '),
+    (v.captionsPerClient as Any[]).map((c) => `${c.min}–${c.max}`).join(', '),
+    (v.closedClients as number[]).reduce((a, b) => Math.max(a, b), 0),
+  ]);
   return [
     `${(r.config as Any).clients} WebSocket subscribers on 127.0.0.1 to one stream (2 fps, ${(r.config as Any).tokensPerFrame} token events + 1 caption per frame), the real daemon in its own process:`,
     '',
-    '| server config | caption delivery p50 / p95 / p99 (ms) | token p99 (ms) | server CPU per window | captions per client per window | clients dropped |',
-    '|---|---|---|---|---|---|',
-    ...rows,
+    ...mdTable(['server config', 'caption delivery p50 / p95 / p99 (ms)', 'token p99 (ms)', 'server CPU per window', 'captions per client per window', 'clients dropped'], rows),
   ];
 }
 
@@ -140,9 +167,10 @@ function worker(r: SuiteResult): string[] {
   return [
     `${(r.config as Any).tokensPerFrame} tokens per frame; the worker runs ${(r.config as Any).workerModel ?? 'the CASA bundle rebuilt in PyTorch (torch:)'}, one process serving every session:`,
     '',
-    '| engine | streams | frames/s | ms per frame in captionFrame | ms inside the worker | protocol ms per frame |',
-    '|---|---|---|---|---|---|',
-    ...rows.map((x) => `| ${x.engine} | ${x.streams} | ${f(x.fps, 1)} | ${f(x.frameMs, 2)} | ${f(x.workerFrameMs, 2)} | ${f(x.protocolMsPerFrame, 3)} |`),
+    ...mdTable(
+      ['engine', 'streams', 'frames/s', 'ms per frame in captionFrame', 'ms inside the worker', 'protocol ms per frame'],
+      rows.map((x) => [x.engine, x.streams, f(x.fps, 1), f(x.frameMs, 2), f(x.workerFrameMs, 2), f(x.protocolMsPerFrame, 3)]),
+    ),
   ];
 }
 
@@ -199,13 +227,14 @@ export function writeSummary(outDir: string): string {
       '',
       'Methodology (docs/benchmarks.md): every measurement runs in a fresh worker process; runs are repeated and medians quoted; the CASA/insertion comparison alternates its runs in the same invocation. Every engine run generates exactly 5 tokens per frame (EOS suppressed, then fed), so the work per frame is the same whatever the weights say.',
       '',
-      '| suite | headline | targets |',
-      '|---|---|---|',
-      ...results.map((r) => {
-        const t = r.targets.filter((x) => x.met !== null);
-        const verdict = r.skipped ? `not run: ${r.skipped}` : t.length ? t.map((x) => `${x.met ? 'met' : 'missed'}: ${x.name} (${x.target})`).join('; ') : '—';
-        return `| [${r.title}](#${anchor(r.title)}) | ${r.skipped ? '—' : headline(r)} | ${verdict} |`;
-      }),
+      ...mdTable(
+        ['suite', 'headline', 'targets'],
+        results.map((r) => {
+          const t = r.targets.filter((x) => x.met !== null);
+          const verdict = r.skipped ? `not run: ${r.skipped}` : t.length ? t.map((x) => `${x.met ? 'met' : 'missed'}: ${x.name} (${x.target})`).join('; ') : '—';
+          return [`[${r.title}](#${anchor(r.title)})`, r.skipped ? '—' : headline(r), verdict];
+        }),
+      ),
       '',
     );
     for (const r of results) lines.push(section(r, r.skipped ? [] : RENDER[r.suite](r)));

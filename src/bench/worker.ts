@@ -10,12 +10,10 @@ import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import WebSocket from 'ws';
 import { stringify } from 'yaml';
-import { Model, type EngineFrame, type CaptionSession } from '../engine.js';
+import { Model, type EngineFrame, type CaptionSession, type CaptionSessionLike } from '../engine.js';
 import type { UnsequencedEvent } from '../events.js';
-import { silentLogger } from '../logger.js';
-import { createCaptionPipeline, type CaptionPipelineHandle } from '../pipeline/index.js';
-import { AsyncQueue } from '../pipeline/queue.js';
-import type { CaptionPipeline } from '../pipeline-types.js';
+import { silentLogger, type Logger } from '../logger.js';
+import { AsyncQueue, createCaptionPipeline, type CaptionPipeline, type CaptionPipelineHandle } from '../pipeline/index.js';
 import { runServe, type ServeHandle } from '../server/index.js';
 import { runEngineStreams, type EngineStreamsTask } from './engine-streams.js';
 import { childProcesses, forcedGeneration, machineCpu, machineCpuPercent, openFds, sleep } from './common.js';
@@ -55,7 +53,26 @@ async function runStream(t: StreamTask): Promise<StreamResult> {
   const loadMs = performance.now() - l0;
   const cap = t.cap === null ? Infinity : t.cap;
   const session = await model.openSession({ ...forcedGeneration(t.tokens), ...(cap !== undefined ? { maxContextTokens: cap } : {}) });
-  const r: StreamResult = {
+  const r = emptyStreamResult(model, loadMs);
+  const started = performance.now();
+  const cpu = new CpuSegments(r.cpuSegments);
+  await streamFrames(t, all, session, r, cpu);
+  if (r.frameMs.length % 100 !== 0) cpu.close(r.frameMs.length);
+  const st = session.stats();
+  r.frames = r.frameMs.length;
+  r.evictions = st.evictions;
+  r.sampledTokens = st.sampledTokens;
+  r.graphRuns = st.graphRuns;
+  r.ortMs = round(st.ortMs, 1);
+  r.textTokensFed = st.textTokensFed;
+  r.wallSeconds = round((performance.now() - started) / 1000, 2);
+  session.close();
+  await model.release();
+  return r;
+}
+
+function emptyStreamResult(model: Model, loadMs: number): StreamResult {
+  return {
     model: model.name,
     fusion: model.fusion,
     promptTokens: model.promptIds.length,
@@ -75,32 +92,37 @@ async function runStream(t: StreamTask): Promise<StreamResult> {
     wallSeconds: 0,
     cpuSegments: [],
   };
-  const started = performance.now();
-  let seg = { own: process.cpuUsage(), machine: machineCpu(), at: performance.now() };
-  const cores = os.cpus().length;
-  const closeSegment = (toFrame: number): void => {
-    const own = process.cpuUsage(seg.own);
+}
+
+/** Run segments: this process's CPU and the rest of the machine's, from one close() to the next. */
+class CpuSegments {
+  private seg = { own: process.cpuUsage(), machine: machineCpu(), at: performance.now() };
+  private readonly cores = os.cpus().length;
+
+  constructor(private readonly out: StreamResult['cpuSegments']) {}
+
+  close(toFrame: number): void {
+    const own = process.cpuUsage(this.seg.own);
     const machine = machineCpu();
-    const wall = (performance.now() - seg.at) / 1000;
+    const wall = (performance.now() - this.seg.at) / 1000;
     const ownPercent = ((own.user + own.system) / 1e6 / wall) * 100;
-    const busy = machineCpuPercent(seg.machine, machine);
-    r.cpuSegments.push({ toFrame, ownPercent: round(ownPercent, 1), othersPercent: busy === null ? null : round(Math.max(0, busy * cores - ownPercent), 1) });
-    seg = { own: process.cpuUsage(), machine, at: performance.now() };
-  };
+    const busy = machineCpuPercent(this.seg.machine, machine);
+    this.out.push({ toFrame, ownPercent: round(ownPercent, 1), othersPercent: busy === null ? null : round(Math.max(0, busy * this.cores - ownPercent), 1) });
+    this.seg = { own: process.cpuUsage(), machine, at: performance.now() };
+  }
+}
+
+/** Captions t.frames frames (and on, for an extended run, until it stops), recording each. */
+async function streamFrames(t: StreamTask, all: Buffer, session: CaptionSession, r: StreamResult, cpu: CpuSegments): Promise<void> {
   let extendStart = 0;
   const limit = t.extend ? Math.max(t.frames, t.extend.maxFrames) : t.frames;
   for (let i = 0; i < limit; i++) {
     if (i >= t.frames) {
-      const ext = t.extend;
-      if (!ext) break;
+      if (!t.extend) break;
       if (i === t.frames) extendStart = performance.now();
-      const recent = median(r.frameMs.slice(-20));
-      if (recent >= ext.untilMs) {
-        r.stoppedBecause = `frame time reached ${ext.untilMs} ms (rolling median ${round(recent, 1)} ms)`;
-        break;
-      }
-      if (performance.now() - extendStart > ext.budgetMs) {
-        r.stoppedBecause = `extension time budget (${Math.round(ext.budgetMs / 1000)} s) spent`;
+      const stop = extensionStop(t.extend, r.frameMs, performance.now() - extendStart);
+      if (stop !== undefined) {
+        r.stoppedBecause = stop;
         break;
       }
       if (i === limit - 1) r.stoppedBecause = `frame limit (${limit}) reached`;
@@ -108,29 +130,31 @@ async function runStream(t: StreamTask): Promise<StreamResult> {
     const frame = frameAt(all, i, t.width, t.height);
     const t0 = performance.now();
     await session.caption(frame);
-    r.frameMs.push(round(performance.now() - t0, 3));
-    const st = session.stats();
-    r.kvBytes.push(st.kvBytes);
-    r.kvCapacityBytes.push(st.kvCapacityBytes);
-    r.kvTokens.push(st.kvTokens);
-    if ((i + 1) % t.rssEvery === 0) r.rss.push([i + 1, process.memoryUsage.rss()]);
-    if ((i + 1) % 100 === 0) closeSegment(i + 1);
+    const st = recordStreamFrame(r, performance.now() - t0, session, i + 1, t.rssEvery);
+    if ((i + 1) % 100 === 0) cpu.close(i + 1);
     if ((i + 1) % 250 === 0) {
-      progress(`${model.name}: frame ${i + 1}, ${round(median(r.frameMs.slice(-20)), 1)} ms/frame, KV ${(st.kvBytes / 2 ** 20).toFixed(1)} MiB, RSS ${(process.memoryUsage.rss() / 2 ** 20).toFixed(0)} MiB`);
+      progress(`${r.model}: frame ${i + 1}, ${round(median(r.frameMs.slice(-20)), 1)} ms/frame, KV ${(st.kvBytes / 2 ** 20).toFixed(1)} MiB, RSS ${(process.memoryUsage.rss() / 2 ** 20).toFixed(0)} MiB`);
     }
   }
-  if (r.frameMs.length % 100 !== 0) closeSegment(r.frameMs.length);
+}
+
+/** Why an extended run stops now (its frame time reached the target, or its budget is spent), or undefined. */
+function extensionStop(ext: NonNullable<StreamTask['extend']>, frameMs: readonly number[], extendedForMs: number): string | undefined {
+  const recent = median(frameMs.slice(-20));
+  if (recent >= ext.untilMs) return `frame time reached ${ext.untilMs} ms (rolling median ${round(recent, 1)} ms)`;
+  if (extendedForMs > ext.budgetMs) return `extension time budget (${Math.round(ext.budgetMs / 1000)} s) spent`;
+  return undefined;
+}
+
+/** Records frame `n` (1-based): its time, the KV in use after it, RSS every rssEvery frames. */
+function recordStreamFrame(r: StreamResult, ms: number, session: CaptionSession, n: number, rssEvery: number): ReturnType<CaptionSession['stats']> {
+  r.frameMs.push(round(ms, 3));
   const st = session.stats();
-  r.frames = r.frameMs.length;
-  r.evictions = st.evictions;
-  r.sampledTokens = st.sampledTokens;
-  r.graphRuns = st.graphRuns;
-  r.ortMs = round(st.ortMs, 1);
-  r.textTokensFed = st.textTokensFed;
-  r.wallSeconds = round((performance.now() - started) / 1000, 2);
-  session.close();
-  await model.release();
-  return r;
+  r.kvBytes.push(st.kvBytes);
+  r.kvCapacityBytes.push(st.kvCapacityBytes);
+  r.kvTokens.push(st.kvTokens);
+  if (n % rssEvery === 0) r.rss.push([n, process.memoryUsage.rss()]);
+  return st;
 }
 
 // ------------------------------------------------------------------------------ B2: engine throughput
@@ -179,29 +203,6 @@ async function runThroughput(t: ThroughputTask): Promise<ThroughputResult> {
 
 // ------------------------------------------------------------------------------ B3/B4: concurrent real-time pipelines
 
-/** The model, with each session's captionFrame reporting the frame it gets (for arrival times). */
-function instrument(model: Model, onFrame: (frame: EngineFrame) => void): Model {
-  return new Proxy(model, {
-    get(target, prop) {
-      if (prop === 'openSession') {
-        return async (...args: Parameters<Model['openSession']>): Promise<CaptionSession> => {
-          const s = await target.openSession(...args);
-          const orig = s.captionFrame.bind(s);
-          Object.defineProperty(s, 'captionFrame', {
-            value: (frame: EngineFrame) => {
-              onFrame(frame);
-              return orig(frame);
-            },
-          });
-          return s;
-        };
-      }
-      const v = Reflect.get(target, prop, target) as unknown;
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
-  });
-}
-
 interface FrameRecord {
   arrivedAt: number;
   firstTokenAt?: number;
@@ -209,52 +210,103 @@ interface FrameRecord {
   latencyMs?: number;
 }
 
+/** One pipeline of a trial: the arrival, first token and caption time of each frame it took. */
+interface TrialStream {
+  pipeline: CaptionPipelineHandle;
+  records: Map<number, FrameRecord>;
+  consumed: Promise<void>;
+}
+
 async function runPipelines(t: PipelinesTask): Promise<PipelinesResult> {
   const model = await Model.load(t.bundle, { intraOpNumThreads: 1 });
-  const records: Array<Map<number, FrameRecord>> = [];
-  const pipelines: CaptionPipelineHandle[] = [];
-  const consumers: Promise<void>[] = [];
   const errors: string[] = [];
   const logger = silentLogger();
+  const streams: TrialStream[] = [];
   for (let i = 0; i < t.streams; i++) {
-    const recs = new Map<number, FrameRecord>();
-    records.push(recs);
-    const m = instrument(model, (frame) => recs.set(frame.index, { arrivedAt: frame.receivedAt }));
-    const p = createCaptionPipeline({
-      model: m,
-      input: t.clip,
-      realtime: true,
-      fps: t.fps,
-      generation: { ...forcedGeneration(t.tokens, i + 1), tokenGranularity: 'piece' },
-      logger,
-    });
-    pipelines.push(p);
-    consumers.push(
-      (async () => {
-        try {
-          for await (const ev of p.events) {
-            const now = Date.now();
-            if (ev.type === 'token') {
-              const r = recs.get(ev.frame);
-              if (r && r.firstTokenAt === undefined) r.firstTokenAt = now;
-            } else if (ev.type === 'caption') {
-              const r = recs.get(ev.frame);
-              if (r) {
-                r.captionAt = now;
-                r.latencyMs = ev.latencyMs;
-              }
-            } else if (ev.state === 'error') {
-              errors.push(`stream ${i}: ${ev.reason ?? 'error'}`);
-            }
-          }
-        } catch (err) {
-          errors.push(`stream ${i}: ${(err as Error).message}`);
-        }
-      })(),
-    );
+    streams.push(startTrialStream(t, { model, logger }, i, errors));
     if (t.streams > 1) await sleep(t.staggerMs / t.streams);
   }
+  const pipelines = streams.map((s) => s.pipeline);
   await sleep(t.warmupS * 1000);
+  const w = await measureWindow(pipelines, t.measureS);
+  // Captions of frames that arrived inside the window may still be on their way.
+  await sleep(t.graceS * 1000);
+  await Promise.all(pipelines.map((p) => p.stop({ immediate: true })));
+  await Promise.all(streams.map((s) => s.consumed));
+  await sleep(200);
+  const childrenAfterStop = childProcesses().filter((n) => n.startsWith('ffmpeg')).length;
+  await model.release();
+
+  const l = windowLatencies(streams, w.w0, w.w1);
+  const droppedPerStream = w.stats1.map((s, i) => s.framesDropped - (w.stats0[i]?.framesDropped ?? 0));
+  const dropped = droppedPerStream.reduce((a, b) => a + b, 0);
+  const expected = Math.round(t.streams * t.fps * w.elapsed);
+  const cq = quantiles(l.captionMs);
+  const reasons = trialFailures(t, { uncaptioned: l.uncaptioned, p99: cq.p99, dropped, arrived: l.arrived, expected, errors: errors.length });
+  return {
+    streams: t.streams,
+    pass: reasons.length === 0,
+    reasons,
+    measureSeconds: round(w.elapsed, 2),
+    captionMs: cq,
+    firstTokenMs: quantiles(l.firstTokenMs),
+    engineLatencyMs: quantiles(l.engineMs),
+    framesArrived: l.arrived,
+    framesExpected: expected,
+    framesCaptioned: l.arrived - l.uncaptioned,
+    framesUncaptioned: l.uncaptioned,
+    dropped,
+    droppedPerStream,
+    errors: errors.slice(0, 10),
+    nodeCpuPercent: round(((w.cpu.user + w.cpu.system) / 1e6 / w.elapsed) * 100, 1),
+    machineCpuPercent: machineCpuPercent(w.mcpu0, w.mcpu1),
+    eventLoopDelayP99Ms: w.eventLoopDelayP99Ms,
+    ffmpegChildren: w.ffmpegChildren,
+    childrenAfterStop,
+    samples: { captionMs: l.captionMs.map((x) => Math.round(x)), firstTokenMs: l.firstTokenMs.map((x) => Math.round(x)) },
+  };
+}
+
+/** Starts pipeline i of a trial on the shared model, recording each frame the session takes. */
+function startTrialStream(t: PipelinesTask, shared: { model: Model; logger: Logger }, i: number, errors: string[]): TrialStream {
+  const records = new Map<number, FrameRecord>();
+  const pipeline = createCaptionPipeline({
+    model: shared.model,
+    input: t.clip,
+    realtime: true,
+    fps: t.fps,
+    generation: { ...forcedGeneration(t.tokens, i + 1), tokenGranularity: 'piece' },
+    logger: shared.logger,
+    onFrame: (frame) => records.set(frame.index, { arrivedAt: frame.receivedAt }),
+  });
+  return { pipeline, records, consumed: consumeTrialStream(pipeline, records, `stream ${i}`, errors) };
+}
+
+/** Reads a pipeline's events to the end: first token and caption times of each frame, errors. */
+async function consumeTrialStream(p: CaptionPipelineHandle, records: Map<number, FrameRecord>, name: string, errors: string[]): Promise<void> {
+  try {
+    for await (const ev of p.events) {
+      const now = Date.now();
+      if (ev.type === 'token') {
+        const r = records.get(ev.frame);
+        if (r && r.firstTokenAt === undefined) r.firstTokenAt = now;
+      } else if (ev.type === 'caption') {
+        const r = records.get(ev.frame);
+        if (r) {
+          r.captionAt = now;
+          r.latencyMs = ev.latencyMs;
+        }
+      } else if (ev.state === 'error') {
+        errors.push(`${name}: ${ev.reason ?? 'error'}`);
+      }
+    }
+  } catch (err) {
+    errors.push(`${name}: ${(err as Error).message}`);
+  }
+}
+
+/** The measured window: its bounds, the pipelines' counters at both ends, CPU and event-loop delay. */
+async function measureWindow(pipelines: CaptionPipelineHandle[], measureS: number) {
   const ffmpegChildren = childProcesses().filter((n) => n.startsWith('ffmpeg')).length;
   const loop = monitorEventLoopDelay({ resolution: 10 });
   loop.enable();
@@ -263,28 +315,25 @@ async function runPipelines(t: PipelinesTask): Promise<PipelinesResult> {
   const mcpu0 = machineCpu();
   const w0 = Date.now();
   const p0 = performance.now();
-  await sleep(t.measureS * 1000);
+  await sleep(measureS * 1000);
   const w1 = Date.now();
   const elapsed = (performance.now() - p0) / 1000;
-  const cpu1 = process.cpuUsage(cpu0);
+  const cpu = process.cpuUsage(cpu0);
   const mcpu1 = machineCpu();
   const stats1 = pipelines.map((p) => p.stats());
   loop.disable();
-  // Captions of frames that arrived inside the window may still be on their way.
-  await sleep(t.graceS * 1000);
-  await Promise.all(pipelines.map((p) => p.stop({ immediate: true })));
-  await Promise.all(consumers);
-  await sleep(200);
-  const childrenAfterStop = childProcesses().filter((n) => n.startsWith('ffmpeg')).length;
-  await model.release();
+  return { ffmpegChildren, stats0, stats1, w0, w1, elapsed, cpu, mcpu0, mcpu1, eventLoopDelayP99Ms: round(loop.percentile(99) / 1e6, 2) };
+}
 
+/** Latencies of the frames that arrived inside [w0, w1), and how many of them got no caption. */
+function windowLatencies(streams: readonly TrialStream[], w0: number, w1: number) {
   const captionMs: number[] = [];
   const firstTokenMs: number[] = [];
   const engineMs: number[] = [];
   let arrived = 0;
   let uncaptioned = 0;
-  for (const recs of records) {
-    for (const r of recs.values()) {
+  for (const { records } of streams) {
+    for (const r of records.values()) {
       if (r.arrivedAt < w0 || r.arrivedAt >= w1) continue;
       arrived++;
       if (r.captionAt === undefined) {
@@ -296,38 +345,21 @@ async function runPipelines(t: PipelinesTask): Promise<PipelinesResult> {
       if (r.firstTokenAt !== undefined) firstTokenMs.push(r.firstTokenAt - r.arrivedAt);
     }
   }
-  const droppedPerStream = stats1.map((s, i) => s.framesDropped - (stats0[i]?.framesDropped ?? 0));
-  const dropped = droppedPerStream.reduce((a, b) => a + b, 0);
-  const expected = Math.round(t.streams * t.fps * elapsed);
-  const cq = quantiles(captionMs);
+  return { captionMs, firstTokenMs, engineMs, arrived, uncaptioned };
+}
+
+/** Why a trial fails (none: it passes). */
+function trialFailures(
+  t: PipelinesTask,
+  m: { uncaptioned: number; p99: number; dropped: number; arrived: number; expected: number; errors: number },
+): string[] {
   const reasons: string[] = [];
-  if (uncaptioned > 0) reasons.push(`${uncaptioned} frames of the window got no caption`);
-  if (!(cq.p99 <= t.latencyBudgetMs)) reasons.push(`p99 frame→caption ${cq.p99} ms > ${t.latencyBudgetMs} ms`);
-  if (dropped > 0) reasons.push(`${dropped} frames dropped`);
-  if (arrived + dropped < expected - t.streams) reasons.push(`ingest fell behind real time: ${arrived + dropped} frames arrived of ${expected} expected`);
-  if (errors.length) reasons.push(`${errors.length} stream errors`);
-  return {
-    streams: t.streams,
-    pass: reasons.length === 0,
-    reasons,
-    measureSeconds: round(elapsed, 2),
-    captionMs: cq,
-    firstTokenMs: quantiles(firstTokenMs),
-    engineLatencyMs: quantiles(engineMs),
-    framesArrived: arrived,
-    framesExpected: expected,
-    framesCaptioned: arrived - uncaptioned,
-    framesUncaptioned: uncaptioned,
-    dropped,
-    droppedPerStream,
-    errors: errors.slice(0, 10),
-    nodeCpuPercent: round(((cpu1.user + cpu1.system) / 1e6 / elapsed) * 100, 1),
-    machineCpuPercent: machineCpuPercent(mcpu0, mcpu1),
-    eventLoopDelayP99Ms: round(loop.percentile(99) / 1e6, 2),
-    ffmpegChildren,
-    childrenAfterStop,
-    samples: { captionMs: captionMs.map((x) => Math.round(x)), firstTokenMs: firstTokenMs.map((x) => Math.round(x)) },
-  };
+  if (m.uncaptioned > 0) reasons.push(`${m.uncaptioned} frames of the window got no caption`);
+  if (!(m.p99 <= t.latencyBudgetMs)) reasons.push(`p99 frame→caption ${m.p99} ms > ${t.latencyBudgetMs} ms`);
+  if (m.dropped > 0) reasons.push(`${m.dropped} frames dropped`);
+  if (m.arrived + m.dropped < m.expected - t.streams) reasons.push(`ingest fell behind real time: ${m.arrived + m.dropped} frames arrived of ${m.expected} expected`);
+  if (m.errors) reasons.push(`${m.errors} stream errors`);
+  return reasons;
 }
 
 // ------------------------------------------------------------------------------ B6: soak
@@ -337,62 +369,92 @@ async function runSoak(t: SoakTask): Promise<SoakResult> {
   const logger = silentLogger();
   await sleep(200);
   const baseline = { fds: openFds(), children: childProcesses() };
-  const errors: string[] = [];
-  const samples: SoakSample[] = [];
-  const duringChildren: number[] = [];
   const p = createCaptionPipeline({ model, input: t.clip, realtime: false, generation: forcedGeneration(t.tokens), logger });
   const session = await p.session;
   const cap = session.options.maxContextTokens;
-  let frames = 0;
-  let streamSeconds = 0;
-  let maxKvTokens = 0;
-  let maxKvBytes = 0;
   const started = performance.now();
-  try {
-    for await (const ev of p.events) {
-      if (ev.type === 'status' && ev.state === 'error') errors.push(ev.reason ?? 'error');
-      if (ev.type !== 'caption') continue;
-      frames++;
-      streamSeconds = ev.end;
-      const st = session.stats();
-      if (st.kvTokens > maxKvTokens) maxKvTokens = st.kvTokens;
-      if (st.kvBytes > maxKvBytes) maxKvBytes = st.kvBytes;
-      if (frames % t.sampleEvery === 0) {
-        const mem = process.memoryUsage();
-        const kids = childProcesses().length;
-        duringChildren.push(kids);
-        samples.push({
-          frame: frames,
-          streamSeconds: round(ev.end, 1),
-          wallSeconds: round((performance.now() - started) / 1000, 2),
-          rssBytes: mem.rss,
-          heapUsedBytes: mem.heapUsed,
-          externalBytes: mem.external,
-          kvTokens: st.kvTokens,
-          kvBytes: st.kvBytes,
-          kvCapacityBytes: st.kvCapacityBytes,
-          evictions: st.evictions,
-          fds: openFds(),
-          children: kids,
-        });
-        if (frames % (t.sampleEvery * 10) === 0) {
-          progress(`soak: ${frames}/${t.expectFrames} frames (${(ev.end / 60).toFixed(0)} min of stream), RSS ${(mem.rss / 2 ** 20).toFixed(0)} MiB, KV ${st.kvTokens} tokens`);
-        }
-      }
-    }
-  } catch (err) {
-    errors.push((err as Error).message);
-  }
+  const stream = await soakStream(p, session, t, started);
   await p.stopped;
   const wallSeconds = (performance.now() - started) / 1000;
   const dropped = p.stats().framesDropped;
   await sleep(300);
   const after = { fds: openFds(), children: childProcesses() };
-  // A full garbage collection at the end: what the JavaScript heap really holds.
+  const afterGc = memoryAfterFullGc();
+  const restarts = await restartCycles(t, model, logger);
+  await model.release();
+  return {
+    frames: stream.frames,
+    streamSeconds: round(stream.streamSeconds, 1),
+    wallSeconds: round(wallSeconds, 2),
+    cap,
+    maxKvTokens: stream.maxKvTokens,
+    maxKvBytes: stream.maxKvBytes,
+    droppedFrames: dropped,
+    samples: stream.samples,
+    baseline,
+    duringChildren: stream.duringChildren,
+    after,
+    afterGc,
+    restarts,
+    errors: stream.errors,
+  };
+}
+
+/** Reads the soak stream to its end: KV peaks, and a sample (memory, KV, fds, children) every t.sampleEvery captions. */
+async function soakStream(p: CaptionPipelineHandle, session: CaptionSessionLike, t: SoakTask, started: number) {
+  const out = { frames: 0, streamSeconds: 0, maxKvTokens: 0, maxKvBytes: 0, samples: [] as SoakSample[], duringChildren: [] as number[], errors: [] as string[] };
+  try {
+    for await (const ev of p.events) {
+      if (ev.type === 'status' && ev.state === 'error') out.errors.push(ev.reason ?? 'error');
+      if (ev.type !== 'caption') continue;
+      out.frames++;
+      out.streamSeconds = ev.end;
+      const st = session.stats();
+      if (st.kvTokens > out.maxKvTokens) out.maxKvTokens = st.kvTokens;
+      if (st.kvBytes > out.maxKvBytes) out.maxKvBytes = st.kvBytes;
+      if (out.frames % t.sampleEvery !== 0) continue;
+      const sample = soakSample(out.frames, ev.end, started, st);
+      out.duringChildren.push(sample.children);
+      out.samples.push(sample);
+      if (out.frames % (t.sampleEvery * 10) === 0) {
+        progress(`soak: ${out.frames}/${t.expectFrames} frames (${(ev.end / 60).toFixed(0)} min of stream), RSS ${(sample.rssBytes / 2 ** 20).toFixed(0)} MiB, KV ${st.kvTokens} tokens`);
+      }
+    }
+  } catch (err) {
+    out.errors.push((err as Error).message);
+  }
+  return out;
+}
+
+function soakSample(frame: number, streamSeconds: number, started: number, st: ReturnType<CaptionSession['stats']>): SoakSample {
+  const mem = process.memoryUsage();
+  const children = childProcesses().length;
+  return {
+    frame,
+    streamSeconds: round(streamSeconds, 1),
+    wallSeconds: round((performance.now() - started) / 1000, 2),
+    rssBytes: mem.rss,
+    heapUsedBytes: mem.heapUsed,
+    externalBytes: mem.external,
+    kvTokens: st.kvTokens,
+    kvBytes: st.kvBytes,
+    kvCapacityBytes: st.kvCapacityBytes,
+    evictions: st.evictions,
+    fds: openFds(),
+    children,
+  };
+}
+
+/** A full garbage collection (when node runs with --expose-gc): what the JavaScript heap really holds. */
+function memoryAfterFullGc(): SoakResult['afterGc'] {
   const gc = (globalThis as { gc?: () => void }).gc;
   gc?.();
   const m = process.memoryUsage();
-  const afterGc = gc ? { rssBytes: m.rss, heapUsedBytes: m.heapUsed, externalBytes: m.external } : null;
+  return gc ? { rssBytes: m.rss, heapUsedBytes: m.heapUsed, externalBytes: m.external } : null;
+}
+
+/** Short pipelines of 20 frames on the same model: fds and children left after each. */
+async function restartCycles(t: SoakTask, model: Model, logger: Logger): Promise<SoakResult['restarts']> {
   const restarts: SoakResult['restarts'] = [];
   for (let c = 0; c < t.restartCycles; c++) {
     const q = createCaptionPipeline({ model, input: t.clip, realtime: false, maxFrames: 20, generation: forcedGeneration(t.tokens), logger });
@@ -402,23 +464,7 @@ async function runSoak(t: SoakTask): Promise<SoakResult> {
     await sleep(200);
     restarts.push({ frames: n, fds: openFds(), children: childProcesses() });
   }
-  await model.release();
-  return {
-    frames,
-    streamSeconds: round(streamSeconds, 1),
-    wallSeconds: round(wallSeconds, 2),
-    cap,
-    maxKvTokens,
-    maxKvBytes,
-    droppedFrames: dropped,
-    samples,
-    baseline,
-    duringChildren,
-    after,
-    afterGc,
-    restarts,
-    errors,
-  };
+  return restarts;
 }
 
 // ------------------------------------------------------------------------------ B5: WebSocket fan-out
@@ -494,49 +540,55 @@ async function connectClients(t: FanoutClientsTask): Promise<{ connected: number
   const started = performance.now();
   const url = `ws://127.0.0.1:${t.port}/v1/ws?token=${encodeURIComponent(t.token)}`;
   captionCounts = new Array<number>(t.clients).fill(0);
-  const connectOne = (i: number): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const ws = new WebSocket(url, { perMessageDeflate: false });
-      let subscribed = false;
-      ws.on('message', (data: WebSocket.RawData) => {
-        const now = performance.timeOrigin + performance.now();
-        const text = data.toString();
-        if (!subscribed) {
-          if (text.includes('"type":"subscribed"')) {
-            subscribed = true;
-            resolve();
-          }
-          return;
-        }
-        if (!measuring) return;
-        const at = text.lastIndexOf(' @');
-        if (at < 0) return;
-        const sent = Number.parseFloat(text.slice(at + 2));
-        if (!Number.isFinite(sent)) return;
-        if (text.startsWith('{"type":"caption"')) {
-          captionLat.push(now - sent);
-          captionCounts[i] = (captionCounts[i] ?? 0) + 1;
-        } else if (text.startsWith('{"type":"token"')) tokenLat.push(now - sent);
-      });
-      ws.once('open', () => ws.send(JSON.stringify({ type: 'subscribe', streams: [t.stream] })));
-      ws.once('error', (err) => {
-        if (!subscribed) reject(err);
-      });
-      ws.once('close', () => {
-        closedClients++;
-        if (!subscribed) reject(new Error('closed before subscribing'));
-      });
-      clients.push(ws);
-    });
   let next = 0;
   const workers = Array.from({ length: Math.min(t.concurrency, t.clients) }, async () => {
     while (next < t.clients) {
       const i = next++;
-      await connectOne(i);
+      await connectClient(url, t.stream, i);
     }
   });
   await Promise.all(workers);
   return { connected: clients.length, seconds: round((performance.now() - started) / 1000, 2) };
+}
+
+/** Connects client i and subscribes it; resolves once the server acknowledged the subscription. */
+function connectClient(url: string, stream: string, i: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { perMessageDeflate: false });
+    let subscribed = false;
+    ws.on('message', (data: WebSocket.RawData) => {
+      const now = performance.timeOrigin + performance.now();
+      const text = data.toString();
+      if (subscribed) {
+        recordDelivery(i, text, now);
+      } else if (text.includes('"type":"subscribed"')) {
+        subscribed = true;
+        resolve();
+      }
+    });
+    ws.once('open', () => ws.send(JSON.stringify({ type: 'subscribe', streams: [stream] })));
+    ws.once('error', (err) => {
+      if (!subscribed) reject(err);
+    });
+    ws.once('close', () => {
+      closedClients++;
+      if (!subscribed) reject(new Error('closed before subscribing'));
+    });
+    clients.push(ws);
+  });
+}
+
+/** While measuring: the delivery latency of a token or caption (its text ends with its emit time). */
+function recordDelivery(i: number, text: string, now: number): void {
+  if (!measuring) return;
+  const at = text.lastIndexOf(' @');
+  if (at < 0) return;
+  const sent = Number.parseFloat(text.slice(at + 2));
+  if (!Number.isFinite(sent)) return;
+  if (text.startsWith('{"type":"caption"')) {
+    captionLat.push(now - sent);
+    captionCounts[i] = (captionCounts[i] ?? 0) + 1;
+  } else if (text.startsWith('{"type":"token"')) tokenLat.push(now - sent);
 }
 
 async function measureClients(seconds: number): Promise<FanoutMeasureResult> {

@@ -5,6 +5,7 @@ import { ModelError, UsageError } from '../errors.js';
 import { defaultBundles, parseSuites, replot, runBench } from '../bench/index.js';
 import { headline, readResults } from '../bench/summary.js';
 import { packageRoot } from '../pipeline/models.js';
+import type { CliIo } from './common.js';
 
 export interface BenchArgs {
   quick?: boolean;
@@ -21,7 +22,7 @@ function bundleDir(dir: string, flag: string): string {
   return abs;
 }
 
-export async function runBenchCli(args: BenchArgs, argv: string[], io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream }): Promise<number> {
+export async function runBenchCli(args: BenchArgs, argv: string[], io: Pick<CliIo, 'stdout' | 'stderr'>): Promise<number> {
   let suites;
   try {
     suites = parseSuites(args.suite);

@@ -2,380 +2,400 @@
  * `casa-live caption <input>`: one stream, captions shown live, optional SRT / WebVTT /
  * JSONL / burned-in video outputs (docs/cli.md).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { CaptionModel } from '../engine.js';
-import { CasaLiveError, InputError, UsageError } from '../errors.js';
-import { STREAM_ID_RE, STREAM_ID_RULE, stampEvent, type StreamEvent, type UnsequencedEvent } from '../events.js';
-import { FIT_MODES, FileNotFoundError, classifyInput, resolveFfmpeg, type Fit } from '../ingest/index.js';
-import { createCaptionPipeline, type CaptionPipelineHandle } from '../pipeline/pipeline.js';
-import { embeddedModelDir, loadModelRef, packageRoot, resolveModelRef } from '../pipeline/models.js';
+import { CasaLiveError } from '../errors.js';
+import { stampEvent, type CaptionEvent, type StreamEvent } from '../events.js';
+import { resolveFfmpeg } from '../ingest/index.js';
+import type { Logger } from '../logger.js';
+import { createCaptionPipeline } from '../pipeline/pipeline.js';
+import type { CaptionPipelineHandle } from '../pipeline/types.js';
+import { loadModelRef } from '../pipeline/models.js';
 import { assertCanBurnIn, burnIn } from '../sinks/burn-in.js';
 import { JsonlWriter } from '../sinks/jsonl.js';
 import { SubtitleSegmenter, normalise, type Cue } from '../sinks/segmenter.js';
 import { SubtitleFileWriter } from '../sinks/subtitles.js';
+import { resolveCaptionPlan, type CaptionArgs, type CaptionPlan, type OutputPaths } from './caption-plan.js';
 import { CaptionDisplay, formatDuration, type DisplayMode } from './display.js';
-import {
-  ExitRequest,
-  checkOutputFile,
-  cliLogger,
-  logLevelOption,
-  nonNegativeNumber,
-  positiveInt,
-  positiveNumber,
-  seedValue,
-} from './common.js';
+import { ExitRequest, cliLogger, type CliIo } from './common.js';
 import { releaseEarlySignals } from './signals.js';
 
-export interface CaptionArgs {
-  input?: string;
-  demo?: boolean;
-  model?: string;
-  fps?: number;
-  realtime?: boolean;
-  maxFrames?: number;
-  seed?: number;
-  temperature?: number;
-  maxTokens?: number;
-  /** End a frame's text when its 1/fps budget is spent (live pacing). */
-  realtimeDeadline?: boolean;
-  /** The stream's instruction, for models that take one (hf: worker models). */
-  prompt?: string;
-  srt?: string;
-  vtt?: string;
-  jsonl?: string;
-  burnIn?: string;
-  quiet?: boolean;
-  lineLength?: number;
-  fit?: string;
-  streamId?: string;
-  logLevel?: string;
-}
+export type { CaptionArgs };
 
-export interface CaptionIo {
-  stdout: NodeJS.WriteStream;
-  stderr: NodeJS.WriteStream;
-  env: NodeJS.ProcessEnv;
-}
-
-/** Containers ffmpeg picks from the --burn-in file name (with a video encoder by default). */
-const BURN_IN_EXTENSIONS = ['.mp4', '.m4v', '.mkv', '.mov', '.webm', '.avi', '.ts'];
 /** After Ctrl-C the frame in hand may finish for this long; then it is cut. */
 const GRACE_MS = 500;
 
-export function demoPaths(): { video: string; truth: string } {
-  const dir = path.join(packageRoot(), 'examples');
-  return { video: path.join(dir, 'demo.mp4'), truth: path.join(dir, 'demo.json') };
+/** Captions on stdout (on a terminal: live), or on stderr when stdout carries the JSONL events. */
+function createDisplay(plan: CaptionPlan, io: CliIo): CaptionDisplay {
+  let mode: DisplayMode;
+  let out: NodeJS.WriteStream = io.stdout;
+  if (plan.quiet) mode = 'off';
+  else if (plan.outputs.jsonl === '-') {
+    mode = io.stderr.isTTY ? 'tty' : 'off';
+    out = io.stderr;
+  } else mode = io.stdout.isTTY ? 'tty' : 'plain';
+  const color = mode === 'tty' && io.env.NO_COLOR === undefined && io.env.TERM !== 'dumb';
+  return new CaptionDisplay({ mode, out, err: io.stderr, color });
 }
 
-function defaultStreamId(input: string, kind: string): string {
-  if (kind === 'file') {
-    const base = path.basename(input, path.extname(input)).replace(/[^A-Za-z0-9_-]+/g, '-').replace(/^[-_]+/, '').slice(0, 64);
-    if (STREAM_ID_RE.test(base)) return base;
-  }
-  return 'main';
-}
+// ------------------------------------------------------------------ outputs
 
-interface Outputs {
+/** The files a run writes (SRT, WebVTT, JSONL) and the cues kept for burning in. */
+class CaptionOutputs {
   srt?: SubtitleFileWriter;
   vtt?: SubtitleFileWriter;
   jsonl?: JsonlWriter;
   burnCues?: Cue[];
-  burnSegmenter?: SubtitleSegmenter;
+  private burnSegmenter?: SubtitleSegmenter;
   /** End of the last captioned frame. */
-  streamEnd?: number;
-}
+  private streamEnd?: number;
 
-function closeOutputs(o: Outputs): void {
-  const closers = [() => o.srt?.close(o.streamEnd), () => o.vtt?.close(o.streamEnd), () => o.jsonl?.close()];
-  for (const close of closers) {
-    try {
-      close();
-    } catch {
-      /* best effort: the files hold every complete cue / line written so far */
+  open(paths: OutputPaths, lineLength: number, stdout: NodeJS.WriteStream): void {
+    if (paths.srt) this.srt = new SubtitleFileWriter(paths.srt, 'srt', { maxLineChars: lineLength });
+    if (paths.vtt) this.vtt = new SubtitleFileWriter(paths.vtt, 'vtt', { maxLineChars: lineLength });
+    if (paths.jsonl) this.jsonl = new JsonlWriter(paths.jsonl, { stdout });
+    if (paths.burnIn) {
+      this.burnCues = [];
+      this.burnSegmenter = new SubtitleSegmenter({ maxLineChars: lineLength });
     }
   }
-  if (o.burnSegmenter && o.burnCues) {
-    o.burnCues.push(...o.burnSegmenter.flush(o.streamEnd));
-    o.burnSegmenter = undefined;
+
+  caption(ev: CaptionEvent): void {
+    this.streamEnd = ev.end;
+    this.srt?.caption(ev);
+    this.vtt?.caption(ev);
+    if (this.burnSegmenter) this.burnCues?.push(...this.burnSegmenter.push(ev));
+  }
+
+  /** Finishes every file with what it has (synchronous: a signal handler calls it). Idempotent. */
+  close(): void {
+    const closers = [() => this.srt?.close(this.streamEnd), () => this.vtt?.close(this.streamEnd), () => this.jsonl?.close()];
+    for (const close of closers) {
+      try {
+        close();
+      } catch {
+        /* best effort: the files hold every complete cue / line written so far */
+      }
+    }
+    if (this.burnSegmenter && this.burnCues) {
+      this.burnCues.push(...this.burnSegmenter.flush(this.streamEnd));
+      this.burnSegmenter = undefined;
+    }
+  }
+
+  /** "c.srt (12 cues)", … for the summary (JSONL on stdout is not a file written). */
+  written(): string[] {
+    const written: string[] = [];
+    if (this.srt) written.push(`${rel(this.srt.path)} (${this.srt.cues} cues)`);
+    if (this.vtt) written.push(`${rel(this.vtt.path)} (${this.vtt.cues} cues)`);
+    if (this.jsonl && this.jsonl.target !== '-') written.push(`${rel(this.jsonl.target)} (${this.jsonl.lines} events)`);
+    return written;
   }
 }
 
-export async function runCaption(args: CaptionArgs, io: CaptionIo): Promise<number> {
-  // ---------------------------------------------------------------- arguments
-  let input = args.input;
-  const demo = args.demo === true;
-  if (demo && input !== undefined) throw new UsageError('Give either an input or --demo, not both.');
-  let truthFile: string | undefined;
-  if (demo) {
-    const d = demoPaths();
-    if (!existsSync(d.video)) {
-      throw new InputError(`The demo clip ${d.video} is not installed; build it with "npm run model:build" or caption a file of your own.`);
-    }
-    input = d.video;
-    if (existsSync(d.truth)) truthFile = d.truth;
-  }
-  if (input === undefined || input === '') throw new UsageError('Name an input (a file, URL, /dev/videoN or -), or use --demo.');
-  const classified = classifyInput(input);
-  const fps = positiveNumber(args.fps, '--fps', 30);
-  const maxFrames = positiveInt(args.maxFrames, '--max-frames');
-  const seed = seedValue(args.seed);
-  const temperature = nonNegativeNumber(args.temperature, '--temperature', 10);
-  const maxTokens = positiveInt(args.maxTokens, '--max-tokens', 4096);
-  const lineLength = positiveInt(args.lineLength, '--line-length', 200) ?? 42;
-  if (lineLength < 8) throw new UsageError(`--line-length must be at least 8, not ${lineLength}.`);
-  if (args.fit !== undefined && !(FIT_MODES as readonly string[]).includes(args.fit)) {
-    throw new UsageError(`--fit must be one of ${FIT_MODES.join(', ')}, not "${args.fit}".`);
-  }
-  const streamId = args.streamId ?? defaultStreamId(input, classified.kind);
-  if (!STREAM_ID_RE.test(streamId)) {
-    throw new UsageError(`--stream-id must be ${STREAM_ID_RULE}, not "${streamId}".`);
-  }
-  const logLevel = logLevelOption(args.logLevel);
-  const outPaths = new Map<string, string>();
-  const out = (file: string | undefined, flag: string): string | undefined => {
-    if (file === undefined) return undefined;
-    if (flag === '--jsonl' && file === '-') return '-';
-    const abs = checkOutputFile(file, flag);
-    const other = outPaths.get(abs);
-    if (other) throw new UsageError(`${flag} and ${other} name the same file ${file}.`);
-    if (classified.kind === 'file' && classified.path === abs) throw new UsageError(`${flag} ${file} would overwrite the input.`);
-    outPaths.set(abs, flag);
-    return abs;
-  };
-  const srtPath = out(args.srt, '--srt');
-  const vttPath = out(args.vtt, '--vtt');
-  const jsonlTarget = out(args.jsonl, '--jsonl');
-  const burnPath = out(args.burnIn, '--burn-in');
-  if (burnPath !== undefined && classified.kind !== 'file') {
-    throw new UsageError('--burn-in needs a video file as input (it re-reads the input after captioning).');
-  }
-  if (burnPath !== undefined && !BURN_IN_EXTENSIONS.includes(path.extname(burnPath).toLowerCase())) {
-    throw new UsageError(`--burn-in ${args.burnIn}: the file name must end in ${BURN_IN_EXTENSIONS.join(', ')} (it picks the container).`);
-  }
-  if (classified.kind === 'file' && classified.path && !existsSync(classified.path)) {
-    throw new FileNotFoundError(classified.display);
-  }
-  const modelDir = args.model !== undefined ? resolveModelRef(args.model, process.cwd(), io.env) : embeddedModelDir(io.env);
+// ------------------------------------------------------------------ interrupts
 
-  // ---------------------------------------------------------------- display
-  const jsonlToStdout = jsonlTarget === '-';
-  let mode: DisplayMode;
-  let displayOut: NodeJS.WriteStream = io.stdout;
-  if (args.quiet) mode = 'off';
-  else if (jsonlToStdout) {
-    mode = io.stderr.isTTY ? 'tty' : 'off';
-    displayOut = io.stderr;
-  } else mode = io.stdout.isTTY ? 'tty' : 'plain';
-  const color = mode === 'tty' && io.env.NO_COLOR === undefined && io.env.TERM !== 'dumb';
-  const display = new CaptionDisplay({ mode, out: displayOut, err: io.stderr, color });
-  const logger = cliLogger(logLevel);
+/**
+ * The run's lifecycle as signals see it. `starting` (the model loads): a signal finishes the
+ * files and exits 130 at once. `running`: the first Ctrl-C / SIGTERM stops the pipeline,
+ * letting the frame in hand finish for GRACE_MS → `stopping`, where another signal quits at once.
+ * A reader of stdout going away (EPIPE) cuts the run quietly.
+ */
+class RunControl {
+  private state: 'starting' | 'running' | 'stopping' = 'starting';
+  private pipeline: CaptionPipelineHandle | undefined;
+  private graceTimer: NodeJS.Timeout | undefined;
+  /** Aborts a burn-in in progress on Ctrl-C. */
+  readonly burnAbort = new AbortController();
 
-  // ---------------------------------------------------------------- interrupts
-  let interrupted = false;
-  let pipeline: CaptionPipelineHandle | undefined;
-  const outputs: Outputs = {};
-  const burnAbort = new AbortController();
-  let graceTimer: NodeJS.Timeout | undefined;
-  const onSignal = (): void => {
-    if (interrupted || !pipeline) {
+  constructor(
+    private readonly display: CaptionDisplay,
+    private readonly outputs: CaptionOutputs,
+    private readonly io: CliIo,
+  ) {}
+
+  get interrupted(): boolean {
+    return this.state === 'stopping';
+  }
+
+  install(): void {
+    process.on('SIGINT', this.onSignal);
+    process.on('SIGTERM', this.onSignal);
+    releaseEarlySignals();
+    this.io.stdout.on('error', this.onStdoutError);
+  }
+
+  running(pipeline: CaptionPipelineHandle): void {
+    this.pipeline = pipeline;
+    this.state = 'running';
+  }
+
+  /** The events have ended: no grace period to run out any more. */
+  ended(): void {
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+  }
+
+  /** Removes the handlers and cuts the pipeline if it still runs. */
+  async uninstall(): Promise<void> {
+    process.off('SIGINT', this.onSignal);
+    process.off('SIGTERM', this.onSignal);
+    this.io.stdout.off('error', this.onStdoutError);
+    await this.pipeline?.stop({ immediate: true }).catch(() => undefined);
+  }
+
+  private readonly onSignal = (): void => {
+    if (this.state !== 'running' || !this.pipeline) {
       // Second Ctrl-C, or nothing is running yet (the model is loading): finish the files as
       // they are and leave now (children are SIGKILLed on exit).
-      closeOutputs(outputs);
-      display.close();
-      io.stderr.write('casa-live: interrupted\n');
+      this.outputs.close();
+      this.display.close();
+      this.io.stderr.write('casa-live: interrupted\n');
       process.exit(130);
     }
-    interrupted = true;
-    display.info('stopping… (Ctrl-C again to quit at once)');
-    burnAbort.abort();
+    this.state = 'stopping';
+    this.display.info('stopping… (Ctrl-C again to quit at once)');
+    this.burnAbort.abort();
+    const pipeline = this.pipeline;
     void pipeline.stop();
-    graceTimer = setTimeout(() => void pipeline?.stop({ immediate: true }), GRACE_MS);
-    graceTimer.unref();
+    this.graceTimer = setTimeout(() => void pipeline.stop({ immediate: true }), GRACE_MS);
+    this.graceTimer.unref();
   };
-  const onStdoutError = (err: NodeJS.ErrnoException): void => {
+
+  private readonly onStdoutError = (err: NodeJS.ErrnoException): void => {
     // The reader went away (e.g. `| head`): stop quietly.
     if (err.code === 'EPIPE') {
-      display.mute();
-      void pipeline?.stop({ immediate: true });
+      this.display.mute();
+      void this.pipeline?.stop({ immediate: true });
     }
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  releaseEarlySignals();
-  io.stdout.on('error', onStdoutError);
+}
 
+// ------------------------------------------------------------------ the run
+
+export async function runCaption(args: CaptionArgs, io: CliIo): Promise<number> {
+  const plan = resolveCaptionPlan(args, io.env);
+  const display = createDisplay(plan, io);
+  const logger = cliLogger(plan.logLevel);
+  const outputs = new CaptionOutputs();
+  const control = new RunControl(display, outputs, io);
+  control.install();
   let model: CaptionModel | undefined;
   const started = Date.now();
   try {
-    // -------------------------------------------------------------- model
-    display.statusLine(`loading model ${modelDir}…`);
-    logger.info({ model: modelDir }, 'loading model');
-    model = await loadModelRef(modelDir, { worker: { logger } }, io.env);
-    if (interrupted) throw new ExitRequest(130);
-    const runFps = fps ?? model.fps;
-    let ffmpegPath: string | undefined;
-    if (burnPath !== undefined) {
-      ffmpegPath = (await resolveFfmpeg({ logger })).ffmpegPath;
-      await assertCanBurnIn(ffmpegPath);
-    }
-
-    // -------------------------------------------------------------- outputs
-    if (srtPath) outputs.srt = new SubtitleFileWriter(srtPath, 'srt', { maxLineChars: lineLength });
-    if (vttPath) outputs.vtt = new SubtitleFileWriter(vttPath, 'vtt', { maxLineChars: lineLength });
-    if (jsonlTarget) outputs.jsonl = new JsonlWriter(jsonlTarget, { stdout: io.stdout });
-    if (burnPath) {
-      outputs.burnCues = [];
-      outputs.burnSegmenter = new SubtitleSegmenter({ maxLineChars: lineLength });
-    }
-
-    display.note(
-      `captioning ${classified.display} with ${model.name} (${model.fusion}, ${model.image.width}x${model.image.height}, ${runFps} fps${maxFrames ? `, at most ${maxFrames} frames` : ''})`,
-    );
-
-    // -------------------------------------------------------------- run
-    const generation = {
-      ...(seed !== undefined ? { seed } : {}),
-      ...(temperature !== undefined ? { temperature } : {}),
-      ...(maxTokens !== undefined ? { maxNewTokensPerFrame: maxTokens } : {}),
-      ...(args.realtimeDeadline ? { realtimeDeadline: true } : {}),
-      ...(args.prompt !== undefined ? { prompt: args.prompt } : {}),
-    };
-    const p = createCaptionPipeline({
-      model,
-      input,
-      fps: runFps,
-      generation,
-      logger,
-      ...(args.realtime ? { realtime: true } : {}),
-      ...(maxFrames !== undefined ? { maxFrames } : {}),
-      ...(args.fit !== undefined ? { fit: args.fit as Fit } : {}),
-    });
-    pipeline = p;
-
-    const live = classified.kind === 'live' || classified.kind === 'device' || classified.kind === 'stdin';
-    let total: number | undefined = maxFrames;
-    if (!live) {
-      void p.durationSeconds().then((d) => {
-        if (d === undefined) return;
-        const est = Math.max(1, Math.round(d * runFps));
-        total = maxFrames !== undefined ? Math.min(maxFrames, est) : est;
-      });
-    }
-    let seq = 0;
-    let captions = 0;
-    let lastEnd = 0;
-    let lastCaptionEnd: number | undefined;
-    const texts = new Map<number, string>();
-    const showProgress = (): void => {
-      const s = p.stats();
-      display.progress({
-        frames: s.framesCaptioned,
-        ...(total !== undefined ? { total: Math.max(total, s.framesCaptioned) } : {}),
-        elapsedMs: Date.now() - started,
-        streamSeconds: lastEnd,
-        dropped: s.framesDropped,
-        lagMs: s.lagMs,
-        live,
-      });
-    };
-    const progressTimer = setInterval(showProgress, 250);
-    progressTimer.unref();
-
-    const stamp = (ev: UnsequencedEvent): StreamEvent => stampEvent(ev, streamId, ++seq);
-    let failure: unknown;
-    try {
-      for await (const raw of p.events) {
-        const ev = stamp(raw);
-        outputs.jsonl?.write(ev);
-        if (ev.type === 'token') display.token(ev);
-        else if (ev.type === 'caption') {
-          captions++;
-          lastEnd = ev.end;
-          lastCaptionEnd = ev.end;
-          outputs.streamEnd = ev.end;
-          if (truthFile) texts.set(ev.frame, ev.text);
-          outputs.srt?.caption(ev);
-          outputs.vtt?.caption(ev);
-          if (outputs.burnSegmenter) outputs.burnCues?.push(...outputs.burnSegmenter.push(ev));
-          display.caption(ev);
-          showProgress();
-        } else display.status(ev);
-      }
-    } catch (err) {
-      failure = err;
-    } finally {
-      clearInterval(progressTimer);
-      if (graceTimer) clearTimeout(graceTimer);
-      closeOutputs(outputs);
-    }
-    const stats = p.stats();
-    const elapsed = (Date.now() - started) / 1000;
-    if (failure !== undefined) {
-      display.close();
-      throw failure;
-    }
-
-    // -------------------------------------------------------------- summary
-    const written: string[] = [];
-    if (outputs.srt) written.push(`${rel(outputs.srt.path)} (${outputs.srt.cues} cues)`);
-    if (outputs.vtt) written.push(`${rel(outputs.vtt.path)} (${outputs.vtt.cues} cues)`);
-    if (outputs.jsonl && jsonlTarget !== '-') written.push(`${rel(outputs.jsonl.target)} (${outputs.jsonl.lines} events)`);
-    const rate = elapsed > 0 ? stats.framesCaptioned / elapsed : 0;
-    const rtf = elapsed > 0 ? lastEnd / elapsed : 0;
-    display.summary(
-      `${interrupted ? 'interrupted after' : 'done:'} ${stats.framesCaptioned} frame${stats.framesCaptioned === 1 ? '' : 's'} in ${formatDuration(elapsed)} ` +
-        `(${rate.toFixed(1)} frames/s, ${rtf.toFixed(1)}× real time, ${stats.framesDropped} dropped); ${captions} captions`,
-    );
-    if (written.length) display.summary(`wrote ${written.join(', ')}`);
-    if (truthFile && !interrupted) {
-      const score = scoreAgainstTruth(truthFile, texts, runFps);
-      if (score) display.summary(score);
-    }
-    if (interrupted) {
-      display.close();
-      io.stderr.write('casa-live: interrupted; the files written so far are complete\n');
-      return 130;
-    }
-
-    // -------------------------------------------------------------- burn-in
-    if (burnPath && ffmpegPath && outputs.burnCues) {
-      const fullRun = maxFrames === undefined || stats.framesCaptioned < maxFrames;
-      const duration = await p.durationSeconds();
-      display.statusLine('burning in the captions…');
-      await burnIn({
-        ffmpegPath,
-        input: classified.path as string,
-        output: burnPath,
-        cues: outputs.burnCues,
-        ...(!fullRun && lastCaptionEnd !== undefined ? { durationSeconds: lastCaptionEnd } : {}),
-        ...(duration !== undefined ? { expectedSeconds: duration } : {}),
-        signal: burnAbort.signal,
-        onProgress: (f) => display.statusLine(`burning in the captions… ${Math.round(f * 100)}%`),
-      });
-      display.summary(`wrote ${rel(burnPath)} (${outputs.burnCues.length} cues burned in)`);
-    }
-    display.close();
-    return 0;
+    display.statusLine(`loading model ${plan.modelDir}…`);
+    logger.info({ model: plan.modelDir }, 'loading model');
+    model = await loadModelRef(plan.modelDir, { worker: { logger } }, io.env);
+    if (control.interrupted) throw new ExitRequest(130);
+    return await captionWith(model, plan, { display, outputs, control, logger, io, started });
   } catch (err) {
     display.close();
-    if (err instanceof ExitRequest) {
-      if (err.code === 130) io.stderr.write('casa-live: interrupted\n');
-      return err.code;
-    }
-    if (err instanceof CasaLiveError && err.kind === 'interrupted') {
-      io.stderr.write(`casa-live: ${err.message}\n`);
-      return 130;
-    }
-    throw err;
+    return exitCodeOfStop(err, io.stderr);
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    io.stdout.off('error', onStdoutError);
-    closeOutputs(outputs);
-    await pipeline?.stop({ immediate: true }).catch(() => undefined);
+    outputs.close();
+    await control.uninstall();
     await model?.release().catch(() => undefined);
   }
+}
+
+/** An interruption ends with 130 and one line; any other error goes on to the CLI's handler. */
+function exitCodeOfStop(err: unknown, stderr: NodeJS.WriteStream): number {
+  if (err instanceof ExitRequest) {
+    if (err.code === 130) stderr.write('casa-live: interrupted\n');
+    return err.code;
+  }
+  if (err instanceof CasaLiveError && err.kind === 'interrupted') {
+    stderr.write(`casa-live: ${err.message}\n`);
+    return 130;
+  }
+  throw err;
+}
+
+interface RunParts {
+  display: CaptionDisplay;
+  outputs: CaptionOutputs;
+  control: RunControl;
+  logger: Logger;
+  io: CliIo;
+  /** When the command started (before the model loaded): the summary's elapsed time. */
+  started: number;
+}
+
+/** What the event loop counted. */
+interface Tally {
+  captions: number;
+  /** End of the last captioned frame (stream seconds). */
+  lastCaptionEnd?: number;
+  /** Caption text per frame, kept only to score the demo against its ground truth. */
+  texts: Map<number, string>;
+}
+
+/** The model is loaded: open the outputs, caption the input, summarise, burn in. Resolves with the exit code. */
+async function captionWith(model: CaptionModel, plan: CaptionPlan, parts: RunParts): Promise<number> {
+  const { display, outputs, control, logger, io, started } = parts;
+  const runFps = plan.fps ?? model.fps;
+  let ffmpegPath: string | undefined;
+  if (plan.outputs.burnIn !== undefined) {
+    ffmpegPath = (await resolveFfmpeg({ logger })).ffmpegPath;
+    await assertCanBurnIn(ffmpegPath);
+  }
+  outputs.open(plan.outputs, plan.lineLength, io.stdout);
+  display.note(
+    `captioning ${plan.classified.display} with ${model.name} (${model.fusion}, ${model.image.width}x${model.image.height}, ${runFps} fps${plan.maxFrames ? `, at most ${plan.maxFrames} frames` : ''})`,
+  );
+  const p = createCaptionPipeline({
+    model,
+    input: plan.input,
+    fps: runFps,
+    generation: plan.generation,
+    logger,
+    ...(plan.realtime ? { realtime: true } : {}),
+    ...(plan.maxFrames !== undefined ? { maxFrames: plan.maxFrames } : {}),
+    ...(plan.fit !== undefined ? { fit: plan.fit } : {}),
+  });
+  control.running(p);
+  const tally = await consumeEvents(p, plan, parts, runFps);
+  const stats = p.stats();
+  printSummary(display, outputs, tally, stats, (Date.now() - started) / 1000, control.interrupted);
+  if (plan.truthFile && !control.interrupted) {
+    const score = scoreAgainstTruth(plan.truthFile, tally.texts, runFps);
+    if (score) display.summary(score);
+  }
+  if (control.interrupted) {
+    display.close();
+    io.stderr.write('casa-live: interrupted; the files written so far are complete\n');
+    return 130;
+  }
+  if (plan.outputs.burnIn && ffmpegPath && outputs.burnCues) {
+    const fullRun = plan.maxFrames === undefined || stats.framesCaptioned < plan.maxFrames;
+    await burnInCaptions(p, plan.classified.path as string, plan.outputs.burnIn, outputs.burnCues, {
+      ffmpegPath,
+      display,
+      signal: control.burnAbort.signal,
+      ...(!fullRun && tally.lastCaptionEnd !== undefined ? { cutAt: tally.lastCaptionEnd } : {}),
+    });
+  }
+  display.close();
+  return 0;
+}
+
+/**
+ * The event loop: every event stamped with the stream id and its sequence number, written
+ * to the outputs and shown, with a progress line redrawn meanwhile. On a failure the files
+ * are finished and the error rethrown.
+ */
+async function consumeEvents(p: CaptionPipelineHandle, plan: CaptionPlan, parts: RunParts, runFps: number): Promise<Tally> {
+  const { display, outputs, control, started } = parts;
+  const tally: Tally = { captions: 0, texts: new Map() };
+  const progress = startProgress(p, plan, display, runFps, started, () => tally.lastCaptionEnd ?? 0);
+  let seq = 0;
+  let failure: unknown;
+  try {
+    for await (const raw of p.events) {
+      const ev: StreamEvent = stampEvent(raw, plan.streamId, ++seq);
+      outputs.jsonl?.write(ev);
+      if (ev.type === 'token') display.token(ev);
+      else if (ev.type === 'caption') {
+        tally.captions++;
+        tally.lastCaptionEnd = ev.end;
+        if (plan.truthFile) tally.texts.set(ev.frame, ev.text);
+        outputs.caption(ev);
+        display.caption(ev);
+        progress.show();
+      } else display.status(ev);
+    }
+  } catch (err) {
+    failure = err;
+  } finally {
+    progress.stop();
+    control.ended();
+    outputs.close();
+  }
+  if (failure !== undefined) {
+    display.close();
+    throw failure;
+  }
+  return tally;
+}
+
+/** The progress line, redrawn every 250 ms; files know their length once ffprobe has said it. */
+function startProgress(
+  p: CaptionPipelineHandle,
+  plan: CaptionPlan,
+  display: CaptionDisplay,
+  runFps: number,
+  started: number,
+  streamSeconds: () => number,
+): { show: () => void; stop: () => void } {
+  const kind = plan.classified.kind;
+  const live = kind === 'live' || kind === 'device' || kind === 'stdin';
+  let total: number | undefined = plan.maxFrames;
+  if (!live) {
+    void p.durationSeconds().then((d) => {
+      if (d === undefined) return;
+      const est = Math.max(1, Math.round(d * runFps));
+      total = plan.maxFrames !== undefined ? Math.min(plan.maxFrames, est) : est;
+    });
+  }
+  const show = (): void => {
+    const s = p.stats();
+    display.progress({
+      frames: s.framesCaptioned,
+      ...(total !== undefined ? { total: Math.max(total, s.framesCaptioned) } : {}),
+      elapsedMs: Date.now() - started,
+      streamSeconds: streamSeconds(),
+      dropped: s.framesDropped,
+      lagMs: s.lagMs,
+      live,
+    });
+  };
+  const timer = setInterval(show, 250);
+  timer.unref();
+  return { show, stop: () => clearInterval(timer) };
+}
+
+/** "done: 12 frames in 3.1 s (…)" and the files written. */
+function printSummary(
+  display: CaptionDisplay,
+  outputs: CaptionOutputs,
+  tally: Tally,
+  stats: { framesCaptioned: number; framesDropped: number },
+  elapsed: number,
+  interrupted: boolean,
+): void {
+  const frames = stats.framesCaptioned;
+  const rate = elapsed > 0 ? frames / elapsed : 0;
+  const rtf = elapsed > 0 ? (tally.lastCaptionEnd ?? 0) / elapsed : 0;
+  display.summary(
+    `${interrupted ? 'interrupted after' : 'done:'} ${frames} frame${frames === 1 ? '' : 's'} in ${formatDuration(elapsed)} ` +
+      `(${rate.toFixed(1)} frames/s, ${rtf.toFixed(1)}× real time, ${stats.framesDropped} dropped); ${tally.captions} captions`,
+  );
+  const written = outputs.written();
+  if (written.length) display.summary(`wrote ${written.join(', ')}`);
+}
+
+/** Writes a copy of the input with the cues rendered in (up to `cutAt` seconds when the run stopped early). */
+async function burnInCaptions(
+  p: CaptionPipelineHandle,
+  input: string,
+  output: string,
+  cues: Cue[],
+  opts: { ffmpegPath: string; display: CaptionDisplay; signal: AbortSignal; cutAt?: number },
+): Promise<void> {
+  const { display } = opts;
+  const duration = await p.durationSeconds();
+  display.statusLine('burning in the captions…');
+  await burnIn({
+    ffmpegPath: opts.ffmpegPath,
+    input,
+    output,
+    cues,
+    ...(opts.cutAt !== undefined ? { durationSeconds: opts.cutAt } : {}),
+    ...(duration !== undefined ? { expectedSeconds: duration } : {}),
+    signal: opts.signal,
+    onProgress: (f) => display.statusLine(`burning in the captions… ${Math.round(f * 100)}%`),
+  });
+  display.summary(`wrote ${rel(output)} (${cues.length} cues burned in)`);
 }
 
 function rel(file: string): string {

@@ -2,8 +2,16 @@
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { CasaLiveError, EXIT_CODES, UsageError, exitCodeOf } from '../errors.js';
+import { FIT_MODES, type Fit } from '../ingest/types.js'; // not index.js: --help must not load sharp
 import { LOG_LEVELS, createLogger, type Logger, type LogLevel } from '../logger.js';
 import { pino } from 'pino';
+
+/** The streams and environment a command runs with (process's own, or a test's). */
+export interface CliIo {
+  stdout: NodeJS.WriteStream;
+  stderr: NodeJS.WriteStream;
+  env: NodeJS.ProcessEnv;
+}
 
 /** The exit-code table shown at the end of every --help and in docs/cli.md. */
 export const EXIT_CODES_HELP = [
@@ -71,6 +79,14 @@ export function seedValue(value: unknown): number | undefined {
     throw new UsageError(`--seed must be a whole number from 0 to ${2 ** 32 - 1}, not ${show(value)}.`);
   }
   return value;
+}
+
+/** --fit: one of the ingest's FIT_MODES. */
+export function fitOption(value: string | undefined): Fit | undefined {
+  if (value !== undefined && !(FIT_MODES as readonly string[]).includes(value)) {
+    throw new UsageError(`--fit must be one of ${FIT_MODES.join(', ')}, not "${value}".`);
+  }
+  return value as Fit | undefined;
 }
 
 function show(value: unknown): string {

@@ -8,19 +8,10 @@
 import yargs, { type Argv } from 'yargs';
 import { UsageError } from '../errors.js';
 import { VERSION } from '../version.js';
-import type { CaptionArgs } from './caption.js';
-import { EXIT_CODES_HELP, ExitRequest, writeError } from './common.js';
-import type { FramesArgs } from './frames.js';
+import { COMMANDS, commandName, type CommandContext, type CommandDef } from './commands.js';
+import { EXIT_CODES_HELP, ExitRequest, writeError, type CliIo } from './common.js';
 
-// Command modules are imported when their command runs: --help and usage errors stay fast
-// (no onnxruntime, sharp or server code loaded).
-
-
-export interface CliIo {
-  stdout: NodeJS.WriteStream;
-  stderr: NodeJS.WriteStream;
-  env: NodeJS.ProcessEnv;
-}
+export type { CliIo };
 
 /** A usage error found by yargs (unknown option, missing argument, …). */
 class ParseError extends UsageError {}
@@ -30,178 +21,14 @@ function helpWidth(io: CliIo): number {
   return typeof cols === 'number' && cols > 40 ? Math.min(cols, 110) : 100;
 }
 
-const LOG_LEVEL_OPTION = {
-  type: 'string',
-  describe: 'JSON log lines on stderr at this level (fatal, error, warn, info, debug, trace, silent)',
-  default: undefined,
-  defaultDescription: 'silent',
-} as const;
-
+/** The parser of the whole command line: the command table (./commands.ts) under the global options. */
 export function buildParser(argv: string[], io: CliIo, setCode: (code: number | undefined) => void): Argv {
-  const parser = yargs(argv)
+  const ctx: CommandContext = { argv, io };
+  let parser: Argv = yargs(argv)
     .scriptName('casa-live')
-    .usage('Usage: $0 <command> [options]\n\nLive video captioning with a CASA model (Cross-Attention via Self-Attention).')
-    .command(
-      'caption [input]',
-      'Caption a video file or live stream: captions on screen, optional SRT, WebVTT, JSONL and burned-in video',
-      (y) =>
-        y
-          .usage(
-            'Usage: $0 caption <input> [options]\n\n' +
-              'Captions a video file, a live stream (rtsp, rtmp, srt, udp, http/HLS), a V4L2 camera (/dev/videoN) or stdin (-).\n' +
-              'On a terminal, captions appear word by word with their time stamps above a progress line; otherwise one line per frame.',
-          )
-          .positional('input', { type: 'string', describe: 'file path, URL, /dev/videoN, or - for stdin' })
-          .option('demo', { type: 'boolean', describe: 'caption the bundled demo clip (examples/demo.mp4) and score it against its ground truth' })
-          .option('model', { type: 'string', describe: 'model bundle directory or name; torch:<bundle>, hf:<org>/<name> or a Hugging Face directory run in the Python worker', defaultDescription: 'the embedded model (CASA_LIVE_MODEL overrides)' })
-          .option('fps', { type: 'number', describe: 'frames captioned per second', defaultDescription: "the model's (2)" })
-          .option('realtime', { type: 'boolean', describe: 'files: read at the video\'s own speed, dropping frames when captioning falls behind (as for live input)' })
-          .option('max-frames', { type: 'number', describe: 'stop after N frames' })
-          .option('seed', { type: 'number', describe: 'sampling seed, for reproducible runs' })
-          .option('temperature', { type: 'number', describe: 'sampling temperature (0 = greedy)', defaultDescription: "the model's" })
-          .option('max-tokens', { type: 'number', describe: 'most tokens generated per frame', defaultDescription: "the model's" })
-          .option('realtime-deadline', { type: 'boolean', describe: "end a frame's text once its 1/fps budget is spent, so captions keep pace with a live stream" })
-          .option('prompt', { type: 'string', describe: 'instruction for models that take one (hf: models); a bundle\'s prompt is fixed', requiresArg: true })
-          .option('srt', { type: 'string', describe: 'write SubRip subtitles to FILE', requiresArg: true })
-          .option('vtt', { type: 'string', describe: 'write WebVTT subtitles to FILE', requiresArg: true })
-          .option('jsonl', { type: 'string', describe: 'write token/caption/status events (one JSON object per line) to FILE, or - for stdout', requiresArg: true })
-          .option('burn-in', { type: 'string', describe: 'write a copy of the video with the captions rendered into it to FILE (needs ffmpeg with libass)', requiresArg: true })
-          .option('line-length', { type: 'number', describe: 'longest subtitle line, in characters', default: undefined, defaultDescription: '42' })
-          .option('fit', { type: 'string', describe: 'how frames of another aspect ratio fit the model: fill, crop, letterbox', defaultDescription: "the model's" })
-          .option('stream-id', { type: 'string', describe: 'stream id in JSONL events', defaultDescription: 'the file name, else "main"' })
-          .option('quiet', { alias: 'q', type: 'boolean', describe: 'print nothing but errors' })
-          .option('log-level', LOG_LEVEL_OPTION)
-          .example('$0 caption --demo', 'caption the bundled demo clip')
-          .example('$0 caption talk.mp4 --srt talk.srt --vtt talk.vtt', 'subtitle files for a video')
-          .example('$0 caption talk.mp4 --burn-in talk.captioned.mp4', 'a copy of the video with captions burned in')
-          .example('$0 caption rtsp://cam.local/stream --jsonl -', 'a live camera; events as JSON lines on stdout')
-          .example('$0 caption clip.mp4 --max-frames 20 --temperature 0 --seed 1', 'a short, reproducible run')
-          .epilogue(EXIT_CODES_HELP),
-      async (a) => {
-        const args = toCaptionArgs(a);
-        if (args.input === '' && positionalDash(argv)) args.input = '-';
-        const { runCaption } = await import('./caption.js');
-        setCode(await runCaption(args, io));
-      },
-    )
-    .command(
-      'frames <input>',
-      'Write the frames the model would see as PNG files (plus frames.jsonl with their times)',
-      (y) =>
-        y
-          .positional('input', { type: 'string', describe: 'file path, URL, /dev/videoN, or - for stdin', demandOption: true })
-          .option('out', { alias: 'o', type: 'string', describe: 'output directory (created if missing)', demandOption: true, requiresArg: true })
-          .option('count', { alias: 'n', type: 'number', describe: 'stop after N frames', defaultDescription: 'until the input ends' })
-          .option('fps', { type: 'number', describe: 'frames per second', defaultDescription: "the model's (2)" })
-          .option('width', { type: 'number', describe: 'frame width', defaultDescription: "the model's input width" })
-          .option('height', { type: 'number', describe: 'frame height', defaultDescription: "the model's input height" })
-          .option('fit', { type: 'string', describe: 'fill, crop or letterbox', defaultDescription: "the model's" })
-          .option('model', { type: 'string', describe: 'model bundle whose input size and fit are used', defaultDescription: 'the embedded model' })
-          .option('realtime', { type: 'boolean', describe: "files: read at the video's own speed" })
-          .option('quiet', { alias: 'q', type: 'boolean', describe: 'print nothing but errors' })
-          .option('log-level', LOG_LEVEL_OPTION)
-          .example('$0 frames clip.mp4 --out frames/ --count 10', 'the first 10 frames, as the model sees them')
-          .example('$0 frames rtsp://cam.local/stream -o snap -n 1 --width 640 --height 360', 'one snapshot of a camera')
-          .epilogue(EXIT_CODES_HELP),
-      async (a) => {
-        const { runFramesCli } = await import('./frames.js');
-        const args = a as unknown as FramesArgs;
-        if (args.input === '' && positionalDash(argv)) args.input = '-';
-        setCode(await runFramesCli(args, io));
-      },
-    )
-    .command(
-      'models',
-      'List the model bundles found (the embedded one, ./models, and --dir)',
-      (y) =>
-        y
-          .command(
-            'check <dir>',
-            'Validate a model bundle: manifest, tokenizer and every graph against the format, then caption a test frame',
-            (yy) =>
-              yy
-                .positional('dir', { type: 'string', describe: 'bundle directory (or a model name)', demandOption: true })
-                .option('json', { type: 'boolean', describe: 'print the result as JSON' })
-                .example('$0 models check models/casa-tiny', 'exit 0 when the bundle is usable, 4 with the problem otherwise')
-                .epilogue(EXIT_CODES_HELP),
-            async (a) => {
-              const { runModelsCheck } = await import('./models.js');
-              setCode(await runModelsCheck({ dir: String(a.dir), json: a.json === true }, io));
-            },
-          )
-          .option('dir', { type: 'string', array: true, describe: 'also look for bundles in DIR (repeatable)' })
-          .option('json', { type: 'boolean', describe: 'print the list as JSON' })
-          .example('$0 models', 'the installed bundles; * marks the default')
-          .example('$0 models check ./my-bundle', 'validate one bundle')
-          .epilogue(EXIT_CODES_HELP),
-      async (a) => {
-        const { runModelsList } = await import('./models.js');
-        setCode(runModelsList({ dirs: (a.dir as string[] | undefined) ?? [], json: a.json === true }, io));
-      },
-    )
-    .command(
-      'serve',
-      'Run the captioning daemon: many streams, WebSocket feed, overlay, health and metrics (docs/serve.md)',
-      (y) =>
-        y
-          .option('config', { alias: 'c', type: 'string', describe: 'config file (YAML)', demandOption: true, requiresArg: true })
-          .example('$0 serve --config casa-live.yaml', 'start the daemon; SIGTERM stops it, SIGHUP reloads the config')
-          .epilogue(EXIT_CODES_HELP),
-      async (a) => {
-        const { runServeCli } = await import('./serve.js');
-        setCode(await runServeCli({ config: String(a.config) }, io));
-      },
-    )
-    .command(
-      'bench',
-      'Run the benchmarks (CASA vs insertion, engine vs PyTorch, capacity, latency, fan-out, soak): JSON, plots and SUMMARY.md in bench/results',
-      (y) =>
-        y
-          .option('quick', { type: 'boolean', describe: 'a short smoke version of every suite (results in bench/results/quick)' })
-          .option('suite', { type: 'string', array: true, describe: 'run only these suites: b1 … b6, worker, comma-separated or repeated', defaultDescription: 'all' })
-          .option('out', { type: 'string', describe: 'results directory', requiresArg: true, defaultDescription: 'bench/results (quick: bench/results/quick)' })
-          .option('casa', { type: 'string', describe: 'CASA model bundle', requiresArg: true, defaultDescription: 'models/casa-tiny, else the dev bundle' })
-          .option('insertion', { type: 'string', describe: 'its insertion twin', requiresArg: true, defaultDescription: 'models/casa-tiny-insertion, else the dev bundle' })
-          .option('replot', { type: 'boolean', describe: 'measure nothing: redraw the plots and SUMMARY.md from the JSON files in the results directory' })
-          .example('$0 bench', 'every suite, full length (about 40 minutes on 2 cores)')
-          .example('$0 bench --quick', 'a short version (a few minutes)')
-          .example('$0 bench --suite b1,b3', 'some suites; SUMMARY.md keeps the others\' last results')
-          .epilogue(`See docs/benchmarks.md.\n\n${EXIT_CODES_HELP}`),
-      async (a) => {
-        const { runBenchCli } = await import('./bench.js');
-        const args = {
-          quick: a.quick === true,
-          ...(a.suite !== undefined ? { suite: a.suite as string[] } : {}),
-          ...(typeof a.out === 'string' ? { out: a.out } : {}),
-          ...(typeof a.casa === 'string' ? { casa: a.casa } : {}),
-          ...(typeof a.insertion === 'string' ? { insertion: a.insertion } : {}),
-          ...(a.replot === true ? { replot: true } : {}),
-        };
-        setCode(await runBenchCli(args, argv.slice(argv.indexOf('bench') + 1), io));
-      },
-    )
-    .command(
-      'config',
-      'Config file tools',
-      (y) =>
-        y
-          .command(
-            'check <file>',
-            'Validate a serve config file: every problem with its field path and line',
-            (yy) =>
-              yy
-                .positional('file', { type: 'string', describe: 'config file (YAML)', demandOption: true })
-                .example('$0 config check casa-live.yaml', 'exit 0 when valid, 2 with every problem listed otherwise')
-                .epilogue(EXIT_CODES_HELP),
-            async (a) => {
-              const { runConfigCheckCli } = await import('./serve.js');
-              setCode(await runConfigCheckCli(String(a.file), io));
-            },
-          )
-          .demandCommand(1, 'Name a config subcommand: check.')
-          .example('$0 config check casa-live.yaml', 'validate a serve config file')
-          .epilogue(EXIT_CODES_HELP),
-    )
+    .usage('Usage: $0 <command> [options]\n\nLive video captioning with a CASA model (Cross-Attention via Self-Attention).');
+  for (const def of COMMANDS) parser = addCommand(parser, def, ctx, setCode);
+  return parser
     .demandCommand(1, 'Name a command: caption, frames, models, serve, config or bench.')
     .strict()
     .recommendCommands()
@@ -215,64 +42,40 @@ export function buildParser(argv: string[], io: CliIo, setCode: (code: number | 
     .alias('version', 'V')
     .wrap(helpWidth(io))
     .exitProcess(false)
-    .fail((msg, err) => {
-      // yargs' own validation errors (YError) are usage errors; anything else came from a command.
-      if (err && err.name !== 'YError') throw err;
-      if (err) msg = err.message;
-      const suggestion = /^Did you mean (\S+?)\??$/.exec(msg ?? '');
-      if (suggestion) {
-        const typed = argv.find((a) => !a.startsWith('-')) ?? '';
-        throw new ParseError(`Unknown command "${typed}" (did you mean ${suggestion[1]}?).`);
-      }
-      throw new ParseError(/[.!?]$/.test(msg ?? '') ? msg : `${msg ?? 'invalid command line'}.`);
-    });
-  return parser;
+    .fail(failHandler(argv));
 }
 
-/**
- * yargs turns a positional "-" (stdin) into ""; tell the two apart from the raw arguments
- * ("-" given as the value of an option, e.g. --jsonl -, does not count).
- */
-function positionalDash(argv: string[]): boolean {
-  const flags = new Set(['--demo', '--realtime', '--quiet', '-q', '--help', '-h']);
-  return argv.some((a, i) => {
-    if (a !== '-') return false;
-    const prev = argv[i - 1] ?? '';
-    const takesValue = /^--?[A-Za-z]/.test(prev) && !prev.includes('=') && !flags.has(prev) && !prev.startsWith('--no-');
-    return !takesValue;
-  });
+/** Registers one command of the table (and its subcommands); its handler reports the exit code. */
+function addCommand(parser: Argv, def: CommandDef, ctx: CommandContext, setCode: (code: number | undefined) => void): Argv {
+  const { run } = def;
+  return parser.command(
+    def.command,
+    def.describe,
+    (y) => {
+      let built = def.builder(y);
+      for (const sub of def.subcommands ?? []) built = addCommand(built, sub, ctx, setCode);
+      return built;
+    },
+    run
+      ? async (a) => {
+          setCode(await run(a, ctx));
+        }
+      : undefined,
+  );
 }
 
-function toCaptionArgs(a: Record<string, unknown>): CaptionArgs {
-  const out: Record<string, unknown> = {};
-  const keys: Array<[keyof CaptionArgs, string]> = [
-    ['input', 'input'],
-    ['demo', 'demo'],
-    ['model', 'model'],
-    ['fps', 'fps'],
-    ['realtime', 'realtime'],
-    ['maxFrames', 'max-frames'],
-    ['seed', 'seed'],
-    ['temperature', 'temperature'],
-    ['maxTokens', 'max-tokens'],
-    ['realtimeDeadline', 'realtime-deadline'],
-    ['prompt', 'prompt'],
-    ['srt', 'srt'],
-    ['vtt', 'vtt'],
-    ['jsonl', 'jsonl'],
-    ['burnIn', 'burn-in'],
-    ['quiet', 'quiet'],
-    ['lineLength', 'line-length'],
-    ['fit', 'fit'],
-    ['streamId', 'stream-id'],
-    ['logLevel', 'log-level'],
-  ];
-  for (const [k, flag] of keys) if (a[flag] !== undefined) out[k] = a[flag];
-  // A flag given twice becomes an array: that is a usage error, not a silent pick.
-  for (const [k, flag] of keys) {
-    if (Array.isArray(out[k])) throw new UsageError(`--${flag} was given more than once.`);
-  }
-  return out as CaptionArgs;
+/** yargs' own validation errors (YError) become one-sentence usage errors; anything else came from a command. */
+function failHandler(argv: string[]): (msg: string | undefined, err: Error | undefined) => never {
+  return (msg, err) => {
+    if (err && err.name !== 'YError') throw err;
+    if (err) msg = err.message;
+    const suggestion = /^Did you mean (\S+?)\??$/.exec(msg ?? '');
+    if (suggestion) {
+      const typed = argv.find((a) => !a.startsWith('-')) ?? '';
+      throw new ParseError(`Unknown command "${typed}" (did you mean ${suggestion[1]}?).`);
+    }
+    throw new ParseError(/[.!?]$/.test(msg ?? '') ? (msg as string) : `${msg ?? 'invalid command line'}.`);
+  };
 }
 
 /**
@@ -300,13 +103,12 @@ export async function main(
   }
 }
 
+/** "caption ", "models check ", … for the pointer to --help ("" when no command was recognised). */
 function commandOf(argv: string[]): string {
-  const known = ['caption', 'frames', 'models', 'serve', 'config', 'bench'];
   const first = argv.find((a) => !a.startsWith('-'));
-  if (first && known.includes(first)) {
-    const second = argv[argv.indexOf(first) + 1];
-    if ((first === 'models' || first === 'config') && second === 'check') return `${first} check `;
-    return `${first} `;
-  }
-  return '';
+  const def = COMMANDS.find((c) => commandName(c) === first);
+  if (!first || !def) return '';
+  const second = argv[argv.indexOf(first) + 1];
+  const sub = def.subcommands?.find((c) => commandName(c) === second);
+  return sub ? `${first} ${commandName(sub)} ` : `${first} `;
 }

@@ -2,15 +2,11 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import type { Manifest, Model } from '../engine.js';
 import { ModelError } from '../errors.js';
 import { runParity, type ParityResult } from '../harness/parity.js';
 import { describeBundle, embeddedModelDir, listBundles, loadModelDir, resolveModelRef, type BundleListing } from '../pipeline/models.js';
-
-export interface ModelsIo {
-  stdout: NodeJS.WritableStream;
-  stderr: NodeJS.WritableStream;
-  env: NodeJS.ProcessEnv;
-}
+import type { CliIo } from './common.js';
 
 /** A short figure from eval.json for the listing (frame exact match, when the bundle has it). */
 function evalFigure(e: Record<string, unknown> | undefined): string | undefined {
@@ -44,7 +40,7 @@ function describe(b: BundleListing): string {
   return parts.join(', ');
 }
 
-export function runModelsList(opts: { dirs?: string[]; json?: boolean }, io: ModelsIo): number {
+export function runModelsList(opts: { dirs?: string[]; json?: boolean }, io: CliIo): number {
   const found = listBundles(opts.dirs ?? [], io.env);
   const defaultDir = embeddedModelDir(io.env);
   if (opts.json) {
@@ -81,91 +77,106 @@ export function runModelsList(opts: { dirs?: string[]; json?: boolean }, io: Mod
   return 0;
 }
 
+/** What `models check` found: the load and test-frame timings, the test caption, the parity replay. */
+interface CheckResult {
+  loadMs: number;
+  frameMs: number;
+  text: string;
+  parity: ParityResult | undefined;
+}
+
 /**
  * Loads the bundle completely (manifest, tokenizer, every graph's inputs and outputs against
  * the manifest), replays its parity fixtures against the PyTorch reference logits (when the
  * bundle has fixtures/), and captions one grey frame through a real session.
  */
-export async function runModelsCheck(opts: { dir: string; json?: boolean }, io: ModelsIo): Promise<number> {
+export async function runModelsCheck(opts: { dir: string; json?: boolean }, io: CliIo): Promise<number> {
   const dir = resolveModelRef(opts.dir, process.cwd(), io.env);
   const listing = describeBundle(dir, 'check', embeddedModelDir(io.env));
   const t0 = performance.now();
   const model = await loadModelDir(dir, {}, io.env);
   const loadMs = performance.now() - t0;
-  let frameMs: number;
-  let text: string;
-  let parity: ParityResult | undefined;
+  let result: CheckResult;
   try {
-    // The bundle's own fixtures: the runtime's incremental path against the PyTorch reference.
-    if (existsSync(path.join(dir, 'fixtures', 'session.json'))) {
-      parity = await runParity(dir, { model });
-      if (!parity.pass) {
-        const why =
-          parity.tokenizationMismatches.length > 0
-            ? `the tokenizer splits ${JSON.stringify(parity.tokenizationMismatches[0]?.text)} differently from the reference`
-            : `max |Δlogit| ${parity.maxAbsDiff.toExponential(2)} exceeds the tolerance ${parity.tolerance} (step ${parity.worstStep})`;
-        throw new ModelError(`The model bundle ${dir} does not reproduce its PyTorch reference fixtures: ${why}.`);
-      }
-    }
-    const m = model.manifest;
-    const session = await model.openSession({ temperature: 0, seed: 0 });
-    try {
-      const frame = {
-        index: 0,
-        ptsSeconds: 0,
-        receivedAt: Date.now(),
-        width: m.image.width,
-        height: m.image.height,
-        rgb: Buffer.alloc(m.image.width * m.image.height * 3, 128),
-      };
-      const t1 = performance.now();
-      const r = await session.caption(frame);
-      frameMs = performance.now() - t1;
-      text = r.caption.text;
-    } finally {
-      session.close();
-    }
+    const parity = await checkParity(dir, model);
+    result = { loadMs, parity, ...(await captionTestFrame(model)) };
   } catch (err) {
     if (err instanceof ModelError) throw err;
     throw new ModelError(`The model bundle ${dir} loads but cannot caption a frame (${(err as Error).message}).`, { cause: err });
   } finally {
     await model.release();
   }
-  const m = model.manifest;
-  if (opts.json) {
-    io.stdout.write(
-      `${JSON.stringify(
-        {
-          ok: true,
-          dir,
-          name: m.name,
-          fusion: m.fusion,
-          loadMs: Math.round(loadMs),
-          frameMs: Math.round(frameMs),
-          caption: text,
-          parity: parity ? { maxAbsDiff: parity.maxAbsDiff, tolerance: parity.tolerance, textTokens: parity.textTokens, tokenizationChecked: parity.tokenizationChecked } : null,
-          ...(listing.evaluation ? { eval: listing.evaluation } : {}),
-        },
-        null,
-        2,
-      )}\n`,
-    );
-    return 0;
-  }
-  io.stdout.write(
-    [
-      `${dir}: ok`,
-      `  name      ${m.name} (format version ${1}, fusion ${m.fusion})`,
-      `  image     ${m.image.width}x${m.image.height} (${m.image.fit}), ${m.image.tokensPerFrame} tokens per frame`,
-      `  decoder   ${m.decoder.layers} layers, hidden ${m.decoder.hiddenSize}, ${m.decoder.heads} heads / ${m.decoder.kvHeads} kv heads, CASA layers [${m.decoder.casaLayers.join(', ')}], vocab ${m.decoder.vocabSize}`,
-      `  defaults  ${m.generation.fps} fps, ${m.generation.maxNewTokensPerFrame} tokens/frame, temperature ${m.generation.temperature}, context ${m.context.maxContextTokens} tokens`,
-      `  graphs    loaded and checked in ${Math.round(loadMs)} ms; a test frame captioned in ${Math.round(frameMs)} ms${text ? ` ("${text.slice(0, 60)}")` : ' (silent)'}`,
-      parity
-        ? `  parity    max |Δlogit| ${parity.maxAbsDiff.toExponential(2)} ≤ ${parity.tolerance} over ${parity.textTokens} tokens against the PyTorch reference; tokenizer ${parity.tokenizationChecked} samples identical`
-        : '  parity    no fixtures/ in the bundle: not checked',
-      ...(evalFigure(listing.evaluation) ? [`  eval      ${evalFigure(listing.evaluation)}`] : []),
-      '',
-    ].join('\n'),
-  );
+  io.stdout.write(opts.json ? checkJson(dir, model.manifest, result, listing) : checkReport(dir, model.manifest, result, listing));
   return 0;
+}
+
+/** The bundle's own fixtures: the runtime's incremental path against the PyTorch reference. */
+async function checkParity(dir: string, model: Model): Promise<ParityResult | undefined> {
+  if (!existsSync(path.join(dir, 'fixtures', 'session.json'))) return undefined;
+  const parity = await runParity(dir, { model });
+  if (!parity.pass) {
+    const why =
+      parity.tokenizationMismatches.length > 0
+        ? `the tokenizer splits ${JSON.stringify(parity.tokenizationMismatches[0]?.text)} differently from the reference`
+        : `max |Δlogit| ${parity.maxAbsDiff.toExponential(2)} exceeds the tolerance ${parity.tolerance} (step ${parity.worstStep})`;
+    throw new ModelError(`The model bundle ${dir} does not reproduce its PyTorch reference fixtures: ${why}.`);
+  }
+  return parity;
+}
+
+/** Captions one mid-grey frame through a real (greedy) session. */
+async function captionTestFrame(model: Model): Promise<{ frameMs: number; text: string }> {
+  const m = model.manifest;
+  const session = await model.openSession({ temperature: 0, seed: 0 });
+  try {
+    const frame = {
+      index: 0,
+      ptsSeconds: 0,
+      receivedAt: Date.now(),
+      width: m.image.width,
+      height: m.image.height,
+      rgb: Buffer.alloc(m.image.width * m.image.height * 3, 128),
+    };
+    const t1 = performance.now();
+    const r = await session.caption(frame);
+    return { frameMs: performance.now() - t1, text: r.caption.text };
+  } finally {
+    session.close();
+  }
+}
+
+function checkJson(dir: string, m: Manifest, r: CheckResult, listing: BundleListing): string {
+  const { parity } = r;
+  return `${JSON.stringify(
+    {
+      ok: true,
+      dir,
+      name: m.name,
+      fusion: m.fusion,
+      loadMs: Math.round(r.loadMs),
+      frameMs: Math.round(r.frameMs),
+      caption: r.text,
+      parity: parity ? { maxAbsDiff: parity.maxAbsDiff, tolerance: parity.tolerance, textTokens: parity.textTokens, tokenizationChecked: parity.tokenizationChecked } : null,
+      ...(listing.evaluation ? { eval: listing.evaluation } : {}),
+    },
+    null,
+    2,
+  )}\n`;
+}
+
+function checkReport(dir: string, m: Manifest, r: CheckResult, listing: BundleListing): string {
+  const { parity, text } = r;
+  return [
+    `${dir}: ok`,
+    `  name      ${m.name} (format version ${1}, fusion ${m.fusion})`,
+    `  image     ${m.image.width}x${m.image.height} (${m.image.fit}), ${m.image.tokensPerFrame} tokens per frame`,
+    `  decoder   ${m.decoder.layers} layers, hidden ${m.decoder.hiddenSize}, ${m.decoder.heads} heads / ${m.decoder.kvHeads} kv heads, CASA layers [${m.decoder.casaLayers.join(', ')}], vocab ${m.decoder.vocabSize}`,
+    `  defaults  ${m.generation.fps} fps, ${m.generation.maxNewTokensPerFrame} tokens/frame, temperature ${m.generation.temperature}, context ${m.context.maxContextTokens} tokens`,
+    `  graphs    loaded and checked in ${Math.round(r.loadMs)} ms; a test frame captioned in ${Math.round(r.frameMs)} ms${text ? ` ("${text.slice(0, 60)}")` : ' (silent)'}`,
+    parity
+      ? `  parity    max |Δlogit| ${parity.maxAbsDiff.toExponential(2)} ≤ ${parity.tolerance} over ${parity.textTokens} tokens against the PyTorch reference; tokenizer ${parity.tokenizationChecked} samples identical`
+      : '  parity    no fixtures/ in the bundle: not checked',
+    ...(evalFigure(listing.evaluation) ? [`  eval      ${evalFigure(listing.evaluation)}`] : []),
+    '',
+  ].join('\n');
 }

@@ -2,17 +2,16 @@
 import { ConfigInvalidError } from '../config/load.js';
 import { createDaemonHooks } from '../pipeline/daemon.js';
 import { runConfigCheck, runServe } from '../server/index.js';
+import type { CliIo } from './common.js';
 import { releaseEarlySignals } from './signals.js';
 
 /**
  * Starts the daemon with the real pipeline (ingest → caption session on the shared model).
  * It runs until SIGTERM / SIGINT, which exit the process (runServe's signal handling);
  * a config that cannot be loaded ends at once with every problem listed and exit code 2.
+ * The config's warnings (deprecated field names) are logged once, at start (runServe).
  */
-export async function runServeCli(
-  args: { config: string },
-  io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream },
-): Promise<number | undefined> {
+export async function runServeCli(args: { config: string }, io: Pick<CliIo, 'stdout' | 'stderr'>): Promise<number | undefined> {
   const hooks = createDaemonHooks();
   try {
     const handle = await runServe({ configPath: args.config, pipelineFactory: hooks.pipelineFactory, prepare: hooks.prepare, signals: true });
@@ -34,6 +33,7 @@ export async function runServeCli(
   return undefined;
 }
 
-export async function runConfigCheckCli(file: string, io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream }): Promise<number> {
+/** Validates the file (every problem listed, exit 2); a valid one's warnings follow on stderr. */
+export function runConfigCheckCli(file: string, io: Pick<CliIo, 'stdout' | 'stderr'>): Promise<number> {
   return runConfigCheck(file, { stdout: io.stdout, stderr: io.stderr });
 }

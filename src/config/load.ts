@@ -9,13 +9,21 @@ import path from 'node:path';
 import { isMap, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { formatPath } from '../zod-path.js';
+
+export { formatPath };
 import {
   DEFAULTS,
+  RENAMED_GENERATION_FIELDS,
   rawConfigSchema,
   rawStreamSchema,
+  type ConfigProblem,
+  type GenerationOverrides,
   type RawConfig,
+  type RawGenerationOverrides,
   type RawSecret,
   type RawStreamConfig,
+  type RenamedGenerationField,
   type RestartPolicy,
   type ServeConfig,
   type StreamConfig,
@@ -23,13 +31,10 @@ import {
 import { validateStreamInput } from './input.js';
 import { refTakesPrompt } from '../model-ref.js';
 
-export interface ConfigProblem {
-  /** Field path, e.g. `streams[2].input`; empty for the document itself. */
-  path: string;
-  message: string;
-  /** 1-based line in the YAML file, when known. */
-  line?: number;
-}
+export type { ConfigProblem };
+
+/** Where a field is in the YAML file (its 1-based line), by field path. */
+type LineOf = (parts: ReadonlyArray<PropertyKey>) => number | undefined;
 
 export function formatProblem(p: ConfigProblem): string {
   const where = p.path === '' ? '(config)' : p.path;
@@ -47,14 +52,6 @@ export class ConfigInvalidError extends ConfigError {
   }
 }
 
-export function formatPath(parts: ReadonlyArray<PropertyKey>): string {
-  let out = '';
-  for (const part of parts) {
-    if (typeof part === 'number') out += `[${part}]`;
-    else out += out === '' ? String(part) : `.${String(part)}`;
-  }
-  return out;
-}
 
 export interface ParseOptions {
   /** Used in messages and to resolve relative paths; absent for text not from a file. */
@@ -93,7 +90,7 @@ export function parseConfig(text: string, options: ParseOptions = {}): ServeConf
     );
   }
   const data: unknown = doc.toJS() ?? {};
-  const lineOf = (parts: ReadonlyArray<PropertyKey>): number | undefined => lineOfPath(doc, lineCounter, parts);
+  const lineOf: LineOf = (parts) => lineOfPath(doc, lineCounter, parts);
 
   const parsed = rawConfigSchema.safeParse(data);
   if (!parsed.success) {
@@ -109,7 +106,7 @@ export function parseConfig(text: string, options: ParseOptions = {}): ServeConf
   return config;
 }
 
-function zodProblems(error: z.ZodError, lineOf: (parts: ReadonlyArray<PropertyKey>) => number | undefined): ConfigProblem[] {
+function zodProblems(error: z.ZodError, lineOf: LineOf): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
   for (const issue of error.issues) {
     if (issue.code === 'unrecognized_keys') {
@@ -131,7 +128,7 @@ function zodProblems(error: z.ZodError, lineOf: (parts: ReadonlyArray<PropertyKe
 }
 
 /** Checks across streams that need no valid schema: duplicate ids, more than one stdin reader. */
-function crossStreamProblems(data: unknown, lineOf: (parts: ReadonlyArray<PropertyKey>) => number | undefined): ConfigProblem[] {
+function crossStreamProblems(data: unknown, lineOf: LineOf): ConfigProblem[] {
   const streams = (data as { streams?: unknown } | null)?.streams;
   if (!Array.isArray(streams)) return [];
   const problems: ConfigProblem[] = [];
@@ -185,7 +182,7 @@ function resolveSecret(
   configDir: string,
   env: NodeJS.ProcessEnv,
   problems: ConfigProblem[],
-  lineOf: (p: ReadonlyArray<PropertyKey>) => number | undefined,
+  lineOf: LineOf,
   parts: PropertyKey[],
 ): string | undefined {
   let value: string | undefined;
@@ -222,6 +219,42 @@ function mergeRestart(base: RestartPolicy, over: Partial<RestartPolicy> | undefi
   return merged;
 }
 
+/**
+ * The rule on a restart policy: backoff starts at initialDelayMs and grows to maxDelayMs, so
+ * the first must not exceed the second. `at` is the policy's path (`defaults.restart`,
+ * `streams[2].restart`); `maxName` how the message names its maxDelayMs.
+ */
+function restartProblems(restart: RestartPolicy, at: string, maxName: string, line?: number): ConfigProblem[] {
+  if (restart.initialDelayMs <= restart.maxDelayMs) return [];
+  return [{ path: `${at}.initialDelayMs`, message: `must not exceed ${maxName}`, ...(line !== undefined ? { line } : {}) }];
+}
+
+/** Generation overrides under the engine's names (a deprecated old name becomes its new one). */
+function engineGeneration(raw: RawGenerationOverrides | undefined): GenerationOverrides {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(raw ?? {})) {
+    if (value !== undefined) out[RENAMED_GENERATION_FIELDS[key as RenamedGenerationField] ?? key] = value;
+  }
+  return out as GenerationOverrides;
+}
+
+/** A deprecation warning for every old generation field name in the file. */
+function renamedFieldWarnings(raw: RawConfig, lineOf: LineOf): ConfigProblem[] {
+  const places: Array<[PropertyKey[], RawGenerationOverrides | undefined]> = [
+    [['defaults', 'generation'], raw.defaults?.generation],
+    ...(raw.streams ?? []).map((s, i): [PropertyKey[], RawGenerationOverrides | undefined] => [['streams', i, 'generation'], s.generation]),
+  ];
+  const warnings: ConfigProblem[] = [];
+  for (const [parts, generation] of places) {
+    for (const [old, name] of Object.entries(RENAMED_GENERATION_FIELDS)) {
+      if (generation?.[old as RenamedGenerationField] === undefined) continue;
+      const at = [...parts, old];
+      warnings.push({ path: formatPath(at), message: `is deprecated: rename it to ${name}`, line: lineOf(at) });
+    }
+  }
+  return warnings;
+}
+
 /** Resolves a raw (schema-valid) stream against defaults; used by the config loader and the HTTP API. */
 export function resolveStream(
   raw: RawStreamConfig,
@@ -237,7 +270,7 @@ export function resolveStream(
     input,
     model: raw.model ?? model,
     fps: raw.fps ?? defaults.fps,
-    generation: { ...defaults.generation, ...(raw.generation ?? {}) },
+    generation: { ...defaults.generation, ...engineGeneration(raw.generation) },
     enabled: raw.enabled ?? true,
     restart: mergeRestart(defaults.restart, raw.restart),
   };
@@ -257,16 +290,12 @@ export function parseStream(
     }));
     return { problems };
   }
-  const problems: ConfigProblem[] = [];
-  const restart = mergeRestart(config.defaults.restart, parsed.data.restart);
-  if (restart.initialDelayMs > restart.maxDelayMs) {
-    problems.push({ path: `${prefix ? `${prefix}.` : ''}restart.initialDelayMs`, message: 'must not exceed restart.maxDelayMs' });
-  }
   const configDir = config.configPath ? path.dirname(config.configPath) : process.cwd();
+  const stream = resolveStream(parsed.data, config.defaults, config.model, configDir);
+  const problems = restartProblems(stream.restart, `${prefix ? `${prefix}.` : ''}restart`, 'restart.maxDelayMs');
   const prompt = promptProblem(parsed.data, config.defaults, config.model, configDir, prefix);
   if (prompt) problems.push(prompt);
-  if (problems.length) return { problems };
-  return { stream: resolveStream(parsed.data, config.defaults, config.model, configDir), problems };
+  return problems.length ? { problems } : { stream, problems };
 }
 
 /**
@@ -291,25 +320,83 @@ function promptProblem(
   };
 }
 
-function resolveConfig(
-  raw: RawConfig,
-  options: ParseOptions,
-  problems: ConfigProblem[],
-  lineOf: (p: ReadonlyArray<PropertyKey>) => number | undefined,
-): ServeConfig {
+/** The prompt rule over the config's streams: each offending field once, with its line. */
+function promptProblems(
+  rawStreams: RawStreamConfig[],
+  ctx: { defaults: ServeConfig['defaults']; model: string; configDir: string; lineOf: LineOf },
+): ConfigProblem[] {
+  const found = new Map<string, ConfigProblem>();
+  rawStreams.forEach((s, i) => {
+    const p = promptProblem(s, ctx.defaults, ctx.model, ctx.configDir, `streams[${i}]`);
+    if (!p || found.has(p.path)) return;
+    const at = p.path.startsWith('defaults') ? ['defaults', 'generation', 'prompt'] : ['streams', i, 'generation', 'prompt'];
+    found.set(p.path, { ...p, line: ctx.lineOf(at) });
+  });
+  return [...found.values()];
+}
+
+/** The schema-valid config resolved: secrets read, defaults applied, paths made absolute, cross-field rules checked. */
+function resolveConfig(raw: RawConfig, options: ParseOptions, problems: ConfigProblem[], lineOf: LineOf): ServeConfig {
   const env = options.env ?? process.env;
   const configDir = options.configPath ? path.dirname(options.configPath) : process.cwd();
+  const auth = resolveAuth(raw, { configDir, env, problems, lineOf });
+  const restart = mergeRestart(DEFAULTS.restart, raw.defaults?.restart);
+  problems.push(...restartProblems(restart, 'defaults.restart', 'defaults.restart.maxDelayMs', lineOf(['defaults', 'restart', 'initialDelayMs'])));
+  const defaults: ServeConfig['defaults'] = {
+    fps: raw.defaults?.fps ?? DEFAULTS.fps,
+    generation: engineGeneration(raw.defaults?.generation),
+    restart,
+  };
+  const model = raw.model ?? DEFAULTS.model;
+  const limits = resolveLimits(raw, problems, lineOf);
 
-  const tokens: string[] = [];
-  const adminTokens: string[] = [];
-  (raw.auth?.tokens ?? []).forEach((s, i) => {
-    const v = resolveSecret(s, `auth.tokens[${i}]`, configDir, env, problems, lineOf, ['auth', 'tokens', i]);
-    if (v !== undefined) tokens.push(v);
+  const rawStreams = raw.streams ?? [];
+  if (rawStreams.length > limits.maxStreams) {
+    problems.push({ path: 'streams', message: `${rawStreams.length} streams exceed limits.maxStreams (${limits.maxStreams})`, line: lineOf(['streams']) });
+  }
+  problems.push(...crossStreamProblems(raw, lineOf));
+  const streams = rawStreams.map((s, i) => {
+    const stream = resolveStream(s, defaults, model, configDir);
+    problems.push(...restartProblems(stream.restart, `streams[${i}].restart`, 'restart.maxDelayMs', lineOf(['streams', i, 'restart'])));
+    return stream;
   });
-  (raw.auth?.adminTokens ?? []).forEach((s, i) => {
-    const v = resolveSecret(s, `auth.adminTokens[${i}]`, configDir, env, problems, lineOf, ['auth', 'adminTokens', i]);
-    if (v !== undefined) adminTokens.push(v);
-  });
+  problems.push(...promptProblems(rawStreams, { defaults, model, configDir, lineOf }));
+
+  return {
+    ...(options.configPath !== undefined ? { configPath: options.configPath } : {}),
+    listen: { host: raw.listen?.host ?? DEFAULTS.host, port: raw.listen?.port ?? DEFAULTS.port },
+    auth,
+    model,
+    ...(raw.worker !== undefined ? { worker: raw.worker } : {}),
+    defaults,
+    streams,
+    limits,
+    dataDir: resolveDataDir(raw, configDir, env),
+    captionLog: {
+      retentionDays: raw.captionLog?.retentionDays ?? DEFAULTS.retentionDays,
+      fsync: raw.captionLog?.fsync ?? DEFAULTS.fsync,
+    },
+    log: { level: raw.log?.level ?? DEFAULTS.logLevel },
+    warnings: renamedFieldWarnings(raw, lineOf),
+  };
+}
+
+/** The token lists, secrets read; a token is required unless auth is explicitly off. */
+function resolveAuth(
+  raw: RawConfig,
+  ctx: { configDir: string; env: NodeJS.ProcessEnv; problems: ConfigProblem[]; lineOf: LineOf },
+): ServeConfig['auth'] {
+  const { configDir, env, problems, lineOf } = ctx;
+  const secrets = (list: 'tokens' | 'adminTokens'): string[] => {
+    const values: string[] = [];
+    (raw.auth?.[list] ?? []).forEach((s, i) => {
+      const v = resolveSecret(s, `auth.${list}[${i}]`, configDir, env, problems, lineOf, ['auth', list, i]);
+      if (v !== undefined) values.push(v);
+    });
+    return values;
+  };
+  const tokens = secrets('tokens');
+  const adminTokens = secrets('adminTokens');
   const required = raw.auth?.required ?? true;
   if (required && (raw.auth?.tokens ?? []).length === 0 && (raw.auth?.adminTokens ?? []).length === 0) {
     problems.push({
@@ -318,18 +405,16 @@ function resolveConfig(
       line: lineOf(['auth']),
     });
   }
-
-  const restart = mergeRestart(DEFAULTS.restart, raw.defaults?.restart);
-  if (restart.initialDelayMs > restart.maxDelayMs) {
-    problems.push({ path: 'defaults.restart.initialDelayMs', message: 'must not exceed defaults.restart.maxDelayMs', line: lineOf(['defaults', 'restart', 'initialDelayMs']) });
-  }
-  const defaults: ServeConfig['defaults'] = {
-    fps: raw.defaults?.fps ?? DEFAULTS.fps,
-    generation: { ...(raw.defaults?.generation ?? {}) },
-    restart,
+  return {
+    required,
+    tokens,
+    adminTokens,
+    allowedOrigins: raw.auth?.allowedOrigins ?? [],
+    protectMetrics: raw.auth?.protectMetrics ?? false,
   };
-  const model = raw.model ?? DEFAULTS.model;
+}
 
+function resolveLimits(raw: RawConfig, problems: ConfigProblem[], lineOf: LineOf): ServeConfig['limits'] {
   const limits = { ...DEFAULTS.limits };
   for (const [k, v] of Object.entries(raw.limits ?? {})) if (v !== undefined) (limits as Record<string, number>)[k] = v;
   if (limits.clientSoftBufferBytes >= limits.clientBufferBytes) {
@@ -339,49 +424,12 @@ function resolveConfig(
       line: lineOf(['limits', 'clientSoftBufferBytes']),
     });
   }
+  return limits;
+}
 
-  const rawStreams = raw.streams ?? [];
-  if (rawStreams.length > limits.maxStreams) {
-    problems.push({ path: 'streams', message: `${rawStreams.length} streams exceed limits.maxStreams (${limits.maxStreams})`, line: lineOf(['streams']) });
-  }
-  problems.push(...crossStreamProblems(raw, lineOf));
-  const streams: StreamConfig[] = [];
-  rawStreams.forEach((s, i) => {
-    const r = mergeRestart(defaults.restart, s.restart);
-    if (r.initialDelayMs > r.maxDelayMs) {
-      problems.push({ path: `streams[${i}].restart.initialDelayMs`, message: 'must not exceed restart.maxDelayMs', line: lineOf(['streams', i, 'restart']) });
-    }
-    streams.push(resolveStream(s, defaults, model, configDir));
-    const p = promptProblem(s, defaults, model, configDir, `streams[${i}]`);
-    if (p && !problems.some((q) => q.path === p.path)) problems.push({ ...p, line: lineOf(p.path.startsWith('defaults') ? ['defaults', 'generation', 'prompt'] : ['streams', i, 'generation', 'prompt']) });
-  });
-
-  const dataDir = raw.dataDir !== undefined
-    ? path.resolve(configDir, raw.dataDir)
-    : env.STATE_DIRECTORY
-      ? path.resolve(env.STATE_DIRECTORY.split(':')[0] ?? env.STATE_DIRECTORY)
-      : path.resolve(configDir, 'data');
-
-  return {
-    ...(options.configPath !== undefined ? { configPath: options.configPath } : {}),
-    listen: { host: raw.listen?.host ?? DEFAULTS.host, port: raw.listen?.port ?? DEFAULTS.port },
-    auth: {
-      required,
-      tokens,
-      adminTokens,
-      allowedOrigins: raw.auth?.allowedOrigins ?? [],
-      protectMetrics: raw.auth?.protectMetrics ?? false,
-    },
-    model,
-    ...(raw.worker !== undefined ? { worker: raw.worker } : {}),
-    defaults,
-    streams,
-    limits,
-    dataDir,
-    captionLog: {
-      retentionDays: raw.captionLog?.retentionDays ?? DEFAULTS.retentionDays,
-      fsync: raw.captionLog?.fsync ?? DEFAULTS.fsync,
-    },
-    log: { level: raw.log?.level ?? DEFAULTS.logLevel },
-  };
+/** dataDir from the file, else systemd's $STATE_DIRECTORY, else data/ beside the config. */
+function resolveDataDir(raw: RawConfig, configDir: string, env: NodeJS.ProcessEnv): string {
+  if (raw.dataDir !== undefined) return path.resolve(configDir, raw.dataDir);
+  if (env.STATE_DIRECTORY) return path.resolve(env.STATE_DIRECTORY.split(':')[0] ?? env.STATE_DIRECTORY);
+  return path.resolve(configDir, 'data');
 }

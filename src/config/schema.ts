@@ -16,16 +16,16 @@ export const streamInputSchema = z.string().superRefine((input, ctx) => {
   if (!check.ok) ctx.addIssue({ code: 'custom', message: check.problem ?? 'invalid input' });
 });
 
-/** Generation overrides (DESIGN §3). Absent fields take the model's defaults. */
-export const generationSchema = z.strictObject({
+/** Generation fields, named as the engine's SessionOptions names them (DESIGN §3). */
+const generationFields = {
   temperature: z.number().min(0).max(10).optional(),
   topK: z.int().min(0).optional(),
   maxNewTokensPerFrame: z.int().min(1).max(4096).optional(),
   maxContextTokens: z.int().min(16).optional(),
   sinkTokens: z.int().min(0).optional(),
   repetitionPenalty: z.number().min(0).optional(),
-  repetitionDecay: z.number().min(0).max(1).optional(),
-  repetitionClamp: z.number().min(0).optional(),
+  repetitionPenaltyDecay: z.number().min(0).max(1).optional(),
+  repetitionCountClamp: z.number().min(0).optional(),
   eosBias: z.number().optional(),
   /** Multiplicative stop-token bias (Kyutai's eos_bias, 0.95 for the released models; 1 = none). */
   stopBias: z.number().gt(0).optional(),
@@ -37,8 +37,37 @@ export const generationSchema = z.strictObject({
   seed: z.int().optional(),
   /** Replaces the model's default user instruction (models that take one: hf:…, Hugging Face directories). */
   prompt: z.string().min(1).optional(),
-});
+};
+
+/**
+ * Generation fields once named differently from the engine: old name → engine name. The old
+ * name still works, with a deprecation warning (ServeConfig.warnings); giving both is a problem.
+ */
+export const RENAMED_GENERATION_FIELDS = {
+  repetitionDecay: 'repetitionPenaltyDecay',
+  repetitionClamp: 'repetitionCountClamp',
+} as const satisfies Record<string, keyof typeof generationFields>;
+export type RenamedGenerationField = keyof typeof RENAMED_GENERATION_FIELDS;
+
+/** Generation overrides as resolved: absent fields take the model's defaults. */
+export const generationSchema = z.strictObject(generationFields);
 export type GenerationOverrides = z.infer<typeof generationSchema>;
+
+/** Generation overrides as written: the engine's names, or (deprecated) the old ones, not both. */
+export const rawGenerationSchema = z
+  .strictObject({
+    ...generationFields,
+    repetitionDecay: generationFields.repetitionPenaltyDecay,
+    repetitionClamp: generationFields.repetitionCountClamp,
+  })
+  .superRefine((g, ctx) => {
+    for (const [old, name] of Object.entries(RENAMED_GENERATION_FIELDS)) {
+      if (g[old as RenamedGenerationField] !== undefined && g[name] !== undefined) {
+        ctx.addIssue({ code: 'custom', path: [old], message: `is the old name of ${name}; give only ${name}` });
+      }
+    }
+  });
+export type RawGenerationOverrides = z.infer<typeof rawGenerationSchema>;
 
 export const restartSchema = z.strictObject({
   /** always: restart when the input ends or fails; on-failure: only when it fails; never. */
@@ -60,7 +89,7 @@ export const rawStreamSchema = z.strictObject({
   input: streamInputSchema,
   model: z.string().min(1).optional(),
   fps: z.number().gt(0).max(30).optional(),
-  generation: generationSchema.optional(),
+  generation: rawGenerationSchema.optional(),
   enabled: z.boolean().optional(),
   restart: restartSchema.optional(),
 });
@@ -111,7 +140,7 @@ export const rawConfigSchema = z.strictObject({
   defaults: z
     .strictObject({
       fps: z.number().gt(0).max(30).optional(),
-      generation: generationSchema.optional(),
+      generation: rawGenerationSchema.optional(),
       restart: restartSchema.optional(),
     })
     .optional(),
@@ -170,6 +199,15 @@ export interface ServeLimits {
   pingIntervalMs: number;
 }
 
+/** A problem (or warning) in a config, at a field. */
+export interface ConfigProblem {
+  /** Field path, e.g. `streams[2].input`; empty for the document itself. */
+  path: string;
+  message: string;
+  /** 1-based line in the YAML file, when known. */
+  line?: number;
+}
+
 export interface ServeConfig {
   /** Absolute path of the file this was loaded from (undefined when parsed from text). */
   configPath?: string;
@@ -190,6 +228,8 @@ export interface ServeConfig {
   dataDir: string;
   captionLog: { retentionDays: number; fsync: boolean };
   log: { level: (typeof LOG_LEVELS)[number] };
+  /** What is valid but should change (deprecated field names): `config check` prints them, `serve` logs them. */
+  warnings: ConfigProblem[];
 }
 
 export const DEFAULTS = {

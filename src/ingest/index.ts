@@ -13,7 +13,11 @@ export type {
   SourceOptions,
   SourceStatus,
 } from './types.js';
-export { openFrameSource, backoffDelay, DEFAULTS as SOURCE_DEFAULTS } from './source.js';
+export { openFrameSource } from './source.js';
+export { DEFAULTS as SOURCE_DEFAULTS } from './source-options.js';
+export { backoffDelay } from './backoff.js';
+export { reconnectPolicy, type RetryPolicy, type AttemptFailure } from './retry-loop.js';
+export { SOURCE_STATES, SOURCE_TRANSITIONS, canTransition, IllegalTransitionError, type SourceState } from './source-state.js';
 export { resolveFfmpeg, clearFfmpegCache, type ResolvedFfmpeg, type ResolveFfmpegOptions, type BinarySource } from './binaries.js';
 export { validateInput, classifyInput, redactUrl, SUPPORTED_SCHEMES, type ClassifiedInput } from './input.js';
 export { runFramesCommand, type FramesCommandOptions, type FramesCommandResult } from './frames-command.js';

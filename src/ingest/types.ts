@@ -26,6 +26,11 @@ export type Fit = (typeof FIT_MODES)[number];
 
 export type SourceKind = 'file' | 'live' | 'stdin' | 'device';
 
+/** Live inputs and devices have no end: ffmpeg exiting there is a drop, and failures are retried. */
+export function isLiveKind(kind: SourceKind): boolean {
+  return kind === 'live' || kind === 'device';
+}
+
 /** pino-compatible logger (pino itself fits). */
 export interface IngestLogger {
   info(obj: object, msg?: string): void;

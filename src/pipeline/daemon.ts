@@ -1,16 +1,17 @@
 /**
- * The daemon's hooks (src/server/types.ts): `prepare` loads the config's model once before
- * any stream starts; `pipelineFactory` makes one caption pipeline per stream (re)start on
- * the shared model, or on the stream's own `model` (loaded once, kept in a small registry).
- * Worker models (torch:, hf:) get the config's `worker` settings; when their worker dies,
- * the stream's pipeline fails, its runner restarts it, and the model starts a new worker.
+ * The daemon's hooks (PrepareHook and PipelineFactory, src/pipeline/types.ts): `prepare`
+ * loads the config's model once before any stream starts; `pipelineFactory` makes one
+ * caption pipeline per stream (re)start on the shared model, or on the stream's own
+ * `model` (loaded once, kept in a small registry). Worker models (torch:, hf:) get the
+ * config's `worker` settings; when their worker dies, the stream's pipeline fails, its
+ * runner restarts it, and the model starts a new worker.
  */
 import path from 'node:path';
 import type { LoadOptions, SessionOptions, WorkerOptions } from '../engine.js';
-import type { GenerationOverrides, WorkerConfig } from '../config/schema.js';
+import type { GenerationOverrides, ServeConfig, StreamConfig, WorkerConfig } from '../config/schema.js';
 import { createLogger } from '../logger.js';
-import type { PipelineFactory, PrepareHook, ServeConfig, StreamConfig } from '../server/types.js';
-import { createCaptionPipeline, type CaptionPipelineHandle } from './pipeline.js';
+import { createCaptionPipeline } from './pipeline.js';
+import type { CaptionPipelineHandle, PipelineFactory, PrepareHook } from './types.js';
 import { ModelRegistry, loadModelRef, resolveModelRef } from './models.js';
 
 export interface DaemonHooksOptions {
@@ -30,23 +31,33 @@ export interface DaemonHooks {
 
 /** Config `generation` overrides → engine session options. */
 export function sessionOptionsFrom(g: GenerationOverrides): SessionOptions {
+  // The config names these as the engine does (src/config/schema.ts); only the seed is converted.
+  const sameName = [
+    'temperature',
+    'topK',
+    'maxNewTokensPerFrame',
+    'maxContextTokens',
+    'sinkTokens',
+    'repetitionPenalty',
+    'repetitionPenaltyDecay',
+    'repetitionCountClamp',
+    'eosBias',
+    'stopBias',
+    'noRepeatNgramSize',
+    'noRepeatNgramWindow',
+    'realtimeDeadline',
+    'prompt',
+  ] as const satisfies ReadonlyArray<keyof GenerationOverrides & keyof SessionOptions>;
   const o: SessionOptions = {};
-  if (g.temperature !== undefined) o.temperature = g.temperature;
-  if (g.topK !== undefined) o.topK = g.topK;
-  if (g.maxNewTokensPerFrame !== undefined) o.maxNewTokensPerFrame = g.maxNewTokensPerFrame;
-  if (g.maxContextTokens !== undefined) o.maxContextTokens = g.maxContextTokens;
-  if (g.sinkTokens !== undefined) o.sinkTokens = g.sinkTokens;
-  if (g.repetitionPenalty !== undefined) o.repetitionPenalty = g.repetitionPenalty;
-  if (g.repetitionDecay !== undefined) o.repetitionPenaltyDecay = g.repetitionDecay;
-  if (g.repetitionClamp !== undefined) o.repetitionCountClamp = g.repetitionClamp;
-  if (g.eosBias !== undefined) o.eosBias = g.eosBias;
-  if (g.stopBias !== undefined) o.stopBias = g.stopBias;
-  if (g.noRepeatNgramSize !== undefined) o.noRepeatNgramSize = g.noRepeatNgramSize;
-  if (g.noRepeatNgramWindow !== undefined) o.noRepeatNgramWindow = g.noRepeatNgramWindow;
-  if (g.realtimeDeadline !== undefined) o.realtimeDeadline = g.realtimeDeadline;
-  if (g.prompt !== undefined) o.prompt = g.prompt;
+  for (const key of sameName) copyDefined(o, g, key);
   if (g.seed !== undefined) o.seed = g.seed >>> 0;
   return o;
+}
+
+/** Copies `from[key]` to `to[key]` when defined; `from` type-checks only if its field has the engine's type. */
+function copyDefined<K extends keyof GenerationOverrides & keyof SessionOptions>(to: Pick<SessionOptions, K>, from: Pick<SessionOptions, K>, key: K): void {
+  const value = from[key];
+  if (value !== undefined) to[key] = value;
 }
 
 /** Config `worker` → the worker engine's options. */

@@ -1,5 +1,15 @@
-/** The caption pipeline (ingest → caption session), model resolution and the daemon's hooks. */
-export { createCaptionPipeline, type CaptionPipelineOptions, type CaptionPipelineHandle, type StopOptions } from './pipeline.js';
+/** The caption pipeline (ingest → caption session), its contract, model resolution and the daemon's hooks. */
+export { createCaptionPipeline, type CaptionPipelineOptions } from './pipeline.js';
+export type {
+  CaptionPipeline,
+  CaptionPipelineHandle,
+  CaptionPipelineStats,
+  CaptionPipelineWithStats,
+  PipelineFactory,
+  PipelineStats,
+  PrepareHook,
+  StopOptions,
+} from './types.js';
 export {
   EMBEDDED_MODEL_NAME,
   ModelRegistry,

@@ -1,7 +1,8 @@
 /**
  * The caption pipeline of one stream (DESIGN §1): ingest (one ffmpeg child, frames scaled
- * to the model's input size) → caption session (one per stream, on a shared Model) →
- * events. The CLI and the daemon consume it (src/pipeline-types.ts).
+ * to the model's input size) → caption session (one per stream, on a shared CaptionModel) →
+ * events. It implements the pipeline contract of src/pipeline/types.ts, which the CLI,
+ * the daemon and the benchmarks consume.
  *
  * Events, in order:
  * - `status` for every state change of the source (connecting, live, reconnecting, ended,
@@ -11,13 +12,21 @@
  * The iteration ends when the input ends or the pipeline is stopped; when the input fails
  * for good, the `error` status comes first and then the iteration throws the typed error
  * (an InputError, exit code 3).
+ *
+ * Lag (`lagMs` of status events and stats): how far the session is behind the newest
+ * frame. The source keeps at most the newest frame waiting; when the session is done with
+ * a frame it asks for the next one, and the lag is how long that frame had already been
+ * waiting (asked at − received at), 0 when the session was waiting for it. It holds until
+ * the session takes the next frame.
  */
 import type { CaptionModel, CaptionSessionLike, SessionOptions } from '../engine.js';
 import type { UnsequencedEvent, StatusEvent } from '../events.js';
 import { openFrameSource } from '../ingest/index.js';
-import type { Fit, FrameSource, IngestLogger, SourceOptions, SourceStatus } from '../ingest/index.js';
-import type { CaptionPipelineWithStats, PipelineStats } from '../server/types.js';
+import type { Fit, Frame, FrameSource, IngestLogger, SourceOptions, SourceStatus } from '../ingest/index.js';
 import { AsyncQueue } from './queue.js';
+import type { CaptionPipelineHandle, CaptionPipelineStats, StopOptions } from './types.js';
+
+export type { CaptionPipelineHandle, StopOptions };
 
 export interface CaptionPipelineOptions {
   /** The shared model (or a promise of it: the pipeline waits, and fails if loading fails). */
@@ -41,25 +50,8 @@ export interface CaptionPipelineOptions {
   source?: Partial<Omit<SourceOptions, 'input' | 'width' | 'height' | 'fps' | 'realtime' | 'maxFrames' | 'fit' | 'logger'>>;
   /** Events waiting for the consumer before generation pauses (default 1024). */
   highWaterMark?: number;
-}
-
-export interface StopOptions {
-  /**
-   * Cut the frame in hand at the next token instead of finishing it (its caption is not
-   * emitted). Default false: the frame in hand is finished and its caption emitted.
-   */
-  immediate?: boolean;
-}
-
-export interface CaptionPipelineHandle extends CaptionPipelineWithStats {
-  stop(options?: StopOptions): Promise<void>;
-  stats(): Required<PipelineStats> & { framesCaptioned: number; lagMs: number };
-  /** Duration of a file input (for progress), undefined for live inputs. */
-  durationSeconds(): Promise<number | undefined>;
-  /** Resolves with the session once it is open (rejects when the model or session fails). */
-  readonly session: Promise<CaptionSessionLike>;
-  /** Resolves when the pipeline's run has ended (input ended, failed or stopped; no child left). */
-  readonly stopped: Promise<void>;
+  /** Called with each frame the session takes from the source, before it is captioned. */
+  onFrame?: (frame: Frame) => void;
 }
 
 const DROP_REPORT_INTERVAL_MS = 5000;
@@ -85,6 +77,8 @@ class Pipeline implements CaptionPipelineHandle {
   private framesIn = 0;
   private framesCaptioned = 0;
   private lagMs = 0;
+  private fps = 0;
+  private image!: CaptionModel['image'];
   private reportedDrops = 0;
   private lastState: string | undefined;
   private finalStatus: Omit<StatusEvent, 'stream' | 'seq'> | undefined;
@@ -110,7 +104,7 @@ class Pipeline implements CaptionPipelineHandle {
     return this.running;
   }
 
-  stats(): Required<PipelineStats> & { framesCaptioned: number; lagMs: number } {
+  stats(): CaptionPipelineStats {
     let kvTokens = 0;
     try {
       if (this.sess && !this.sess.closed) kvTokens = this.sess.stats().textKvTokens;
@@ -182,66 +176,94 @@ class Pipeline implements CaptionPipelineHandle {
   private async run(): Promise<void> {
     let failure: unknown;
     try {
-      const model = await this.opts.model;
-      if (this.stopRequested) return;
-      const image = model.image;
-      const fps = this.opts.fps ?? model.fps;
-      const session = await model.openSession({ ...(this.opts.generation ?? {}), fps });
-      this.sess = session;
-      this.resolveSession(session);
-      if (this.stopRequested) return;
-      const source = openFrameSource({
-        ...(this.opts.source ?? {}),
-        input: this.opts.input,
-        width: image.width,
-        height: image.height,
-        fit: this.opts.fit ?? image.fit,
-        fps,
-        ...(this.opts.realtime !== undefined ? { realtime: this.opts.realtime } : {}),
-        ...(this.opts.maxFrames !== undefined ? { maxFrames: this.opts.maxFrames } : {}),
-        logger: this.log,
-      });
-      this.source = source;
-      this.releaseDurationWaiters();
-      source.on('status', this.onSourceStatus);
-      if (this.stopRequested) {
-        await source.stop();
-        return;
-      }
-      const hwm = this.opts.highWaterMark ?? 1024;
-      for await (const frame of source.frames()) {
-        this.framesIn++;
-        for await (const ev of session.captionFrame(frame)) {
-          if (ev.type === 'caption') {
-            this.framesCaptioned++;
-            this.lagMs = ev.latencyMs;
-          }
-          this.events.push(ev);
-          if (this.immediate) break;
-        }
-        this.reportDrops(source);
-        if (this.stopRequested) break;
-        await this.events.waitBelow(hwm, () => this.stopRequested);
-      }
+      const session = await this.openSession();
+      const source = session && this.openSource();
+      if (session && source) await this.captionFrames(session, source);
     } catch (err) {
       failure = err;
     } finally {
-      this.releaseDurationWaiters();
-      await this.source?.stop().catch(() => undefined);
-      this.source?.off('status', this.onSourceStatus);
-      this.sess?.close();
-      if (this.finalStatus) this.pushStatus({ ...this.finalStatus, lagMs: Math.round(this.lagMs) });
-      if (!this.sess) this.rejectSession(failure ?? new Error('the pipeline stopped before its session opened'));
+      await this.release(failure);
     }
-    if (failure !== undefined) {
-      const message = failure instanceof Error ? failure.message : String(failure);
-      this.log.error({ input: this.opts.input, err: message }, 'caption pipeline failed');
-      // The source reports its own fatal errors; anything else (model, session) gets one too.
-      if (this.lastState !== 'error') this.pushStatus(this.status({ state: 'error', reason: message }));
-      this.events.end(failure);
-    } else {
+    this.end(failure);
+  }
+
+  /** Waits for the model and opens the session; undefined when a stop came first. */
+  private async openSession(): Promise<CaptionSessionLike | undefined> {
+    const model = await this.opts.model;
+    if (this.stopRequested) return undefined;
+    this.fps = this.opts.fps ?? model.fps;
+    this.image = model.image;
+    const session = await model.openSession({ ...(this.opts.generation ?? {}), fps: this.fps });
+    this.sess = session;
+    this.resolveSession(session);
+    return this.stopRequested ? undefined : session;
+  }
+
+  /** Starts ingest at the model's input size; undefined when a stop came first. */
+  private openSource(): FrameSource | undefined {
+    const source = openFrameSource({
+      ...(this.opts.source ?? {}),
+      input: this.opts.input,
+      width: this.image.width,
+      height: this.image.height,
+      fit: this.opts.fit ?? this.image.fit,
+      fps: this.fps,
+      ...(this.opts.realtime !== undefined ? { realtime: this.opts.realtime } : {}),
+      ...(this.opts.maxFrames !== undefined ? { maxFrames: this.opts.maxFrames } : {}),
+      logger: this.log,
+    });
+    this.source = source;
+    this.releaseDurationWaiters();
+    source.on('status', this.onSourceStatus);
+    return this.stopRequested ? undefined : source;
+  }
+
+  /** Captions every frame the source delivers, until it ends or a stop. */
+  private async captionFrames(session: CaptionSessionLike, source: FrameSource): Promise<void> {
+    const hwm = this.opts.highWaterMark ?? 1024;
+    let askedAt = Date.now();
+    for await (const frame of source.frames()) {
+      this.take(frame, askedAt);
+      for await (const ev of session.captionFrame(frame)) {
+        if (ev.type === 'caption') this.framesCaptioned++;
+        this.events.push(ev);
+        if (this.immediate) break;
+      }
+      this.reportDrops(source);
+      if (this.stopRequested) break;
+      await this.events.waitBelow(hwm, () => this.stopRequested);
+      askedAt = Date.now();
+    }
+  }
+
+  /** The session takes a frame it asked for at `askedAt`: the lag is how long the frame had waited. */
+  private take(frame: Frame, askedAt: number): void {
+    this.framesIn++;
+    this.lagMs = Math.max(0, askedAt - frame.receivedAt);
+    this.opts.onFrame?.(frame);
+  }
+
+  /** Stops ingest, closes the session and queues the source's final status. */
+  private async release(failure: unknown): Promise<void> {
+    this.releaseDurationWaiters();
+    await this.source?.stop().catch(() => undefined);
+    this.source?.off('status', this.onSourceStatus);
+    this.sess?.close();
+    if (this.finalStatus) this.pushStatus({ ...this.finalStatus, lagMs: Math.round(this.lagMs) });
+    if (!this.sess) this.rejectSession(failure ?? new Error('the pipeline stopped before its session opened'));
+  }
+
+  /** Ends the event queue, with the failure (after an `error` status) when there was one. */
+  private end(failure: unknown): void {
+    if (failure === undefined) {
       this.events.end();
+      return;
     }
+    const message = failure instanceof Error ? failure.message : String(failure);
+    this.log.error({ input: this.opts.input, err: message }, 'caption pipeline failed');
+    // The source reports its own fatal errors; anything else (model, session) gets one too.
+    if (this.lastState !== 'error') this.pushStatus(this.status({ state: 'error', reason: message }));
+    this.events.end(failure);
   }
 
   /** A `live` status when the source dropped frames since the last report (rate-limited). */

@@ -1,24 +1,16 @@
 /**
- * The WebSocket feed: clients, subscriptions, replay on resume, pings, and per-client
- * backpressure. A client whose unsent data passes the soft limit gets its token events
- * coalesced (merged per frame, dropped once the frame's caption is queued); past the hard
- * limit it is closed with 4008 ("resume from your last seq"). A slow client never delays
- * the others: every send is non-blocking and per client.
+ * The WebSocket feed: clients, subscriptions, replay on resume, pings and client messages.
+ * Per-client backpressure (coalescing, the 4008 close) is the Client's (src/server/client.ts):
+ * a slow client never delays the others, every send is non-blocking and per client.
  */
 import type { IncomingMessage } from 'node:http';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
-import type { HelloEvent, StreamEvent, TokenEvent } from '../events.js';
+import type { HelloEvent, StreamEvent } from '../events.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
-import {
-  CLOSE_CODES,
-  RESUME_REQUIRED_REASON,
-  clientMessageSchema,
-  type ServerMessage,
-  type SubscribeMessage,
-  type SubscribedMessage,
-} from './protocol.js';
-import { formatPath } from '../config/load.js';
+import { formatPath } from '../zod-path.js';
+import { Client, MAX_MESSAGES_PER_SECOND, type ClientDeps } from './client.js';
+import { CLOSE_CODES, clientMessageSchema, type SubscribeMessage, type SubscribedMessage } from './protocol.js';
 import type { ReplayResult, RunnerState } from './stream-runner.js';
 
 /** What the hub needs from a stream to serve subscribers. */
@@ -46,141 +38,7 @@ export interface HubOptions {
   slowCloseGraceMs?: number;
 }
 
-interface Pending {
-  msg: ServerMessage;
-  data: string;
-}
-
 const MAX_ERRORS = 20;
-const MAX_MESSAGES_PER_SECOND = 50;
-
-let nextClientId = 1;
-
-export class Client {
-  readonly id = nextClientId++;
-  readonly subs = new Set<string>();
-  private pending: Pending[] = [];
-  private pendingBytes = 0;
-  alive = true;
-  closing = false;
-  errors = 0;
-  private windowStart = Date.now();
-  private windowCount = 0;
-  readonly connectedAt = Date.now();
-
-  constructor(
-    readonly ws: WebSocket,
-    readonly remote: string,
-    private readonly hub: Hub,
-  ) {}
-
-  /** Bytes waiting: ours (coalescable) plus the socket's. */
-  get buffered(): number {
-    return this.pendingBytes + this.ws.bufferedAmount;
-  }
-
-  send(msg: ServerMessage, data: string = JSON.stringify(msg)): void {
-    if (this.closing || this.ws.readyState !== WebSocket.OPEN) return;
-    const { clientSoftBufferBytes, clientBufferBytes } = this.hub.options.limits;
-    if (this.pending.length === 0 && this.ws.bufferedAmount < clientSoftBufferBytes) {
-      this.write(data);
-      return;
-    }
-    // Slow path: this client is behind. Coalesce tokens; captions and status are kept.
-    if (msg.type === 'token') {
-      for (let i = this.pending.length - 1; i >= 0; i--) {
-        const p = this.pending[i]!;
-        if (!('stream' in p.msg) || p.msg.stream !== msg.stream) continue;
-        if (p.msg.type === 'token' && p.msg.frame === msg.frame) {
-          const merged: TokenEvent = { ...p.msg, seq: msg.seq, pts: msg.pts, text: p.msg.text + msg.text };
-          const mergedData = JSON.stringify(merged);
-          this.pendingBytes += mergedData.length - p.data.length;
-          this.pending[i] = { msg: merged, data: mergedData };
-          this.hub.options.metrics.wsTokensCoalesced.inc();
-          this.checkHardLimit(clientBufferBytes);
-          return;
-        }
-        break;
-      }
-    } else if (msg.type === 'caption') {
-      // The caption carries the frame's whole text: its queued tokens are superseded.
-      const before = this.pending.length;
-      this.pending = this.pending.filter((p) => {
-        const drop = p.msg.type === 'token' && p.msg.stream === msg.stream && p.msg.frame === msg.frame;
-        if (drop) this.pendingBytes -= p.data.length;
-        return !drop;
-      });
-      if (before > this.pending.length) this.hub.options.metrics.wsTokensCoalesced.inc(before - this.pending.length);
-    }
-    this.pending.push({ msg, data });
-    this.pendingBytes += data.length;
-    this.checkHardLimit(clientBufferBytes);
-  }
-
-  private checkHardLimit(hard: number): void {
-    if (this.buffered > hard) this.closeSlow();
-  }
-
-  private write(data: string): void {
-    this.hub.options.metrics.wsMessagesSent.inc();
-    this.ws.send(data, (err) => {
-      if (!err && this.pending.length > 0) this.flush();
-    });
-  }
-
-  /** Sends queued messages while the socket is below the soft limit. */
-  flush(): void {
-    if (this.closing || this.ws.readyState !== WebSocket.OPEN) return;
-    const soft = this.hub.options.limits.clientSoftBufferBytes;
-    while (this.pending.length > 0 && this.ws.bufferedAmount < soft) {
-      const p = this.pending.shift()!;
-      this.pendingBytes -= p.data.length;
-      this.write(p.data);
-    }
-  }
-
-  get hasPending(): boolean {
-    return this.pending.length > 0;
-  }
-
-  private closeSlow(): void {
-    if (this.closing) return;
-    this.hub.options.logger.warn(
-      { client: this.id, remote: this.remote, bufferedBytes: this.buffered, limit: this.hub.options.limits.clientBufferBytes },
-      'websocket client too slow; closing with 4008 (resume)',
-    );
-    this.hub.options.metrics.wsSlowCloses.inc();
-    this.pending = [];
-    this.pendingBytes = 0;
-    this.close(CLOSE_CODES.RESUME_REQUIRED, RESUME_REQUIRED_REASON, this.hub.options.slowCloseGraceMs ?? 5000);
-  }
-
-  /** Closes with a code; terminates if the peer has not completed the close within graceMs. */
-  close(code: number, reason: string, graceMs = 2000): void {
-    if (this.closing) return;
-    this.closing = true;
-    this.hub.unsubscribeAll(this);
-    try {
-      this.ws.close(code, reason);
-    } catch {
-      this.ws.terminate();
-      return;
-    }
-    const timer = setTimeout(() => this.ws.terminate(), graceMs);
-    timer.unref();
-    this.ws.once('close', () => clearTimeout(timer));
-  }
-
-  /** Returns false when the client exceeded the message rate. */
-  countMessage(): boolean {
-    const now = Date.now();
-    if (now - this.windowStart >= 1000) {
-      this.windowStart = now;
-      this.windowCount = 0;
-    }
-    return ++this.windowCount <= MAX_MESSAGES_PER_SECOND;
-  }
-}
 
 export class Hub {
   readonly wss: WebSocketServer;
@@ -188,8 +46,16 @@ export class Hub {
   private readonly subs = new Map<string, Set<Client>>();
   private pingTimer: NodeJS.Timeout;
   private flushTimer: NodeJS.Timeout;
+  private readonly clientDeps: ClientDeps;
 
   constructor(readonly options: HubOptions) {
+    this.clientDeps = {
+      limits: () => this.options.limits,
+      metrics: options.metrics,
+      logger: options.logger,
+      slowCloseGraceMs: options.slowCloseGraceMs ?? 5000,
+      onClosing: (client) => this.unsubscribeAll(client),
+    };
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: options.limits.maxPayloadBytes,
@@ -222,7 +88,7 @@ export class Hub {
   /** Called after authentication at upgrade. */
   accept(ws: WebSocket, req: IncomingMessage): Client {
     const remote = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
-    const client = new Client(ws, remote, this);
+    const client = new Client(ws, remote, this.clientDeps);
     this.clients.add(client);
     const m = this.options.metrics;
     m.wsConnections.inc();

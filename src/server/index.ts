@@ -2,13 +2,15 @@
  * Entry points of `casa-live serve` and `casa-live config check` (the CLI wires them).
  */
 import { exitCodeOf } from '../errors.js';
-import { loadConfig, ConfigInvalidError } from '../config/load.js';
+import { loadConfig, ConfigInvalidError, formatProblem } from '../config/load.js';
 import { createLogger, type Logger } from '../logger.js';
 import { CasaServer, type ReloadResult } from './server.js';
-import type { PipelineFactory, PrepareHook } from './types.js';
+import type { PipelineFactory, PrepareHook } from '../pipeline/types.js';
 
 export { CasaServer, VERSION, type ServerOptions, type ReloadResult } from './server.js';
-export type { PipelineFactory, PrepareHook, PipelineStats, CaptionPipelineWithStats, ModelState, StreamConfig, ServeConfig } from './types.js';
+export type { ModelState, StreamConfig, ServeConfig } from './types.js';
+/** The pipeline contract the daemon consumes (owned by src/pipeline/types.ts). */
+export type { CaptionPipeline, CaptionPipelineWithStats, PipelineFactory, PipelineStats, PrepareHook } from '../pipeline/types.js';
 export { CLOSE_CODES, RESUME_REQUIRED_REASON, WS_PATH, clientMessageSchema, type ClientMessage, type ServerMessage, type SubscribedMessage, type PongMessage } from './protocol.js';
 export type { StreamInfo } from './stream-runner.js';
 
@@ -44,6 +46,8 @@ const SHUTDOWN_DEADLINE_MS = 9500;
 export async function runServe(opts: RunServeOptions): Promise<ServeHandle> {
   const config = await loadConfig(opts.configPath);
   const logger = opts.logger ?? createLogger({ level: config.log.level });
+  // Deprecated field names and the like: logged once, before the server starts.
+  for (const w of config.warnings) logger.warn({ config: config.configPath }, `config warning: ${formatProblem(w)}`);
   const server = await CasaServer.start({
     config,
     pipelineFactory: opts.pipelineFactory,
@@ -120,6 +124,10 @@ export async function runConfigCheck(
       `${config.configPath ?? path}: ok (${config.streams.length} stream${config.streams.length === 1 ? '' : 's'}, ${enabled} enabled; ` +
         `listen ${config.listen.host}:${config.listen.port}; data ${config.dataDir})\n`,
     );
+    if (config.warnings.length > 0) {
+      stderr.write(`${path}: ${config.warnings.length} warning${config.warnings.length === 1 ? '' : 's'}\n`);
+      for (const w of config.warnings) stderr.write(`  ${formatProblem(w)}\n`);
+    }
     return 0;
   } catch (err) {
     if (err instanceof ConfigInvalidError) {

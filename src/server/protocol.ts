@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import type { ServerEvent, StreamState } from '../events.js';
-import { STREAM_ID_RE } from '../config/schema.js';
+import { STREAM_ID_RE } from '../events.js';
 
 export const WS_PATH = '/v1/ws';
 /** Accepted as an alias of WS_PATH. */

@@ -8,17 +8,18 @@ import { VERSION } from '../version.js';
 import type { HelloEvent } from '../events.js';
 import { createLogger, type Logger } from '../logger.js';
 import { createMetrics, type Metrics } from '../metrics.js';
-import { loadConfig, parseStream, ConfigInvalidError, type ConfigProblem } from '../config/load.js';
-import { STREAM_ID_RE, type ServeConfig } from '../config/schema.js';
-import { Authorizer, satisfies, tokenOf, type Role } from './auth.js';
+import { loadConfig, ConfigInvalidError, type ConfigProblem } from '../config/load.js';
+import type { ServeConfig } from '../config/schema.js';
+import { Authorizer, satisfies, tokenOf } from './auth.js';
 import { Hub } from './hub.js';
 import { CLOSE_CODES, WS_PATH, WS_PATH_ALIAS } from './protocol.js';
+import { HttpError, matchRoute, sendJson, type Access, type Route } from './router.js';
+import { apiRoutes } from './routes.js';
 import { StreamExistsError, StreamLimitError, StreamManager, StreamNotFoundError, StreamOwnershipError } from './stream-manager.js';
 import type { RunnerDeps } from './stream-runner.js';
-import type { ModelState, PipelineFactory, PrepareHook } from './types.js';
-import { OVERLAY_CSP, OVERLAY_HTML } from './overlay/page.js';
+import type { PipelineFactory, PrepareHook } from '../pipeline/types.js';
+import type { ModelState } from './types.js';
 
-const MAX_BODY_BYTES = 64 * 1024;
 const PRUNE_INTERVAL_MS = 3_600_000;
 
 export { VERSION };
@@ -39,16 +40,6 @@ export type ReloadResult =
   | { ok: true; added: string[]; changed: string[]; removed: string[]; restartNeeded: string[] }
   | { ok: false; error: string; problems?: ConfigProblem[] };
 
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly extra: Record<string, unknown> = {},
-  ) {
-    super(message);
-  }
-}
-
 export class CasaServer {
   config: ServeConfig;
   readonly logger: Logger;
@@ -60,6 +51,7 @@ export class CasaServer {
   readonly ready: Promise<void>;
 
   private readonly httpServer: http.Server;
+  private readonly routes: Route[];
   private authorizer: Authorizer;
   private readonly deps: RunnerDeps;
   private closing: Promise<void> | undefined;
@@ -99,6 +91,7 @@ export class CasaServer {
       stopTimeoutMs: options.stopTimeoutMs ?? 5000,
     };
     this.manager = new StreamManager(this.deps, this.config.limits.maxStreams);
+    this.routes = apiRoutes(this);
     this.httpServer = http.createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => this.fail(res, err));
     });
@@ -139,6 +132,10 @@ export class CasaServer {
 
   get isClosing(): boolean {
     return this.closing !== undefined;
+  }
+
+  get uptimeSeconds(): number {
+    return Math.round((Date.now() - this.startedAt) / 1000);
   }
 
   private async loadModel(): Promise<void> {
@@ -266,133 +263,21 @@ export class CasaServer {
 
   // ---- HTTP ---------------------------------------------------------------------------
 
+  /** Routes a request through the table (src/server/routes.ts): match, check access once, handle. */
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const method = req.method ?? 'GET';
-    const path = url.pathname;
     res.setHeader('X-Content-Type-Options', 'nosniff');
-    if (path === '/healthz') {
-      this.allow(method, ['GET', 'HEAD']);
-      return this.json(res, 200, { status: 'ok', version: VERSION, uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000) });
-    }
-    if (path === '/readyz') {
-      this.allow(method, ['GET', 'HEAD']);
-      const ready = this.model.state === 'loaded' && !this.closing;
-      return this.json(res, ready ? 200 : 503, {
-        ready,
-        ...(this.closing ? { shuttingDown: true } : {}),
-        model: this.model,
-        streams: this.manager.list().map(({ config: _c, ...info }) => info),
-      });
-    }
-    if (path === '/metrics') {
-      this.allow(method, ['GET']);
-      if (this.config.auth.protectMetrics) this.authorize(req, url, 'viewer');
-      this.manager.collectStats();
-      const body = await this.metrics.registry.metrics();
-      res.writeHead(200, { 'Content-Type': this.metrics.registry.contentType, 'Cache-Control': 'no-store' });
-      res.end(body);
-      return;
-    }
-    const overlay = /^\/overlay\/([^/]+)$/.exec(path);
-    if (overlay) {
-      this.allow(method, ['GET', 'HEAD']);
-      const id = decodeURIComponent(overlay[1]!);
-      if (!STREAM_ID_RE.test(id)) throw new HttpError(404, 'not a valid stream id');
-      res.writeHead(200, {
-        'Content-Type': 'text/html; charset=utf-8',
-        'Content-Security-Policy': OVERLAY_CSP,
-        'Cache-Control': 'no-cache',
-        'Referrer-Policy': 'no-referrer',
-      });
-      res.end(method === 'HEAD' ? undefined : OVERLAY_HTML);
-      return;
-    }
-    if (path === '/v1/streams') {
-      this.allow(method, ['GET', 'POST']);
-      if (method === 'GET') {
-        this.authorize(req, url, 'viewer');
-        return this.json(res, 200, { streams: this.manager.list() });
-      }
-      this.authorize(req, url, 'admin');
-      const body = await this.readJson(req);
-      const { stream, problems } = parseStream(body, this.config);
-      if (!stream) throw new HttpError(400, problems.map((p) => `${p.path}: ${p.message}`).join('; '), { problems });
-      const info = await this.manager.add(stream, body);
-      return this.json(res, 201, { stream: info });
-    }
-    const one = /^\/v1\/streams\/([^/]+)(\/captions)?$/.exec(path);
-    if (one) {
-      const id = decodeURIComponent(one[1]!);
-      if (one[2]) {
-        this.allow(method, ['GET']);
-        this.authorize(req, url, 'viewer');
-        const runner = this.manager.get(id);
-        if (!runner) throw new HttpError(404, `stream "${id}" does not exist`);
-        const after = Number(url.searchParams.get('after') ?? 0);
-        const limit = Math.min(10_000, Math.max(1, Number(url.searchParams.get('limit') ?? 1000)));
-        if (!Number.isInteger(after) || after < 0 || !Number.isFinite(limit)) throw new HttpError(400, 'after must be a seq (integer >= 0) and limit a number');
-        return this.json(res, 200, { stream: id, events: await runner.history(after, Math.floor(limit)) });
-      }
-      this.allow(method, ['GET', 'PUT', 'DELETE']);
-      if (method === 'GET') {
-        this.authorize(req, url, 'viewer');
-        const runner = this.manager.get(id);
-        if (!runner) throw new HttpError(404, `stream "${id}" does not exist`);
-        return this.json(res, 200, { stream: runner.info() });
-      }
-      this.authorize(req, url, 'admin');
-      if (method === 'DELETE') {
-        await this.manager.remove(id);
-        return this.json(res, 200, { removed: id });
-      }
-      const body = await this.readJson(req);
-      const withId = body !== null && typeof body === 'object' && !Array.isArray(body) ? { id, ...(body as Record<string, unknown>) } : body;
-      if ((withId as { id?: unknown }).id !== id) throw new HttpError(400, `id: must be "${id}" (the stream in the URL)`);
-      const { stream, problems } = parseStream(withId, this.config);
-      if (!stream) throw new HttpError(400, problems.map((p) => `${p.path}: ${p.message}`).join('; '), { problems });
-      return this.json(res, 200, { stream: await this.manager.replace(stream, withId) });
-    }
-    if (path === '/') {
-      this.allow(method, ['GET', 'HEAD']);
-      return this.json(res, 200, {
-        name: 'casa-live',
-        version: VERSION,
-        endpoints: ['/healthz', '/readyz', '/metrics', '/v1/streams', WS_PATH, '/overlay/<stream>?token=...'],
-      });
-    }
-    throw new HttpError(404, `no route for ${path}`);
+    const { route, params } = matchRoute(this.routes, method, url.pathname);
+    this.authorize(req, url, typeof route.access === 'function' ? route.access() : route.access);
+    await route.handler({ req, res, url, method, params });
   }
 
-  private allow(method: string, methods: string[]): void {
-    if (!methods.includes(method)) throw new HttpError(405, `method ${method} not allowed`, { allow: methods.join(', ') });
-  }
-
-  private authorize(req: IncomingMessage, url: URL, needed: Role): void {
+  private authorize(req: IncomingMessage, url: URL, needed: Access): void {
+    if (needed === 'public') return;
     const role = this.authorizer.roleOf(tokenOf(req, url));
     if (role === undefined) throw new HttpError(401, 'missing or invalid token (Authorization: Bearer <token>)');
     if (!satisfies(role, needed)) throw new HttpError(403, 'this token may not change streams (needs an auth.adminTokens token)');
-  }
-
-  private async readJson(req: IncomingMessage): Promise<unknown> {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of req) {
-      size += (chunk as Buffer).length;
-      if (size > MAX_BODY_BYTES) throw new HttpError(413, `request body larger than ${MAX_BODY_BYTES} bytes`);
-      chunks.push(chunk as Buffer);
-    }
-    try {
-      return JSON.parse(Buffer.concat(chunks).toString('utf8'));
-    } catch {
-      throw new HttpError(400, 'request body is not valid JSON');
-    }
-  }
-
-  private json(res: ServerResponse, status: number, body: unknown): void {
-    const data = JSON.stringify(body) + '\n';
-    res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' });
-    res.end(data);
   }
 
   private fail(res: ServerResponse, err: unknown): void {
@@ -419,6 +304,6 @@ export class CasaServer {
       return;
     }
     const { allow: _a, ...rest } = extra;
-    this.json(res, status, { error: message, ...rest });
+    sendJson(res, status, { error: message, ...rest });
   }
 }

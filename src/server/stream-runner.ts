@@ -11,7 +11,8 @@ import type { Metrics } from '../metrics.js';
 import { STREAM_STATES } from '../metrics.js';
 import { CaptionLog, type CommittedEvent } from '../sinks/caption-log.js';
 import type { StreamConfig } from '../config/schema.js';
-import type { CaptionPipelineWithStats, PipelineFactory } from './types.js';
+import { backoffDelay } from '../ingest/backoff.js';
+import type { CaptionPipelineWithStats, PipelineFactory } from '../pipeline/types.js';
 
 /** Seqs are reserved on disk in blocks of this size (see CaptionLog.reserve). */
 export const SEQ_BLOCK = 1000;
@@ -335,8 +336,7 @@ export class StreamRunner {
         });
         break;
       }
-      const base = Math.min(policy.maxDelayMs, policy.initialDelayMs * 2 ** Math.min(attempt - 1, 30));
-      const delay = Math.round(base * (0.9 + Math.random() * 0.2));
+      const delay = backoffDelay(attempt, policy.initialDelayMs, policy.maxDelayMs);
       this.restarts++;
       this.deps.metrics.reconnects.inc({ stream: this.id });
       await this.emit({

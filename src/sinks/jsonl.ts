@@ -3,8 +3,8 @@
  * caption, status), each written synchronously as one whole line, so the file is valid
  * JSONL at every moment (a reader never sees half a line unless the disk is full).
  */
-import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import type { StreamEvent } from '../events.js';
+import { SyncFile } from './sync-file.js';
 
 export interface JsonlWriterOptions {
   /** Also write token events (default true). */
@@ -13,7 +13,7 @@ export interface JsonlWriterOptions {
 
 export class JsonlWriter {
   readonly target: string;
-  private fd: number | undefined;
+  private readonly file: SyncFile | undefined;
   private readonly stdout: NodeJS.WritableStream | undefined;
   private readonly tokens: boolean;
   private _lines = 0;
@@ -23,7 +23,7 @@ export class JsonlWriter {
     this.target = target;
     this.tokens = options.tokens ?? true;
     if (target === '-') this.stdout = options.stdout ?? process.stdout;
-    else this.fd = openSync(target, 'w');
+    else this.file = new SyncFile(target);
   }
 
   get lines(): number {
@@ -36,22 +36,14 @@ export class JsonlWriter {
     if (this.stdout) {
       // process.stdout is synchronous for files and pipes on Linux.
       this.stdout.write(line);
-    } else if (this.fd !== undefined) {
-      writeSync(this.fd, line);
-    } else {
+    } else if (!this.file?.write(line)) {
       return;
     }
     this._lines++;
   }
 
+  /** Syncs and closes the file (standard output stays open). Idempotent. */
   close(): void {
-    if (this.fd === undefined) return;
-    const fd = this.fd;
-    this.fd = undefined;
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
+    this.file?.close();
   }
 }

@@ -6,9 +6,9 @@
  * segmenter declares it final. `close()` writes the cues still held (the cue in progress),
  * syncs and closes the file; it is synchronous, so a signal handler can call it.
  */
-import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import type { CaptionEvent } from '../events.js';
 import { SubtitleSegmenter, type Cue, type SegmenterOptions } from './segmenter.js';
+import { SyncFile } from './sync-file.js';
 import { srtTime, vttTime } from './timecode.js';
 
 export type SubtitleFormat = 'srt' | 'vtt';
@@ -47,15 +47,15 @@ export class SubtitleFileWriter {
   readonly path: string;
   readonly format: SubtitleFormat;
   private readonly segmenter: SubtitleSegmenter;
-  private fd: number | undefined;
+  private readonly file: SyncFile;
   private _cues = 0;
 
   constructor(path: string, format: SubtitleFormat, options: SegmenterOptions = {}) {
     this.path = path;
     this.format = format;
     this.segmenter = new SubtitleSegmenter(options);
-    this.fd = openSync(path, 'w');
-    if (format === 'vtt') writeSync(this.fd, VTT_HEADER);
+    this.file = new SyncFile(path);
+    if (format === 'vtt') this.file.write(VTT_HEADER);
   }
 
   /** Cues written so far. */
@@ -69,21 +69,13 @@ export class SubtitleFileWriter {
 
   /** Writes what is still held (the last cue ends by `streamEnd` when given), syncs and closes. Idempotent. */
   close(streamEnd?: number): void {
-    if (this.fd === undefined) return;
+    if (!this.file.isOpen) return;
     this.write(this.segmenter.flush(streamEnd));
-    const fd = this.fd;
-    this.fd = undefined;
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
+    this.file.close();
   }
 
   private write(cues: Cue[]): void {
-    if (this.fd === undefined || cues.length === 0) return;
-    const text = cues.map(this.format === 'srt' ? formatSrtCue : formatVttCue).join('');
-    writeSync(this.fd, text);
-    this._cues += cues.length;
+    if (cues.length === 0) return;
+    if (this.file.write(cues.map(this.format === 'srt' ? formatSrtCue : formatVttCue).join(''))) this._cues += cues.length;
   }
 }

@@ -2,17 +2,11 @@
 // 2 usage, 3 input, 4 model. Nothing on stdout, no stack trace, no ffmpeg left behind.
 import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEV_MODEL, FFMPEG, ensureBuilt, makeClip, processesMentioning, runCli, tempDir } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { DEV_MODEL, FFMPEG, processesMentioning, runCli, setupCliTests } from './helpers.js';
 
-const tmp = tempDir('casa-cli-errors-');
-let clip: string;
-
-beforeAll(async () => {
-  await ensureBuilt();
-  clip = await makeClip(path.join(tmp.dir, 'clip.mp4'), 2);
-}, 120_000);
-afterAll(() => tmp.cleanup());
+const tmp = setupCliTests('casa-cli-errors-', { 'clip.mp4': 2 });
+const clip = tmp.clip('clip.mp4');
 
 interface Case {
   name: string;

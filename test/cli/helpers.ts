@@ -10,8 +10,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { afterAll, beforeAll } from 'vitest';
+import { ensureBuilt } from '../server/helpers.js';
 
-export { ensureBuilt } from '../server/helpers.js';
+export { ensureBuilt };
 
 const run = promisify(execFile);
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -72,6 +74,32 @@ export function runCli(args: string[], opts: CliOptions = {}): Promise<CliResult
 export function tempDir(prefix = 'casa-cli-'): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(path.join(tmpdir(), prefix));
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** A test clip: its length in seconds, or its length and frame size (default 160x120). */
+export type ClipSpec = number | { seconds: number; size: string };
+
+/**
+ * The setup the CLI test files share: a temp dir (removed after the file's tests) and, before
+ * them, the CLI built and the clips made in the dir (`{ 'clip.mp4': 6 }`: a 6-second clip.mp4).
+ * `clip(name)` is a clip's path (the file exists once the tests run).
+ */
+export function setupCliTests(prefix: string, clips: Record<string, ClipSpec> = {}): { dir: string; clip: (name: string) => string } {
+  const tmp = tempDir(prefix);
+  beforeAll(async () => {
+    await ensureBuilt();
+    await Promise.all(
+      Object.entries(clips).map(([name, spec]) =>
+        typeof spec === 'number' ? makeClip(path.join(tmp.dir, name), spec) : makeClip(path.join(tmp.dir, name), spec.seconds, spec.size),
+      ),
+    );
+  }, 120_000);
+  afterAll(() => tmp.cleanup());
+  const clip = (name: string): string => {
+    if (!(name in clips)) throw new Error(`no clip ${name} in this test file's setup`);
+    return path.join(tmp.dir, name);
+  };
+  return { dir: tmp.dir, clip };
 }
 
 export async function ffmpeg(args: string[]): Promise<void> {

@@ -2,17 +2,11 @@
 import { cpSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEV_INSERTION, DEV_MODEL, REPO_ROOT, ensureBuilt, makeClip, readJsonl, runCli, tempDir } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { DEV_INSERTION, DEV_MODEL, REPO_ROOT, readJsonl, runCli, setupCliTests } from './helpers.js';
 
-const tmp = tempDir('casa-cli-models-');
-let clip: string;
-
-beforeAll(async () => {
-  await ensureBuilt();
-  clip = await makeClip(path.join(tmp.dir, 'clip.mp4'), 3, '320x180');
-}, 120_000);
-afterAll(() => tmp.cleanup());
+const tmp = setupCliTests('casa-cli-models-', { 'clip.mp4': { seconds: 3, size: '320x180' } });
+const clip = tmp.clip('clip.mp4');
 
 describe('casa-live models', () => {
   it('lists the bundles of a models directory and marks the default (CASA_LIVE_MODEL)', async () => {

@@ -221,7 +221,7 @@ describe('model resolution and registry', () => {
 
   it('maps config generation overrides to session options', () => {
     expect(
-      sessionOptionsFrom({ temperature: 0.2, topK: 5, maxNewTokensPerFrame: 9, maxContextTokens: 512, sinkTokens: 4, repetitionPenalty: 1.1, repetitionDecay: 0.9, repetitionClamp: 3, eosBias: 0.5, seed: -1 }),
+      sessionOptionsFrom({ temperature: 0.2, topK: 5, maxNewTokensPerFrame: 9, maxContextTokens: 512, sinkTokens: 4, repetitionPenalty: 1.1, repetitionPenaltyDecay: 0.9, repetitionCountClamp: 3, eosBias: 0.5, seed: -1 }),
     ).toEqual({
       temperature: 0.2,
       topK: 5,

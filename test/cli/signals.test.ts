@@ -2,28 +2,11 @@
 // WebVTT and JSONL files, and no ffmpeg child behind.
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  DEV_MODEL,
-  ensureBuilt,
-  ffmpegReadsSubtitles,
-  makeClip,
-  processesMentioning,
-  readJsonl,
-  spawnCli,
-  subtitlePackets,
-  tempDir,
-  waitFor,
-} from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { DEV_MODEL, ffmpegReadsSubtitles, processesMentioning, readJsonl, setupCliTests, spawnCli, subtitlePackets, waitFor } from './helpers.js';
 
-const tmp = tempDir('casa-cli-signals-');
-let clip: string;
-
-beforeAll(async () => {
-  await ensureBuilt();
-  clip = await makeClip(path.join(tmp.dir, 'long.mp4'), 30);
-}, 120_000);
-afterAll(() => tmp.cleanup());
+const tmp = setupCliTests('casa-cli-signals-', { 'long.mp4': 30 });
+const clip = tmp.clip('long.mp4');
 
 /** Child pids of `pid` (from /proc). */
 function childrenOf(pid: number): number[] {

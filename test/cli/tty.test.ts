@@ -6,19 +6,13 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Writable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CaptionDisplay } from '../../src/cli/display.js';
-import { BIN, DEV_MODEL, ensureBuilt, makeClip, tempDir } from './helpers.js';
+import { BIN, DEV_MODEL, setupCliTests } from './helpers.js';
 
 const run = promisify(execFile);
-const tmp = tempDir('casa-cli-tty-');
-let clip: string;
-
-beforeAll(async () => {
-  await ensureBuilt();
-  clip = await makeClip(path.join(tmp.dir, 'clip.mp4'), 3);
-}, 120_000);
-afterAll(() => tmp.cleanup());
+const tmp = setupCliTests('casa-cli-tty-', { 'clip.mp4': 3 });
+const clip = tmp.clip('clip.mp4');
 
 class FakeTerminal extends Writable {
   data = '';

@@ -22,47 +22,30 @@ import {
   openFrameSource,
   resolveFfmpeg,
   validateInput,
-  type Frame,
-  type FrameSource,
   type SourceOptions,
-  type SourceStatus,
 } from '../../src/ingest/index.js';
 import { InputError, UsageError } from '../../src/errors.js';
-import { ffmpeg, freePort, makeClip, sleep, tempDir, waitFor } from './helpers/media.js';
+import { ffmpeg, freePort, makeClip, sleep, tempDir, waitFor, x264Args } from './helpers/media.js';
 import { strayChildren } from './helpers/procs.js';
+import { OpenedSources, readToEnd, recordStatuses } from './helpers/sources.js';
 
 const tmp = tempDir();
-const sources: FrameSource[] = [];
+const sources = new OpenedSources();
+const open = (opts: SourceOptions) => sources.open(opts);
 let clip: string;
-
-function open(opts: SourceOptions): FrameSource {
-  const s = openFrameSource(opts);
-  sources.push(s);
-  return s;
-}
 
 beforeAll(async () => {
   clip = join(tmp.dir, 'clip.mp4');
-  await makeClip(clip, { size: '160x120', rate: 25, seconds: 4, codecArgs: ['-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p'] });
+  await makeClip(clip, { size: '160x120', rate: 25, seconds: 4, codecArgs: x264Args() });
 });
-afterEach(async () => {
-  await Promise.all(sources.splice(0).map((s) => s.stop()));
-});
+afterEach(() => sources.stopAll());
 afterAll(() => tmp.cleanup());
 
-/** Runs a source to its end; returns the error it threw (or undefined), its frames and statuses. */
-async function drain(opts: SourceOptions): Promise<{ error: unknown; frames: Frame[]; statuses: SourceStatus[]; ms: number }> {
-  const source = open(opts);
-  const statuses: SourceStatus[] = [];
-  source.on('status', (s) => statuses.push(s));
-  const frames: Frame[] = [];
+/** Runs a source to its end; returns the error it threw (or undefined), its frames, statuses and run time. */
+async function drain(opts: SourceOptions): Promise<Awaited<ReturnType<typeof readToEnd>> & { ms: number }> {
   const t0 = Date.now();
-  try {
-    for await (const f of source.frames()) frames.push(f);
-    return { error: undefined, frames, statuses, ms: Date.now() - t0 };
-  } catch (error) {
-    return { error, frames, statuses, ms: Date.now() - t0 };
-  }
+  const result = await readToEnd(open(opts));
+  return { ...result, ms: Date.now() - t0 };
 }
 
 function expectOneSentence(message: string): void {
@@ -163,8 +146,7 @@ describe('network errors', () => {
   it('live inputs retry with backoff (unlimited by default) and report each failure; stop ends it', async () => {
     const port = await freePort();
     const source = open({ input: `rtsp://127.0.0.1:${port}/x`, ...W, reconnect: { initialDelayMs: 50, maxDelayMs: 200 } });
-    const statuses: SourceStatus[] = [];
-    source.on('status', (s) => statuses.push(s));
+    const statuses = recordStatuses(source);
     const it = source.frames()[Symbol.asyncIterator]();
     const next = it.next();
     await waitFor(() => statuses.filter((s) => s.state === 'reconnecting').length >= 4, 10_000, '4 retries');
@@ -304,8 +286,7 @@ describe('no orphan ffmpeg', () => {
 
   it('after the consumer throws inside for-await', async () => {
     const source = open({ input: clip, ...W });
-    const statuses: SourceStatus[] = [];
-    source.on('status', (s) => statuses.push(s));
+    const statuses = recordStatuses(source);
     await expect(
       (async () => {
         for await (const f of source.frames()) {

@@ -4,10 +4,11 @@
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openFrameSource, type Frame, type SourceStatus } from '../../src/ingest/index.js';
-import { ffmpeg, makeClip, makeRedOverBlue, tempDir } from './helpers/media.js';
+import { openFrameSource, type Fit, type Frame, type SourceOptions } from '../../src/ingest/index.js';
+import { ffmpeg, makeClip, makeRedOverBlue, tempDir, x264Args } from './helpers/media.js';
 import { strayChildren } from './helpers/procs.js';
 import { setMp4Rotation90 } from './helpers/rotate.js';
+import { readToEnd } from './helpers/sources.js';
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
@@ -20,7 +21,7 @@ interface Clip {
   make: (file: string) => Promise<unknown>;
 }
 
-const x264 = ['-c:v', 'libx264', '-preset', 'ultrafast', '-g', '25', '-pix_fmt', 'yuv420p'];
+const x264 = x264Args(25);
 const clips: Clip[] = [
   {
     name: 'H.264 / MP4, 25 fps',
@@ -98,13 +99,12 @@ beforeAll(async () => {
   setMp4Rotation90(join(tmp.dir, 'upright.mp4'), join(tmp.dir, 'rot90.mp4'));
 }, 60_000);
 
-async function collect(opts: Parameters<typeof openFrameSource>[0]): Promise<{ frames: Frame[]; statuses: SourceStatus[]; duration: number | undefined }> {
+/** The source's duration, then all its frames and statuses (throws its error). */
+async function collect(opts: SourceOptions) {
   const source = openFrameSource(opts);
-  const statuses: SourceStatus[] = [];
-  source.on('status', (s) => statuses.push(s));
   const duration = await source.durationSeconds();
-  const frames: Frame[] = [];
-  for await (const f of source.frames()) frames.push(f);
+  const { frames, statuses, error } = await readToEnd(source);
+  if (error) throw error;
   return { frames, statuses, duration };
 }
 
@@ -137,8 +137,11 @@ describe('files: count, timing and size', () => {
   }
 });
 
+/** x0, y0, x1, y1 (x1 and y1 excluded) of a rectangle of a frame. */
+type Box = [number, number, number, number];
+
 /** Mean colour of a rectangle of an RGB frame. */
-function mean(f: Frame, x0: number, y0: number, x1: number, y1: number): [number, number, number] {
+function mean(f: Frame, [x0, y0, x1, y1]: Box): [number, number, number] {
   const s = [0, 0, 0];
   let n = 0;
   for (let y = y0; y < y1; y++) {
@@ -152,75 +155,104 @@ function mean(f: Frame, x0: number, y0: number, x1: number, y1: number): [number
   }
   return [s[0]! / n, s[1]! / n, s[2]! / n];
 }
-const isRed = (c: number[]): boolean => c[0]! > 180 && c[2]! < 70;
-const isBlue = (c: number[]): boolean => c[2]! > 180 && c[0]! < 70;
 const isBlack = (c: number[]): boolean => c[0]! < 20 && c[1]! < 20 && c[2]! < 20;
+const COLOURS = {
+  red: (c: number[]): boolean => c[0]! > 180 && c[2]! < 70,
+  blue: (c: number[]): boolean => c[2]! > 180 && c[0]! < 70,
+  black: isBlack,
+  'not black': (c: number[]): boolean => !isBlack(c),
+};
+
+/** Expects each rectangle of the frame to have its colour (by its mean). */
+function expectColours(f: Frame, boxes: Array<[keyof typeof COLOURS, Box]>): void {
+  for (const [colour, box] of boxes) expect(COLOURS[colour](mean(f, box)), `${colour} at [${box.join(', ')}]`).toBe(true);
+}
+
+interface FitCase {
+  name: string;
+  /** Made in beforeAll from the 320x240 red-over-blue clip (upright.mp4). */
+  file: 'upright.mp4' | 'rot90.mp4' | 'anamorphic.mp4';
+  width: number;
+  height: number;
+  fit: Fit;
+  maxFrames: number;
+  /** Rectangles of the first frame and their colour. */
+  colours: Array<[keyof typeof COLOURS, Box]>;
+}
+
+const fitCases: FitCase[] = [
+  {
+    name: 'upright video keeps red on top (fill)',
+    file: 'upright.mp4', width: 64, height: 64, fit: 'fill', maxFrames: 1,
+    colours: [
+      ['red', [0, 4, 64, 28]],
+      ['blue', [0, 36, 64, 60]],
+    ],
+  },
+  {
+    name: 'rotation metadata is applied: a 90° clockwise phone video puts the top (red) on the right',
+    file: 'rot90.mp4', width: 64, height: 64, fit: 'fill', maxFrames: 2,
+    colours: [
+      ['blue', [4, 0, 28, 64]],
+      ['red', [36, 0, 60, 64]],
+    ],
+  },
+  {
+    // Displayed 240x320 into 96x64 → 48x64 picture, 24 px black bars on both sides.
+    name: 'letterbox keeps the aspect ratio of the rotated (portrait) picture with bars left and right',
+    file: 'rot90.mp4', width: 96, height: 64, fit: 'letterbox', maxFrames: 1,
+    colours: [
+      ['black', [0, 0, 22, 64]],
+      ['black', [74, 0, 96, 64]],
+      ['blue', [26, 0, 46, 64]],
+      ['red', [50, 0, 70, 64]],
+    ],
+  },
+  {
+    // 320x240 red-over-blue into 64x64: scaled to 85x64, centre 64 columns kept, no bars.
+    name: 'crop fills the frame: a landscape picture into a square keeps the centre',
+    file: 'upright.mp4', width: 64, height: 64, fit: 'crop', maxFrames: 1,
+    colours: [
+      ['red', [0, 2, 64, 28]],
+      ['blue', [0, 36, 64, 62]],
+      ['not black', [0, 0, 4, 64]],
+    ],
+  },
+  {
+    // 320x240 into 64x64 → 64x48, 8 px bars.
+    name: 'letterbox of a landscape picture into a square puts bars on top and bottom',
+    file: 'upright.mp4', width: 64, height: 64, fit: 'letterbox', maxFrames: 1,
+    colours: [
+      ['black', [0, 0, 64, 7]],
+      ['black', [0, 57, 64, 64]],
+      ['red', [0, 10, 64, 30]],
+      ['blue', [0, 34, 64, 54]],
+    ],
+  },
+  {
+    // 160x240 stored, SAR 2:1 → displayed 320x240 (4:3): letterboxed into 64x64 like the upright clip.
+    name: 'anamorphic video (sample aspect ratio 2:1) is fitted by its display shape',
+    file: 'anamorphic.mp4', width: 64, height: 64, fit: 'letterbox', maxFrames: 1,
+    colours: [
+      ['black', [0, 0, 64, 7]],
+      ['red', [0, 10, 64, 30]],
+      ['not black', [0, 10, 4, 30]],
+    ],
+  },
+];
 
 describe('files: orientation and fit', () => {
-  it('upright video keeps red on top (fill)', async () => {
-    const { frames } = await collect({ input: join(tmp.dir, 'upright.mp4'), width: 64, height: 64, fit: 'fill', maxFrames: 1 });
-    expect(frames).toHaveLength(1);
-    const f = frames[0]!;
-    expect(isRed(mean(f, 0, 4, 64, 28))).toBe(true);
-    expect(isBlue(mean(f, 0, 36, 64, 60))).toBe(true);
+  beforeAll(async () => {
+    const anamorphic = ['-vf', 'scale=160:240,setsar=2/1', '-c:v', 'libx264', '-preset', 'ultrafast'];
+    await ffmpeg(['-i', join(tmp.dir, 'upright.mp4'), ...anamorphic, join(tmp.dir, 'anamorphic.mp4')]);
   });
 
-  it('rotation metadata is applied: a 90° clockwise phone video puts the top (red) on the right', async () => {
-    const { frames } = await collect({ input: join(tmp.dir, 'rot90.mp4'), width: 64, height: 64, fit: 'fill', maxFrames: 2 });
-    const f = frames[0]!;
-    expect(isBlue(mean(f, 4, 0, 28, 64))).toBe(true);
-    expect(isRed(mean(f, 36, 0, 60, 64))).toBe(true);
-  });
-
-  it('letterbox keeps the aspect ratio of the rotated (portrait) picture with bars left and right', async () => {
-    // Displayed 240x320 into 96x64 → 48x64 picture, 24 px black bars on both sides.
-    const { frames } = await collect({ input: join(tmp.dir, 'rot90.mp4'), width: 96, height: 64, fit: 'letterbox', maxFrames: 1 });
-    const f = frames[0]!;
-    expect(f.width).toBe(96);
-    expect(f.height).toBe(64);
-    expect(isBlack(mean(f, 0, 0, 22, 64))).toBe(true);
-    expect(isBlack(mean(f, 74, 0, 96, 64))).toBe(true);
-    expect(isBlue(mean(f, 26, 0, 46, 64))).toBe(true);
-    expect(isRed(mean(f, 50, 0, 70, 64))).toBe(true);
-  });
-
-  it('crop fills the frame: a landscape picture into a square keeps the centre', async () => {
-    // 320x240 red-over-blue into 64x64: scaled to 85x64, centre 64 columns kept, no bars.
-    const { frames } = await collect({ input: join(tmp.dir, 'upright.mp4'), width: 64, height: 64, fit: 'crop', maxFrames: 1 });
-    const f = frames[0]!;
-    expect(isRed(mean(f, 0, 2, 64, 28))).toBe(true);
-    expect(isBlue(mean(f, 0, 36, 64, 62))).toBe(true);
-    expect(isBlack(mean(f, 0, 0, 4, 64))).toBe(false);
-  });
-
-  it('letterbox of a landscape picture into a square puts bars on top and bottom', async () => {
-    // 320x240 into 64x64 → 64x48, 8 px bars.
-    const { frames } = await collect({ input: join(tmp.dir, 'upright.mp4'), width: 64, height: 64, fit: 'letterbox', maxFrames: 1 });
-    const f = frames[0]!;
-    expect(isBlack(mean(f, 0, 0, 64, 7))).toBe(true);
-    expect(isBlack(mean(f, 0, 57, 64, 64))).toBe(true);
-    expect(isRed(mean(f, 0, 10, 64, 30))).toBe(true);
-    expect(isBlue(mean(f, 0, 34, 64, 54))).toBe(true);
-  });
-
-  it('anamorphic video (sample aspect ratio 2:1) is fitted by its display shape', async () => {
-    // 160x240 stored, SAR 2:1 → displayed 320x240 (4:3): letterboxed into 64x64 like the upright clip.
-    const file = join(tmp.dir, 'anamorphic.mp4');
-    await ffmpeg([
-      '-i',
-      join(tmp.dir, 'upright.mp4'),
-      '-vf',
-      'scale=160:240,setsar=2/1',
-      '-c:v',
-      'libx264',
-      '-preset',
-      'ultrafast',
-      file,
-    ]);
-    const { frames } = await collect({ input: file, width: 64, height: 64, fit: 'letterbox', maxFrames: 1 });
-    const f = frames[0]!;
-    expect(isBlack(mean(f, 0, 0, 64, 7))).toBe(true);
-    expect(isRed(mean(f, 0, 10, 64, 30))).toBe(true);
-    expect(isBlack(mean(f, 0, 10, 4, 30))).toBe(false);
-  });
+  for (const c of fitCases) {
+    it(c.name, async () => {
+      const { frames } = await collect({ input: join(tmp.dir, c.file), width: c.width, height: c.height, fit: c.fit, maxFrames: c.maxFrames });
+      expect(frames).toHaveLength(c.maxFrames);
+      expect(frames[0]).toMatchObject({ width: c.width, height: c.height });
+      expectColours(frames[0]!, c.colours);
+    });
+  }
 });

@@ -6,32 +6,22 @@ import { createReadStream, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { extname, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { openFrameSource, type Frame, type FrameSource, type SourceOptions, type SourceStatus } from '../../src/ingest/index.js';
-import { ffmpeg, freePort, Helpers, makeClip, sleep, tempDir, waitFor } from './helpers/media.js';
+import type { Frame, FrameSource, SourceOptions } from '../../src/ingest/index.js';
+import { ffmpeg, freePort, Helpers, makeClip, sleep, tempDir, x264Args } from './helpers/media.js';
 import { strayChildren } from './helpers/procs.js';
+import { consume, increasing, OpenedSources } from './helpers/sources.js';
 
 const tmp = tempDir();
 const helpers = new Helpers();
-const sources: FrameSource[] = [];
+const sources = new OpenedSources();
+const open = (opts: SourceOptions) => sources.open(opts);
 let clip: string;
 let http: Server;
 let httpPort: number;
 
-function open(opts: SourceOptions): FrameSource {
-  const s = openFrameSource(opts);
-  sources.push(s);
-  return s;
-}
-
 beforeAll(async () => {
   clip = join(tmp.dir, 'clip.mp4');
-  await makeClip(clip, {
-    size: '320x240',
-    rate: 25,
-    seconds: 4,
-    codecArgs: ['-c:v', 'libx264', '-preset', 'ultrafast', '-g', '10', '-pix_fmt', 'yuv420p'],
-    extra: ['-movflags', '+faststart'],
-  });
+  await makeClip(clip, { size: '320x240', rate: 25, seconds: 4, codecArgs: x264Args(10), extra: ['-movflags', '+faststart'] });
   await ffmpeg(['-i', clip, '-c', 'copy', '-f', 'mpegts', join(tmp.dir, 'clip.ts')]);
   await ffmpeg([
     '-i',
@@ -63,7 +53,7 @@ beforeAll(async () => {
   httpPort = (http.address() as { port: number }).port;
 });
 afterEach(async () => {
-  await Promise.all(sources.splice(0).map((s) => s.stop()));
+  await sources.stopAll();
   await helpers.killAll();
 });
 afterAll(async () => {
@@ -72,15 +62,11 @@ afterAll(async () => {
   tmp.cleanup();
 });
 
-async function drain(source: FrameSource, delayMs = 0): Promise<{ frames: Frame[]; statuses: SourceStatus[] }> {
-  const statuses: SourceStatus[] = [];
-  source.on('status', (s) => statuses.push(s));
-  const frames: Frame[] = [];
-  for await (const f of source.frames()) {
-    frames.push(f);
-    if (delayMs) await sleep(delayMs);
-  }
-  return { frames, statuses };
+/** Reads the source to its end (throws its error), taking `delayMs` per frame. */
+async function drain(source: FrameSource, delayMs = 0): Promise<ReturnType<typeof consume>> {
+  const reading = consume(source, delayMs);
+  await reading.done;
+  return reading;
 }
 
 /** Takes `n` frames from a live source, then stops it. */
@@ -95,30 +81,32 @@ async function take(source: FrameSource, n: number, timeoutMs = 15_000): Promise
   return frames;
 }
 
-const increasing = (frames: Frame[]): boolean => frames.every((f, i) => i === 0 || f.ptsSeconds > frames[i - 1]!.ptsSeconds);
-
 describe('network inputs', () => {
-  it('RTMP (ffmpeg serving with -listen 1)', async () => {
-    const port = await freePort();
-    const url = `rtmp://127.0.0.1:${port}/live/cam`;
-    helpers.ffmpeg(['-re', '-stream_loop', '-1', '-i', clip, '-c', 'copy', '-f', 'flv', '-listen', '1', url]);
-    const source = open({ input: url, width: 64, height: 48, fps: 4, reconnect: { initialDelayMs: 100, maxDelayMs: 300 } });
-    expect(source.kind).toBe('live');
-    const frames = await take(source, 4);
-    expect(frames).toHaveLength(4);
-    expect(increasing(frames)).toBe(true);
-    expect(strayChildren(helpers.pids)).toEqual([]);
-  });
-
-  it('SRT (ffmpeg as listener)', async () => {
-    const port = await freePort();
-    helpers.ffmpeg(['-re', '-stream_loop', '-1', '-i', clip, '-c', 'copy', '-f', 'mpegts', `srt://127.0.0.1:${port}?mode=listener`]);
-    const source = open({ input: `srt://127.0.0.1:${port}`, width: 64, height: 48, fps: 4, reconnect: { initialDelayMs: 100, maxDelayMs: 300 } });
-    const frames = await take(source, 4);
-    expect(frames).toHaveLength(4);
-    expect(increasing(frames)).toBe(true);
-    expect(strayChildren(helpers.pids)).toEqual([]);
-  });
+  /** Servers that ffmpeg plays: the looping clip served at `serve(port)`, read from `url(port)`. */
+  const served = [
+    {
+      name: 'RTMP (ffmpeg serving with -listen 1)',
+      serve: (port: number) => ['-f', 'flv', '-listen', '1', `rtmp://127.0.0.1:${port}/live/cam`],
+      url: (port: number) => `rtmp://127.0.0.1:${port}/live/cam`,
+    },
+    {
+      name: 'SRT (ffmpeg as listener)',
+      serve: (port: number) => ['-f', 'mpegts', `srt://127.0.0.1:${port}?mode=listener`],
+      url: (port: number) => `srt://127.0.0.1:${port}`,
+    },
+  ];
+  for (const server of served) {
+    it(server.name, async () => {
+      const port = await freePort();
+      helpers.ffmpeg(['-re', '-stream_loop', '-1', '-i', clip, '-c', 'copy', ...server.serve(port)]);
+      const source = open({ input: server.url(port), width: 64, height: 48, fps: 4, reconnect: { initialDelayMs: 100, maxDelayMs: 300 } });
+      expect(source.kind).toBe('live');
+      const frames = await take(source, 4);
+      expect(frames).toHaveLength(4);
+      expect(increasing(frames)).toBe(true);
+      expect(strayChildren(helpers.pids)).toEqual([]);
+    });
+  }
 
   it('MPEG-TS over UDP', async () => {
     const port = await freePort();

@@ -7,9 +7,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { openFrameSource, type Frame, type FrameSource, type SourceStatus } from '../../src/ingest/index.js';
-import { freePort, Helpers, makeClip, sleep, tempDir, waitFor } from './helpers/media.js';
+import type { SourceOptions } from '../../src/ingest/index.js';
+import { freePort, Helpers, makeClip, sleep, tempDir, waitFor, x264Args } from './helpers/media.js';
 import { strayChildren } from './helpers/procs.js';
+import { consume, increasing, OpenedSources } from './helpers/sources.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const tmp = tempDir();
@@ -19,22 +20,12 @@ let clip: string;
 beforeAll(async () => {
   clip = join(tmp.dir, 'live.mp4');
   // Short GOP so that a player joining mid-stream decodes within 0.4 s.
-  await makeClip(clip, {
-    size: '320x240',
-    rate: 25,
-    seconds: 4,
-    codecArgs: ['-c:v', 'libx264', '-preset', 'ultrafast', '-g', '10', '-pix_fmt', 'yuv420p'],
-  });
+  await makeClip(clip, { size: '320x240', rate: 25, seconds: 4, codecArgs: x264Args(10) });
 });
-const sources: FrameSource[] = [];
-/** Opens a source that afterEach stops even when the test failed half-way. */
-function open(opts: Parameters<typeof openFrameSource>[0]): FrameSource {
-  const s = openFrameSource(opts);
-  sources.push(s);
-  return s;
-}
+const sources = new OpenedSources();
+const open = (opts: SourceOptions) => sources.open(opts);
 afterEach(async () => {
-  await Promise.all(sources.splice(0).map((s) => s.stop()));
+  await sources.stopAll();
   await helpers.killAll();
 });
 afterAll(() => tmp.cleanup());
@@ -68,27 +59,6 @@ function startPublisher(url: string, transport: 'tcp' | 'udp' = 'tcp'): ChildPro
   return helpers.ffmpeg(['-re', '-stream_loop', '-1', '-i', clip, '-an', '-c', 'copy', '-f', 'rtsp', '-rtsp_transport', transport, url]);
 }
 
-/** Pulls frames in the background into `frames`, at the consumer speed given. */
-function consume(source: FrameSource, delayMs = 0): { frames: Frame[]; done: Promise<unknown> } {
-  const frames: Frame[] = [];
-  const done = (async () => {
-    for await (const f of source.frames()) {
-      frames.push(f);
-      if (delayMs) await sleep(delayMs);
-    }
-  })();
-  done.catch(() => {});
-  return { frames, done };
-}
-
-function recordStatuses(source: FrameSource): SourceStatus[] {
-  const list: SourceStatus[] = [];
-  source.on('status', (s) => list.push({ ...s, at: Date.now() } as SourceStatus));
-  return list;
-}
-
-const increasing = (frames: Frame[]): boolean => frames.every((f, i) => i === 0 || f.ptsSeconds > frames[i - 1]!.ptsSeconds);
-
 describe('RTSP over TCP (default transport)', () => {
   it('delivers frames with stream timestamps, and a slow consumer drops to the newest frame', async () => {
     const port = await freePort();
@@ -96,9 +66,8 @@ describe('RTSP over TCP (default transport)', () => {
     startPublisher(`rtsp://127.0.0.1:${port}/live`);
     const source = open({ input: `rtsp://127.0.0.1:${port}/live`, width: 64, height: 48, fps: 5, reconnect: { initialDelayMs: 100, maxDelayMs: 400 } });
     expect(source.kind).toBe('live');
-    const statuses = recordStatuses(source);
     // The publisher may not have announced yet: the first attempts can meet 404, then retry.
-    const { frames } = consume(source, 0);
+    const { frames, statuses } = consume(source, 0);
     await waitFor(() => frames.length >= 5, 15_000, '5 frames');
     expect(increasing(frames)).toBe(true);
     const gaps = frames.slice(1).map((f, i) => f.ptsSeconds - frames[i]!.ptsSeconds);
@@ -132,8 +101,7 @@ describe('RTSP over TCP (default transport)', () => {
       fps: 5,
       reconnect: { initialDelayMs: 200, maxDelayMs: 800 },
     });
-    const statuses = recordStatuses(source);
-    const { frames } = consume(source);
+    const { frames, statuses } = consume(source);
     await waitFor(() => frames.length >= 4, 15_000, 'first frames');
 
     const mark = statuses.length;
@@ -180,15 +148,14 @@ describe('RTSP over TCP (default transport)', () => {
       ioTimeoutMs: 60_000, // ffmpeg's own timeout must not be what ends it
       reconnect: { initialDelayMs: 100, maxDelayMs: 300 },
     });
-    const statuses = recordStatuses(source);
-    const { frames } = consume(source);
+    const { frames, statuses } = consume(source);
     await waitFor(() => frames.length >= 3, 15_000, 'first frames');
 
     relay.kill('SIGSTOP');
     const stoppedAt = Date.now();
     const since = statuses.length;
     await waitFor(() => statuses.slice(since).some((s) => s.state === 'reconnecting'), stallTimeoutMs + 3000, 'stall detection');
-    const stall = statuses.slice(since).find((s) => s.state === 'reconnecting')! as SourceStatus & { at: number };
+    const stall = statuses.slice(since).find((s) => s.state === 'reconnecting')!;
     const elapsed = stall.at - stoppedAt;
     expect(stall.code).toBe('stalled');
     expect(stall.reason).toMatch(/stalled/);

@@ -1,6 +1,17 @@
 /** Pure parts: inputs, the ffmpeg command line, stderr parsing, failure classification, backoff. */
 import { describe, expect, it } from 'vitest';
-import { backoffDelay, classifyInput, redactUrl, validateInput } from '../../src/ingest/index.js';
+import {
+  backoffDelay,
+  classifyInput,
+  ConnectionRefusedError,
+  ProtocolUnavailableError,
+  reconnectPolicy,
+  redactUrl,
+  StreamDroppedError,
+  validateInput,
+  type IngestError,
+  type SourceKind,
+} from '../../src/ingest/index.js';
 import { buildFfmpegArgs, buildFilterGraph } from '../../src/ingest/ffmpeg-args.js';
 import { classifyFailure, lastMeaningful, parseDurationLine, parseShowinfoLine } from '../../src/ingest/ffmpeg-stderr.js';
 
@@ -98,5 +109,50 @@ describe('backoff', () => {
       expect(d).toBeGreaterThanOrEqual(1000);
       expect(d).toBeLessThanOrEqual(2000);
     }
+  });
+
+  it('never goes above the cap: any attempt, any jitter, a cap below the first delay, a fractional cap', () => {
+    const settings: Array<[number, number]> = [[500, 30_000], [50, 100], [1000, 300], [0, 1000], [333, 1000.5]];
+    for (const attempt of [1, 2, 5, 10, 31, 64, 1100, Number.MAX_SAFE_INTEGER]) {
+      for (const r of [0, 0.5, 0.999999, 1]) {
+        for (const [initial, max] of settings) {
+          const d = backoffDelay(attempt, initial, max, () => r);
+          expect(d, `attempt ${attempt}, random ${r}, ${initial} → ${max}`).toBeLessThanOrEqual(max);
+          expect(d).toBeGreaterThanOrEqual(0);
+        }
+      }
+    }
+    expect(backoffDelay(1, 1000, 300, () => 0.999999)).toBe(300);
+  });
+
+  it('jitters within [d/2, d] of the capped delay d, over the whole range', () => {
+    expect(backoffDelay(20, 500, 10_000, () => 0)).toBe(5000);
+    expect(backoffDelay(20, 500, 10_000, () => 0.999999)).toBe(10_000);
+    const samples = Array.from({ length: 2000 }, () => backoffDelay(2, 500, 10_000));
+    for (const d of samples) {
+      expect(d).toBeGreaterThanOrEqual(500);
+      expect(d).toBeLessThanOrEqual(1000);
+    }
+    expect(Math.min(...samples)).toBeLessThan(600);
+    expect(Math.max(...samples)).toBeGreaterThan(900);
+  });
+});
+
+describe('reconnect policy', () => {
+  const policy = reconnectPolicy({ initialDelayMs: 100, maxDelayMs: 1000, maxRetries: 3 }, () => 0.999999);
+  const refused = new ConnectionRefusedError('rtsp://h/s', 'h:554');
+  const delay = (kind: SourceKind, consecutive: number, error: IngestError = refused) => policy.retryDelay({ error, kind, consecutive, frames: 0 });
+
+  it('retries live inputs and devices with the backoff, up to maxRetries failures in a row', () => {
+    expect([1, 2, 3].map((n) => delay('live', n))).toEqual([100, 200, 400]);
+    expect(delay('device', 1)).toBe(100);
+    expect(delay('live', 4)).toBeUndefined();
+    expect(delay('live', 1, new StreamDroppedError('rtsp://h/s', 'the stream ended'))).toBe(100);
+  });
+
+  it('never retries files, stdin, or an ffmpeg that cannot read the protocol', () => {
+    expect(delay('file', 1)).toBeUndefined();
+    expect(delay('stdin', 1)).toBeUndefined();
+    expect(delay('live', 1, new ProtocolUnavailableError('rtsps://h/s', 'rtsps', '/usr/bin/ffmpeg'))).toBeUndefined();
   });
 });

@@ -110,6 +110,19 @@ describe('stream API', () => {
     expect((await getJson(`${base}/v1/streams/cam1`, 'nope-nope-nope-nope-nope', { method: 'DELETE' })).status).toBe(401);
   });
 
+  it('answers a method a route does not take with 405 and the methods it does, before any token check', async () => {
+    const one = await fetch(`${base}/v1/streams/cam1`, { method: 'PATCH' });
+    expect(one.status).toBe(405);
+    expect(one.headers.get('allow')).toBe('GET, PUT, DELETE');
+    expect(await one.json()).toEqual({ error: 'method PATCH not allowed' });
+    const list = await fetch(`${base}/v1/streams`, { method: 'DELETE' });
+    expect(list.status).toBe(405);
+    expect(list.headers.get('allow')).toBe('GET, POST');
+    expect((await fetch(`${base}/healthz`, { method: 'POST' })).headers.get('allow')).toBe('GET, HEAD');
+    const none = await getJson(`${base}/v1/nope`, TOKEN);
+    expect(none).toEqual({ status: 404, body: { error: 'no route for /v1/nope' } });
+  });
+
   it('validates a new stream and names the bad field', async () => {
     const bad = await getJson(`${base}/v1/streams`, ADMIN, { method: 'POST', body: JSON.stringify({ id: 'cam9', input: 'rtps://host/x', fps: -1 }) });
     expect(bad.status).toBe(400);

@@ -4,7 +4,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigInvalidError, loadConfig, parseConfig, validateStreamInput } from '../../src/config/index.js';
+import { ConfigInvalidError, loadConfig, parseConfig, parseStream, validateStreamInput } from '../../src/config/index.js';
 import { validateInput } from '../../src/ingest/index.js';
 import { runConfigCheck } from '../../src/server/index.js';
 import { removeDir, tmpDir } from './helpers.js';
@@ -187,6 +187,54 @@ streams:
 
   it('reports YAML syntax errors with their line', () => {
     expect(problemsOf('streams:\n  - id: a\n   input: [x\n')[0]).toMatch(/^\(config\): YAML syntax error: .*\(line \d\)$/);
+  });
+});
+
+describe('renamed generation fields (the engine\'s names; the old ones deprecated)', () => {
+  const parse = (text: string) => parseConfig(text, { configPath: path.join(dir, 'x.yaml'), env: {} });
+
+  it('take the engine\'s names without a warning', () => {
+    const config = parse('auth: { required: false }\ndefaults: { generation: { repetitionPenaltyDecay: 0.9, repetitionCountClamp: 3 } }\n');
+    expect(config.defaults.generation).toEqual({ repetitionPenaltyDecay: 0.9, repetitionCountClamp: 3 });
+    expect(config.warnings).toEqual([]);
+  });
+
+  it('accept the old names under the engine\'s, with a warning each naming the field and its line', () => {
+    const config = parse(`auth: { required: false }
+defaults:
+  generation:
+    repetitionPenaltyDecay: 0.9
+    repetitionClamp: 3
+streams:
+  - id: cam1
+    input: rtsp://h/x
+    generation:
+      repetitionDecay: 0.5
+`);
+    expect(config.defaults.generation).toEqual({ repetitionPenaltyDecay: 0.9, repetitionCountClamp: 3 });
+    // The stream's old name overrides the default's new one.
+    expect(config.streams[0]!.generation).toEqual({ repetitionPenaltyDecay: 0.5, repetitionCountClamp: 3 });
+    expect(config.warnings).toEqual([
+      { path: 'defaults.generation.repetitionClamp', message: 'is deprecated: rename it to repetitionCountClamp', line: 5 },
+      { path: 'streams[0].generation.repetitionDecay', message: 'is deprecated: rename it to repetitionPenaltyDecay', line: 10 },
+    ]);
+  });
+
+  it('refuse an old and a new name together', () => {
+    expect(problemsOf(`auth: { required: false }
+streams:
+  - id: cam1
+    input: rtsp://h/x
+    generation: { repetitionClamp: 3, repetitionCountClamp: 4 }
+`)).toEqual(['streams[0].generation.repetitionClamp: is the old name of repetitionCountClamp; give only repetitionCountClamp (line 5)']);
+  });
+
+  it('in a stream added through the HTTP API: the old name is renamed, both names are refused', () => {
+    const config = parse('auth: { required: false }\n');
+    expect(parseStream({ id: 'b', input: 'rtsp://h/y', generation: { repetitionDecay: 0.7 } }, config).stream?.generation).toEqual({ repetitionPenaltyDecay: 0.7 });
+    expect(parseStream({ id: 'b', input: 'rtsp://h/y', generation: { repetitionDecay: 0.7, repetitionPenaltyDecay: 0.7 } }, config).problems).toEqual([
+      { path: 'generation.repetitionDecay', message: 'is the old name of repetitionPenaltyDecay; give only repetitionPenaltyDecay' },
+    ]);
   });
 });
 

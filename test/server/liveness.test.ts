@@ -6,7 +6,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { CasaServer, type PipelineFactory } from '../../src/server/index.js';
 import { loadConfig } from '../../src/config/index.js';
 import { silentLogger } from '../../src/logger.js';
-import type { CaptionPipeline } from '../../src/pipeline-types.js';
+import type { CaptionPipeline } from '../../src/pipeline/types.js';
 import { scriptedFactory } from './fixtures/scripted-pipeline.mjs';
 import { TOKEN, TestClient, removeDir, tmpDir, writeConfig } from './helpers.js';
 

@@ -6,6 +6,7 @@
  */
 import { bundleInfo, inWorker, TOKENS_PER_FRAME, type SuiteOutput, type Target } from '../common.js';
 import type { SuiteContext } from '../context.js';
+import type { FrameStream } from '../inputs.js';
 import { linearFit, median, medianSeries, max, min, round, rollingMedian } from '../stats.js';
 import { COLORS, lineChart } from '../svg.js';
 import type { StreamResult, StreamTask } from '../tasks.js';
@@ -37,8 +38,43 @@ function windowMedian(frameMs: readonly number[], from: number, to: number): num
 }
 
 export async function runB1(ctx: SuiteContext, params: B1Params = b1Params(ctx.opts.quick)): Promise<SuiteOutput> {
-  const { opts, log } = ctx;
   const stream = await ctx.stream();
+  const { casaRuns, insRuns } = await b1Runs(ctx, params, stream);
+  const N = params.frames;
+  const casa = casaFigures(casaRuns, N);
+  const ins = insertionFigures(insRuns, N);
+  return {
+    config: b1Config(ctx, params, stream),
+    results: {
+      casa: {
+        frameMsAt50: round(casa.at50, 2),
+        [`frameMsAt${N}`]: round(casa.atN, 2),
+        ratio: round(casa.ratio, 3),
+        ratioPerRun: casa.ratios.map((x) => round(x, 3)),
+        runsUsed: casa.used.map((r) => casaRuns.indexOf(r) + 1),
+        othersCpuPercentAt50AndN: casaRuns.map((r) => [othersCpu(r, 50), othersCpu(r, N)]),
+        maxKvBytes: casa.maxKv,
+        maxKvTokens: casa.maxKvTokens,
+        kvCapacityBytes: casa.capMax,
+        kvCapacityConstant: casa.capConst,
+        rssGrowthBytes50toN: casa.rssGrowth,
+        evictions: casaRuns.map((r) => r.evictions),
+        wallSeconds: casaRuns.map((r) => r.wallSeconds),
+      },
+      insertion: insertionResults(insRuns, ins, N),
+    },
+    targets: b1Targets(casa, ins, N, insRuns.length),
+    notes: b1Notes(ctx, stream, N),
+    samples: {
+      casa: casaRuns.map((r) => ({ model: r.model, cpuSegments: r.cpuSegments, frameMs: r.frameMs, kvBytes: r.kvBytes, kvTokens: r.kvTokens, kvCapacityBytes: r.kvCapacityBytes[0], rss: r.rss, promptTokens: r.promptTokens, graphRuns: r.graphRuns, textTokensFed: r.textTokensFed, sampledTokens: r.sampledTokens })),
+      insertion: insRuns.map((r) => ({ model: r.model, cpuSegments: r.cpuSegments, frameMs: r.frameMs, kvBytes: r.kvBytes, kvTokens: r.kvTokens, kvCapacityChanges: capacityChanges(r.kvCapacityBytes), rss: r.rss, promptTokens: r.promptTokens, graphRuns: r.graphRuns, textTokensFed: r.textTokensFed, sampledTokens: r.sampledTokens, stoppedBecause: r.stoppedBecause })),
+    },
+  };
+}
+
+/** The runs, alternated (CASA, insertion, CASA, …), each in a fresh worker process. */
+async function b1Runs(ctx: SuiteContext, params: B1Params, stream: FrameStream): Promise<{ casaRuns: StreamResult[]; insRuns: StreamResult[] }> {
+  const { opts, log } = ctx;
   const base = { kind: 'stream' as const, framesPath: stream.framesPath, width: stream.width, height: stream.height, frames: params.frames, tokens: TOKENS_PER_FRAME, rssEvery: params.rssEvery };
   const casaRuns: StreamResult[] = [];
   const insRuns: StreamResult[] = [];
@@ -56,154 +92,167 @@ export async function runB1(ctx: SuiteContext, params: B1Params = b1Params(ctx.o
       insRuns.push(await inWorker<StreamResult>(log, 'B1 insertion', task));
     }
   }
-  const N = params.frames;
-  const at50 = (r: StreamResult): number => windowMedian(r.frameMs, 40, 60);
-  const atN = (r: StreamResult): number => windowMedian(r.frameMs, N - 20, N);
+  return { casaRuns, insRuns };
+}
+
+const at50 = (r: StreamResult): number => windowMedian(r.frameMs, 40, 60);
+const atFrame = (r: StreamResult, N: number): number => windowMedian(r.frameMs, N - 20, N);
+/** Other processes' CPU in the 100-frame segment holding `frame`. */
+const othersCpu = (r: StreamResult, frame: number): number | null => r.cpuSegments.find((g) => g.toFrame >= frame)?.othersPercent ?? null;
+/** Process RSS at the first sample at or after `frame`. */
+const rssAt = (r: StreamResult, frame: number): number => (r.rss.find(([f]) => f >= frame) ?? r.rss[r.rss.length - 1] ?? [0, NaN])[1];
+
+/** The CASA runs: frame time at 50 and N frames (from the runs the machine left quiet), KV and RSS. */
+function casaFigures(casaRuns: StreamResult[], N: number) {
   // Other processes' CPU in the 100-frame segments holding the two windows: a busy machine
   // makes those frame times noisy (the runs are reported, but not used for the headline).
-  const others = (r: StreamResult, frame: number): number | null => r.cpuSegments.find((g) => g.toFrame >= frame)?.othersPercent ?? null;
-  const quiet = (r: StreamResult): boolean => [50, N].every((fr) => (others(r, fr) ?? 0) <= DISTURBED_PERCENT);
-  const casaRatios = casaRuns.map((r) => atN(r) / at50(r));
-  const casaUsed = casaRuns.filter(quiet).length ? casaRuns.filter(quiet) : casaRuns;
-  const casaAt50 = median(casaUsed.map(at50));
-  const casaAtN = median(casaUsed.map(atN));
-  const casaRatio = median(casaUsed.map((r) => atN(r) / at50(r)));
-  const casaMaxKv = max(casaRuns.flatMap((r) => r.kvBytes));
-  const casaCapacity = casaRuns.flatMap((r) => r.kvCapacityBytes);
-  const casaCapMax = max(casaCapacity);
-  const casaCapConst = max(casaCapacity) === min(casaCapacity);
-  const casaMaxKvTokens = max(casaRuns.flatMap((r) => r.kvTokens));
-  const casaRss = (r: StreamResult, frame: number): number => (r.rss.find(([f]) => f >= frame) ?? r.rss[r.rss.length - 1] ?? [0, NaN])[1];
-  const casaRssGrowth = median(casaRuns.map((r) => casaRss(r, N) - casaRss(r, 50)));
+  const quiet = (r: StreamResult): boolean => [50, N].every((fr) => (othersCpu(r, fr) ?? 0) <= DISTURBED_PERCENT);
+  const ratios = casaRuns.map((r) => atFrame(r, N) / at50(r));
+  const used = casaRuns.filter(quiet).length ? casaRuns.filter(quiet) : casaRuns;
+  const capacity = casaRuns.flatMap((r) => r.kvCapacityBytes);
+  return {
+    ratios,
+    used,
+    at50: median(used.map(at50)),
+    atN: median(used.map((r) => atFrame(r, N))),
+    ratio: median(used.map((r) => atFrame(r, N) / at50(r))),
+    maxKv: max(casaRuns.flatMap((r) => r.kvBytes)),
+    capMax: max(capacity),
+    capConst: max(capacity) === min(capacity),
+    maxKvTokens: max(casaRuns.flatMap((r) => r.kvTokens)),
+    rssGrowth: median(casaRuns.map((r) => rssAt(r, N) - rssAt(r, 50))),
+  };
+}
 
-  // Insertion: the median over runs per frame up to N, then the extended run alone.
+/** The insertion runs: the median over runs per frame up to N, then the extended run alone. */
+function insertionFigures(insRuns: StreamResult[], N: number) {
   const insMedian = medianSeries(insRuns.map((r) => r.frameMs.slice(0, N)));
   const extended = insRuns[0] && insRuns[0].frames > N ? insRuns[0] : undefined;
-  const insSeries = extended ? insMedian.concat(extended.frameMs.slice(N)) : insMedian;
-  const smooth = rollingMedian(insSeries, 21);
-  const crossIdx = smooth.findIndex((v) => v > REALTIME_MS);
+  const series = extended ? insMedian.concat(extended.frameMs.slice(N)) : insMedian;
   const fitFrom = Math.floor(insMedian.length / 2);
   const fit = linearFit(
     insMedian.slice(fitFrom).map((_, i) => fitFrom + i + 1),
     insMedian.slice(fitFrom),
   );
-  let realtime: { frame: number; how: 'measured' | 'extrapolated'; detail: string };
-  if (crossIdx >= 0) {
-    realtime = { frame: crossIdx + 1, how: 'measured', detail: `first frame where the 21-frame rolling median of the insertion frame time exceeds ${REALTIME_MS} ms` };
-  } else {
-    const frame = Math.ceil((REALTIME_MS - fit.intercept) / fit.slope);
-    realtime = {
-      frame,
-      how: 'extrapolated',
-      detail: `not reached in ${insSeries.length} measured frames; linear fit of frames ${fitFrom + 1}-${insMedian.length} (slope ${round(fit.slope * 1000, 2)} ms per 1000 frames, r² ${round(fit.r2, 4)}) extrapolated to ${REALTIME_MS} ms`,
-    };
-  }
-  const insKv = medianSeries(insRuns.map((r) => r.kvBytes.slice(0, N)));
-  const kvFit = linearFit(insKv.map((_, i) => i + 1), insKv);
-  const kvAll = extended ? insKv.concat(extended.kvBytes.slice(N)) : insKv;
+  const kv = medianSeries(insRuns.map((r) => r.kvBytes.slice(0, N)));
+  const kvFit = linearFit(kv.map((_, i) => i + 1), kv);
+  const kvAll = extended ? kv.concat(extended.kvBytes.slice(N)) : kv;
   const kvCrossIdx = kvAll.findIndex((v) => v >= KV_BUDGET_BYTES);
-  const kvCross =
-    kvCrossIdx >= 0
-      ? { frame: kvCrossIdx + 1, how: 'measured' as const }
-      : { frame: Math.ceil((KV_BUDGET_BYTES - kvFit.intercept) / kvFit.slope), how: 'extrapolated' as const };
-  const insCapAll = extended ? extended.kvCapacityBytes : (insRuns[0]?.kvCapacityBytes ?? []);
-  const capCrossIdx = insCapAll.findIndex((v) => v >= KV_BUDGET_BYTES);
-  const insAt50 = median(insRuns.map(at50));
-  const insAtN = median(insRuns.map(atN));
-  const insRssAtN = median(insRuns.map((r) => casaRss(r, N)));
-  const insRss50 = median(insRuns.map((r) => casaRss(r, 50)));
-  const bytesPerFrame = kvFit.slope;
+  const capAll = extended ? extended.kvCapacityBytes : (insRuns[0]?.kvCapacityBytes ?? []);
+  return {
+    extended,
+    series,
+    fit,
+    realtime: realtimeLoss(series, insMedian.length, fitFrom, fit),
+    kv,
+    kvCross:
+      kvCrossIdx >= 0
+        ? { frame: kvCrossIdx + 1, how: 'measured' as const }
+        : { frame: Math.ceil((KV_BUDGET_BYTES - kvFit.intercept) / kvFit.slope), how: 'extrapolated' as const },
+    capCrossIdx: capAll.findIndex((v) => v >= KV_BUDGET_BYTES),
+    at50: median(insRuns.map(at50)),
+    atN: median(insRuns.map((r) => atFrame(r, N))),
+    rssAtN: median(insRuns.map((r) => rssAt(r, N))),
+    rss50: median(insRuns.map((r) => rssAt(r, 50))),
+    bytesPerFrame: kvFit.slope,
+  };
+}
 
-  const targets: Target[] = [
+/** Where insertion loses real time: measured on the smoothed series, else extrapolated from the fit. */
+function realtimeLoss(
+  series: number[],
+  medianFrames: number,
+  fitFrom: number,
+  fit: ReturnType<typeof linearFit>,
+): { frame: number; how: 'measured' | 'extrapolated'; detail: string } {
+  const crossIdx = rollingMedian(series, 21).findIndex((v) => v > REALTIME_MS);
+  if (crossIdx >= 0) {
+    return { frame: crossIdx + 1, how: 'measured', detail: `first frame where the 21-frame rolling median of the insertion frame time exceeds ${REALTIME_MS} ms` };
+  }
+  return {
+    frame: Math.ceil((REALTIME_MS - fit.intercept) / fit.slope),
+    how: 'extrapolated',
+    detail: `not reached in ${series.length} measured frames; linear fit of frames ${fitFrom + 1}-${medianFrames} (slope ${round(fit.slope * 1000, 2)} ms per 1000 frames, r² ${round(fit.r2, 4)}) extrapolated to ${REALTIME_MS} ms`,
+  };
+}
+
+function insertionResults(insRuns: StreamResult[], ins: ReturnType<typeof insertionFigures>, N: number): Record<string, unknown> {
+  return {
+    frameMsAt50: round(ins.at50, 2),
+    [`frameMsAt${N}`]: round(ins.atN, 2),
+    growth: round(ins.atN / ins.at50, 2),
+    frameMsSlopePer1000Frames: round(ins.fit.slope * 1000, 2),
+    kvBytesPerFrame: round(ins.bytesPerFrame, 1),
+    [`kvBytesAt${N}`]: ins.kv[N - 1] ?? null,
+    [`rssBytesAt${N}`]: ins.rssAtN,
+    rssGrowthBytes50toN: ins.rssAtN - ins.rss50,
+    framesMeasured: ins.series.length,
+    extendedRunStoppedBecause: ins.extended?.stoppedBecause ?? insRuns[0]?.stoppedBecause ?? null,
+    realtimeLostAtFrame: ins.realtime.frame,
+    realtimeLostHow: ins.realtime.how,
+    realtimeLostDetail: ins.realtime.detail,
+    realtimeLostAtStreamMinutes: round(ins.realtime.frame / 2 / 60, 1),
+    kvBudgetCrossedAtFrame: ins.kvCross.frame,
+    kvBudgetCrossedHow: ins.kvCross.how,
+    kvAllocatedReachedBudgetAtFrame: ins.capCrossIdx >= 0 ? ins.capCrossIdx + 1 : null,
+    wallSeconds: insRuns.map((r) => r.wallSeconds),
+    othersCpuPercentMaxPerRun: insRuns.map((r) => max(r.cpuSegments.map((g) => g.othersPercent ?? 0))),
+  };
+}
+
+function b1Targets(casa: ReturnType<typeof casaFigures>, ins: ReturnType<typeof insertionFigures>, N: number, insRunCount: number): Target[] {
+  return [
     {
       name: `CASA per-frame time at ${N} frames / at 50 frames`,
       target: '≤ 1.2',
-      value: round(casaRatio, 3),
-      met: casaRatio <= 1.2,
-      ...(casaRatio <= 1.2 ? {} : { note: 'CASA per-frame work is bounded by the cap; a rise means the machine was busier late in the run (see the per-run ratios)' }),
+      value: round(casa.ratio, 3),
+      met: casa.ratio <= 1.2,
+      ...(casa.ratio <= 1.2 ? {} : { note: 'CASA per-frame work is bounded by the cap; a rise means the machine was busier late in the run (see the per-run ratios)' }),
     },
     {
       name: 'CASA KV bytes bounded by the cap',
-      target: `max KV bytes in use ≤ allocated (${casaCapMax} B, fixed by the cap)`,
-      value: casaMaxKv,
+      target: `max KV bytes in use ≤ allocated (${casa.capMax} B, fixed by the cap)`,
+      value: casa.maxKv,
       unit: 'bytes',
-      met: casaMaxKv <= casaCapMax && casaCapConst,
+      met: casa.maxKv <= casa.capMax && casa.capConst,
     },
     {
       name: 'insertion growth measured',
       target: 'per-frame time and KV bytes against frames',
-      value: `${round(insAtN / insAt50, 2)}× time from 50 to ${N} frames; +${round(bytesPerFrame / 1024, 2)} KiB KV per frame`,
-      met: insRuns.length > 0,
+      value: `${round(ins.atN / ins.at50, 2)}× time from 50 to ${N} frames; +${round(ins.bytesPerFrame / 1024, 2)} KiB KV per frame`,
+      met: insRunCount > 0,
     },
   ];
+}
+
+function b1Config(ctx: SuiteContext, params: B1Params, stream: FrameStream): Record<string, unknown> {
+  const { opts } = ctx;
   return {
-    config: {
-      frames: N,
-      casaRepeats: params.casaRepeats,
-      insertionRepeats: params.insertionRepeats,
-      extendBudgetSeconds: params.extendBudgetS,
-      tokensPerFrame: TOKENS_PER_FRAME,
-      generation: 'temperature 0, greedyProcessors, eosBias -1e9, repetitionPenalty 1, maxNewTokensPerFrame 5: exactly 5 sampled tokens + EOS per frame',
-      casaCap: 'the bundle\'s maxContextTokens',
-      insertionCap: 'unbounded (maxContextTokens Infinity)',
-      intraOpNumThreads: 1,
-      realtimeMs: REALTIME_MS,
-      kvBudgetBytes: KV_BUDGET_BYTES,
-      casa: bundleInfo(opts.casa),
-      insertion: bundleInfo(opts.insertion),
-      framesSource: { source: stream.source, recipe: stream.recipe, framesInFile: stream.frames },
-    },
-    results: {
-      casa: {
-        frameMsAt50: round(casaAt50, 2),
-        [`frameMsAt${N}`]: round(casaAtN, 2),
-        ratio: round(casaRatio, 3),
-        ratioPerRun: casaRatios.map((x) => round(x, 3)),
-        runsUsed: casaUsed.map((r) => casaRuns.indexOf(r) + 1),
-        othersCpuPercentAt50AndN: casaRuns.map((r) => [others(r, 50), others(r, N)]),
-        maxKvBytes: casaMaxKv,
-        maxKvTokens: casaMaxKvTokens,
-        kvCapacityBytes: casaCapMax,
-        kvCapacityConstant: casaCapConst,
-        rssGrowthBytes50toN: casaRssGrowth,
-        evictions: casaRuns.map((r) => r.evictions),
-        wallSeconds: casaRuns.map((r) => r.wallSeconds),
-      },
-      insertion: {
-        frameMsAt50: round(insAt50, 2),
-        [`frameMsAt${N}`]: round(insAtN, 2),
-        growth: round(insAtN / insAt50, 2),
-        frameMsSlopePer1000Frames: round(fit.slope * 1000, 2),
-        kvBytesPerFrame: round(bytesPerFrame, 1),
-        [`kvBytesAt${N}`]: insKv[N - 1] ?? null,
-        [`rssBytesAt${N}`]: insRssAtN,
-        rssGrowthBytes50toN: insRssAtN - insRss50,
-        framesMeasured: insSeries.length,
-        extendedRunStoppedBecause: extended?.stoppedBecause ?? insRuns[0]?.stoppedBecause ?? null,
-        realtimeLostAtFrame: realtime.frame,
-        realtimeLostHow: realtime.how,
-        realtimeLostDetail: realtime.detail,
-        realtimeLostAtStreamMinutes: round(realtime.frame / 2 / 60, 1),
-        kvBudgetCrossedAtFrame: kvCross.frame,
-        kvBudgetCrossedHow: kvCross.how,
-        kvAllocatedReachedBudgetAtFrame: capCrossIdx >= 0 ? capCrossIdx + 1 : null,
-        wallSeconds: insRuns.map((r) => r.wallSeconds),
-        othersCpuPercentMaxPerRun: insRuns.map((r) => max(r.cpuSegments.map((g) => g.othersPercent ?? 0))),
-      },
-    },
-    targets,
-    notes: [
-      `Frames: ${stream.source === 'world' ? 'the project\'s procedural video world (tools/casa_model stream)' : 'built-in procedural frames'}, looped when the run is longer than the file.`,
-      `Both models produce exactly ${TOKENS_PER_FRAME} tokens per frame (EOS suppressed, then EOS fed), so per-frame work differs only by the fusion: the CASA text KV grows ${TOKENS_PER_FRAME + 3} entries per frame and is capped; the insertion KV grows ${TOKENS_PER_FRAME + 3} + ${bundleInfo(opts.insertion).imageTokensPerFrame as number} image entries per frame, unbounded.`,
-      'Frame time = wall time of session.caption(frame): preprocessing, vision, (casa_kv), every decoder step, sampling, detokenisation.',
-      `Each run records, per 100 frames, its own CPU and the rest of the machine's (/proc/stat). CASA runs whose frames 41–60 or ${N - 19}–${N} fell in a segment where other processes used more than ${DISTURBED_PERCENT}% of a core are listed (ratioPerRun, othersCpuPercentAt50AndN) but left out of the headline ratio (runsUsed), unless every run was disturbed.`,
-      `Memory budget: ${KV_BUDGET_BYTES / 2 ** 20} MiB of KV bytes in use per stream. Where a crossing was not reached in the measured frames it is a linear extrapolation of the measured growth, labelled "extrapolated".`,
-    ],
-    samples: {
-      casa: casaRuns.map((r) => ({ model: r.model, cpuSegments: r.cpuSegments, frameMs: r.frameMs, kvBytes: r.kvBytes, kvTokens: r.kvTokens, kvCapacityBytes: r.kvCapacityBytes[0], rss: r.rss, promptTokens: r.promptTokens, graphRuns: r.graphRuns, textTokensFed: r.textTokensFed, sampledTokens: r.sampledTokens })),
-      insertion: insRuns.map((r) => ({ model: r.model, cpuSegments: r.cpuSegments, frameMs: r.frameMs, kvBytes: r.kvBytes, kvTokens: r.kvTokens, kvCapacityChanges: capacityChanges(r.kvCapacityBytes), rss: r.rss, promptTokens: r.promptTokens, graphRuns: r.graphRuns, textTokensFed: r.textTokensFed, sampledTokens: r.sampledTokens, stoppedBecause: r.stoppedBecause })),
-    },
+    frames: params.frames,
+    casaRepeats: params.casaRepeats,
+    insertionRepeats: params.insertionRepeats,
+    extendBudgetSeconds: params.extendBudgetS,
+    tokensPerFrame: TOKENS_PER_FRAME,
+    generation: 'temperature 0, greedyProcessors, eosBias -1e9, repetitionPenalty 1, maxNewTokensPerFrame 5: exactly 5 sampled tokens + EOS per frame',
+    casaCap: 'the bundle\'s maxContextTokens',
+    insertionCap: 'unbounded (maxContextTokens Infinity)',
+    intraOpNumThreads: 1,
+    realtimeMs: REALTIME_MS,
+    kvBudgetBytes: KV_BUDGET_BYTES,
+    casa: bundleInfo(opts.casa),
+    insertion: bundleInfo(opts.insertion),
+    framesSource: { source: stream.source, recipe: stream.recipe, framesInFile: stream.frames },
   };
+}
+
+function b1Notes(ctx: SuiteContext, stream: FrameStream, N: number): string[] {
+  return [
+    `Frames: ${stream.source === 'world' ? 'the project\'s procedural video world (tools/casa_model stream)' : 'built-in procedural frames'}, looped when the run is longer than the file.`,
+    `Both models produce exactly ${TOKENS_PER_FRAME} tokens per frame (EOS suppressed, then EOS fed), so per-frame work differs only by the fusion: the CASA text KV grows ${TOKENS_PER_FRAME + 3} entries per frame and is capped; the insertion KV grows ${TOKENS_PER_FRAME + 3} + ${bundleInfo(ctx.opts.insertion).imageTokensPerFrame as number} image entries per frame, unbounded.`,
+    'Frame time = wall time of session.caption(frame): preprocessing, vision, (casa_kv), every decoder step, sampling, detokenisation.',
+    `Each run records, per 100 frames, its own CPU and the rest of the machine's (/proc/stat). CASA runs whose frames 41–60 or ${N - 19}–${N} fell in a segment where other processes used more than ${DISTURBED_PERCENT}% of a core are listed (ratioPerRun, othersCpuPercentAt50AndN) but left out of the headline ratio (runsUsed), unless every run was disturbed.`,
+    `Memory budget: ${KV_BUDGET_BYTES / 2 ** 20} MiB of KV bytes in use per stream. Where a crossing was not reached in the measured frames it is a linear extrapolation of the measured growth, labelled "extrapolated".`,
+  ];
 }
 
 function capacityChanges(xs: readonly number[]): Array<[number, number]> {

@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { bundleInfo, inWorker, TOKENS_PER_FRAME, type SuiteOutput, type Target } from '../common.js';
 import type { SuiteContext } from '../context.js';
-import { pythonPath } from '../inputs.js';
+import { pythonPath, type FrameStream } from '../inputs.js';
 import { median, round } from '../stats.js';
 import { COLORS, lineChart } from '../svg.js';
 import type { FrameRun, ThroughputResult, ThroughputTask } from '../tasks.js';
@@ -61,28 +61,11 @@ function runTorch(root: string, args: string[]): Promise<TorchResult> {
 
 export async function runB2(ctx: SuiteContext, params: B2Params = b2Params(ctx.opts.quick)): Promise<SuiteOutput> {
   const { opts, log } = ctx;
-  const script = path.join(opts.root, 'bench', 'torch_reference.py');
-  const tool = path.join(opts.root, 'tools', 'casa_model', 'stream.py');
-  const empty = { config: {}, results: {}, targets: [], notes: [], samples: {} };
-  if (!existsSync(script) || !existsSync(tool)) {
-    return { ...empty, skipped: 'the PyTorch reference (tools/casa_model and bench/torch_reference.py) is not in this installation; run from a repository checkout' };
-  }
-  if (!existsSync(pythonPath())) return { ...empty, skipped: `${pythonPath()} not found (set CASA_LIVE_PYTHON)` };
+  const missing = missingReference(opts.root);
+  if (missing) return skipped(missing);
   const stream = await ctx.stream();
-  const task: ThroughputTask = {
-    kind: 'throughput',
-    bundle: opts.casa,
-    framesPath: stream.framesPath,
-    width: stream.width,
-    height: stream.height,
-    count: params.frames,
-    repeats: params.repeats,
-    warmup: params.warmup,
-    tokens: TOKENS_PER_FRAME,
-    threads: params.threads,
-  };
   log(`B2: casa-live engine, ${params.frames} frames x ${params.repeats} runs`);
-  const node = await inWorker<ThroughputResult>(log, 'B2 casa-live', task);
+  const node = await inWorker<ThroughputResult>(log, 'B2 casa-live', throughputTask(ctx, params, stream));
   log(`B2: PyTorch reference (${pythonPath()} bench/torch_reference.py), ${params.frames} frames x ${params.repeats} runs`);
   let torch: TorchResult;
   try {
@@ -92,72 +75,15 @@ export async function runB2(ctx: SuiteContext, params: B2Params = b2Params(ctx.o
     ]);
   } catch (err) {
     if (/No module named 'torch'|No module named 'onnx'/.test((err as Error).message)) {
-      return { ...empty, skipped: `PyTorch or onnx is not installed for ${pythonPath()} (Debian: python3-torch, python3-onnx)` };
+      return skipped(`PyTorch or onnx is not installed for ${pythonPath()} (Debian: python3-torch, python3-onnx)`);
     }
     throw err;
   }
-  const nodeFps = median(node.runs.map((r) => r.fps));
-  const torchFps = median(torch.runs.map((r) => r.fps));
-  const speedup = nodeFps / torchFps;
-  const nodeFrameMs = median(node.runs.flatMap((r) => r.frameMs));
-  const torchFrameMs = median(torch.runs.flatMap((r) => r.frameMs));
-  const ortShare = median(node.runs.map((r) => r.ortMs / (r.seconds * 1000)));
-  const runsPerFrame = median(node.runs.map((r) => r.graphRuns / r.frames));
-  const ortPerRunUs = median(node.runs.map((r) => (r.ortMs * 1000) / r.graphRuns));
-  const nonOrtMs = median(node.runs.map((r) => (r.seconds * 1000 - r.ortMs) / r.frames));
-  const met = speedup >= 3;
-  const targets: Target[] = [
-    {
-      name: 'casa-live frames/s ÷ PyTorch frames/s',
-      target: '≥ 3×',
-      value: round(speedup, 2),
-      unit: '×',
-      met,
-      ...(met
-        ? {}
-        : {
-            note:
-              `Measured: ${round(ortShare * 100, 0)}% of casa-live's frame time is spent inside onnxruntime's run calls (${round(runsPerFrame, 1)} graph runs per frame, ${round(ortPerRunUs, 0)} µs each on average); the TypeScript side costs ${round(nonOrtMs, 2)} ms per frame. ` +
-              `The exported graphs have ${Object.entries(torch.graphNodes ?? {}).map(([k, v]) => `${v} nodes (${k})`).join(', ')} for a ${(torch.numParams / 1e6).toFixed(2)} M-parameter model, so a decoder step is about ${torch.graphNodes?.decoder ?? '?'} tiny operators and their dispatch, not arithmetic, sets the time in both runtimes; onnxruntime's per-operator cost is lower than PyTorch eager's, which is the ${round(speedup, 1)}× measured. ` +
-              'Making the export leaner (sizes from the config, masks once per step, grouped attention without repeated K/V: 1,993 → 804 decoder nodes) sped both sides up, since the PyTorch reference runs the same step functions, so the ratio stayed where it was. ' +
-              'What would lift it: attention as one fused operator (onnxruntime\'s GroupQueryAttention contrib operator, which the reference has no equivalent of), fewer graph runs per frame (vision and casa_kv fused; a frame\'s EOS fed in the same step as the next frame\'s markers), and rotary tables precomputed per position. onnxruntime-node 1.30 does not fill preallocated output tensors (measured: it returns new ones), so IO binding is not an option from Node.',
-          }),
-    },
-  ];
+  const x = b2Figures(node, torch);
   return {
-    config: {
-      frames: params.frames,
-      repeats: params.repeats,
-      warmupFrames: params.warmup,
-      threads: params.threads,
-      tokensPerFrame: TOKENS_PER_FRAME,
-      contextCap: 'none in either (the reference has no eviction)',
-      bundle: bundleInfo(opts.casa),
-      framesSource: { source: stream.source, recipe: stream.recipe },
-      pytorchCommand: `PYTHONPATH=. ${pythonPath()} bench/torch_reference.py --bundle ${path.relative(opts.root, opts.casa) || opts.casa} --frames FRAMES --count ${params.frames} --tokens ${TOKENS_PER_FRAME} --threads ${params.threads} --repeats ${params.repeats} --warmup ${params.warmup}`,
-    },
-    results: {
-      casaLiveFps: round(nodeFps, 2),
-      pytorchFps: round(torchFps, 2),
-      speedup: round(speedup, 2),
-      casaLiveFrameMsP50: round(nodeFrameMs, 2),
-      pytorchFrameMsP50: round(torchFrameMs, 2),
-      casaLiveFpsPerRun: node.runs.map((r) => r.fps),
-      pytorchFpsPerRun: torch.runs.map((r) => round(r.fps, 2)),
-      casaLiveOrtShare: round(ortShare, 3),
-      casaLiveGraphRunsPerFrame: round(runsPerFrame, 2),
-      casaLiveOrtUsPerRun: round(ortPerRunUs, 1),
-      casaLiveNonOrtMsPerFrame: round(nonOrtMs, 3),
-      modelParameters: torch.numParams,
-      onnxGraphNodes: torch.graphNodes ?? null,
-      tokensPerRun: { casaLive: node.runs.map((r) => r.tokens), pytorch: torch.runs.map((r) => r.tokens) },
-      pytorchWeights: torch.weights,
-      pytorchFixtureMaxAbsDiff: torch.fixtureMaxAbsDiff,
-      pytorchFixtureTolerance: torch.fixtureTolerance,
-      pytorchVersions: torch.versions,
-      pytorchThreads: torch.torchThreads,
-    },
-    targets,
+    config: b2Config(ctx, params, stream),
+    results: b2Results(node, torch, x),
+    targets: [speedupTarget(torch, x)],
     notes: [
       'The PyTorch weights of the bundles (tools/casa_model/.work/*.pt) are build artefacts and not committed, so bench/torch_reference.py rebuilds the PyTorch model from the bundle: it exports a freshly initialised model of the same shape with the project\'s exporter to learn where each parameter lands among the ONNX initialisers (by name, transposed as a MatMul operand, or the vision position table folded into one sum), loads the bundle\'s values back through that map, and refuses to run unless the rebuilt model reproduces the bundle\'s parity fixtures (max |Δlogit| recorded above). This works on a clean clone.',
       `Both sides caption the same frames with the same protocol: prompt prefilled (not timed), then per frame vision (+ casa_kv), markers, ${TOKENS_PER_FRAME} greedy tokens with EOS masked, EOS. Each side warms up on ${params.warmup} frames first. Times exclude model loading.`,
@@ -169,5 +95,114 @@ export async function runB2(ctx: SuiteContext, params: B2Params = b2Params(ctx.o
       casaLiveLoadMs: node.loadMs,
       pytorchRebuild: torch.rebuild,
     },
+  };
+}
+
+/** The output of a suite that could not run. */
+function skipped(why: string): SuiteOutput {
+  return { config: {}, results: {}, targets: [], notes: [], samples: {}, skipped: why };
+}
+
+/** Why the PyTorch side cannot run here, or undefined when it can. */
+function missingReference(root: string): string | undefined {
+  const script = path.join(root, 'bench', 'torch_reference.py');
+  const tool = path.join(root, 'tools', 'casa_model', 'stream.py');
+  if (!existsSync(script) || !existsSync(tool)) {
+    return 'the PyTorch reference (tools/casa_model and bench/torch_reference.py) is not in this installation; run from a repository checkout';
+  }
+  if (!existsSync(pythonPath())) return `${pythonPath()} not found (set CASA_LIVE_PYTHON)`;
+  return undefined;
+}
+
+function throughputTask(ctx: SuiteContext, params: B2Params, stream: FrameStream): ThroughputTask {
+  return {
+    kind: 'throughput',
+    bundle: ctx.opts.casa,
+    framesPath: stream.framesPath,
+    width: stream.width,
+    height: stream.height,
+    count: params.frames,
+    repeats: params.repeats,
+    warmup: params.warmup,
+    tokens: TOKENS_PER_FRAME,
+    threads: params.threads,
+  };
+}
+
+/** Medians over the runs: frames/s of both sides, and where casa-live's frame time goes. */
+function b2Figures(node: ThroughputResult, torch: TorchResult) {
+  const nodeFps = median(node.runs.map((r) => r.fps));
+  const torchFps = median(torch.runs.map((r) => r.fps));
+  return {
+    nodeFps,
+    torchFps,
+    speedup: nodeFps / torchFps,
+    nodeFrameMs: median(node.runs.flatMap((r) => r.frameMs)),
+    torchFrameMs: median(torch.runs.flatMap((r) => r.frameMs)),
+    ortShare: median(node.runs.map((r) => r.ortMs / (r.seconds * 1000))),
+    runsPerFrame: median(node.runs.map((r) => r.graphRuns / r.frames)),
+    ortPerRunUs: median(node.runs.map((r) => (r.ortMs * 1000) / r.graphRuns)),
+    nonOrtMs: median(node.runs.map((r) => (r.seconds * 1000 - r.ortMs) / r.frames)),
+  };
+}
+
+type B2Figures = ReturnType<typeof b2Figures>;
+
+function speedupTarget(torch: TorchResult, x: B2Figures): Target {
+  const met = x.speedup >= 3;
+  return {
+    name: 'casa-live frames/s ÷ PyTorch frames/s',
+    target: '≥ 3×',
+    value: round(x.speedup, 2),
+    unit: '×',
+    met,
+    ...(met
+      ? {}
+      : {
+          note:
+            `Measured: ${round(x.ortShare * 100, 0)}% of casa-live's frame time is spent inside onnxruntime's run calls (${round(x.runsPerFrame, 1)} graph runs per frame, ${round(x.ortPerRunUs, 0)} µs each on average); the TypeScript side costs ${round(x.nonOrtMs, 2)} ms per frame. ` +
+            `The exported graphs have ${Object.entries(torch.graphNodes ?? {}).map(([k, v]) => `${v} nodes (${k})`).join(', ')} for a ${(torch.numParams / 1e6).toFixed(2)} M-parameter model, so a decoder step is about ${torch.graphNodes?.decoder ?? '?'} tiny operators and their dispatch, not arithmetic, sets the time in both runtimes; onnxruntime's per-operator cost is lower than PyTorch eager's, which is the ${round(x.speedup, 1)}× measured. ` +
+            'Making the export leaner (sizes from the config, masks once per step, grouped attention without repeated K/V: 1,993 → 804 decoder nodes) sped both sides up, since the PyTorch reference runs the same step functions, so the ratio stayed where it was. ' +
+            'What would lift it: attention as one fused operator (onnxruntime\'s GroupQueryAttention contrib operator, which the reference has no equivalent of), fewer graph runs per frame (vision and casa_kv fused; a frame\'s EOS fed in the same step as the next frame\'s markers), and rotary tables precomputed per position. onnxruntime-node 1.30 does not fill preallocated output tensors (measured: it returns new ones), so IO binding is not an option from Node.',
+        }),
+  };
+}
+
+function b2Config(ctx: SuiteContext, params: B2Params, stream: FrameStream): Record<string, unknown> {
+  const { opts } = ctx;
+  return {
+    frames: params.frames,
+    repeats: params.repeats,
+    warmupFrames: params.warmup,
+    threads: params.threads,
+    tokensPerFrame: TOKENS_PER_FRAME,
+    contextCap: 'none in either (the reference has no eviction)',
+    bundle: bundleInfo(opts.casa),
+    framesSource: { source: stream.source, recipe: stream.recipe },
+    pytorchCommand: `PYTHONPATH=. ${pythonPath()} bench/torch_reference.py --bundle ${path.relative(opts.root, opts.casa) || opts.casa} --frames FRAMES --count ${params.frames} --tokens ${TOKENS_PER_FRAME} --threads ${params.threads} --repeats ${params.repeats} --warmup ${params.warmup}`,
+  };
+}
+
+function b2Results(node: ThroughputResult, torch: TorchResult, x: B2Figures): Record<string, unknown> {
+  return {
+    casaLiveFps: round(x.nodeFps, 2),
+    pytorchFps: round(x.torchFps, 2),
+    speedup: round(x.speedup, 2),
+    casaLiveFrameMsP50: round(x.nodeFrameMs, 2),
+    pytorchFrameMsP50: round(x.torchFrameMs, 2),
+    casaLiveFpsPerRun: node.runs.map((r) => r.fps),
+    pytorchFpsPerRun: torch.runs.map((r) => round(r.fps, 2)),
+    casaLiveOrtShare: round(x.ortShare, 3),
+    casaLiveGraphRunsPerFrame: round(x.runsPerFrame, 2),
+    casaLiveOrtUsPerRun: round(x.ortPerRunUs, 1),
+    casaLiveNonOrtMsPerFrame: round(x.nonOrtMs, 3),
+    modelParameters: torch.numParams,
+    onnxGraphNodes: torch.graphNodes ?? null,
+    tokensPerRun: { casaLive: node.runs.map((r) => r.tokens), pytorch: torch.runs.map((r) => r.tokens) },
+    pytorchWeights: torch.weights,
+    pytorchFixtureMaxAbsDiff: torch.fixtureMaxAbsDiff,
+    pytorchFixtureTolerance: torch.fixtureTolerance,
+    pytorchVersions: torch.versions,
+    pytorchThreads: torch.torchThreads,
   };
 }

@@ -80,68 +80,9 @@ export async function runB3(ctx: SuiteContext, params: B3Params = b3Params(ctx.o
     trials.push(t);
     return t;
   };
-  let lo = 0;
-  let hi = Infinity;
-  for (let n = 1; n <= params.maxStreams; n *= 2) {
-    const t = await trial(n, 'search');
-    if (t.pass) lo = n;
-    else {
-      hi = n;
-      break;
-    }
-  }
-  while (Number.isFinite(hi) && hi - lo > Math.max(1, Math.round(lo * 0.08))) {
-    const mid = Math.floor((lo + hi) / 2);
-    const t = await trial(mid, 'search');
-    if (t.pass) lo = mid;
-    else hi = mid;
-  }
-  // Confirm with longer, repeated runs; step down if a confirmation fails.
-  let capacity = lo;
-  const confirm: Trial[] = [];
-  for (let attempt = 0; capacity > 0 && attempt < 3; attempt++) {
-    confirm.length = 0;
-    let ok = true;
-    for (let r = 0; r < params.confirmRepeats; r++) {
-      const t = await trial(capacity, 'confirm');
-      confirm.push(t);
-      if (!t.pass) {
-        ok = false;
-        break;
-      }
-    }
-    if (ok) break;
-    capacity = Math.max(0, capacity - Math.max(1, Math.round(capacity * 0.08)));
-  }
-  const confirmed = confirm.length > 0 && confirm.every((t) => t.pass) ? capacity : 0;
+  const { capacity: confirmed, confirm } = await confirmCapacity(await searchCapacity(trial, params.maxStreams), params.confirmRepeats, trial);
   const failAbove = trials.filter((t) => !t.pass).sort((a, b) => a.streams - b.streams)[0];
-  const limitNote = (): string => {
-    const f = failAbove;
-    if (!f) return `no failure up to ${params.maxStreams} streams`;
-    const cpu = f.machineCpuPercent;
-    return (
-      `At ${f.streams} streams: ${f.reasons.join('; ')}; the Node process (all caption sessions share one JavaScript thread: onnxruntime runs each graph synchronously on it) used ${f.nodeCpuPercent}% of a core, ` +
-      `the whole machine ${cpu ?? '?'}% of its ${os.cpus().length} cores (the other share is the ${f.ffmpegChildren} ffmpeg children), event-loop delay p99 ${f.eventLoopDelayP99Ms} ms.`
-    );
-  };
   const lowerBound = !failAbove;
-  const met = confirmed >= 16 ? true : lowerBound ? null : false;
-  const targets: Target[] = [
-    {
-      name: 'concurrent real-time 2-fps streams (p99 frame→caption ≤ 500 ms, no drops)',
-      target: '≥ 16',
-      value: lowerBound ? `≥ ${confirmed} (search stopped at ${params.maxStreams})` : confirmed,
-      unit: 'streams',
-      met,
-      ...(met !== false
-        ? {}
-        : {
-            note:
-              `${limitNote()} What limits it: caption work of every stream is serialised on the one JavaScript thread, so capacity ≈ 1 / (per-frame engine time × 2 fps) less ingest. ` +
-              'What would lift it: running sessions in worker threads or several daemon processes (one per core), batching the frames of several streams into one graph run, fewer graph runs per frame.',
-          }),
-    },
-  ];
   return {
     config: {
       ...params,
@@ -158,25 +99,102 @@ export async function runB3(ctx: SuiteContext, params: B3Params = b3Params(ctx.o
       capacityIsLowerBound: lowerBound,
       firstFailure: failAbove ? { streams: failAbove.streams, reasons: failAbove.reasons } : null,
       atCapacity: confirm.map((t) => ({ streams: t.streams, pass: t.pass, captionMs: t.captionMs, firstTokenMs: t.firstTokenMs, dropped: t.dropped, nodeCpuPercent: t.nodeCpuPercent, machineCpuPercent: t.machineCpuPercent })),
-      trials: trials.map((t) => ({
-        phase: t.phase,
-        streams: t.streams,
-        pass: t.pass,
-        reasons: t.reasons,
-        p99CaptionMs: t.captionMs.p99,
-        p50CaptionMs: t.captionMs.p50,
-        dropped: t.dropped,
-        nodeCpuPercent: t.nodeCpuPercent,
-        machineCpuPercent: t.machineCpuPercent,
-        eventLoopDelayP99Ms: t.eventLoopDelayP99Ms,
-      })),
+      trials: trials.map(trialRow),
     },
-    targets,
+    targets: [capacityTarget(confirmed, failAbove, params.maxStreams)],
     notes: [
       `Workload per stream: a ${clip.width}x${clip.height} ${clip.codec} clip at ${clip.fps} fps made from the synthetic world frames, decoded by its own ffmpeg child at native speed and sampled at 2 fps; the engine generates exactly ${TOKENS_PER_FRAME} tokens per frame.`,
       'Token events at piece granularity (each sampled token as soon as it completes a character), so the first token event is the first sampled token. Latency = frame arrival (the ingest source hands the frame over) → the caption event reaching the pipeline\'s consumer. Only frames that arrived inside the measured window count; warm-up (ffmpeg and model start) is excluded. A trial fails on any dropped frame, a p99 over 500 ms, a frame without caption, or ingest falling behind real time.',
       'Real camera streams (e.g. 1080p H.264 at 30 fps) cost far more ffmpeg decode CPU per stream than this small clip; capacity with such inputs is lower, bounded by decoding.',
     ],
     samples: { trials },
+  };
+}
+
+type TrialRunner = (n: number, phase: 'search' | 'confirm') => Promise<Trial>;
+
+/** The most streams that passed: doubling from 1 until a trial fails, then bisection to within 8%. */
+async function searchCapacity(trial: TrialRunner, maxStreams: number): Promise<number> {
+  let lo = 0;
+  let hi = Infinity;
+  for (let n = 1; n <= maxStreams; n *= 2) {
+    const t = await trial(n, 'search');
+    if (t.pass) lo = n;
+    else {
+      hi = n;
+      break;
+    }
+  }
+  while (Number.isFinite(hi) && hi - lo > Math.max(1, Math.round(lo * 0.08))) {
+    const mid = Math.floor((lo + hi) / 2);
+    const t = await trial(mid, 'search');
+    if (t.pass) lo = mid;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Confirms with longer, repeated runs, stepping down when a confirmation fails (0: none held). */
+async function confirmCapacity(found: number, repeats: number, trial: TrialRunner): Promise<{ capacity: number; confirm: Trial[] }> {
+  let capacity = found;
+  const confirm: Trial[] = [];
+  for (let attempt = 0; capacity > 0 && attempt < 3; attempt++) {
+    confirm.length = 0;
+    let ok = true;
+    for (let r = 0; r < repeats; r++) {
+      const t = await trial(capacity, 'confirm');
+      confirm.push(t);
+      if (!t.pass) {
+        ok = false;
+        break;
+      }
+    }
+    if (ok) break;
+    capacity = Math.max(0, capacity - Math.max(1, Math.round(capacity * 0.08)));
+  }
+  return { capacity: confirm.length > 0 && confirm.every((t) => t.pass) ? capacity : 0, confirm };
+}
+
+function capacityTarget(confirmed: number, failAbove: Trial | undefined, maxStreams: number): Target {
+  const lowerBound = !failAbove;
+  const met = confirmed >= 16 ? true : lowerBound ? null : false;
+  return {
+    name: 'concurrent real-time 2-fps streams (p99 frame→caption ≤ 500 ms, no drops)',
+    target: '≥ 16',
+    value: lowerBound ? `≥ ${confirmed} (search stopped at ${maxStreams})` : confirmed,
+    unit: 'streams',
+    met,
+    ...(met !== false
+      ? {}
+      : {
+          note:
+            `${limitNote(failAbove, maxStreams)} What limits it: caption work of every stream is serialised on the one JavaScript thread, so capacity ≈ 1 / (per-frame engine time × 2 fps) less ingest. ` +
+            'What would lift it: running sessions in worker threads or several daemon processes (one per core), batching the frames of several streams into one graph run, fewer graph runs per frame.',
+        }),
+  };
+}
+
+/** What the first failing trial measured. */
+function limitNote(f: Trial | undefined, maxStreams: number): string {
+  if (!f) return `no failure up to ${maxStreams} streams`;
+  const cpu = f.machineCpuPercent;
+  return (
+    `At ${f.streams} streams: ${f.reasons.join('; ')}; the Node process (all caption sessions share one JavaScript thread: onnxruntime runs each graph synchronously on it) used ${f.nodeCpuPercent}% of a core, ` +
+    `the whole machine ${cpu ?? '?'}% of its ${os.cpus().length} cores (the other share is the ${f.ffmpegChildren} ffmpeg children), event-loop delay p99 ${f.eventLoopDelayP99Ms} ms.`
+  );
+}
+
+function trialRow(t: Trial): Record<string, unknown> {
+  return {
+    phase: t.phase,
+    streams: t.streams,
+    pass: t.pass,
+    reasons: t.reasons,
+    p99CaptionMs: t.captionMs.p99,
+    p50CaptionMs: t.captionMs.p50,
+    dropped: t.dropped,
+    nodeCpuPercent: t.nodeCpuPercent,
+    machineCpuPercent: t.machineCpuPercent,
+    eventLoopDelayP99Ms: t.eventLoopDelayP99Ms,
   };
 }

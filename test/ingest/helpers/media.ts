@@ -24,6 +24,14 @@ export async function probeJson(file: string): Promise<any> {
   return JSON.parse(stdout);
 }
 
+/**
+ * H.264 that encodes fast, yuv420p; with `gop`, a keyframe every `gop` frames (a short GOP lets
+ * a player that joins mid-stream decode soon).
+ */
+export function x264Args(gop?: number): string[] {
+  return ['-c:v', 'libx264', '-preset', 'ultrafast', ...(gop === undefined ? [] : ['-g', String(gop)]), '-pix_fmt', 'yuv420p'];
+}
+
 /** testsrc2 clip: `codecArgs` pick the codec, `filter` may follow the source. */
 export async function makeClip(
   out: string,

@@ -1,0 +1,117 @@
+/** A frame source's options, defaulted and validated (UsageError for anything out of range). */
+import type { Readable } from 'node:stream';
+import { UsageError } from '../errors.js';
+import type { ResolveFfmpegOptions } from './binaries.js';
+import { classifyInput, type ClassifiedInput } from './input.js';
+import { FIT_MODES, type Fit, type IngestLogger, type SourceOptions } from './types.js';
+
+export const DEFAULTS = {
+  fit: 'letterbox' as Fit,
+  fps: 2,
+  stallTimeoutMs: 10_000,
+  ioTimeoutMs: 5_000,
+  initialDelayMs: 500,
+  maxDelayMs: 30_000,
+};
+
+export interface ReconnectSettings {
+  initialDelayMs: number;
+  /** Never below initialDelayMs. */
+  maxDelayMs: number;
+  /** Consecutive failed attempts tolerated (Infinity: unlimited). */
+  maxRetries: number;
+}
+
+export interface ResolvedSourceOptions {
+  input: ClassifiedInput;
+  width: number;
+  height: number;
+  fit: Fit;
+  fps: number;
+  realtime: boolean;
+  rtspTransport: 'tcp' | 'udp';
+  stallTimeoutMs: number;
+  ioTimeoutMs: number;
+  reconnect: ReconnectSettings;
+  maxFrames: number | undefined;
+  inputFormat: string | undefined;
+  log: IngestLogger;
+  /** The stream ffmpeg reads for input "-". */
+  stdin: Readable | undefined;
+  /** What resolveFfmpeg() is asked for. */
+  binaries: ResolveFfmpegOptions;
+}
+
+const silentLogger: IngestLogger = { info() {}, warn() {}, error() {}, debug() {} };
+
+/** Throws UnsupportedInputError / UsageError for a bad input or option, in the order of the fields. */
+export function resolveSourceOptions(opts: SourceOptions): ResolvedSourceOptions {
+  const input = classifyInput(opts.input);
+  const width = positiveInt(opts.width, 'width', 16384);
+  const height = positiveInt(opts.height, 'height', 16384);
+  const fit = opts.fit ?? DEFAULTS.fit;
+  if (!FIT_MODES.includes(fit)) throw new UsageError(`fit must be one of ${FIT_MODES.join(', ')}, not "${String(fit)}".`);
+  const fps = opts.fps ?? DEFAULTS.fps;
+  if (!(Number.isFinite(fps) && fps > 0 && fps <= 240)) {
+    throw new UsageError(`fps must be a number above 0 and at most 240, not ${String(opts.fps)}.`);
+  }
+  const rtspTransport = opts.rtspTransport ?? 'tcp';
+  if (rtspTransport !== 'tcp' && rtspTransport !== 'udp') {
+    throw new UsageError(`rtspTransport must be tcp or udp, not "${String(opts.rtspTransport)}".`);
+  }
+  const stallTimeoutMs = positiveNumber(opts.stallTimeoutMs ?? DEFAULTS.stallTimeoutMs, 'stallTimeoutMs');
+  const ioTimeoutMs = positiveNumber(opts.ioTimeoutMs ?? DEFAULTS.ioTimeoutMs, 'ioTimeoutMs');
+  const reconnect = resolveReconnect(opts);
+  const maxFrames = opts.maxFrames === undefined ? undefined : positiveInt(opts.maxFrames, 'maxFrames', Number.MAX_SAFE_INTEGER);
+  const log = opts.logger ?? silentLogger;
+  return {
+    input,
+    width,
+    height,
+    fit,
+    fps,
+    realtime: opts.realtime ?? false,
+    rtspTransport,
+    stallTimeoutMs,
+    ioTimeoutMs,
+    reconnect,
+    maxFrames,
+    inputFormat: opts.inputFormat,
+    log,
+    stdin: input.kind === 'stdin' ? (opts.stdin ?? process.stdin) : undefined,
+    binaries: {
+      ...(opts.ffmpegPath ? { ffmpegPath: opts.ffmpegPath } : {}),
+      ...(opts.ffprobePath ? { ffprobePath: opts.ffprobePath } : {}),
+      logger: log,
+    },
+  };
+}
+
+function resolveReconnect(opts: SourceOptions): ReconnectSettings {
+  const initialDelayMs = nonNegative(opts.reconnect?.initialDelayMs ?? DEFAULTS.initialDelayMs, 'reconnect.initialDelayMs');
+  const maxDelayMs = Math.max(initialDelayMs, nonNegative(opts.reconnect?.maxDelayMs ?? DEFAULTS.maxDelayMs, 'reconnect.maxDelayMs'));
+  const maxRetries = nonNegative(opts.reconnect?.maxRetries ?? Infinity, 'reconnect.maxRetries');
+  return { initialDelayMs, maxDelayMs, maxRetries };
+}
+
+/** The stall timeout in force: never shorter than two frame intervals plus a second, or a low fps would look stalled. */
+export function effectiveStallMs(o: Pick<ResolvedSourceOptions, 'stallTimeoutMs' | 'fps'>): number {
+  return Math.max(o.stallTimeoutMs, 2000 / o.fps + 1000);
+}
+
+function positiveInt(v: unknown, name: string, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0 || v > max) {
+    throw new UsageError(`${name} must be a whole number from 1 to ${max}, not ${String(v)}.`);
+  }
+  return v;
+}
+
+function positiveNumber(v: unknown, name: string): number {
+  if (typeof v !== 'number' || !(v > 0)) throw new UsageError(`${name} must be a number above 0, not ${String(v)}.`);
+  return v;
+}
+
+function nonNegative(v: unknown, name: string): number {
+  if (typeof v !== 'number' || Number.isNaN(v) || v < 0) throw new UsageError(`${name} must be 0 or more, not ${String(v)}.`);
+  return v;
+}
