@@ -8,7 +8,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { packageRoot } from '../pipeline/models.js';
+import { packageRoot } from '../install.js';
 
 export type SuiteId = 'b1' | 'b2' | 'b3' | 'b4' | 'b5' | 'b6' | 'worker';
 export const SUITE_IDS: readonly SuiteId[] = ['b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'worker'];

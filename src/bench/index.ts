@@ -5,7 +5,7 @@
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { packageRoot } from '../pipeline/models.js';
+import { packageRoot } from '../install.js';
 import {
   machineInfo,
   SUITE_FILES,

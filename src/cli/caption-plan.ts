@@ -9,7 +9,8 @@ import { InputError, UsageError } from '../errors.js';
 import { STREAM_ID_RE, STREAM_ID_RULE } from '../events.js';
 import { FileNotFoundError, classifyInput, type ClassifiedInput, type Fit } from '../ingest/index.js';
 import type { LogLevel } from '../logger.js';
-import { embeddedModelDir, packageRoot, resolveModelRef } from '../pipeline/models.js';
+import { packageRoot } from '../install.js';
+import { embeddedModelDir, resolveModelRef } from '../pipeline/models.js';
 import { checkOutputFile, fitOption, logLevelOption, nonNegativeNumber, positiveInt, positiveNumber, seedValue } from './common.js';
 
 export interface CaptionArgs {

@@ -13,19 +13,15 @@
  */
 import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Model, loadModel, type CaptionModel, type LoadOptions, type ModelLoadOptions } from '../engine.js';
 import { ModelError } from '../errors.js';
+import { packageRoot } from '../install.js';
 import { parseManifest, type Manifest } from '../model/manifest.js';
 import { formatModelRef, isHfDir, isPathLike, parseModelRef } from '../model-ref.js';
 
 export const EMBEDDED_MODEL_NAME = 'casa-tiny';
 
-/** The package's root directory (the one holding package.json, bin/, dist/, models/). */
-export function packageRoot(): string {
-  // src/pipeline/models.ts and dist/pipeline/models.js are both two levels below the root.
-  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-}
+export { packageRoot };
 
 export function packageModelsDir(): string {
   return path.join(packageRoot(), 'models');

@@ -13,12 +13,12 @@
  * casa-live exits; and the worker exits by itself when the socket closes or casa-live dies.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ModelError } from '../errors.js';
+import { packageRoot, pythonInterpreter } from '../install.js';
 import type { IngestLogger } from '../ingest/types.js';
 import {
   FrameReader,
@@ -74,18 +74,6 @@ const FATAL_PREFIX = 'CASA_WORKER_FATAL ';
 const STDERR_TAIL = 20;
 const silent: IngestLogger = { info() {}, warn() {}, error() {}, debug() {} };
 
-/** The directory holding tools/casa_worker (the package root: src/worker and dist/worker are two levels below). */
-export function workerRoot(): string {
-  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-}
-
-/** The Python the worker runs on: CASA_LIVE_PYTHON, else Debian's /usr/bin/python3, else python3 on PATH. */
-export function defaultPython(env: NodeJS.ProcessEnv = process.env): string {
-  const fromEnv = env.CASA_LIVE_PYTHON?.trim();
-  if (fromEnv) return fromEnv;
-  return existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
-}
-
 /** Workers alive in this process (and their socket directories): SIGKILLed if casa-live exits without stopping them. */
 const live = new Map<ChildProcess, string>();
 process.once('exit', () => {
@@ -126,9 +114,9 @@ export class WorkerProcess {
     this.log = opts.logger ?? silent;
     this.dir = mkdtempSync(path.join(tmpdir(), 'casa-live-worker-'));
     chmodSync(this.dir, 0o700);
-    const python = opts.python ?? defaultPython(opts.env);
+    const python = opts.python ?? pythonInterpreter(opts.env);
     const env = opts.env ?? process.env;
-    const root = workerRoot();
+    const root = packageRoot();
     this.child = spawn(python, this.args(path.join(this.dir, 'w.sock')), {
       cwd: root,
       env: { ...env, PYTHONPATH: [root, env.PYTHONPATH].filter(Boolean).join(path.delimiter), PYTHONUNBUFFERED: '1' },

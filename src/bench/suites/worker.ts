@@ -9,7 +9,7 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { defaultPython } from '../../worker/index.js';
+import { pythonInterpreter } from '../../install.js';
 import { TOKENS_PER_FRAME, inWorker, type SuiteOutput, type Target } from '../common.js';
 import type { SuiteContext } from '../context.js';
 import type { EngineStreamsResult, EngineStreamsTask } from '../engine-streams.js';
@@ -96,7 +96,7 @@ export async function runWorkerSuite(ctx: SuiteContext, params = workerSuitePara
     })),
   ];
   return {
-    config: { ...params, tokensPerFrame: TOKENS_PER_FRAME, bundle: opts.casa, ...(released ? { workerModel: released } : {}), python: defaultPython(), torchThreads: 1, onnxIntraOpThreads: 1, frames: stream.recipe },
+    config: { ...params, tokensPerFrame: TOKENS_PER_FRAME, bundle: opts.casa, ...(released ? { workerModel: released } : {}), python: pythonInterpreter(), torchThreads: 1, onnxIntraOpThreads: 1, frames: stream.recipe },
     results: { table, protocolMsPerFrame: protocolMs },
     targets,
     notes: [
