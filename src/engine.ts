@@ -54,7 +54,7 @@ export type { SessionEvent, SessionTokenEvent, SessionCaptionEvent } from './ses
 export type { TokenGranularity } from './session/detokenizer.js';
 export type { Fit } from './ingest/types.js';
 
-export type { WorkerOptions } from './worker/index.js';
+export { WorkerModel, type WorkerOptions } from './worker/index.js';
 
 // ------------------------------------------------------------------ the API both engines implement
 

@@ -42,6 +42,11 @@ export function isHfDir(dir: string): boolean {
   }
 }
 
+/** Whether the worker engine runs the model a (resolved) reference names: torch:, hf:, or a local Hugging Face directory. */
+export function runsInWorker(ref: string): boolean {
+  return parseModelRef(ref).engine === 'worker' || isHfDir(ref);
+}
+
 /** A reference that is a path (absolute, or with a "/", or starting with "."), not a bare name. */
 export function isPathLike(ref: string): boolean {
   return path.isAbsolute(ref) || ref.includes('/') || ref.includes(path.sep) || ref.startsWith('.');

@@ -112,12 +112,13 @@ const frames: CommandDef = {
 
 const modelsCheck: CommandDef = {
   command: 'check <dir>',
-  describe: 'Validate a model bundle: manifest, tokenizer and every graph against the format, then caption a test frame',
+  describe: 'Validate a model: a bundle\'s manifest, tokenizer and every graph against the format, or a worker model (torch:, hf:) loaded by the worker; then caption a test frame',
   builder: (y) =>
     y
-      .positional('dir', { type: 'string', describe: 'bundle directory (or a model name)', demandOption: true })
+      .positional('dir', { type: 'string', describe: 'bundle directory or name; torch:<bundle>, hf:<org>/<name> or a Hugging Face directory', demandOption: true })
       .option('json', { type: 'boolean', describe: 'print the result as JSON' })
       .example('$0 models check models/casa-tiny', 'exit 0 when the bundle is usable, 4 with the problem otherwise')
+      .example('$0 models check hf:kyutai/CASA-Qwen2_5-VL-3B-LiveCC', 'start the Python worker, load the released model, caption a test frame')
       .epilogue(EXIT_CODES_HELP),
   run: async (a, { io }) => {
     const { runModelsCheck } = await import('./models.js');

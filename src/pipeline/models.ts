@@ -17,7 +17,7 @@ import { Model, loadModel, type CaptionModel, type LoadOptions, type ModelLoadOp
 import { ModelError } from '../errors.js';
 import { packageRoot } from '../install.js';
 import { parseManifest, type Manifest } from '../model/manifest.js';
-import { formatModelRef, isHfDir, isPathLike, parseModelRef } from '../model-ref.js';
+import { formatModelRef, isPathLike, parseModelRef, runsInWorker } from '../model-ref.js';
 
 export const EMBEDDED_MODEL_NAME = 'casa-tiny';
 
@@ -110,7 +110,7 @@ export async function loadModelDir(dir: string, opts: LoadOptions = {}, env: Nod
  * starting the model worker (its errors are already one sentence).
  */
 export async function loadModelRef(ref: string, opts: ModelLoadOptions = {}, env: NodeJS.ProcessEnv = process.env): Promise<CaptionModel> {
-  if (parseModelRef(ref).engine === 'worker' || isHfDir(ref)) {
+  if (runsInWorker(ref)) {
     return loadModel(ref, { ...opts, worker: { env, ...(opts.worker ?? {}) } });
   }
   return loadModelDir(ref, opts, env);
