@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ModelError } from '../../src/errors.js';
-import { FORMAT_VERSION, loadModel } from '../../src/engine.js';
+import { FORMAT_VERSION, Model, loadModel } from '../../src/engine.js';
 import { copyBundle, DEV_CASA, DEV_INSERTION } from './helpers.js';
 
 const cleanups: (() => void)[] = [];
@@ -52,7 +52,7 @@ async function loadError(dir: string): Promise<ModelError> {
 describe('bundle loading', () => {
   it('loads both dev bundles and exposes the manifest', async () => {
     for (const dir of [DEV_CASA, DEV_INSERTION]) {
-      const m = await loadModel(dir);
+      const m = await Model.load(dir);
       expect(m.manifest.formatVersion).toBe(FORMAT_VERSION);
       expect(m.fusion).toBe(dir === DEV_CASA ? 'casa' : 'insertion');
       expect(m.promptIds.length).toBe(80);

@@ -3,18 +3,18 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll } from 'vitest';
-import { loadModel, type EngineFrame, type Model } from '../../src/engine.js';
+import { Model, type EngineFrame } from '../../src/engine.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const DEV_CASA = path.join(ROOT, 'test', 'fixtures', 'bundles', 'dev-casa');
 export const DEV_INSERTION = path.join(ROOT, 'test', 'fixtures', 'bundles', 'dev-insertion');
 
-/** The dev bundles' models, loaded before the calling file's tests and released after them. */
+/** The dev bundles' models (the ONNX engine's Model), loaded before the calling file's tests and released after them. */
 export function devModels(): { readonly casa: Model; readonly insertion: Model } {
   const models = {} as { casa: Model; insertion: Model };
   beforeAll(async () => {
-    models.casa = await loadModel(DEV_CASA);
-    models.insertion = await loadModel(DEV_INSERTION);
+    models.casa = await Model.load(DEV_CASA);
+    models.insertion = await Model.load(DEV_INSERTION);
   });
   afterAll(async () => {
     await models.casa.release();
