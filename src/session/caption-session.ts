@@ -173,7 +173,7 @@ export function resolveSessionOptions(
     greedyProcessors: opts.greedyProcessors ?? false,
   };
   if (opts.prompt !== undefined && !manifest.acceptsPrompt) {
-    throw new UsageError(`the model ${manifest.name} was trained with a fixed prompt and takes no prompt of its own; remove generation.prompt`);
+    throw new UsageError(`The model ${manifest.name} was trained with a fixed prompt and takes no prompt of its own; remove the prompt (--prompt, generation.prompt).`);
   }
   const r: ResolvedSessionOptions = {
     sampler,

@@ -116,6 +116,7 @@ describe('caption: bad input', () => {
       { name: 'seed', args: ['caption', clip, ...m, '--seed', '-3'], code: 2, message: /--seed must be a whole number/ },
       { name: 'max-tokens', args: ['caption', clip, ...m, '--max-tokens', '0'], code: 2, message: /--max-tokens must be a whole number from 1 to 4096/ },
       { name: 'fit', args: ['caption', clip, ...m, '--fit', 'zoom'], code: 2, message: /--fit must be one of fill, crop, letterbox/ },
+      { name: 'prompt for a bundle', args: ['caption', clip, ...m, '--prompt', 'Describe it.'], code: 2, message: /was trained with a fixed prompt and takes no prompt of its own; remove the prompt \(--prompt, generation\.prompt\)\./ },
       { name: 'unknown option', args: ['caption', clip, ...m, '--colour'], code: 2, message: /Unknown argument: colour/ },
       { name: 'missing value', args: ['caption', clip, ...m, '--srt'], code: 2, message: /srt/ },
       { name: 'srt dir missing', args: ['caption', clip, ...m, '--srt', path.join(tmp.dir, 'no', 'x.srt')], code: 2, message: /the directory .* does not exist/ },
