@@ -52,6 +52,7 @@ export type {
 } from './session/caption-session.js';
 export type { SessionEvent, SessionTokenEvent, SessionCaptionEvent } from './session/events.js';
 export type { TokenGranularity } from './session/detokenizer.js';
+export { SAMPLING_FIELDS } from './session/sampler.js';
 export type { Fit } from './ingest/types.js';
 
 export { WorkerModel, type WorkerOptions } from './worker/index.js';

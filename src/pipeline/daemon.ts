@@ -7,7 +7,7 @@
  * runner restarts it, and the model starts a new worker.
  */
 import path from 'node:path';
-import type { LoadOptions, SessionOptions, WorkerOptions } from '../engine.js';
+import { SAMPLING_FIELDS, type LoadOptions, type SessionOptions, type WorkerOptions } from '../engine.js';
 import type { GenerationOverrides, ServeConfig, StreamConfig, WorkerConfig } from '../config/schema.js';
 import { createLogger } from '../logger.js';
 import { createCaptionPipeline } from './pipeline.js';
@@ -33,18 +33,10 @@ export interface DaemonHooks {
 export function sessionOptionsFrom(g: GenerationOverrides): SessionOptions {
   // The config names these as the engine does (src/config/schema.ts); only the seed is converted.
   const sameName = [
-    'temperature',
-    'topK',
+    ...SAMPLING_FIELDS,
     'maxNewTokensPerFrame',
     'maxContextTokens',
     'sinkTokens',
-    'repetitionPenalty',
-    'repetitionPenaltyDecay',
-    'repetitionCountClamp',
-    'eosBias',
-    'stopBias',
-    'noRepeatNgramSize',
-    'noRepeatNgramWindow',
     'realtimeDeadline',
     'prompt',
   ] as const satisfies ReadonlyArray<keyof GenerationOverrides & keyof SessionOptions>;

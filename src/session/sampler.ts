@@ -62,6 +62,22 @@ export interface SamplerSettings {
   greedyProcessors?: boolean;
 }
 
+/**
+ * The sampler's numeric settings that a session option, a config `generation` field and a
+ * worker's announced default carry under the same name (the one list of those names).
+ */
+export const SAMPLING_FIELDS = [
+  'temperature',
+  'topK',
+  'repetitionPenalty',
+  'repetitionPenaltyDecay',
+  'repetitionCountClamp',
+  'eosBias',
+  'stopBias',
+  'noRepeatNgramSize',
+  'noRepeatNgramWindow',
+] as const satisfies ReadonlyArray<keyof SamplerSettings>;
+
 /** mulberry32: a small, fast, seedable 32-bit PRNG. next() ∈ [0, 1). */
 export class Mulberry32 {
   private state: number;

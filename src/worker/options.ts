@@ -4,22 +4,10 @@
  * map sent in `open` (docs/worker-protocol.md §open).
  */
 import type { ResolvedSessionOptions, SessionDefaults, SessionOptions } from '../session/caption-session.js';
+import { SAMPLING_FIELDS } from '../session/sampler.js';
 import { WorkerProtocolError, type WorkerModelInfo } from './protocol.js';
 
-const NUMERIC_DEFAULTS = [
-  'fps',
-  'maxNewTokensPerFrame',
-  'temperature',
-  'topK',
-  'repetitionPenalty',
-  'repetitionPenaltyDecay',
-  'repetitionCountClamp',
-  'eosBias',
-  'stopBias',
-  'noRepeatNgramSize',
-  'noRepeatNgramWindow',
-  'evictChunk',
-] as const;
+const NUMERIC_DEFAULTS = ['fps', 'maxNewTokensPerFrame', ...SAMPLING_FIELDS, 'evictChunk'] as const;
 
 function numberAt(d: Record<string, unknown>, key: string): number {
   const v = d[key];
