@@ -129,8 +129,8 @@ async function nullOrtRun(bundle, maxNew, frames, sampling) {
   return { frames, maxNew, msPerFrame: ms / frames, decoderStepsPerFrame: steps / frames, evictions: st.evictions - before.evictions, tokenEvents: events };
 }
 
-async function realRun(dir, frames, sampling) {
-  const model = await loadModel(dir);
+async function realRun(dir, frames, sampling, load) {
+  const model = await loadModel(dir, load);
   const s = await model.openSession({ seed: 1, ...(sampling ? { temperature: 0.4, topK: 256 } : { temperature: 0 }) });
   for (let i = 0; i < 20; i++) await s.caption(noiseFrame(i));
   const b = s.stats();
@@ -146,6 +146,7 @@ async function realRun(dir, frames, sampling) {
   const ortMs = st.ortMs - b.ortMs;
   return {
     bundle: path.relative(root, dir),
+    engine: load.batch === false ? 'unbatched' : 'batched (one stream: the wait is the round trip to the worker)',
     sampling: sampling ? 'temperature 0.4, top-k 256' : 'greedy',
     frames,
     decoderStepsPerFrame: steps / frames,
@@ -236,8 +237,10 @@ await releaseBundle(bundle);
 
 const real = [];
 for (const dir of [DEV, path.join(root, 'models', 'casa-tiny')].filter((d) => existsSync(path.join(d, 'casa.json')))) {
-  real.push(await realRun(dir, Math.max(50, Math.floor(FRAMES / 2)), false));
-  real.push(await realRun(dir, Math.max(50, Math.floor(FRAMES / 2)), true));
+  for (const load of [{ batch: false }, {}]) {
+    real.push(await realRun(dir, Math.max(50, Math.floor(FRAMES / 2)), false, load));
+    real.push(await realRun(dir, Math.max(50, Math.floor(FRAMES / 2)), true, load));
+  }
 }
 
 const result = {
@@ -248,7 +251,7 @@ const result = {
   loadAverageAtStart: os.loadavg(),
   notes: [
     'nullOrt: CaptionSession + CasaBackend + graph wrappers over stand-in onnxruntime sessions that return preallocated outputs; per-decode-step cost = slope between 12 and 2 tokens per frame; includes tensor building, cache append (cap 256, evictions), sampling, detokenisation and async-iterator delivery.',
-    'real: end to end on the bundle, engineOverhead = (frame time − time awaiting onnxruntime run) / decoder steps; the await includes onnxruntime-node\'s setImmediate hop.',
+    'real: end to end on the bundle, engineOverhead = (frame time − time awaiting onnxruntime run) / decoder steps; the await includes onnxruntime-node\'s setImmediate hop. Unbatched: runs on the main thread; batched: the await is the round trip to the inference worker, so the overhead is the main thread\'s own work per step.',
     'components: single operations in a tight loop.',
   ],
   nullOrt,
@@ -261,7 +264,7 @@ writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
 console.log(`engine overhead per decode step (null ORT): greedy ${nullOrt.greedy.perDecodeStepUs} µs, sampling ${nullOrt.sampling.perDecodeStepUs} µs; per frame fixed: ${nullOrt.greedy.perFrameFixedUs} µs`);
 for (const r of real) {
   console.log(
-    `${r.bundle} (${r.sampling}): ${r.wallMsPerFrame.toFixed(2)} ms/frame, onnxruntime ${r.ortUsPerRun} µs/run, engine overhead ${r.engineOverheadUsPerDecoderStep} µs/decoder step (${(r.engineOverheadShare * 100).toFixed(1)}% of frame time)`,
+    `${r.bundle} ${r.engine.split(' ')[0]} (${r.sampling}): ${r.wallMsPerFrame.toFixed(2)} ms/frame, onnxruntime ${r.ortUsPerRun} µs/run, engine overhead ${r.engineOverheadUsPerDecoderStep} µs/decoder step (${(r.engineOverheadShare * 100).toFixed(1)}% of frame time)`,
   );
 }
 console.log('components (µs):', JSON.stringify(result.components));

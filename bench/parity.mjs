@@ -2,12 +2,14 @@
 // npm run parity [-- <bundle dir> ... | --json]
 // Replays each bundle's fixtures (fixtures/session.json) through the runtime's incremental
 // path and prints max |Δlogit| against the PyTorch full-sequence reference (tolerance 1e-4),
-// and whether the tokenizer reproduces the fixture's tokenization. Exit status 1 on failure.
+// and whether the tokenizer reproduces the fixture's tokenization; for bundles with batch
+// fixtures (format version 2), also replays their streams side by side through the batched
+// engine (one graph run for all of them) against their references. Exit status 1 on failure.
 // Default bundles: the dev bundles under test/fixtures/bundles and models/* when present.
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runParity } from '../dist/harness/parity.js';
+import { hasBatchFixtures, runBatchParity, runParity } from '../dist/harness/parity.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
@@ -36,6 +38,17 @@ for (const dir of bundles) {
         `${r.pass ? 'PASS' : 'FAIL'}  ${path.relative(root, dir) || dir}  [${r.fusion}]  ${r.steps} steps, ${r.textTokens} text tokens:` +
           `  max |Δlogit| = ${r.maxAbsDiff.toExponential(3)} (tolerance ${r.tolerance}, worst at step ${r.worstStep})  ${tok}`,
       );
+    }
+    if (hasBatchFixtures(dir)) {
+      const b = await runBatchParity(dir);
+      r.batch = b;
+      if (!b.pass) failed = true;
+      if (!json) {
+        console.log(
+          `${b.pass ? 'PASS' : 'FAIL'}  ${path.relative(root, dir) || dir}  batch: ${b.streams} streams side by side (up to ${b.maxRows} in one run):` +
+            `  max |Δlogit| = ${b.maxAbsDiff.toExponential(3)} (tolerance ${b.tolerance})`,
+        );
+      }
     }
   } catch (err) {
     failed = true;

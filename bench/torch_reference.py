@@ -6,10 +6,10 @@ Run from the repository root:
         --frames /tmp/stream/frames.rgb --count 200 --tokens 5 --threads 1 --repeats 3
 
 The PyTorch weights (tools/casa_model/.work/*.pt) are build artefacts that are not committed,
-so the model is rebuilt from the bundle itself (tools/casa_worker/bundle.py, shared with the
-worker's `torch` adapter). The rebuilt model is then checked against the bundle's parity
-fixtures (the packed full-sequence PyTorch logits recorded at export time): the script
-refuses to time a model that does not reproduce them.
+so the model is rebuilt from the bundle's own ONNX weights (tools/casa_model/rebuild.py, also
+used by the model worker's `torch` adapter) and checked against the bundle's parity fixtures
+(the packed full-sequence PyTorch logits recorded at export time): the script refuses to time
+a model that does not reproduce them.
 
 Timing: `Session` of tools/casa_model/stream.py (explicit caches, one decoder_step per
 chunk, the same step functions that were exported), driven with the runtime's protocol:
@@ -34,9 +34,9 @@ import torch
 
 from tools.casa_model.data import FRAME_OPENING
 from tools.casa_model.model import CasaModel
+from tools.casa_model.rebuild import BundleError, check_fixtures, read_json, rebuild
 from tools.casa_model.stream import Session
 from tools.casa_model.tokenizer import ByteLevelBPE
-from tools.casa_worker.bundle import BundleError, check_fixtures, read_json, rebuild
 
 
 def graph_nodes(bundle: str, man: Dict) -> Dict[str, int]:

@@ -14,15 +14,15 @@
  */
 import path from 'node:path';
 import { UsageError } from './errors.js';
-import { loadBundle, releaseBundle, type Bundle, type LoadOptions } from './model/bundle.js';
+import { loadBundleMeta, type BundleMeta, type LoadOptions } from './model/bundle.js';
 import { newRunTimer, type RunTimer } from './model/graphs.js';
 import type { ContextPolicy } from './model/kv-cache.js';
 import type { Fusion, Manifest } from './model/manifest.js';
 import type { Fit } from './ingest/types.js';
+import type { BatchStats } from './model/batch/pool.js';
 import { Preprocessor } from './model/preprocess.js';
-import { inverseFrequencies } from './model/rope.js';
 import type { DecoderBackend } from './session/backend.js';
-import { CasaBackend } from './session/casa-backend.js';
+import { startEngine, type Engine, type EngineInfo } from './session/engines.js';
 import {
   frameTextTokens,
   openCaptionSession,
@@ -30,13 +30,14 @@ import {
   type CaptionSession,
   type SessionOptions,
 } from './session/caption-session.js';
-import { InsertionBackend } from './session/insertion-backend.js';
 import type { SessionEvent } from './session/events.js';
 import type { EngineFrame, FrameResult, ResolvedSessionOptions, SessionStats } from './session/caption-session.js';
 import { isHfDir, parseModelRef } from './model-ref.js';
 import { WorkerModel, type WorkerOptions } from './worker/index.js';
 
-export type { LoadOptions, ExecutionProvider } from './model/bundle.js';
+export type { LoadOptions, BatchOptions, ExecutionProvider } from './model/bundle.js';
+export type { EngineInfo } from './session/engines.js';
+export type { BatchStats } from './model/batch/pool.js';
 export type { Manifest, Fusion } from './model/manifest.js';
 export { FORMAT_VERSION } from './model/manifest.js';
 export type { ContextPolicy } from './model/kv-cache.js';
@@ -70,8 +71,8 @@ export interface ModelImage {
 export interface CaptionModel {
   readonly name: string;
   readonly fusion: Fusion;
-  /** 'onnx': in process; 'worker': a Python worker process. */
-  readonly engine: 'onnx' | 'worker';
+  /** Which engine runs it — 'onnx': in process; 'worker': a Python worker process. */
+  readonly runtime: 'onnx' | 'worker';
   readonly image: ModelImage;
   /** Frames per second captioned unless the stream says otherwise. */
   readonly fps: number;
@@ -111,28 +112,43 @@ export interface BackendOptions {
   windowCapacity?: number;
 }
 
-/** A loaded, validated model bundle. Sessions share its onnxruntime sessions. */
+/**
+ * A loaded, validated model bundle. Its streams share its graphs: in inference worker
+ * threads, batched (the default for format-version-2 CASA bundles), or one stream per run on
+ * the calling thread (`engine.batched` false, with the reason).
+ */
 export class Model implements CaptionModel {
-  readonly engine = 'onnx' as const;
+  readonly runtime = 'onnx' as const;
   /** A bundle's prompt is fixed by training. */
   readonly acceptsPrompt = false;
   readonly dir: string;
   readonly manifest: Manifest;
-  private readonly bundle: Bundle;
-  private readonly invFreq: Float64Array;
+  private readonly bundle: BundleMeta;
+  private readonly core: Engine;
   private readonly sessions = new Set<CaptionSession>();
   private released = false;
 
-  private constructor(bundle: Bundle) {
+  private constructor(bundle: BundleMeta, core: Engine) {
     this.bundle = bundle;
+    this.core = core;
     this.dir = bundle.dir;
     this.manifest = bundle.manifest;
-    this.invFreq = inverseFrequencies(bundle.manifest.decoder.headDim, bundle.manifest.decoder.ropeTheta);
   }
 
   /** Loads and validates a bundle directory; a bad bundle throws one ModelError naming the file. */
   static async load(dir: string, opts: LoadOptions = {}): Promise<Model> {
-    return new Model(await loadBundle(dir, opts));
+    const meta = loadBundleMeta(dir);
+    return new Model(meta, await startEngine(meta, opts));
+  }
+
+  /** How the model runs its streams (batched, with its settings, or not and why). */
+  get engine(): EngineInfo {
+    return this.core.info;
+  }
+
+  /** The batched engine's counters (graph runs, rows per run, …); undefined when unbatched. */
+  batchStats(): BatchStats | undefined {
+    return this.core.stats();
   }
 
   get name(): string {
@@ -218,10 +234,7 @@ export class Model implements CaptionModel {
       sinkTokens: policy?.sinkTokens ?? this.bundle.promptIds.length,
       evictChunk: policy?.evictChunk ?? this.manifest.context.evictChunk,
     };
-    const g = this.bundle.graphs;
-    return g.fusion === 'casa'
-      ? new CasaBackend(this.manifest, g, full, this.invFreq, windowCapacity, timer)
-      : new InsertionBackend(this.manifest, g, full, this.invFreq, timer);
+    return this.core.openBackend(full, windowCapacity, timer);
   }
 
   /** The frame preprocessing of this model (resize with `fit`, normalise). */
@@ -229,12 +242,12 @@ export class Model implements CaptionModel {
     return new Preprocessor(this.manifest.image, fit);
   }
 
-  /** Closes every session and releases the onnxruntime sessions. Idempotent. */
+  /** Closes every session, ends the inference workers and releases onnxruntime. Idempotent. */
   async release(): Promise<void> {
     if (this.released) return;
     this.released = true;
     for (const s of [...this.sessions]) s.close();
-    await releaseBundle(this.bundle);
+    await this.core.release();
   }
 
   private assertLive(): void {
@@ -249,11 +262,12 @@ export class Model implements CaptionModel {
  * from the working directory.
  */
 export async function loadModel(ref: string, opts: ModelLoadOptions = {}): Promise<CaptionModel> {
+  const { worker, ...onnx } = opts; // the ONNX engine's options go to its inference threads: nothing else
   const r = parseModelRef(ref);
   if (r.engine === 'worker') {
     const model = r.adapter === 'torch' ? path.resolve(r.target) : isHfDir(r.target) ? path.resolve(r.target) : r.target;
-    return WorkerModel.load({ adapter: r.adapter, model }, opts.worker);
+    return WorkerModel.load({ adapter: r.adapter, model }, worker);
   }
-  if (isHfDir(r.target)) return WorkerModel.load({ adapter: 'hf', model: path.resolve(r.target) }, opts.worker);
-  return Model.load(r.target, opts);
+  if (isHfDir(r.target)) return WorkerModel.load({ adapter: 'hf', model: path.resolve(r.target) }, worker);
+  return Model.load(r.target, onnx);
 }

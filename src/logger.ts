@@ -40,3 +40,18 @@ export function createLogger(options: LoggerOptions = {}): Logger {
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });
 }
+
+/** How much of a user-given text (an input, a path, an ffmpeg line) a log line or message quotes. */
+export const CLIP_CHARS = 200;
+/** How much of one line of a child process's output (ffmpeg's stderr, the model worker's) is kept and logged. */
+export const OUTPUT_LINE_CHARS = 300;
+
+/**
+ * `text` shortened to at most `max` characters: its start and its end, with "…" between, so
+ * that no log line (or status reason) quoting user input grows with it.
+ */
+export function clip(text: string, max = CLIP_CHARS): string {
+  if (text.length <= max) return text;
+  const tail = Math.floor((max - 1) / 3);
+  return `${text.slice(0, max - 1 - tail)}…${text.slice(text.length - tail)}`;
+}

@@ -13,6 +13,7 @@ export interface Metrics {
   captionLatency: Histogram<'stream'>;
   kvTokens: Gauge<'stream'>;
   reconnects: Counter<'stream'>;
+  streamStartup: Histogram<'stream'>;
   streamState: Gauge<'stream' | 'state'>;
   wsClients: Gauge;
   wsConnections: Counter;
@@ -47,7 +48,19 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     registers,
   });
   const kvTokens = new Gauge({ name: 'casa_live_kv_tokens', help: 'Text tokens held in the stream\'s KV cache.', labelNames: ['stream'], registers });
-  const reconnects = new Counter({ name: 'casa_live_stream_reconnects_total', help: 'Times a stream\'s pipeline was restarted after it ended or failed.', labelNames: ['stream'], registers });
+  const reconnects = new Counter({
+    name: 'casa_live_stream_reconnects_total',
+    help: 'Retries of a stream: its input reconnected after a failure, or its pipeline restarted after it ended or failed.',
+    labelNames: ['stream'],
+    registers,
+  });
+  const streamStartup = new Histogram({
+    name: 'casa_live_stream_startup_seconds',
+    help: 'Start-up time of a stream\'s input: ffmpeg started (after any wait for a start slot) to its first frame, per attempt.',
+    labelNames: ['stream'],
+    buckets: [0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20],
+    registers,
+  });
   const streamState = new Gauge({ name: 'casa_live_stream_state', help: '1 for the current state of each stream.', labelNames: ['stream', 'state'], registers });
   const wsClients = new Gauge({ name: 'casa_live_websocket_clients', help: 'Connected WebSocket clients.', registers });
   const wsConnections = new Counter({ name: 'casa_live_websocket_connections_total', help: 'WebSocket connections accepted.', registers });
@@ -60,7 +73,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   const captionLogErrors = new Counter({ name: 'casa_live_caption_log_errors_total', help: 'Failed caption log appends.', labelNames: ['stream'], registers });
   const modelLoaded = new Gauge({ name: 'casa_live_model_loaded', help: '1 once the model is loaded.', registers });
 
-  const perStream = [framesIn, framesDropped, tokens, captions, captionLatency, kvTokens, reconnects, captionLogWrites, captionLogErrors];
+  const perStream = [framesIn, framesDropped, tokens, captions, captionLatency, kvTokens, reconnects, streamStartup, captionLogWrites, captionLogErrors];
   return {
     registry,
     framesIn,
@@ -70,6 +83,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     captionLatency,
     kvTokens,
     reconnects,
+    streamStartup,
     streamState,
     wsClients,
     wsConnections,

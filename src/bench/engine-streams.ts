@@ -69,10 +69,10 @@ export async function runEngineStreams(t: EngineStreamsTask): Promise<EngineStre
       return { frameMs: (now.frameMs - b.frameMs) / t.frames, workerMs: (now.workerFrameMs - b.workerFrameMs) / t.frames };
     });
     for (const s of sessions) s.close();
-    const isWorker = model.engine === 'worker';
+    const isWorker = model.runtime === 'worker';
     return {
       ref: t.ref,
-      engine: model.engine,
+      engine: model.runtime,
       streams: t.streams,
       framesPerStream: t.frames,
       seconds: round(seconds, 3),

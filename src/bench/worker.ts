@@ -227,6 +227,9 @@ async function runPipelines(t: PipelinesTask): Promise<PipelinesResult> {
     if (t.streams > 1) await sleep(t.staggerMs / t.streams);
   }
   const pipelines = streams.map((s) => s.pipeline);
+  // Start-up (ffmpeg children start a few at a time, src/ingest/start-queue.ts) is not what
+  // is measured: the warm-up counts from the moment every stream has had its first frame.
+  await waitForFirstFrames(streams, STARTUP_LIMIT_MS);
   await sleep(t.warmupS * 1000);
   const w = await measureWindow(pipelines, t.measureS);
   // Captions of frames that arrived inside the window may still be on their way.
@@ -265,6 +268,14 @@ async function runPipelines(t: PipelinesTask): Promise<PipelinesResult> {
     childrenAfterStop,
     samples: { captionMs: l.captionMs.map((x) => Math.round(x)), firstTokenMs: l.firstTokenMs.map((x) => Math.round(x)) },
   };
+}
+
+/** How long a trial waits for every stream's first frame before its warm-up starts anyway. */
+const STARTUP_LIMIT_MS = 120_000;
+
+async function waitForFirstFrames(streams: TrialStream[], limitMs: number): Promise<void> {
+  const until = Date.now() + limitMs;
+  while (Date.now() < until && streams.some((s) => s.records.size === 0)) await sleep(50);
 }
 
 /** Starts pipeline i of a trial on the shared model, recording each frame the session takes. */

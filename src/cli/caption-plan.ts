@@ -20,6 +20,8 @@ export interface CaptionArgs {
   fps?: number;
   realtime?: boolean;
   maxFrames?: number;
+  retries?: number;
+  retryTimeout?: number;
   seed?: number;
   temperature?: number;
   maxTokens?: number;
@@ -62,6 +64,17 @@ export interface OutputPaths {
   burnIn?: string;
 }
 
+/** Live inputs: how long the first connection may take before the run gives up (--retry-timeout). */
+export const DEFAULT_RETRY_TIMEOUT_S = 30;
+
+/** How a live input is retried (--retries, --retry-timeout): the ingest's retry policy settings. */
+export interface RetryPlan {
+  /** Failed attempts in a row before giving up (undefined: no limit). */
+  maxRetries?: number;
+  /** Give up when no frame came this long after the start (undefined: keep trying). */
+  firstFrameDeadlineMs?: number;
+}
+
 /** A caption run as the command line asks for it, every option checked. */
 export interface CaptionPlan {
   input: string;
@@ -70,6 +83,7 @@ export interface CaptionPlan {
   truthFile?: string;
   fps?: number;
   maxFrames?: number;
+  retry: RetryPlan;
   generation: SessionOptions;
   lineLength: number;
   fit?: Fit;
@@ -118,12 +132,23 @@ function resolveOutputPaths(args: CaptionArgs, classified: ClassifiedInput): Out
   return paths;
 }
 
+/** --retries and --retry-timeout (seconds; 0 = no limit), with the default limit on the first connection. */
+function retryPlan(args: CaptionArgs): RetryPlan {
+  const retries = args.retries === 0 ? 0 : positiveInt(args.retries, '--retries');
+  const timeoutS = nonNegativeNumber(args.retryTimeout, '--retry-timeout', 86_400) ?? DEFAULT_RETRY_TIMEOUT_S;
+  return {
+    ...(retries !== undefined ? { maxRetries: retries } : {}),
+    ...(timeoutS > 0 ? { firstFrameDeadlineMs: timeoutS * 1000 } : {}),
+  };
+}
+
 /** Checks every option, in the order the user reads them; the first problem is the usage error. */
 export function resolveCaptionPlan(args: CaptionArgs, env: NodeJS.ProcessEnv): CaptionPlan {
   const { input, truthFile } = resolveInput(args);
   const classified = classifyInput(input);
   const fps = positiveNumber(args.fps, '--fps', 30);
   const maxFrames = positiveInt(args.maxFrames, '--max-frames');
+  const retry = retryPlan(args);
   const seed = seedValue(args.seed);
   const temperature = nonNegativeNumber(args.temperature, '--temperature', 10);
   const maxTokens = positiveInt(args.maxTokens, '--max-tokens', 4096);
@@ -146,6 +171,7 @@ export function resolveCaptionPlan(args: CaptionArgs, env: NodeJS.ProcessEnv): C
     ...(truthFile !== undefined ? { truthFile } : {}),
     ...(fps !== undefined ? { fps } : {}),
     ...(maxFrames !== undefined ? { maxFrames } : {}),
+    retry,
     generation: {
       ...(seed !== undefined ? { seed } : {}),
       ...(temperature !== undefined ? { temperature } : {}),

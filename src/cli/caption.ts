@@ -7,9 +7,9 @@ import path from 'node:path';
 import type { CaptionModel } from '../engine.js';
 import { CasaLiveError } from '../errors.js';
 import { stampEvent, type CaptionEvent, type StreamEvent } from '../events.js';
-import { resolveFfmpeg } from '../ingest/index.js';
+import { isLiveKind, resolveFfmpeg, SOURCE_DEFAULTS } from '../ingest/index.js';
 import type { Logger } from '../logger.js';
-import { createCaptionPipeline } from '../pipeline/pipeline.js';
+import { createCaptionPipeline, type CaptionPipelineOptions } from '../pipeline/pipeline.js';
 import type { CaptionPipelineHandle } from '../pipeline/types.js';
 import { loadModelRef } from '../pipeline/models.js';
 import { assertCanBurnIn, burnIn } from '../sinks/burn-in.js';
@@ -252,6 +252,7 @@ async function captionWith(model: CaptionModel, plan: CaptionPlan, parts: RunPar
     ...(plan.realtime ? { realtime: true } : {}),
     ...(plan.maxFrames !== undefined ? { maxFrames: plan.maxFrames } : {}),
     ...(plan.fit !== undefined ? { fit: plan.fit } : {}),
+    source: sourceRetryOptions(plan),
   });
   control.running(p);
   const tally = await consumeEvents(p, plan, parts, runFps);
@@ -277,6 +278,19 @@ async function captionWith(model: CaptionModel, plan: CaptionPlan, parts: RunPar
   }
   display.close();
   return 0;
+}
+
+/**
+ * --retries / --retry-timeout as the ingest's retry policy: a first connection that gives no
+ * frame within the limit ends the run (exit 3), so no single attempt may wait longer either.
+ */
+function sourceRetryOptions(plan: CaptionPlan): NonNullable<CaptionPipelineOptions['source']> {
+  if (!isLiveKind(plan.classified.kind)) return {};
+  const deadline = plan.retry.firstFrameDeadlineMs;
+  return {
+    reconnect: { ...plan.retry },
+    ...(deadline !== undefined ? { connectTimeoutMs: Math.min(SOURCE_DEFAULTS.connectTimeoutMs, deadline) } : {}),
+  };
 }
 
 /**

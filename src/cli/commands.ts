@@ -55,6 +55,12 @@ const caption: CommandDef = {
       .option('fps', { type: 'number', describe: 'frames captioned per second', defaultDescription: "the model's (2)" })
       .option('realtime', { type: 'boolean', describe: 'files: read at the video\'s own speed, dropping frames when captioning falls behind (as for live input)' })
       .option('max-frames', { type: 'number', describe: 'stop after N frames' })
+      .option('retries', { type: 'number', describe: 'live inputs: retries of failures in a row before giving up (exit 3); 0: none', defaultDescription: 'no limit' })
+      .option('retry-timeout', {
+        type: 'number',
+        describe: 'live inputs: give up (exit 3) when the first connection has not given a frame within SECONDS; 0: keep trying. Once a stream has been up it is retried per --retries',
+        defaultDescription: '30',
+      })
       .option('seed', { type: 'number', describe: 'sampling seed, for reproducible runs' })
       .option('temperature', { type: 'number', describe: 'sampling temperature (0 = greedy)', defaultDescription: "the model's" })
       .option('max-tokens', { type: 'number', describe: 'most tokens generated per frame', defaultDescription: "the model's" })
@@ -73,6 +79,7 @@ const caption: CommandDef = {
       .example('$0 caption talk.mp4 --srt talk.srt --vtt talk.vtt', 'subtitle files for a video')
       .example('$0 caption talk.mp4 --burn-in talk.captioned.mp4', 'a copy of the video with captions burned in')
       .example('$0 caption rtsp://cam.local/stream --jsonl -', 'a live camera; events as JSON lines on stdout')
+      .example('$0 caption rtsp://cam.local/stream --retry-timeout 0', 'wait for a camera that is not up yet, however long')
       .example('$0 caption clip.mp4 --max-frames 20 --temperature 0 --seed 1', 'a short, reproducible run')
       .epilogue(EXIT_CODES_HELP),
   run: async (a, { argv, io }) => {
@@ -241,6 +248,8 @@ const CAPTION_FLAGS: ReadonlyArray<[keyof CaptionArgs, string]> = [
   ['fps', 'fps'],
   ['realtime', 'realtime'],
   ['maxFrames', 'max-frames'],
+  ['retries', 'retries'],
+  ['retryTimeout', 'retry-timeout'],
   ['seed', 'seed'],
   ['temperature', 'temperature'],
   ['maxTokens', 'max-tokens'],

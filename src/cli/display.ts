@@ -36,6 +36,8 @@ export interface ProgressInfo {
   dropped: number;
   lagMs: number;
   live: boolean;
+  /** A live input that is reconnecting: for how long it has been away. */
+  outageMs?: number;
 }
 
 const ESC = '\x1b[';
@@ -53,6 +55,8 @@ export class CaptionDisplay {
   private regionLines = 0;
   private lastDraw = 0;
   private closed = false;
+  /** Since when the input has been away (a `reconnecting` not yet followed by `live`). */
+  private outageSince: number | undefined;
 
   constructor(opts: DisplayOptions) {
     this._mode = opts.mode;
@@ -122,20 +126,30 @@ export class CaptionDisplay {
     else this.printAbove(`${this.dim(clockTime(ev.start))}  ${text}`);
   }
 
+  /**
+   * State changes worth a line: the start of an outage (its later retries show in the
+   * progress line, "reconnecting… 12 s"), its end, and frame-drop reports. connecting / live /
+   * ended are visible from the captions and the progress line; a fatal error ends the command,
+   * which prints it once.
+   */
   status(ev: Pick<StatusEvent, 'state' | 'reason' | 'droppedFrames'>): void {
+    const startsOutage = ev.state === 'reconnecting' && this.outageSince === undefined;
+    const outageMs = ev.state === 'live' && this.outageSince !== undefined ? Date.now() - this.outageSince : undefined;
+    this.outageSince = ev.state === 'reconnecting' ? (this.outageSince ?? Date.now()) : undefined;
     if (this.mode === 'off') return;
-    // connecting / live / ended are visible from the captions and the progress line; a fatal
-    // error ends the command, which prints it once.
-    const notable = ev.state === 'reconnecting' || (ev.state === 'live' && ev.reason !== undefined);
-    if (!notable) return;
-    const line = `${ev.state}${ev.reason ? `: ${ev.reason}` : ''}`;
+    let line: string | undefined;
+    if (startsOutage) line = `reconnecting: ${ev.reason ?? 'input lost'}`;
+    else if (outageMs !== undefined) line = `live again after ${formatOutage(outageMs)}`;
+    else if (ev.state === 'live' && ev.reason !== undefined) line = `live: ${ev.reason}`;
+    if (line === undefined) return;
     if (this.mode === 'tty') this.printAbove(this.color ? `${ESC}33m${line}${ESC}0m` : line);
     else this.err.write(`casa-live: ${line}\n`);
   }
 
   progress(p: ProgressInfo): void {
     if (this.mode !== 'tty') return;
-    this.bar = this.formatProgress(p);
+    const outage = this.outageSince !== undefined ? { outageMs: Date.now() - this.outageSince } : {};
+    this.bar = this.formatProgress({ ...p, ...outage });
     this.redraw(false);
   }
 
@@ -152,7 +166,8 @@ export class CaptionDisplay {
     const rtf = secs > 0 ? p.streamSeconds / secs : 0;
     const parts: string[] = [];
     if (p.live) {
-      parts.push(`${this.bold('live')}  ${p.frames} frames`, `${rate.toFixed(1)} fps`, `lag ${(p.lagMs / 1000).toFixed(1)} s`, `${p.dropped} dropped`);
+      const state = p.outageMs !== undefined ? `reconnecting… ${formatOutage(p.outageMs)}` : 'live';
+      parts.push(`${this.bold(state)}  ${p.frames} frames`, `${rate.toFixed(1)} fps`, `lag ${(p.lagMs / 1000).toFixed(1)} s`, `${p.dropped} dropped`);
       return parts.join('  ');
     }
     const total = p.total;
@@ -242,6 +257,12 @@ function truncate(s: string, max: number): string {
   const visible = s.replace(/\x1b\[[0-9;]*m/g, '');
   if (visible.length <= max) return s;
   return `${visible.slice(0, max - 1)}…`;
+}
+
+/** "3 s", "59 s", then "1:05". */
+function formatOutage(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  return s < 60 ? `${s} s` : formatDuration(s);
 }
 
 export function formatDuration(seconds: number): string {

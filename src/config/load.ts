@@ -120,7 +120,9 @@ function zodProblems(error: z.ZodError, lineOf: LineOf): ConfigProblem[] {
     if (issue.code === 'invalid_type' && /received undefined/.test(message)) {
       message = `is required (${issue.expected})`;
     } else if (issue.code === 'invalid_union') {
-      message = 'must be a token string (at least 16 characters), {env: NAME} or {file: PATH}';
+      // A value too long for its branch says so with the limit; anything else names the forms.
+      const tooLong = issue.errors.flat().find((e) => e.code === 'too_big' && e.origin === 'string');
+      message = tooLong?.message ?? 'must be a token string (at least 16 characters), {env: NAME} or {file: PATH}';
     }
     problems.push({ path: formatPath(issue.path), message, line: lineOf(issue.path) });
   }
@@ -367,6 +369,7 @@ function resolveConfig(raw: RawConfig, options: ParseOptions, problems: ConfigPr
     listen: { host: raw.listen?.host ?? DEFAULTS.host, port: raw.listen?.port ?? DEFAULTS.port },
     auth,
     model,
+    engine: raw.engine ?? {},
     ...(raw.worker !== undefined ? { worker: raw.worker } : {}),
     defaults,
     streams,

@@ -4,14 +4,36 @@
  */
 import { z } from 'zod';
 import { validateStreamInput } from './input.js';
+import { RESTART_MODES, type RestartMode } from '../ingest/retry-policy.js';
 import { LOG_LEVELS } from '../logger.js';
 import { STREAM_ID_RE, STREAM_ID_RULE } from '../events.js';
 
 export { STREAM_ID_RE };
 
-export const streamIdSchema = z.string().regex(STREAM_ID_RE, `must be ${STREAM_ID_RULE}`);
+/**
+ * The longest value each kind of config string may have. A value is quoted in logs, status
+ * reasons and API answers, so an unbounded one (a 10 MB input) would flood all of them.
+ */
+export const STRING_LIMITS = {
+  id: 64,
+  input: 4096,
+  path: 4096,
+  modelRef: 4096,
+  prompt: 2000,
+  token: 512,
+  envName: 256,
+  host: 255,
+  origin: 2048,
+} as const;
 
-export const streamInputSchema = z.string().superRefine((input, ctx) => {
+/** A string of at most `max` characters; a longer one is refused with the limit (and nothing else is checked). */
+export function boundedString(max: number): z.ZodString {
+  return z.string().max(max, { error: (issue) => `is too long (${String((issue.input as string).length)} characters; at most ${max})`, abort: true });
+}
+
+export const streamIdSchema = boundedString(STRING_LIMITS.id).regex(STREAM_ID_RE, `must be ${STREAM_ID_RULE}`);
+
+export const streamInputSchema = boundedString(STRING_LIMITS.input).superRefine((input, ctx) => {
   const check = validateStreamInput(input);
   if (!check.ok) ctx.addIssue({ code: 'custom', message: check.problem ?? 'invalid input' });
 });
@@ -36,7 +58,7 @@ const generationFields = {
   realtimeDeadline: z.boolean().optional(),
   seed: z.int().optional(),
   /** Replaces the model's default user instruction (models that take one: hf:…, Hugging Face directories). */
-  prompt: z.string().min(1).optional(),
+  prompt: boundedString(STRING_LIMITS.prompt).min(1).optional(),
 };
 
 /**
@@ -71,14 +93,15 @@ export type RawGenerationOverrides = z.infer<typeof rawGenerationSchema>;
 
 export const restartSchema = z.strictObject({
   /** always: restart when the input ends or fails; on-failure: only when it fails; never. */
-  policy: z.enum(['always', 'on-failure', 'never']).optional(),
+  policy: z.enum(RESTART_MODES).optional(),
   initialDelayMs: z.int().min(0).max(3_600_000).optional(),
   maxDelayMs: z.int().min(0).max(3_600_000).optional(),
   /** Consecutive failed attempts before the stream is put in state `error`; absent = unlimited. */
   maxRetries: z.int().min(0).optional(),
 });
+/** A stream's one retry policy: its ingest reconnects and its pipeline restarts (src/ingest/retry-policy.ts). */
 export interface RestartPolicy {
-  policy: 'always' | 'on-failure' | 'never';
+  policy: RestartMode;
   initialDelayMs: number;
   maxDelayMs: number;
   maxRetries?: number;
@@ -87,7 +110,7 @@ export interface RestartPolicy {
 export const rawStreamSchema = z.strictObject({
   id: streamIdSchema,
   input: streamInputSchema,
-  model: z.string().min(1).optional(),
+  model: boundedString(STRING_LIMITS.modelRef).min(1).optional(),
   fps: z.number().gt(0).max(30).optional(),
   generation: rawGenerationSchema.optional(),
   enabled: z.boolean().optional(),
@@ -97,16 +120,44 @@ export type RawStreamConfig = z.infer<typeof rawStreamSchema>;
 
 /** A secret given inline, from an environment variable, or from a file (systemd LoadCredential). */
 export const secretSchema = z.union([
-  z.string().min(16, 'tokens must be at least 16 characters'),
-  z.strictObject({ env: z.string().min(1) }),
-  z.strictObject({ file: z.string().min(1) }),
+  boundedString(STRING_LIMITS.token).min(16, 'tokens must be at least 16 characters'),
+  z.strictObject({ env: boundedString(STRING_LIMITS.envName).min(1) }),
+  z.strictObject({ file: boundedString(STRING_LIMITS.path).min(1) }),
 ]);
 export type RawSecret = z.infer<typeof secretSchema>;
+
+/**
+ * How the daemon's models run (src/model/bundle.ts LoadOptions, docs/serve.md §engine).
+ * Absent fields take the engine's defaults; changes need a restart.
+ */
+export const engineSchema = z.strictObject({
+  /** The batched engine's settings, or false: one stream per graph run on the main thread. */
+  batch: z
+    .union([
+      z.literal(false),
+      z.strictObject({
+        /** Most streams in one graph run. */
+        maxSize: z.int().min(1).max(1024).optional(),
+        /** How long a run waits for the other streams inside a frame (ms). */
+        gatherMs: z.number().min(0).max(1000).optional(),
+      }),
+    ])
+    .optional(),
+  threads: z
+    .strictObject({
+      /** Inference worker threads (batched engine). */
+      workers: z.int().min(1).max(64).optional(),
+      /** onnxruntime threads inside one graph run. */
+      intraOp: z.int().min(1).max(256).optional(),
+    })
+    .optional(),
+});
+export type EngineConfig = z.infer<typeof engineSchema>;
 
 export const rawConfigSchema = z.strictObject({
   listen: z
     .strictObject({
-      host: z.string().min(1).optional(),
+      host: boundedString(STRING_LIMITS.host).min(1).optional(),
       port: z.int().min(0).max(65535).optional(),
     })
     .optional(),
@@ -119,17 +170,18 @@ export const rawConfigSchema = z.strictObject({
       /** Tokens that may also add, change and remove streams. */
       adminTokens: z.array(secretSchema).optional(),
       /** Browser origins allowed to open the WebSocket; empty = any. */
-      allowedOrigins: z.array(z.string().regex(/^https?:\/\/[^/]+$/, 'must be an origin like https://example.com')).optional(),
+      allowedOrigins: z.array(boundedString(STRING_LIMITS.origin).regex(/^https?:\/\/[^/]+$/, 'must be an origin like https://example.com')).optional(),
       /** Require a token for /metrics too. */
       protectMetrics: z.boolean().optional(),
     })
     .optional(),
-  model: z.string().min(1).optional(),
+  model: boundedString(STRING_LIMITS.modelRef).min(1).optional(),
+  engine: engineSchema.optional(),
   /** The Python model worker (models torch:…, hf:…, Hugging Face directories; docs/worker-protocol.md). */
   worker: z
     .strictObject({
       /** Python interpreter (default: CASA_LIVE_PYTHON, else /usr/bin/python3, else python3 on PATH). */
-      python: z.string().min(1).optional(),
+      python: boundedString(STRING_LIMITS.path).min(1).optional(),
       device: z.enum(['auto', 'cpu', 'cuda']).optional(),
       /** A frame must be captioned within this, else the worker is considered hung and restarted. */
       frameTimeoutMs: z.int().min(1000).max(3_600_000).optional(),
@@ -156,7 +208,7 @@ export const rawConfigSchema = z.strictObject({
       pingIntervalMs: z.int().min(100).max(600_000).optional(),
     })
     .optional(),
-  dataDir: z.string().min(1).optional(),
+  dataDir: boundedString(STRING_LIMITS.path).min(1).optional(),
   captionLog: z
     .strictObject({
       retentionDays: z.number().gt(0).optional(),
@@ -220,6 +272,8 @@ export interface ServeConfig {
     protectMetrics: boolean;
   };
   model: string;
+  /** How models run; {} = the engine's defaults. */
+  engine: EngineConfig;
   /** Settings of the Python model worker (absent: its defaults). */
   worker?: WorkerConfig;
   defaults: { fps: number; generation: GenerationOverrides; restart: RestartPolicy };

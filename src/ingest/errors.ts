@@ -17,6 +17,7 @@ export type IngestErrorCode =
   | 'stream-not-found'
   | 'io-timeout'
   | 'stalled'
+  | 'connect-timeout'
   | 'stream-dropped'
   | 'device-unavailable'
   | 'protocol-unavailable'
@@ -34,10 +35,20 @@ export class IngestError extends InputError {
   /** The input, with credentials redacted. */
   readonly input: string | undefined;
 
+  /** Set when the source's retry policy gave up after this failure: why ("gave up after 3 failed attempts"). */
+  gaveUp: string | undefined;
+
   constructor(code: IngestErrorCode, message: string, options: IngestErrorOptions = {}) {
     super(message, { cause: options.cause, details: options.details });
     this.code = code;
     this.input = options.input;
+  }
+
+  /** The retry policy gave up after this failure: `message` now says so too. */
+  markGaveUp(why: string, message: string): this {
+    this.gaveUp = why;
+    this.message = message;
+    return this;
   }
 }
 
@@ -135,6 +146,18 @@ export class StreamStalledError extends IngestError {
       ...options,
     });
     this.stallSeconds = seconds;
+  }
+}
+
+export class ConnectTimeoutError extends IngestError {
+  readonly timeoutSeconds: number;
+  constructor(input: string, seconds: number, options: IngestErrorOptions = {}) {
+    super(
+      'connect-timeout',
+      `No frame came from ${input} within ${formatSeconds(seconds)} of starting ffmpeg; check that the stream is publishing and reachable.`,
+      { input, ...options },
+    );
+    this.timeoutSeconds = seconds;
   }
 }
 

@@ -21,6 +21,13 @@ import type { Fit } from './types.js';
 export const SHOWINFO_NAME = 'showinfo@casa';
 /** Probe length (µs) for header-less live inputs. */
 export const LIVE_ANALYZE_US = 1_000_000;
+/**
+ * RTSP probing: the SDP already describes the streams, so ffmpeg needs little more than the
+ * first keyframe. Its defaults (5 MB / 5 s) kept it probing for about 2 s before the first
+ * frame; 32 KB / 0.5 s brings connect → first frame to about 0.8 s (measured on the test
+ * relay: H.264 with and without parameter sets in the SDP, MPEG-4, H.264 + AAC).
+ */
+export const RTSP_PROBE = { bytes: 32_768, us: 500_000 } as const;
 
 export interface FfmpegArgsParams {
   input: ClassifiedInput;
@@ -53,6 +60,7 @@ export function buildFfmpegArgs(p: FfmpegArgsParams): FfmpegArgs {
     case 'rtsp':
     case 'rtsps':
       inputOptions.push('-rtsp_transport', p.rtspTransport, p.features.rtspTimeoutOption, ioUs);
+      inputOptions.push('-probesize', String(RTSP_PROBE.bytes), '-analyzeduration', String(RTSP_PROBE.us));
       break;
     case 'rtmp':
     case 'rtmps':

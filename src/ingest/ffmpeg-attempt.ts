@@ -3,14 +3,17 @@
  * duration, the last lines for errors), turns its raw frames into Frames for the hand-off, and
  * says how the run ended (an end of input, or a typed failure).
  */
+import { clip, OUTPUT_LINE_CHARS } from '../logger.js';
 import type { ResolvedFfmpeg } from './binaries.js';
-import { CorruptInputError, FfmpegFailedError, StreamDroppedError, StreamStalledError, type IngestError } from './errors.js';
+import { ConnectionRefusedError, ConnectTimeoutError, CorruptInputError, FfmpegFailedError, StreamDroppedError, StreamStalledError, type IngestError } from './errors.js';
 import { buildFfmpegArgs } from './ffmpeg-args.js';
 import { startFfmpeg, type FfmpegChild, type FfmpegExit } from './ffmpeg-command.js';
-import { classifyFailure, isNoiseLine, parseDurationLine, parseShowinfoLine } from './ffmpeg-stderr.js';
+import { classifyFailure, endpointOf, isNoiseLine, parseDurationLine, parseShowinfoLine } from './ffmpeg-stderr.js';
 import { FrameAssembler } from './frame-assembler.js';
 import type { FrameHandoff } from './frame-handoff.js';
 import { effectiveStallMs, type ResolvedSourceOptions } from './source-options.js';
+import { canCheckRefusal, refusalCheck, type RefusalCheck } from './reachability.js';
+import type { StartQueue, StartTicket } from './start-queue.js';
 import type { AttemptStamper, StreamClock } from './stream-clock.js';
 import { isLiveKind, type Frame, type SourceKind } from './types.js';
 
@@ -21,6 +24,8 @@ export interface AttemptHost {
   readonly options: ResolvedSourceOptions;
   readonly clock: StreamClock;
   readonly handoff: FrameHandoff;
+  /** Where the attempt waits for a start slot before spawning ffmpeg. */
+  readonly starts: StartQueue;
   /** The source's kind now (an http input becomes a file when ffmpeg reports a duration). */
   readonly kind: SourceKind;
   /** stop() or halt() is under way: frames are thrown away and ffmpeg is being killed. */
@@ -29,13 +34,15 @@ export interface AttemptHost {
   becameFile(durationSeconds: number): void;
   /** Stream activity (ffmpeg started, a frame came out): resets the stall watchdog. */
   touch(): void;
-  /** The attempt's first frame. */
-  firstFrame(): void;
+  /** The attempt's first frame, `startupMs` after ffmpeg was spawned. */
+  firstFrame(startupMs: number): void;
 }
 
 /** ffmpeg's last stderr lines kept for errors, and those put in an error's details. */
 const KEPT_LINES = 40;
 const DETAIL_LINES = 12;
+/** The longest command line logged (the longest stderr line kept: OUTPUT_LINE_CHARS). */
+const COMMAND_CHARS = 1000;
 const NOTHING_DECODED_RE = /Invalid data found|Error while decoding|invalid frame|corrupt|partial file|Truncat\w*|could not find codec parameters/i;
 
 export class FfmpegAttempt {
@@ -46,6 +53,11 @@ export class FfmpegAttempt {
   private readonly assembler: FrameAssembler;
   private readonly stamp: AttemptStamper;
   private child: FfmpegChild | undefined;
+  /** The start slot: held from spawning ffmpeg to its first frame (or its end). */
+  private ticket: StartTicket | undefined;
+  /** A retry's TCP check of the server, while it runs. */
+  private check: RefusalCheck | undefined;
+  private spawnedAt = 0;
   /** pts (s) from showinfo, not yet matched with a frame. */
   private readonly pts: number[] = [];
   private wakePts: (() => void) | undefined;
@@ -53,6 +65,8 @@ export class FfmpegAttempt {
   private exit: FfmpegExit | undefined;
   /** Set when the watchdog killed ffmpeg: how long no frame had come. */
   private stalledAfterMs: number | undefined;
+  /** The watchdog killed ffmpeg before its first frame (connect timeout, not a stall). */
+  private stalledConnecting = false;
   /** Last stderr lines, showinfo and noise excluded. */
   private readonly lines: string[] = [];
   private frames = 0;
@@ -77,15 +91,43 @@ export class FfmpegAttempt {
     return this.child !== undefined && this.exit === undefined && this.stalledAfterMs === undefined && !this.host.handoff.holdingProducer;
   }
 
-  /** Runs ffmpeg until it has exited and its last frame is handed over; says how it ended. */
+  /**
+   * Fails at once when an RTSP server refuses connections; else waits for a start slot,
+   * then runs ffmpeg until it has exited and its last frame is handed over. Says how it ended.
+   */
   async run(): Promise<AttemptOutcome> {
+    if (await this.serverRefuses()) {
+      if (this.host.discarding) return { type: 'end', reason: 'stopped' };
+      const { input } = this.host.options;
+      return { type: 'fail', error: new ConnectionRefusedError(input.display, endpointOf(input)) };
+    }
+    this.ticket = this.host.starts.request();
+    const granted = await this.ticket.granted;
+    try {
+      if (!granted || this.host.discarding) return { type: 'end', reason: 'stopped' };
+      return await this.runFfmpeg();
+    } finally {
+      this.ticket.release();
+    }
+  }
+
+  /** An RTSP input: does its server refuse connections (then no ffmpeg is started)? */
+  private async serverRefuses(): Promise<boolean> {
+    const o = this.host.options;
+    if (!canCheckRefusal(o.input) || this.host.discarding) return false;
+    this.check = refusalCheck(o.input, o.ioTimeoutMs);
+    return this.check.refused;
+  }
+
+  private async runFfmpeg(): Promise<AttemptOutcome> {
     const finished = new Promise<void>((resolve) => this.assembler.once('finish', () => resolve()));
     const child = this.start();
     if (this.host.discarding) void child.kill();
     const exit = await child.closed;
     this.exit = exit;
     this.wakePts?.();
-    this.host.options.log.debug({ input: this.host.options.input.display, attempt: this.number, command: child.commandLine, exit }, 'ffmpeg exited');
+    const command = child.commandLine === undefined ? undefined : clip(child.commandLine, COMMAND_CHARS);
+    this.host.options.log.debug({ input: this.host.options.input.display, attempt: this.number, command, exit }, 'ffmpeg exited');
     // Frames still in the pipe go to the consumer (at its pace for files) before the run's
     // outcome counts; stop() and halt() discard them instead.
     if (!exit.startError) await finished;
@@ -96,15 +138,18 @@ export class FfmpegAttempt {
   /** The watchdog's verdict: no frame for `idleMs`. SIGKILLs ffmpeg; the run fails as stalled. */
   stall(idleMs: number): void {
     this.stalledAfterMs = idleMs;
+    this.stalledConnecting = this.frames === 0;
     this.host.options.log.warn(
       { input: this.host.options.input.display, idleMs, pid: this.child?.pid },
-      'no frame within the stall timeout; killing ffmpeg',
+      this.stalledConnecting ? 'no first frame within the connect timeout; killing ffmpeg' : 'no frame within the stall timeout; killing ffmpeg',
     );
     void this.child?.kill();
   }
 
-  /** Stop / halt: from now on ffmpeg's output is thrown away. */
+  /** Stop / halt: from now on ffmpeg's output is thrown away (and a wait for a start slot ends). */
   abandon(): void {
+    this.check?.cancel();
+    this.ticket?.release();
     this.assembler.discard();
     this.wakePts?.();
   }
@@ -133,6 +178,7 @@ export class FfmpegAttempt {
       ...(this.host.handoff.mode === 'backpressure' && remaining !== undefined && remaining > 0 ? { maxOutputFrames: remaining } : {}),
     });
     this.host.touch();
+    this.spawnedAt = Date.now();
     this.child = startFfmpeg({
       ffmpegPath: this.bin.ffmpegPath,
       input: o.stdin ?? args.input,
@@ -160,6 +206,8 @@ export class FfmpegAttempt {
       if (d !== undefined && d !== null && d > 0) this.host.becameFile(d);
     }
     if (isNoiseLine(line)) return;
+    // ffmpeg quotes its input in some lines: kept (and logged) clipped.
+    line = clip(line, OUTPUT_LINE_CHARS);
     this.lines.push(line);
     if (this.lines.length > KEPT_LINES) this.lines.shift();
     this.host.options.log.debug({ input: this.host.options.input.display, line }, 'ffmpeg');
@@ -184,7 +232,10 @@ export class FfmpegAttempt {
     this.frames++;
     const { width, height } = this.host.options;
     const frame: Frame = { index, ptsSeconds, receivedAt: now, width, height, rgb };
-    if (this.frames === 1) this.host.firstFrame();
+    if (this.frames === 1) {
+      this.ticket?.release();
+      this.host.firstFrame(now - this.spawnedAt);
+    }
     // Backpressure (files, stdin): holds this frame, and with it ffmpeg, until the consumer has
     // taken the one waiting. Drop mode never waits.
     await this.host.handoff.offer(frame, () => this.host.discarding);
@@ -194,6 +245,9 @@ export class FfmpegAttempt {
   private judge(exit: FfmpegExit): AttemptOutcome {
     const o = this.host.options;
     const details = this.lines.slice(-DETAIL_LINES);
+    if (this.stalledAfterMs !== undefined && this.stalledConnecting) {
+      return { type: 'fail', error: new ConnectTimeoutError(o.input.display, o.connectTimeoutMs / 1000, { details }) };
+    }
     if (this.stalledAfterMs !== undefined) {
       return { type: 'fail', error: new StreamStalledError(o.input.display, effectiveStallMs(o) / 1000, { details }) };
     }

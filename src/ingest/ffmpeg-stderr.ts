@@ -19,6 +19,7 @@ import {
   UnauthorizedError,
   type IngestError,
 } from './errors.js';
+import { clip } from '../logger.js';
 import { SHOWINFO_NAME } from './ffmpeg-args.js';
 import type { ClassifiedInput } from './input.js';
 
@@ -77,6 +78,11 @@ export interface FailureContext {
   frames: number;
 }
 
+/** "cam.local:554" (or "the server") for messages. */
+export function endpointOf(input: ClassifiedInput): string {
+  return `${input.host === undefined ? 'the server' : clip(input.host)}${input.port !== undefined ? `:${input.port}` : ''}`;
+}
+
 /** Turns a failed ffmpeg run (non-zero exit or a killing signal) into a typed error. */
 export function classifyFailure(ctx: FailureContext): IngestError {
   const { input } = ctx;
@@ -85,7 +91,8 @@ export function classifyFailure(ctx: FailureContext): IngestError {
   const opts = { details };
   const text = ctx.lines.join('\n');
   const has = (re: RegExp): boolean => re.test(text);
-  const endpoint = `${input.host ?? 'the server'}${input.port !== undefined ? `:${input.port}` : ''}`;
+  const host = input.host === undefined ? undefined : clip(input.host);
+  const endpoint = endpointOf(input);
 
   if (has(/Protocol not found/i)) {
     return new ProtocolUnavailableError(shown, input.scheme, ctx.ffmpegPath, opts);
@@ -102,7 +109,7 @@ export function classifyFailure(ctx: FailureContext): IngestError {
   if (has(/\b403 Forbidden\b|access denied/i)) return new ForbiddenError(shown, opts);
   if (has(/\b404 Not Found\b/i)) return new StreamNotFoundError(shown, opts);
   if (has(/Failed to resolve hostname|Name or service not known|Temporary failure in name resolution|No address associated with hostname|nodename nor servname/i)) {
-    return new DnsFailureError(shown, input.host ?? '(unknown)', opts);
+    return new DnsFailureError(shown, host ?? '(unknown)', opts);
   }
   if (has(/Connection refused/i)) return new ConnectionRefusedError(shown, endpoint, opts);
   if (input.scheme === 'srt' && has(/Connection to srt:\S* failed/i) && ctx.frames === 0) {

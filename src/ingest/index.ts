@@ -16,9 +16,24 @@ export type {
 export { openFrameSource } from './source.js';
 export { DEFAULTS as SOURCE_DEFAULTS } from './source-options.js';
 export { backoffDelay } from './backoff.js';
-export { reconnectPolicy, type RetryPolicy, type AttemptFailure } from './retry-loop.js';
+export {
+  ingestRetryPolicy,
+  nextRetry,
+  retryingReason,
+  gaveUpReason,
+  FAST_RETRY,
+  RESTART_MODES,
+  type RestartMode,
+  type RetrySettings,
+  type RetryPolicy,
+  type RetryDecision,
+  type AttemptFailure,
+  type FailureStreak,
+} from './retry-policy.js';
+export { ffmpegStarts, StartQueue, defaultStartSlots, type StartTicket } from './start-queue.js';
 export { SOURCE_STATES, SOURCE_TRANSITIONS, canTransition, IllegalTransitionError, type SourceState } from './source-state.js';
 export { resolveFfmpeg, clearFfmpegCache, type ResolvedFfmpeg, type ResolveFfmpegOptions, type BinarySource } from './binaries.js';
+export { isLiveKind } from './types.js';
 export { validateInput, classifyInput, redactUrl, SUPPORTED_SCHEMES, type ClassifiedInput } from './input.js';
 export { runFramesCommand, type FramesCommandOptions, type FramesCommandResult } from './frames-command.js';
 export * from './errors.js';

@@ -3,6 +3,7 @@
  */
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { clip } from '../logger.js';
 import { UnsupportedInputError } from './errors.js';
 import type { SourceKind } from './types.js';
 
@@ -18,7 +19,7 @@ export interface ClassifiedInput {
   scheme: SupportedScheme | 'stdin' | 'v4l2';
   /** What ffmpeg gets after -i ("file:/abs/path", the URL, "pipe:0", the device path). */
   ffmpegInput: string;
-  /** For logs and messages: passwords and SRT passphrases replaced by ***. */
+  /** For logs and messages: passwords and SRT passphrases replaced by ***, at most CLIP_CHARS long (clip()). */
   display: string;
   /** Absolute path for files and devices. */
   path?: string;
@@ -50,23 +51,23 @@ export function classifyInput(input: string): ClassifiedInput {
     return { raw: input, kind: 'stdin', scheme: 'stdin', ffmpegInput: 'pipe:0', display: 'stdin' };
   }
   if (DEVICE_RE.test(input)) {
-    return { raw: input, kind: 'device', scheme: 'v4l2', ffmpegInput: input, display: input, path: input };
+    return { raw: input, kind: 'device', scheme: 'v4l2', ffmpegInput: input, display: clip(input), path: input };
   }
   const m = SCHEME_RE.exec(input);
   if (!m && MALFORMED_URL_RE.test(input)) {
     const scheme = input.split(':')[0]!.toLowerCase();
-    throw new UnsupportedInputError(input, `Input ${redactUrl(input)} is a malformed URL (expected ${scheme}://host/...).`);
+    throw new UnsupportedInputError(input, `Input ${shown(input)} is a malformed URL (expected ${clip(scheme)}://host/...).`);
   }
   if (!m) {
     // A plain path. "file:" is prefixed for ffmpeg so that a name with a colon is not read as a protocol.
     const path = resolve(input);
-    return { raw: input, kind: 'file', scheme: 'file', ffmpegInput: `file:${path}`, display: input, path };
+    return { raw: input, kind: 'file', scheme: 'file', ffmpegInput: `file:${path}`, display: clip(input), path };
   }
   const scheme = m[1]!.toLowerCase();
   if (!(SUPPORTED_SCHEMES as readonly string[]).includes(scheme)) {
     throw new UnsupportedInputError(
       input,
-      `Input scheme "${scheme}://" is not supported; casa-live reads ${supportedInputsText()}.`,
+      `Input scheme "${clip(scheme)}://" is not supported; casa-live reads ${supportedInputsText()}.`,
     );
   }
   if (scheme === 'file') {
@@ -74,24 +75,24 @@ export function classifyInput(input: string): ClassifiedInput {
     try {
       path = fileURLToPath(input);
     } catch (err) {
-      throw new UnsupportedInputError(input, `Input ${input} is not a valid file:// URL (${(err as Error).message}).`);
+      throw new UnsupportedInputError(input, `Input ${clip(input)} is not a valid file:// URL (${clip((err as Error).message)}).`);
     }
     if (!isAbsolute(path)) path = resolve(path);
-    return { raw: input, kind: 'file', scheme: 'file', ffmpegInput: `file:${path}`, display: path, path };
+    return { raw: input, kind: 'file', scheme: 'file', ffmpegInput: `file:${path}`, display: clip(path), path };
   }
   if (LISTENER_RE.test(input)) {
-    return { raw: input, kind: 'live', scheme: scheme as SupportedScheme, ffmpegInput: input, display: redactUrl(input) };
+    return { raw: input, kind: 'live', scheme: scheme as SupportedScheme, ffmpegInput: input, display: shown(input) };
   }
   let url: URL;
   try {
     url = new URL(input);
   } catch {
-    throw new UnsupportedInputError(input, `Input ${redactUrl(input)} is not a valid ${scheme}:// URL.`);
+    throw new UnsupportedInputError(input, `Input ${shown(input)} is not a valid ${scheme}:// URL.`);
   }
   // Non-special schemes keep the brackets of IPv6 hosts; ffmpeg wants them too.
   const host = url.hostname;
   if (host === '' && scheme !== 'udp') {
-    throw new UnsupportedInputError(input, `Input ${redactUrl(input)} has no host name.`);
+    throw new UnsupportedInputError(input, `Input ${shown(input)} has no host name.`);
   }
   const port = url.port === '' ? defaultPort(scheme) : Number(url.port);
   return {
@@ -99,10 +100,15 @@ export function classifyInput(input: string): ClassifiedInput {
     kind: 'live',
     scheme: scheme as SupportedScheme,
     ffmpegInput: input,
-    display: redactUrl(input),
+    display: shown(input),
     host,
     ...(port !== undefined ? { port } : {}),
   };
+}
+
+/** How an input URL is shown in messages and logs: credentials redacted, length clipped. */
+function shown(input: string): string {
+  return clip(redactUrl(input));
 }
 
 function defaultPort(scheme: string): number | undefined {

@@ -1,62 +1,32 @@
 /**
  * The source's retry loop: ffmpeg attempts one after another; a failed attempt is retried after
- * the delay its retry policy gives (a wait that stop() and halt() cut short), or ends the source
- * with its error. A watchdog kills an attempt that delivers nothing for the stall timeout.
+ * the delay its retry policy gives (retry-policy.ts; a wait that stop() and halt() cut short),
+ * or ends the source with its error. A watchdog kills an attempt that delivers no first frame
+ * within the connect timeout, or no frame for the stall timeout once it has delivered one.
  *
  * The loop makes no state change itself: it tells its source (beforeAttempt, retrying), which
  * moves its lifecycle (source-state.ts) and announces the status.
  */
-import { backoffDelay } from './backoff.js';
 import type { IngestError } from './errors.js';
 import type { AttemptOutcome, FfmpegAttempt } from './ffmpeg-attempt.js';
-import type { ReconnectSettings } from './source-options.js';
+import { gaveUpReason, type RetryPolicy } from './retry-policy.js';
 import type { SourceLifecycle } from './source-state.js';
-import { isLiveKind, type IngestLogger, type SourceKind } from './types.js';
-
-/** A failed attempt, as a retry policy sees it. */
-export interface AttemptFailure {
-  error: IngestError;
-  /** The source's kind when the attempt failed. */
-  kind: SourceKind;
-  /** Failed attempts in a row, this one included (an attempt that delivered a frame resets it). */
-  consecutive: number;
-  /** Frames the failed attempt delivered (more than 0: a live input that dropped). */
-  frames: number;
-}
-
-/** Whether, and when, a failed attempt is followed by another. */
-export interface RetryPolicy {
-  /** Milliseconds to wait before the next attempt, or undefined: give up with the failure's error. */
-  retryDelay(failure: AttemptFailure): number | undefined;
-}
-
-/**
- * The ingest's reconnect policy: live inputs and devices retry any failure but
- * protocol-unavailable, with backoffDelay(), up to maxRetries failures in a row; files and
- * stdin never retry.
- */
-export function reconnectPolicy(settings: ReconnectSettings, random: () => number = Math.random): RetryPolicy {
-  return {
-    retryDelay(f) {
-      if (!isLiveKind(f.kind) || f.error.code === 'protocol-unavailable') return undefined;
-      if (f.consecutive > settings.maxRetries) return undefined;
-      return backoffDelay(f.consecutive, settings.initialDelayMs, settings.maxDelayMs, random);
-    },
-  };
-}
+import type { SourceKind } from './types.js';
 
 export interface RetryLoopOptions {
   policy: RetryPolicy;
   /** Read only: the loop ends when the source winds down, the watchdog runs during attempts. */
   lifecycle: SourceLifecycle;
-  /** No frame for this long → the attempt is stalled. */
+  /** No frame for this long, after the attempt's first one → the attempt is stalled. */
   stallMs: number;
+  /** No first frame this long after ffmpeg started → the attempt failed (connect-timeout). */
+  connectMs: number;
   /** The source's kind now. */
   kind: () => SourceKind;
   /** Before each attempt (the source moves to connecting). */
   beforeAttempt: (n: number) => void;
-  /** A failed attempt will be retried after delayMs (the source moves to retrying and says why). */
-  retrying: (error: IngestError, delayMs: number, consecutive: number) => void;
+  /** A failed attempt will be retried after delayMs (the source moves to retrying and says why); `retry` counts the failures in a row. */
+  retrying: (error: IngestError, delayMs: number, retry: number) => void;
 }
 
 export class RetryLoop {
@@ -64,15 +34,23 @@ export class RetryLoop {
   private readonly watchdog: StallWatchdog;
   private current: FfmpegAttempt | undefined;
   private consecutive = 0;
+  /** The current run of failures began with the drop of an attempt that had delivered frames. */
+  private wasUp = false;
+  private everLive = false;
+  private startedAt = 0;
   private retried = 0;
   private retryWait: { timer: NodeJS.Timeout; wake: () => void } | undefined;
 
   constructor(o: RetryLoopOptions) {
     this.o = o;
-    this.watchdog = new StallWatchdog(o.stallMs, (idleMs) => {
-      const att = this.current;
-      if (att && att.watchable && o.lifecycle.attempting) att.stall(idleMs);
-    });
+    this.watchdog = new StallWatchdog(
+      () => (this.current && this.current.framesDelivered > 0 ? o.stallMs : o.connectMs),
+      (idleMs) => {
+        const att = this.current;
+        if (att && att.watchable && o.lifecycle.attempting) att.stall(idleMs);
+      },
+      Math.max(50, Math.min(500, Math.min(o.stallMs, o.connectMs) / 4)),
+    );
   }
 
   /** Retries so far (the `reconnects` of the source's status). */
@@ -85,6 +63,7 @@ export class RetryLoop {
    * is thrown). Returns undefined when the source winds down (stop, halt).
    */
   async run(startAttempt: (n: number) => FfmpegAttempt): Promise<string | undefined> {
+    this.startedAt = Date.now();
     this.watchdog.start();
     for (let n = 1; ; n++) {
       this.o.beforeAttempt(n);
@@ -98,9 +77,10 @@ export class RetryLoop {
     }
   }
 
-  /** The current attempt delivered a frame: the failures in a row start again from 0. */
+  /** The current attempt delivered its first frame: the failures in a row start again from 0. */
   attemptDelivered(): void {
     this.consecutive = 0;
+    this.everLive = true;
   }
 
   /** Stream activity: the stall timeout counts from now. */
@@ -131,9 +111,18 @@ export class RetryLoop {
   }
 
   private async retryAfter(error: IngestError, frames: number): Promise<void> {
+    if (this.consecutive === 0) this.wasUp = frames > 0;
     this.consecutive++;
-    const delayMs = this.o.policy.retryDelay({ error, kind: this.o.kind(), consecutive: this.consecutive, frames });
-    if (delayMs === undefined) throw error;
+    const decision = this.o.policy.decide({
+      code: error.code,
+      kind: this.o.kind(),
+      consecutive: this.consecutive,
+      wasUp: this.wasUp,
+      elapsedMs: Date.now() - this.startedAt,
+      everLive: this.everLive,
+    });
+    if (!decision.retry) throw decision.gaveUp ? error.markGaveUp(decision.gaveUp, `${gaveUpReason(error.message, decision.gaveUp)}.`) : error;
+    const delayMs = decision.delayMs;
     this.retried++;
     this.o.retrying(error, delayMs, this.consecutive);
     await new Promise<void>((resolve) => {
@@ -143,16 +132,18 @@ export class RetryLoop {
   }
 }
 
-/** Calls `onStall(idleMs)` when nothing happened for `stallMs` (checked a few times per timeout). */
+/** Calls `onStall(idleMs)` when nothing happened for `limitMs()` (checked a few times per timeout). */
 class StallWatchdog {
-  private readonly stallMs: number;
+  private readonly limitMs: () => number;
   private readonly onStall: (idleMs: number) => void;
+  private readonly everyMs: number;
   private lastActivity = 0;
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(stallMs: number, onStall: (idleMs: number) => void) {
-    this.stallMs = stallMs;
+  constructor(limitMs: () => number, onStall: (idleMs: number) => void, everyMs: number) {
+    this.limitMs = limitMs;
     this.onStall = onStall;
+    this.everyMs = everyMs;
   }
 
   touch(): void {
@@ -160,8 +151,7 @@ class StallWatchdog {
   }
 
   start(): void {
-    const every = Math.max(50, Math.min(500, this.stallMs / 4));
-    this.timer = setInterval(() => this.check(), every);
+    this.timer = setInterval(() => this.check(), this.everyMs);
     this.timer.unref();
   }
 
@@ -172,6 +162,6 @@ class StallWatchdog {
 
   private check(): void {
     const idle = Date.now() - this.lastActivity;
-    if (idle > this.stallMs) this.onStall(idle);
+    if (idle > this.limitMs()) this.onStall(idle);
   }
 }

@@ -3,24 +3,18 @@ import type { Readable } from 'node:stream';
 import { UsageError } from '../errors.js';
 import type { ResolveFfmpegOptions } from './binaries.js';
 import { classifyInput, type ClassifiedInput } from './input.js';
+import { RESTART_MODES, type RetrySettings } from './retry-policy.js';
 import { FIT_MODES, type Fit, type IngestLogger, type SourceOptions } from './types.js';
 
 export const DEFAULTS = {
   fit: 'letterbox' as Fit,
   fps: 2,
   stallTimeoutMs: 10_000,
+  connectTimeoutMs: 20_000,
   ioTimeoutMs: 5_000,
   initialDelayMs: 500,
   maxDelayMs: 30_000,
 };
-
-export interface ReconnectSettings {
-  initialDelayMs: number;
-  /** Never below initialDelayMs. */
-  maxDelayMs: number;
-  /** Consecutive failed attempts tolerated (Infinity: unlimited). */
-  maxRetries: number;
-}
 
 export interface ResolvedSourceOptions {
   input: ClassifiedInput;
@@ -31,8 +25,10 @@ export interface ResolvedSourceOptions {
   realtime: boolean;
   rtspTransport: 'tcp' | 'udp';
   stallTimeoutMs: number;
+  /** No first frame this long after ffmpeg started → the attempt failed (connect-timeout). */
+  connectTimeoutMs: number;
   ioTimeoutMs: number;
-  reconnect: ReconnectSettings;
+  reconnect: RetrySettings;
   maxFrames: number | undefined;
   inputFormat: string | undefined;
   log: IngestLogger;
@@ -60,6 +56,7 @@ export function resolveSourceOptions(opts: SourceOptions): ResolvedSourceOptions
     throw new UsageError(`rtspTransport must be tcp or udp, not "${String(opts.rtspTransport)}".`);
   }
   const stallTimeoutMs = positiveNumber(opts.stallTimeoutMs ?? DEFAULTS.stallTimeoutMs, 'stallTimeoutMs');
+  const connectTimeoutMs = positiveNumber(opts.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs, 'connectTimeoutMs');
   const ioTimeoutMs = positiveNumber(opts.ioTimeoutMs ?? DEFAULTS.ioTimeoutMs, 'ioTimeoutMs');
   const reconnect = resolveReconnect(opts);
   const maxFrames = opts.maxFrames === undefined ? undefined : positiveInt(opts.maxFrames, 'maxFrames', Number.MAX_SAFE_INTEGER);
@@ -73,6 +70,7 @@ export function resolveSourceOptions(opts: SourceOptions): ResolvedSourceOptions
     realtime: opts.realtime ?? false,
     rtspTransport,
     stallTimeoutMs,
+    connectTimeoutMs,
     ioTimeoutMs,
     reconnect,
     maxFrames,
@@ -87,11 +85,15 @@ export function resolveSourceOptions(opts: SourceOptions): ResolvedSourceOptions
   };
 }
 
-function resolveReconnect(opts: SourceOptions): ReconnectSettings {
-  const initialDelayMs = nonNegative(opts.reconnect?.initialDelayMs ?? DEFAULTS.initialDelayMs, 'reconnect.initialDelayMs');
-  const maxDelayMs = Math.max(initialDelayMs, nonNegative(opts.reconnect?.maxDelayMs ?? DEFAULTS.maxDelayMs, 'reconnect.maxDelayMs'));
-  const maxRetries = nonNegative(opts.reconnect?.maxRetries ?? Infinity, 'reconnect.maxRetries');
-  return { initialDelayMs, maxDelayMs, maxRetries };
+function resolveReconnect(opts: SourceOptions): RetrySettings {
+  const r = opts.reconnect ?? {};
+  const policy = r.policy ?? 'always';
+  if (!RESTART_MODES.includes(policy)) throw new UsageError(`reconnect.policy must be one of ${RESTART_MODES.join(', ')}, not "${String(policy)}".`);
+  const initialDelayMs = nonNegative(r.initialDelayMs ?? DEFAULTS.initialDelayMs, 'reconnect.initialDelayMs');
+  const maxDelayMs = Math.max(initialDelayMs, nonNegative(r.maxDelayMs ?? DEFAULTS.maxDelayMs, 'reconnect.maxDelayMs'));
+  const maxRetries = nonNegative(r.maxRetries ?? Infinity, 'reconnect.maxRetries');
+  const deadline = r.firstFrameDeadlineMs === undefined ? undefined : positiveNumber(r.firstFrameDeadlineMs, 'reconnect.firstFrameDeadlineMs');
+  return { policy, initialDelayMs, maxDelayMs, maxRetries, ...(deadline !== undefined ? { firstFrameDeadlineMs: deadline } : {}) };
 }
 
 /** The stall timeout in force: never shorter than two frame intervals plus a second, or a low fps would look stalled. */

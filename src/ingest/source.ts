@@ -22,9 +22,11 @@ import { CorruptInputError, FileNotFoundError, FileUnreadableError, type IngestE
 import { FfmpegAttempt, type AttemptHost } from './ffmpeg-attempt.js';
 import { FrameHandoff, type HandoffMode } from './frame-handoff.js';
 import type { ClassifiedInput } from './input.js';
-import { reconnectPolicy, RetryLoop } from './retry-loop.js';
+import { RetryLoop } from './retry-loop.js';
+import { ingestRetryPolicy } from './retry-policy.js';
 import { effectiveStallMs, resolveSourceOptions, type ResolvedSourceOptions } from './source-options.js';
 import { canTransition, SourceLifecycle } from './source-state.js';
+import { ffmpegStarts } from './start-queue.js';
 import { StreamClock } from './stream-clock.js';
 import type { Frame, FrameSource, SourceKind, SourceOptions, SourceStatus } from './types.js';
 
@@ -58,12 +60,13 @@ class FfmpegFrameSource extends EventEmitter implements FrameSource {
       limitReached: () => this.halt(),
     });
     this.loop = new RetryLoop({
-      policy: reconnectPolicy(o.reconnect),
+      policy: ingestRetryPolicy(o.reconnect),
       lifecycle: this.lifecycle,
       stallMs: effectiveStallMs(o),
+      connectMs: o.connectTimeoutMs,
       kind: () => this._kind,
       beforeAttempt: () => this.beginAttempt(),
-      retrying: (error, delayMs, consecutive) => this.retrying(error, delayMs, consecutive),
+      retrying: (error, delayMs, retry) => this.retrying(error, delayMs, retry),
     });
     this.probe = new DurationProbe({ input: o.input, binaries: o.binaries, ioTimeoutMs: o.ioTimeoutMs, log: o.log });
     this.attemptHost = this.makeAttemptHost();
@@ -191,21 +194,21 @@ class FfmpegFrameSource extends EventEmitter implements FrameSource {
     if (first) this.announce('connecting');
   }
 
-  /** connecting → live: the attempt's first frame. */
-  private goLive(): void {
+  /** connecting → live: the attempt's first frame, `startupMs` after ffmpeg was spawned. */
+  private goLive(startupMs: number): void {
     this.loop.attemptDelivered();
     this.lifecycle.transition('live');
-    this.announce('live');
+    this.announce('live', { startupMs });
   }
 
   /** connecting / live → retrying: the attempt failed and the retry policy tries again. */
-  private retrying(err: IngestError, delayMs: number, consecutive: number): void {
+  private retrying(err: IngestError, delayMs: number, retry: number): void {
     this.o.log.warn(
-      { input: this.o.input.display, code: err.code, err: err.message, details: err.details, retryInMs: delayMs, attempt: consecutive },
+      { input: this.o.input.display, code: err.code, err: err.message, details: err.details, retryInMs: delayMs, retry },
       'input failed; reconnecting',
     );
     this.lifecycle.transition('retrying');
-    this.announce('reconnecting', { reason: err.message, code: err.code, retryInMs: delayMs });
+    this.announce('reconnecting', { reason: err.message, code: err.code, retryInMs: delayMs, retry });
   }
 
   /** → ended. */
@@ -231,7 +234,7 @@ class FfmpegFrameSource extends EventEmitter implements FrameSource {
   private announce(state: StreamState, extra: StatusExtra = {}): void {
     this._status = { state, ...extra, droppedFrames: this.droppedFrames, reconnects: this.reconnects };
     if (state === 'live' || state === 'connecting') {
-      this.o.log.info({ input: this.o.input.display, state }, `input ${state}`);
+      this.o.log.info({ input: this.o.input.display, state, ...(extra.startupMs !== undefined ? { startupMs: extra.startupMs } : {}) }, `input ${state}`);
     }
     try {
       this.emit('status', this.status);
@@ -254,6 +257,7 @@ class FfmpegFrameSource extends EventEmitter implements FrameSource {
       options: this.o,
       clock: new StreamClock(this.o.fps),
       handoff: this.handoff,
+      starts: ffmpegStarts,
       get kind() {
         return source._kind;
       },
@@ -267,7 +271,7 @@ class FfmpegFrameSource extends EventEmitter implements FrameSource {
         this.o.log.info({ input: this.o.input.display, durationSeconds }, 'http input has a duration; reading it as a file');
       },
       touch: () => this.loop.touch(),
-      firstFrame: () => this.goLive(),
+      firstFrame: (startupMs) => this.goLive(startupMs),
     };
   }
 }

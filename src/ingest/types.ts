@@ -39,7 +39,13 @@ export interface IngestLogger {
   debug(obj: object, msg?: string): void;
 }
 
+/**
+ * The source's retry policy (a stream's `restart` block fits it as it is). Every field is
+ * optional; see retry-policy.ts for the rule.
+ */
 export interface ReconnectOptions {
+  /** always / on-failure (default: both retry a live input's failures), never: fail at the first failure. */
+  policy?: 'always' | 'on-failure' | 'never';
   /** First retry delay (default 500 ms). */
   initialDelayMs?: number;
   /** Cap of the exponential backoff (default 30 000 ms). */
@@ -49,6 +55,8 @@ export interface ReconnectOptions {
    * (default Infinity for live inputs and devices; files and stdin never retry).
    */
   maxRetries?: number;
+  /** Give up when no frame has come this long after the start (every attempt together; default: never). */
+  firstFrameDeadlineMs?: number;
 }
 
 export interface SourceOptions {
@@ -65,8 +73,14 @@ export interface SourceOptions {
   realtime?: boolean;
   /** RTSP lower transport (default 'tcp'). */
   rtspTransport?: 'tcp' | 'udp';
-  /** No frame for this long → stalled: ffmpeg is SIGKILLed and the input reconnected (default 10 000 ms). */
+  /** No frame for this long after the attempt's first one → stalled: ffmpeg is SIGKILLed and the input reconnected (default 10 000 ms). */
   stallTimeoutMs?: number;
+  /**
+   * No first frame this long after ffmpeg started (connecting, probing, opening the decoder;
+   * time waiting for a start slot does not count) → the attempt failed with connect-timeout
+   * (default 20 000 ms).
+   */
+  connectTimeoutMs?: number;
   /** ffmpeg's own network I/O timeout (rtsp -timeout, other protocols -rw_timeout; default 5 000 ms). */
   ioTimeoutMs?: number;
   reconnect?: ReconnectOptions;
@@ -90,6 +104,10 @@ export interface SourceStatus {
   code?: string;
   /** For 'reconnecting': how long until the next attempt. */
   retryInMs?: number;
+  /** For 'reconnecting': which retry of the current run of failures this is (1, 2, …). */
+  retry?: number;
+  /** For 'live': milliseconds from ffmpeg's start to the attempt's first frame (start-up time). */
+  startupMs?: number;
   droppedFrames: number;
   reconnects: number;
 }

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { InferenceSession } from 'onnxruntime-node';
 import { ModelError } from '../errors.js';
 import {
+  CasaBatchDecoderGraph,
   CasaDecoderGraph,
   CasaKvGraph,
   graphSessions,
@@ -21,6 +22,7 @@ import {
 import {
   expectedGraphs,
   formatShape,
+  isBatchable,
   parseManifest,
   type GraphName,
   type GraphSpec,
@@ -36,13 +38,29 @@ export interface LoadOptions {
   /** CUDA device (default 0). */
   deviceId?: number;
   /**
-   * Threads onnxruntime uses inside one graph run (default 1). onnxruntime-node runs every
-   * graph synchronously on the JavaScript thread, so runs of different streams never overlap;
-   * more threads make each run faster on larger models (see docs/architecture.md §Threading).
+   * Threads onnxruntime uses inside one graph run (default 1). With the tiny models a second
+   * thread makes runs slower on a 2-core machine; larger models want more (see
+   * docs/architecture.md §Batching and threads).
    */
   intraOpNumThreads?: number;
   /** Threads across independent graph nodes (default 1). */
   interOpNumThreads?: number;
+  /**
+   * The batched engine (docs/architecture.md §Batching): graph runs in worker threads, the
+   * steps of many streams in one run. Default: on for bundles that support it (format
+   * version 2, fusion casa). `false`: the unbatched engine, one stream per run on the
+   * calling thread (version-1 and insertion bundles always run so).
+   */
+  batch?: false | BatchOptions;
+}
+
+export interface BatchOptions {
+  /** Most streams in one graph run (default 64). 1: one stream per run, still off the main thread. */
+  maxSize?: number;
+  /** How long a run waits for the other streams inside a frame to submit their step (ms, default 2). */
+  gatherMs?: number;
+  /** Inference worker threads; streams are spread over them (default 1). */
+  workers?: number;
 }
 
 export interface BundleFiles {
@@ -53,16 +71,20 @@ export interface BundleFiles {
   casaKv?: string;
 }
 
-export interface Bundle {
+/** A bundle's manifest, files and tokenizer, checked; its graphs not loaded. */
+export interface BundleMeta {
   dir: string;
   manifest: Manifest;
   files: BundleFiles;
   tokenizer: BundleTokenizer;
-  /** The checked graphs, typed by the bundle's fusion. */
-  graphs: BundleGraphs;
   /** Token ids of the manifest's prompt pieces. */
   promptIds: number[];
   frameOpeningIds: number[];
+}
+
+export interface Bundle extends BundleMeta {
+  /** The checked graphs, typed by the bundle's fusion. */
+  graphs: BundleGraphs;
 }
 
 function readJson(file: string, what: string): unknown {
@@ -161,6 +183,9 @@ function sessionOptions(opts: LoadOptions): InferenceSession.SessionOptions {
     graphOptimizationLevel: 'all',
     executionMode: 'sequential',
     logSeverityLevel: 3,
+    // Intra-op threads sleep between runs instead of spinning: the cores are shared with
+    // the other workers, ffmpeg and the event loop.
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
   };
   if (provider === 'cpu') return { ...base, executionProviders: ['cpu'] };
   if (provider === 'cuda') {
@@ -202,7 +227,13 @@ interface MetaTensor {
 }
 
 /** Checks one graph's inputs and outputs against the format; throws a ModelError naming the tensor. */
-export function checkGraph(file: string, spec: GraphSpec, inputs: readonly MetaTensor[], outputs: readonly MetaTensor[]): void {
+export function checkGraph(
+  file: string,
+  spec: GraphSpec,
+  inputs: readonly MetaTensor[],
+  outputs: readonly MetaTensor[],
+  version: number,
+): void {
   const side = (kind: 'input' | 'output', want: GraphSpec['inputs'], got: readonly MetaTensor[]): void => {
     const byName = new Map(got.map((t) => [t.name, t]));
     for (const w of want) {
@@ -233,7 +264,7 @@ export function checkGraph(file: string, spec: GraphSpec, inputs: readonly MetaT
     const extra = got.filter((t) => !known.has(t.name));
     if (extra.length) {
       throw new ModelError(
-        `${file}: unexpected ${kind} ${extra.map((t) => `"${t.name}"`).join(', ')} (not in format version 1); re-export the bundle`,
+        `${file}: unexpected ${kind} ${extra.map((t) => `"${t.name}"`).join(', ')} (not in format version ${version}); re-export the bundle`,
       );
     }
   };
@@ -241,8 +272,8 @@ export function checkGraph(file: string, spec: GraphSpec, inputs: readonly MetaT
   side('output', spec.outputs, outputs);
 }
 
-/** Loads and validates a bundle; on any problem throws a ModelError and releases what it created. */
-export async function loadBundle(dir: string, opts: LoadOptions = {}): Promise<Bundle> {
+/** Reads and checks a bundle's manifest, files and tokenizer (not its graphs). */
+export function loadBundleMeta(dir: string): BundleMeta {
   const { manifest, file: manifestFile } = readManifest(dir);
   const files: BundleFiles = {
     manifest: manifestFile,
@@ -251,8 +282,15 @@ export async function loadBundle(dir: string, opts: LoadOptions = {}): Promise<B
     decoder: bundleFile(dir, manifest.files.decoder, 'decoder'),
   };
   if (manifest.fusion === 'casa') files.casaKv = bundleFile(dir, manifest.files.casaKv as string, 'casaKv');
-  const { tokenizer, promptIds, frameOpeningIds } = loadTokenizer(files.tokenizer, manifest);
+  return { dir, manifest, files, ...loadTokenizer(files.tokenizer, manifest) };
+}
 
+/**
+ * Creates the onnxruntime sessions of a bundle's graphs and checks each against the format;
+ * on any problem throws a ModelError and releases what it created. (The batched engine's
+ * workers call this with the manifest and files the main thread checked.)
+ */
+export async function openGraphs(manifest: Manifest, files: BundleFiles, opts: LoadOptions = {}): Promise<BundleGraphs> {
   const options = sessionOptions(opts);
   const provider = opts.executionProvider ?? 'cpu';
   const specs = expectedGraphs(manifest);
@@ -262,25 +300,38 @@ export async function loadBundle(dir: string, opts: LoadOptions = {}): Promise<B
       const s = await createSession(file, options, provider);
       created.push(s);
       const spec = specs[name];
-      if (spec) checkGraph(file, spec, s.inputMetadata as readonly MetaTensor[], s.outputMetadata as readonly MetaTensor[]);
+      if (spec) checkGraph(file, spec, s.inputMetadata as readonly MetaTensor[], s.outputMetadata as readonly MetaTensor[], manifest.formatVersion);
       return s;
     };
     const vision = new VisionGraph(await open('vision', files.vision), manifest.image.width, manifest.image.height);
-    let graphs: BundleGraphs;
-    if (manifest.fusion === 'casa') {
-      const casaKv = new CasaKvGraph(await open('casaKv', files.casaKv as string));
-      graphs = { fusion: 'casa', vision, casaKv, decoder: new CasaDecoderGraph(await open('decoder', files.decoder)) };
-    } else {
-      graphs = { fusion: 'insertion', vision, decoder: new InsertionDecoderGraph(await open('decoder', files.decoder)) };
+    if (manifest.fusion === 'insertion') {
+      return { fusion: 'insertion', vision, decoder: new InsertionDecoderGraph(await open('decoder', files.decoder)) };
     }
-    return { dir, manifest, files, tokenizer, graphs, promptIds, frameOpeningIds };
+    const casaKv = new CasaKvGraph(await open('casaKv', files.casaKv as string));
+    const session = await open('decoder', files.decoder);
+    const { layers, kvHeads, headDim, casaLayers } = manifest.decoder;
+    const decoder = isBatchable(manifest)
+      ? new CasaBatchDecoderGraph(session, layers, kvHeads, headDim, casaLayers.length)
+      : new CasaDecoderGraph(session);
+    return { fusion: 'casa', vision, casaKv, decoder };
   } catch (err) {
     await Promise.allSettled(created.map((s) => s.release()));
     throw err;
   }
 }
 
-/** Releases the bundle's onnxruntime sessions (errors ignored: nothing more can be done with them). */
-export async function releaseBundle(bundle: Bundle): Promise<void> {
-  await Promise.allSettled(graphSessions(bundle.graphs).map((s) => s.release()));
+/** Loads and validates a bundle: its manifest, files, tokenizer and graphs. */
+export async function loadBundle(dir: string, opts: LoadOptions = {}): Promise<Bundle> {
+  const meta = loadBundleMeta(dir);
+  return { ...meta, graphs: await openGraphs(meta.manifest, meta.files, opts) };
+}
+
+/** Releases the graphs' onnxruntime sessions (errors ignored: nothing more can be done with them). */
+export async function releaseGraphs(graphs: BundleGraphs): Promise<void> {
+  await Promise.allSettled(graphSessions(graphs).map((s) => s.release()));
+}
+
+/** Releases the bundle's onnxruntime sessions. */
+export function releaseBundle(bundle: Bundle): Promise<void> {
+  return releaseGraphs(bundle.graphs);
 }

@@ -17,6 +17,13 @@ export interface KvShape {
   headDim: number;
 }
 
+/** The capacity a growable store takes to hold `needed` tokens: doubling from `capacity` (at least 16). */
+export function grownCapacity(capacity: number, needed: number): number {
+  let cap = Math.max(16, capacity);
+  while (cap < needed) cap *= 2;
+  return cap;
+}
+
 export class KvStore {
   readonly layers: number;
   readonly kvHeads: number;
@@ -141,8 +148,7 @@ export class KvStore {
 
   private grow(needed: number): void {
     if (!this.growable) throw new Error(`kv cache full: ${needed} tokens needed, capacity ${this.cap}`);
-    let cap = Math.max(16, this.cap);
-    while (cap < needed) cap *= 2;
+    const cap = grownCapacity(this.cap, needed);
     const keys = new Float32Array(this.blocks * cap * this.headDim);
     const values = new Float32Array(this.blocks * cap * this.headDim);
     // The live part is contiguous at the start: a plain copy keeps the layout.
@@ -172,29 +178,32 @@ interface FrameSpan {
   imageTokens: number;
 }
 
+/** A range of cache entries to evict: [start, start + count). */
+export interface Eviction {
+  start: number;
+  count: number;
+}
+
 /**
- * The self-attention cache of one stream: a KvStore plus the bookkeeping of where frames
- * start, and the eviction policy. Positions are contiguous: the next token always takes
- * position `length`.
+ * The bookkeeping of one stream's self-attention cache, without the storage: its length,
+ * where frames start, and the eviction policy (DESIGN §3.5). The unbatched engine pairs it
+ * with a KvStore (TextKvCache); the batched engine keeps it on the main thread and sends the
+ * evictions it decides to the worker that holds the stream's K/V.
  */
-export class TextKvCache {
-  readonly store: KvStore;
+export class ContextBook {
   readonly policy: ContextPolicy;
-  private readonly invFreq: Float64Array;
   private frames: FrameSpan[] = [];
+  private len = 0;
   private evictionCount = 0;
   private evictedTotal = 0;
   private imageInCache = 0;
 
-  constructor(shape: KvShape, policy: ContextPolicy, invFreq: Float64Array, initialCapacity = 256) {
+  constructor(policy: ContextPolicy) {
     this.policy = policy;
-    this.invFreq = invFreq;
-    const bounded = Number.isFinite(policy.maxTokens);
-    this.store = new KvStore(shape, bounded ? policy.maxTokens : initialCapacity, !bounded);
   }
 
   get length(): number {
-    return this.store.length;
+    return this.len;
   }
   get evictions(): number {
     return this.evictionCount;
@@ -211,14 +220,14 @@ export class TextKvCache {
   }
 
   /**
-   * Makes room for a step of `tokens` new entries, evicting when the cap would be passed.
-   * `frameStart`: the step begins a new frame (so the current end is a frame boundary).
-   * Returns the number of tokens evicted (0 when there was room).
+   * Plans room for a step of `tokens` new entries: the range to evict when the cap would be
+   * passed (already taken out of the bookkeeping), else undefined. `frameStart`: the step
+   * begins a new frame (so the current end is a frame boundary).
    */
-  ensureRoom(tokens: number, frameStart: boolean): number {
-    const p = this.length;
+  makeRoom(tokens: number, frameStart: boolean): Eviction | undefined {
+    const p = this.len;
     const { maxTokens, sinkTokens: sink, evictChunk } = this.policy;
-    if (p + tokens <= maxTokens) return 0;
+    if (p + tokens <= maxTokens) return undefined;
     const need = p + tokens - maxTokens;
     const least = Math.max(evictChunk, need);
     const boundaries = this.frames.map((f) => f.start).filter((s) => s > sink);
@@ -236,13 +245,13 @@ export class TextKvCache {
         `context cap ${maxTokens} too small: ${p} tokens cached, sink ${sink}, step of ${tokens} tokens`,
       );
     }
-    this.evictRange(sink, count);
-    return count;
+    this.forget(sink, count);
+    return { start: sink, count };
   }
 
   /** Records that the next appended token is a frame's pre-image marker. */
   markFrameStart(): void {
-    const start = this.length;
+    const start = this.len;
     this.frames.push({ start, imageStart: start, imageTokens: 0 });
   }
 
@@ -250,18 +259,18 @@ export class TextKvCache {
   markImageTokens(count: number): void {
     const f = this.frames[this.frames.length - 1];
     if (!f) return;
-    f.imageStart = this.length;
+    f.imageStart = this.len;
     f.imageTokens = count;
     this.imageInCache += count;
   }
 
-  append(newKeys: Float32Array, newValues: Float32Array, srcTokens: number): void {
-    this.store.append(newKeys, newValues, srcTokens);
+  /** Records `count` entries appended. */
+  grow(count: number): void {
+    this.len += count;
   }
 
-  private evictRange(start: number, count: number): void {
+  private forget(start: number, count: number): void {
     const end = start + count;
-    this.store.evict(start, count, this.invFreq);
     const kept: FrameSpan[] = [];
     for (const f of this.frames) {
       const lo = Math.max(start, f.imageStart);
@@ -279,7 +288,72 @@ export class TextKvCache {
       }
     }
     this.frames = kept;
+    this.len -= count;
     this.evictionCount += 1;
     this.evictedTotal += count;
+  }
+}
+
+/**
+ * The self-attention cache of one stream in the unbatched engine: a KvStore plus its
+ * ContextBook. Positions are contiguous: the next token always takes position `length`.
+ */
+export class TextKvCache {
+  readonly store: KvStore;
+  readonly book: ContextBook;
+  private readonly invFreq: Float64Array;
+
+  constructor(shape: KvShape, policy: ContextPolicy, invFreq: Float64Array, initialCapacity = 256) {
+    this.book = new ContextBook(policy);
+    this.invFreq = invFreq;
+    const bounded = Number.isFinite(policy.maxTokens);
+    this.store = new KvStore(shape, bounded ? policy.maxTokens : initialCapacity, !bounded);
+  }
+
+  get policy(): ContextPolicy {
+    return this.book.policy;
+  }
+  get length(): number {
+    return this.store.length;
+  }
+  get evictions(): number {
+    return this.book.evictions;
+  }
+  get evictedTokens(): number {
+    return this.book.evictedTokens;
+  }
+  get imageTokens(): number {
+    return this.book.imageTokens;
+  }
+  /** Cache indices of the frames' pre-image markers still in the cache. */
+  frameStarts(): number[] {
+    return this.book.frameStarts();
+  }
+
+  /**
+   * Makes room for a step of `tokens` new entries, evicting when the cap would be passed.
+   * `frameStart`: the step begins a new frame (so the current end is a frame boundary).
+   * Returns the number of tokens evicted (0 when there was room).
+   */
+  ensureRoom(tokens: number, frameStart: boolean): number {
+    const cut = this.book.makeRoom(tokens, frameStart);
+    if (!cut) return 0;
+    this.store.evict(cut.start, cut.count, this.invFreq);
+    return cut.count;
+  }
+
+  /** Records that the next appended token is a frame's pre-image marker. */
+  markFrameStart(): void {
+    this.book.markFrameStart();
+  }
+
+  /** Records that the next `count` appended entries are the current frame's image tokens. */
+  markImageTokens(count: number): void {
+    this.book.markImageTokens(count);
+  }
+
+  append(newKeys: Float32Array, newValues: Float32Array, srcTokens: number): void {
+    this.store.append(newKeys, newValues, srcTokens);
+    this.book.grow(srcTokens);
   }
 }

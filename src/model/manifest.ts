@@ -6,8 +6,11 @@
 import { z } from 'zod';
 import { FIT_MODES } from '../ingest/types.js';
 
-/** The bundle format version this runtime implements (docs/model-format.md). */
-export const FORMAT_VERSION = 1;
+/** The newest bundle format version (docs/model-format.md); the exporter writes it. */
+export const FORMAT_VERSION = 2;
+/** The versions this runtime reads: 1 (batch 1, unbatched engine only) and 2 (batched CASA decoder). */
+export const FORMAT_VERSIONS = [1, 2] as const;
+export type FormatVersion = (typeof FORMAT_VERSIONS)[number];
 export const FORMAT_NAME = 'casa-live-bundle';
 
 const int = z.int();
@@ -16,7 +19,7 @@ const rgb = z.tuple([z.number(), z.number(), z.number()]);
 
 export const manifestSchema = z.object({
   format: z.literal(FORMAT_NAME),
-  formatVersion: z.literal(FORMAT_VERSION),
+  formatVersion: z.literal(FORMAT_VERSIONS),
   name: z.string().min(1),
   fusion: z.enum(['casa', 'insertion']),
   description: z.string().optional(),
@@ -91,11 +94,11 @@ export function parseManifest(raw: unknown): { ok: true; manifest: Manifest } | 
   if (obj.format !== FORMAT_NAME) {
     return { ok: false, problems: [`format is ${JSON.stringify(obj.format)}, expected "${FORMAT_NAME}"`] };
   }
-  if (obj.formatVersion !== FORMAT_VERSION) {
+  if (!(FORMAT_VERSIONS as readonly unknown[]).includes(obj.formatVersion)) {
     return {
       ok: false,
       problems: [
-        `formatVersion ${JSON.stringify(obj.formatVersion)} is not supported; this runtime reads version ${FORMAT_VERSION}`,
+        `formatVersion ${JSON.stringify(obj.formatVersion)} is not supported; this runtime reads versions ${FORMAT_VERSIONS.join(' and ')}`,
       ],
     };
   }
@@ -142,59 +145,120 @@ export interface GraphSpec {
 
 export type GraphName = 'vision' | 'casaKv' | 'decoder';
 
+/**
+ * Whether the bundle's decoder takes a batch of ragged rows (format version 2, fusion
+ * "casa"). Version 1 decoders, and every insertion decoder, run one stream per graph run.
+ */
+export function isBatchable(m: Manifest): boolean {
+  return m.fusion === 'casa' && m.formatVersion >= 2;
+}
+
 /** The inputs and outputs every graph of a bundle must have (docs/model-format.md). */
 export function expectedGraphs(m: Manifest): Partial<Record<GraphName, GraphSpec>> {
   const { width, height, tokensPerFrame: N } = m.image;
-  const { layers: L, kvHeads: H, headDim: Dh, hiddenSize: D, vocabSize: V } = m.decoder;
-  const C = m.decoder.casaLayers.length;
+  const D = m.decoder.hiddenSize;
   const f = (name: string, shape: (number | null)[]): TensorSpec => ({ name, type: 'float32', shape });
-  const i64 = (name: string, shape: (number | null)[]): TensorSpec => ({ name, type: 'int64', shape });
   const _ = null;
   const vision: GraphSpec = {
     inputs: [f('pixels', [_, 3, height, width])],
     outputs: [f('image_embeds', [_, N, D])],
   };
-  if (m.fusion === 'casa') {
-    return {
-      vision,
-      casaKv: {
-        inputs: [f('image_embeds', [_, N, D])],
-        outputs: [f('image_keys', [C, _, H, N, Dh]), f('image_values', [C, _, H, N, Dh])],
-      },
-      decoder: {
-        inputs: [
-          i64('input_ids', [1, _]),
-          i64('position_ids', [1, _]),
-          i64('window_position_ids', [1, _]),
-          f('past_keys', [L, 1, H, _, Dh]),
-          f('past_values', [L, 1, H, _, Dh]),
-          f('image_keys', [C, 1, H, _, Dh]),
-          f('image_values', [C, 1, H, _, Dh]),
-          f('window_keys', [C, 1, H, _, Dh]),
-          f('window_values', [C, 1, H, _, Dh]),
-        ],
-        outputs: [
-          f('logits', [1, _, V]),
-          f('new_keys', [L, 1, H, _, Dh]),
-          f('new_values', [L, 1, H, _, Dh]),
-          f('new_window_keys', [C, 1, H, _, Dh]),
-          f('new_window_values', [C, 1, H, _, Dh]),
-        ],
-      },
-    };
-  }
+  if (m.fusion === 'insertion') return { vision, decoder: insertionDecoderSpec(m) };
+  const { kvHeads: H, headDim: Dh } = m.decoder;
+  const C = m.decoder.casaLayers.length;
   return {
     vision,
-    decoder: {
-      inputs: [
-        i64('input_ids', [1, _]),
-        f('image_embeds', [1, _, D]),
-        i64('position_ids', [1, _]),
-        f('past_keys', [L, 1, H, _, Dh]),
-        f('past_values', [L, 1, H, _, Dh]),
-      ],
-      outputs: [f('logits', [1, _, V]), f('new_keys', [L, 1, H, _, Dh]), f('new_values', [L, 1, H, _, Dh])],
+    casaKv: {
+      inputs: [f('image_embeds', [_, N, D])],
+      outputs: [f('image_keys', [C, _, H, N, Dh]), f('image_values', [C, _, H, N, Dh])],
     },
+    decoder: isBatchable(m) ? casaDecoderSpecV2(m) : casaDecoderSpecV1(m),
+  };
+}
+
+const f32 = (name: string, shape: (number | null)[]): TensorSpec => ({ name, type: 'float32', shape });
+const i64 = (name: string, shape: (number | null)[]): TensorSpec => ({ name, type: 'int64', shape });
+
+/** The CASA decoder's outputs, batch axis `b` (1 in version 1, dynamic in version 2). */
+function casaDecoderOutputs(m: Manifest, b: number | null): TensorSpec[] {
+  const { layers: L, kvHeads: H, headDim: Dh, vocabSize: V } = m.decoder;
+  const C = m.decoder.casaLayers.length;
+  return [
+    f32('logits', [b, null, V]),
+    f32('new_keys', [L, b, H, null, Dh]),
+    f32('new_values', [L, b, H, null, Dh]),
+    f32('new_window_keys', [C, b, H, null, Dh]),
+    f32('new_window_values', [C, b, H, null, Dh]),
+  ];
+}
+
+/** Version 1: batch 1, the self-attention cache as one [L,1,KVH,P,Dh] tensor. */
+function casaDecoderSpecV1(m: Manifest): GraphSpec {
+  const { layers: L, kvHeads: H, headDim: Dh } = m.decoder;
+  const C = m.decoder.casaLayers.length;
+  const _ = null;
+  return {
+    inputs: [
+      i64('input_ids', [1, _]),
+      i64('position_ids', [1, _]),
+      i64('window_position_ids', [1, _]),
+      f32('past_keys', [L, 1, H, _, Dh]),
+      f32('past_values', [L, 1, H, _, Dh]),
+      f32('image_keys', [C, 1, H, _, Dh]),
+      f32('image_values', [C, 1, H, _, Dh]),
+      f32('window_keys', [C, 1, H, _, Dh]),
+      f32('window_values', [C, 1, H, _, Dh]),
+    ],
+    outputs: casaDecoderOutputs(m, 1),
+  };
+}
+
+/** The caches a version-2 CASA decoder takes, one tensor per block each. */
+export type CacheName = 'past' | 'image' | 'window';
+
+/** The input name of block `block`'s keys or values of a cache in format version 2 (e.g. past_keys_0). */
+export function cacheInputName(cache: CacheName, kind: 'keys' | 'values', block: number): string {
+  return `${cache}_${kind}_${block}`;
+}
+
+/** Version 2: B ragged rows; per-row cache lengths; one cache tensor per block. */
+function casaDecoderSpecV2(m: Manifest): GraphSpec {
+  const { layers: L, kvHeads: H, headDim: Dh } = m.decoder;
+  const C = m.decoder.casaLayers.length;
+  const _ = null;
+  const caches: TensorSpec[] = [];
+  for (const [cache, blocks] of [['past', L], ['image', C], ['window', C]] as const) {
+    for (const kind of ['keys', 'values'] as const) {
+      for (let i = 0; i < blocks; i++) caches.push(f32(cacheInputName(cache, kind, i), [_, H, _, Dh]));
+    }
+  }
+  return {
+    inputs: [
+      i64('input_ids', [_, _]),
+      i64('position_ids', [_, _]),
+      i64('window_position_ids', [_, _]),
+      i64('past_lengths', [_]),
+      i64('image_lengths', [_]),
+      i64('window_lengths', [_]),
+      ...caches,
+    ],
+    outputs: casaDecoderOutputs(m, null),
+  };
+}
+
+/** The insertion twin's decoder: the same in versions 1 and 2 (batch 1). */
+function insertionDecoderSpec(m: Manifest): GraphSpec {
+  const { layers: L, kvHeads: H, headDim: Dh, hiddenSize: D, vocabSize: V } = m.decoder;
+  const _ = null;
+  return {
+    inputs: [
+      i64('input_ids', [1, _]),
+      f32('image_embeds', [1, _, D]),
+      i64('position_ids', [1, _]),
+      f32('past_keys', [L, 1, H, _, Dh]),
+      f32('past_values', [L, 1, H, _, Dh]),
+    ],
+    outputs: [f32('logits', [1, _, V]), f32('new_keys', [L, 1, H, _, Dh]), f32('new_values', [L, 1, H, _, Dh])],
   };
 }
 

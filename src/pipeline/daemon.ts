@@ -8,7 +8,7 @@
  */
 import path from 'node:path';
 import { SAMPLING_FIELDS, type LoadOptions, type SessionOptions, type WorkerOptions } from '../engine.js';
-import type { GenerationOverrides, ServeConfig, StreamConfig, WorkerConfig } from '../config/schema.js';
+import type { EngineConfig, GenerationOverrides, ServeConfig, StreamConfig, WorkerConfig } from '../config/schema.js';
 import { createLogger } from '../logger.js';
 import { createCaptionPipeline } from './pipeline.js';
 import type { CaptionPipelineHandle, PipelineFactory, PrepareHook } from './types.js';
@@ -64,16 +64,33 @@ export function workerOptionsFrom(w: WorkerConfig | undefined, logger: WorkerOpt
   };
 }
 
+/** Config `engine` → engine load options (absent fields: the engine's defaults). */
+export function loadOptionsFrom(e: EngineConfig): LoadOptions {
+  const o: LoadOptions = {};
+  if (e.batch === false) o.batch = false;
+  else if (e.batch !== undefined || e.threads?.workers !== undefined) {
+    o.batch = {};
+    if (e.batch?.maxSize !== undefined) o.batch.maxSize = e.batch.maxSize;
+    if (e.batch?.gatherMs !== undefined) o.batch.gatherMs = e.batch.gatherMs;
+    if (e.threads?.workers !== undefined) o.batch.workers = e.threads.workers;
+  }
+  if (e.threads?.intraOp !== undefined) o.intraOpNumThreads = e.threads.intraOp;
+  return o;
+}
+
 export function createDaemonHooks(options: DaemonHooksOptions = {}): DaemonHooks {
   const env = options.env ?? process.env;
-  // The config's worker settings are known once `prepare` has run; every later load uses them.
+  // The config's `engine` and `worker` settings, known once prepare has run (before any model loads).
+  let engine: LoadOptions = {};
   let worker: WorkerOptions = workerOptionsFrom(undefined, options.logger, env);
   const registry =
-    options.registry ?? new ModelRegistry({ loadOptions: options.loadOptions ?? {}, load: (ref, opts) => loadModelRef(ref, { ...opts, worker }, env) });
+    options.registry ??
+    new ModelRegistry({ load: (ref, opts) => loadModelRef(ref, { ...options.loadOptions, ...opts, ...engine, worker }, env) });
   let baseDir = process.cwd();
 
   const prepare: PrepareHook = async (config: ServeConfig) => {
     baseDir = config.configPath ? path.dirname(config.configPath) : process.cwd();
+    engine = loadOptionsFrom(config.engine ?? {}); // absent in configs built by hand (tests)
     worker = workerOptionsFrom(config.worker, options.logger ?? createLogger({ level: config.log?.level ?? 'info', base: { component: 'worker' } }), env);
     const model = await registry.load(resolveModelRef(config.model, baseDir, env), true);
     return { modelName: model.name };
@@ -88,7 +105,10 @@ export function createDaemonHooks(options: DaemonHooksOptions = {}): DaemonHooks
       fps: stream.fps,
       generation: sessionOptionsFrom(stream.generation),
       logger: ctx.logger,
+      // One retry policy per stream: the ingest retries a live input by the stream's restart block.
+      source: { reconnect: stream.restart },
       ...(ctx.signal ? { signal: ctx.signal } : {}),
+      ...(ctx.onStartup ? { onStartup: ctx.onStartup } : {}),
     });
     // The model reference is held until the pipeline's run has ended.
     void pipeline.stopped.finally(() => lease.release());

@@ -6,6 +6,7 @@ export type {
   CaptionPipelineStats,
   CaptionPipelineWithStats,
   PipelineFactory,
+  PipelineContext,
   PipelineStats,
   PrepareHook,
   StopOptions,

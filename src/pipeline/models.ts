@@ -110,10 +110,10 @@ export async function loadModelDir(dir: string, opts: LoadOptions = {}, env: Nod
  * starting the model worker (its errors are already one sentence).
  */
 export async function loadModelRef(ref: string, opts: ModelLoadOptions = {}, env: NodeJS.ProcessEnv = process.env): Promise<CaptionModel> {
-  if (runsInWorker(ref)) {
-    return loadModel(ref, { ...opts, worker: { env, ...(opts.worker ?? {}) } });
-  }
-  return loadModelDir(ref, opts, env);
+  const { worker, ...onnx } = opts;
+  if (runsInWorker(ref)) return loadModel(ref, { worker: { env, ...(worker ?? {}) } });
+  // The ONNX engine's options go to its inference threads (structured clone): nothing else.
+  return loadModelDir(ref, onnx, env);
 }
 
 // ---------------------------------------------------------------- listing

@@ -21,8 +21,9 @@
  */
 import type { CaptionModel, CaptionSessionLike, SessionOptions } from '../engine.js';
 import type { UnsequencedEvent, StatusEvent } from '../events.js';
-import { openFrameSource } from '../ingest/index.js';
+import { openFrameSource, retryingReason } from '../ingest/index.js';
 import type { Fit, Frame, FrameSource, IngestLogger, SourceOptions, SourceStatus } from '../ingest/index.js';
+import { clip } from '../logger.js';
 import { AsyncQueue } from './queue.js';
 import type { CaptionPipelineHandle, CaptionPipelineStats, StopOptions } from './types.js';
 
@@ -52,6 +53,8 @@ export interface CaptionPipelineOptions {
   highWaterMark?: number;
   /** Called with each frame the session takes from the source, before it is captioned. */
   onFrame?: (frame: Frame) => void;
+  /** Called with each ingest attempt's start-up time (ffmpeg spawned → first frame, ms). */
+  onStartup?: (startupMs: number) => void;
 }
 
 const DROP_REPORT_INTERVAL_MS = 5000;
@@ -150,10 +153,9 @@ class Pipeline implements CaptionPipelineHandle {
 
   private onSourceStatus = (s: SourceStatus): void => {
     let reason = s.reason;
-    if (s.state === 'reconnecting' && s.retryInMs !== undefined) {
-      reason = `${reason ?? 'input failed'}; retrying in ${(s.retryInMs / 1000).toFixed(1)} s`;
-    }
+    if (s.state === 'reconnecting' && s.retryInMs !== undefined) reason = retryingReason(reason ?? 'input failed', s.retryInMs, s.retry ?? 1);
     if (s.state === 'connecting' && reason === undefined) reason = 'opening input';
+    if (s.state === 'live' && s.startupMs !== undefined) this.opts.onStartup?.(s.startupMs);
     this.reportedDrops = s.droppedFrames;
     const ev = this.status({ state: s.state, reason });
     // The source ends (or fails) while its last frames are still being captioned: report
@@ -260,7 +262,7 @@ class Pipeline implements CaptionPipelineHandle {
       return;
     }
     const message = failure instanceof Error ? failure.message : String(failure);
-    this.log.error({ input: this.opts.input, err: message }, 'caption pipeline failed');
+    this.log.error({ input: clip(this.opts.input), err: message }, 'caption pipeline failed');
     // The source reports its own fatal errors; anything else (model, session) gets one too.
     if (this.lastState !== 'error') this.pushStatus(this.status({ state: 'error', reason: message }));
     this.events.end(failure);

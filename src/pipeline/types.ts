@@ -68,11 +68,21 @@ export interface CaptionPipelineHandle extends CaptionPipelineWithStats {
 
 /**
  * Creates the caption pipeline (ingest → caption session) of one stream. Called again for
- * every restart of that stream. It must not load the model itself: the model is loaded once
+ * every restart of that stream. The stream's `restart` block is its one retry policy: the
+ * pipeline's ingest retries a live input's failures by it, and the daemon restarts the
+ * pipeline by it for the failures the ingest does not retry. It must not load the model itself: the model is loaded once
  * (see `PrepareHook`) and shared by every pipeline. Throwing, or an `events` iterator that
  * throws, is a failure of that stream only; an iterator that ends is the input ending.
  */
-export type PipelineFactory = (stream: StreamConfig, ctx: { signal?: AbortSignal; logger: Logger }) => CaptionPipeline;
+export type PipelineFactory = (stream: StreamConfig, ctx: PipelineContext) => CaptionPipeline;
+
+/** What the daemon gives a pipeline it creates. */
+export interface PipelineContext {
+  signal?: AbortSignal;
+  logger: Logger;
+  /** Called with each ingest attempt's start-up time (ffmpeg spawned → first frame, ms). */
+  onStartup?: (startupMs: number) => void;
+}
 
 /** Loads the shared model before any stream starts; the daemon's /readyz reports it. */
 export type PrepareHook = (config: ServeConfig) => Promise<{ modelName: string }>;

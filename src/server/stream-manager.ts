@@ -8,6 +8,7 @@ import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import type { ServeConfig, StreamConfig } from '../config/schema.js';
 import { parseStream } from '../config/load.js';
+import { clip } from '../logger.js';
 import { writeFileAtomic } from '../sinks/caption-log.js';
 import { StreamRunner, type RunnerDeps, type StreamInfo } from './stream-runner.js';
 
@@ -93,7 +94,7 @@ export class StreamManager {
       this.apiRaw.set(stream.id, raw);
       await this.saveApiStore();
       if (this.running) r.start();
-      this.deps.logger.info({ stream: stream.id, input: stream.input }, 'stream added');
+      this.deps.logger.info({ stream: stream.id, input: clip(stream.input) }, 'stream added');
       return r.info();
     });
   }

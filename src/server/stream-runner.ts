@@ -11,7 +11,7 @@ import type { Metrics } from '../metrics.js';
 import { STREAM_STATES } from '../metrics.js';
 import { CaptionLog, type CommittedEvent } from '../sinks/caption-log.js';
 import type { StreamConfig } from '../config/schema.js';
-import { backoffDelay } from '../ingest/backoff.js';
+import { classifyInput, gaveUpReason, IngestError, isLiveKind, nextRetry, retryingReason } from '../ingest/index.js';
 import type { CaptionPipelineWithStats, PipelineFactory } from '../pipeline/types.js';
 
 /** Seqs are reserved on disk in blocks of this size (see CaptionLog.reserve). */
@@ -45,7 +45,11 @@ export interface StreamInfo {
   lagMs: number;
   droppedFrames: number;
   captions: number;
+  /** Retries so far: input reconnects and pipeline restarts (the casa_live_stream_reconnects_total count). */
   restarts: number;
+  /** Why the stream last retried, and when. */
+  lastRestartReason?: string;
+  lastRestartAt?: string;
   lastCaptionAt?: string;
   config: StreamConfig;
 }
@@ -56,6 +60,16 @@ export interface ReplayResult {
   gap?: { from: number; to: number };
   /** The client's seq is ahead of the stream (the data directory was reset). */
   ahead?: boolean;
+}
+
+/** How one pipeline run ended. */
+interface PipelineRun {
+  /** Why it failed; undefined: the input ended. */
+  failure: string | undefined;
+  /** A live input's failure that its ingest already retried by the policy (or cannot retry). */
+  ingestFailure: boolean;
+  captions: number;
+  ranMs: number;
 }
 
 function errorMessage(err: unknown): string {
@@ -92,7 +106,12 @@ export class StreamRunner {
   private droppedFrames = 0;
   private captionCount = 0;
   private restarts = 0;
+  private lastRestart: { at: Date; reason: string } | undefined;
   private lastCaptionAt: Date | undefined;
+  /** The running pipeline's `ended` / `error` status, held until the runner decides what follows. */
+  private held: Extract<UnsequencedEvent, { type: 'status' }> | undefined;
+  /** Statuses the running pipeline reported itself. */
+  private pipelineStatuses = 0;
 
   private loop: Promise<void> | undefined;
   private pipeline: CaptionPipelineWithStats | undefined;
@@ -120,6 +139,9 @@ export class StreamRunner {
       retentionDays: deps.captionLog.retentionDays,
       tailEvents: deps.resumeWindow,
     });
+    if (runner.log.tornBytes > 0) {
+      runner.logger.warn({ file: runner.log.tornFile, bytes: runner.log.tornBytes }, `caption log: cut a torn last line (${runner.log.tornBytes} bytes)`);
+    }
     if (runner.log.skippedLines > 0) {
       runner.logger.warn({ skipped: runner.log.skippedLines }, 'caption log: skipped unreadable lines');
     }
@@ -154,6 +176,7 @@ export class StreamRunner {
       droppedFrames: this.droppedFrames,
       captions: this.captionCount,
       restarts: this.restarts,
+      ...(this.lastRestart ? { lastRestartReason: this.lastRestart.reason, lastRestartAt: this.lastRestart.at.toISOString() } : {}),
       ...(this.lastCaptionAt ? { lastCaptionAt: this.lastCaptionAt.toISOString() } : {}),
       config: this.config,
     };
@@ -283,88 +306,139 @@ export class StreamRunner {
     if (typeof s.kvTokens === 'number') this.deps.metrics.kvTokens.set(labels, s.kvTokens);
   }
 
+  /**
+   * The pipeline loop: runs the stream's pipeline, and when it ends or fails, restarts it or
+   * ends the stream, by the stream's one retry policy (its `restart` block, which the
+   * pipeline's ingest also follows for a live input: see restartOrEnd()).
+   */
   private async run(gen: number): Promise<void> {
-    let attempt = 0;
-    let first = true;
+    let failures = 0;
+    if (!this.stopRequested) await this.emit({ type: 'status', state: 'connecting', reason: 'starting', lagMs: 0, droppedFrames: 0 });
     while (!this.stopRequested && gen === this.generation) {
-      if (first) await this.emit({ type: 'status', state: 'connecting', reason: 'starting', lagMs: 0, droppedFrames: 0 });
-      first = false;
-      const abort = new AbortController();
-      this.abort = abort;
-      const startedAt = Date.now();
-      const captionsBefore = this.captionCount;
-      let failure: string | undefined;
-      try {
-        const pipeline: CaptionPipelineWithStats = this.deps.factory(this.config, { signal: abort.signal, logger: this.logger });
-        this.pipeline = pipeline;
-        this.hasStats = typeof pipeline.stats === 'function';
-        this.statsBase = { framesIn: 0, framesDropped: 0 };
-        this.droppedBase = 0;
-        if (this.stopRequested) void pipeline.stop().catch(() => undefined);
-        let lastError: string | undefined;
-        for await (const ev of pipeline.events) {
-          if (gen !== this.generation) break;
-          if (ev && ev.type === 'status') lastError = ev.state === 'error' ? (ev.reason ?? 'pipeline error') : undefined;
-          await this.onPipelineEvent(ev);
-        }
-        // A pipeline that reported `error` and then ended has failed, not just ended.
-        if (lastError !== undefined) failure = lastError;
-      } catch (err) {
-        failure = errorMessage(err);
-        this.logger.warn({ err }, 'stream pipeline failed');
-      } finally {
-        this.collectStats();
-        this.pipeline = undefined;
-      }
+      const run = await this.runPipeline(gen);
       if (this.stopRequested || gen !== this.generation) break;
-
-      if (this.captionCount > captionsBefore || Date.now() - startedAt > HEALTHY_AFTER_MS) attempt = 0;
-      const policy = this.config.restart;
-      const what = failure ?? 'input ended';
-      if (policy.policy === 'never' || (policy.policy === 'on-failure' && failure === undefined)) {
-        await this.emit({ type: 'status', state: failure ? 'error' : 'ended', reason: what, lagMs: 0, droppedFrames: this.droppedFrames });
+      if (run.captions > 0 || run.ranMs > HEALTHY_AFTER_MS) failures = 0;
+      failures++;
+      const next = this.restartOrEnd(run, failures);
+      if ('final' in next) {
+        await this.emit({ type: 'status', state: next.final, reason: next.reason, lagMs: 0, droppedFrames: this.droppedFrames });
         break;
       }
-      attempt++;
-      if (policy.maxRetries !== undefined && attempt > policy.maxRetries) {
-        await this.emit({
-          type: 'status',
-          state: 'error',
-          reason: `${what}; gave up after ${attempt - 1} restart${attempt - 1 === 1 ? '' : 's'}`,
-          lagMs: 0,
-          droppedFrames: this.droppedFrames,
-        });
-        break;
-      }
-      const delay = backoffDelay(attempt, policy.initialDelayMs, policy.maxDelayMs);
-      this.restarts++;
-      this.deps.metrics.reconnects.inc({ stream: this.id });
-      await this.emit({
-        type: 'status',
-        state: 'reconnecting',
-        reason: `${what}; restarting in ${(delay / 1000).toFixed(1)}s (attempt ${attempt})`,
-        lagMs: 0,
-        droppedFrames: this.droppedFrames,
-      });
-      this.logger.info({ attempt, delayMs: delay, reason: what }, 'restarting stream pipeline');
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, delay);
-        this.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.wake = undefined;
+      await this.restartAfter(next.delayMs, retryingReason(next.what, next.delayMs, failures), failures);
     }
     if (gen === this.generation) this.loop = undefined;
   }
 
+  /** One pipeline, from its creation to the end of its events: how it ended. */
+  private async runPipeline(gen: number): Promise<PipelineRun> {
+    const abort = new AbortController();
+    this.abort = abort;
+    const startedAt = Date.now();
+    const captionsBefore = this.captionCount;
+    this.held = undefined;
+    this.pipelineStatuses = 0;
+    let failure: string | undefined;
+    let ingestFailure = false;
+    try {
+      const pipeline: CaptionPipelineWithStats = this.deps.factory(this.config, {
+        signal: abort.signal,
+        logger: this.logger,
+        onStartup: (ms) => this.onStartup(ms),
+      });
+      this.pipeline = pipeline;
+      this.hasStats = typeof pipeline.stats === 'function';
+      this.statsBase = { framesIn: 0, framesDropped: 0 };
+      this.droppedBase = 0;
+      if (this.stopRequested) void pipeline.stop().catch(() => undefined);
+      for await (const ev of pipeline.events) {
+        if (gen !== this.generation) break;
+        await this.onPipelineEvent(ev);
+      }
+      // A pipeline that reported `error` and then ended has failed, not just ended.
+      failure = this.heldFailure();
+    } catch (err) {
+      failure = errorMessage(err);
+      ingestFailure = err instanceof IngestError && isLiveKind(classifyInput(this.config.input).kind);
+      this.logger.warn({ err }, 'stream pipeline failed');
+    } finally {
+      this.collectStats();
+      this.pipeline = undefined;
+    }
+    return { failure, ingestFailure, captions: this.captionCount - captionsBefore, ranMs: Date.now() - startedAt };
+  }
+
+  /**
+   * After a pipeline run: the delay before the next one, or the stream's final status. The
+   * ingest already retried a live input by the same policy, so its failures end the stream;
+   * the runner restarts what the ingest does not retry (a file that ended under `always`, a
+   * file that failed, a model or session failure), with the same nextRetry() rule.
+   */
+  private restartOrEnd(run: PipelineRun, failures: number): { delayMs: number; what: string } | { final: 'ended' | 'error'; reason: string } {
+    const policy = this.config.restart;
+    const what = run.failure ?? 'input ended';
+    if (run.failure === undefined && policy.policy !== 'always') return { final: 'ended', reason: what };
+    if (run.failure !== undefined && (policy.policy === 'never' || run.ingestFailure)) return { final: 'error', reason: what };
+    const settings = { ...policy, maxRetries: policy.maxRetries ?? Infinity };
+    const next = nextRetry(settings, { consecutive: failures, wasUp: run.captions > 0 });
+    if (!next.retry) return { final: 'error', reason: next.gaveUp ? gaveUpReason(what, next.gaveUp) : what };
+    return { delayMs: next.delayMs, what };
+  }
+
+  /** The reason of a held `error` status (a pipeline that reported `error` and then ended). */
+  private heldFailure(): string | undefined {
+    const held = this.held;
+    return held?.state === 'error' ? (held.reason ?? 'pipeline error') : undefined;
+  }
+
+  /** Announces the restart (`reconnecting`, counted), then waits; stop() cuts the wait short. */
+  private async restartAfter(delayMs: number, reason: string, failures: number): Promise<void> {
+    this.countRestart(reason);
+    await this.emit({ type: 'status', state: 'reconnecting', reason, lagMs: 0, droppedFrames: this.droppedFrames });
+    this.logger.info({ retry: failures, delayMs, reason }, 'restarting stream pipeline');
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, delayMs);
+      this.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.wake = undefined;
+  }
+
+  /** A retry of the stream (its ingest reconnected, or its pipeline restarts): counted and remembered. */
+  private countRestart(reason: string | undefined): void {
+    this.restarts++;
+    this.lastRestart = { at: new Date(), reason: reason ?? 'retrying' };
+    this.deps.metrics.reconnects.inc({ stream: this.id });
+  }
+
+  private onStartup(startupMs: number): void {
+    this.deps.metrics.streamStartup.observe({ stream: this.id }, Math.max(0, startupMs) / 1000);
+  }
+
+  /**
+   * One event of the running pipeline. Its `ended` and `error` statuses are held back until
+   * the run is over: the runner then says whether the stream restarts (`reconnecting`) or
+   * ends, so that `error` always means the daemon gave up (docs/protocol.md). A `live` is
+   * added before the first token only for a pipeline that reports no status of its own.
+   */
   private async onPipelineEvent(ev: UnsequencedEvent): Promise<void> {
     if (ev === null || typeof ev !== 'object' || !['token', 'caption', 'status'].includes((ev as { type?: string }).type ?? '')) {
       this.logger.warn({ event: ev }, 'pipeline emitted an unknown event; ignored');
       return;
     }
-    if ((ev.type === 'token' || ev.type === 'caption') && this.state !== 'live') {
+    if (ev.type === 'status' && (ev.state === 'ended' || ev.state === 'error')) {
+      this.pipelineStatuses++;
+      this.held = ev;
+      return;
+    }
+    const held = this.held;
+    this.held = undefined;
+    if (held) await this.emit(held); // the pipeline went on after all
+    if (ev.type === 'status') {
+      this.pipelineStatuses++;
+      if (ev.state === 'reconnecting') this.countRestart(ev.reason);
+    } else if (this.pipelineStatuses === 0 && this.state !== 'live') {
       await this.emit({ type: 'status', state: 'live', lagMs: this.lagMs, droppedFrames: this.droppedFrames });
     }
     await this.emit(ev);

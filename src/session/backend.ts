@@ -41,6 +41,12 @@ export interface DecoderBackend {
    * logits of those ids, [ids.length, V].
    */
   startFrame(pixels: Float32Array, ids: readonly number[]): Promise<Float32Array>;
+  /**
+   * The frame's last step has been fed (EOS). The batched engine's gather rule stops
+   * waiting for this stream's next step until its next frame; the unbatched engine has
+   * nothing to do.
+   */
+  endFrame(): void;
   stats(): BackendStats;
   /** Cache indices of the frames' pre-image markers still cached (ascending). */
   frameStarts(): number[];

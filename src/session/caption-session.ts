@@ -9,7 +9,8 @@
  *               each pushed out and fed (with realtimeDeadline, until the frame's 1/fps
  *               budget is spent) → feed a stop token unless the last sampled token was one
  *               (the one the model sampled last: EOS for the bundles)
- *   ready ──close()──▶ closed
+ *               → the backend is told the frame ended (the batched engine stops waiting for it)
+ *   ready / failed / in-frame ──close()──▶ closed (a step still waiting rejects; closed stays closed)
  *   in-frame ──decoder failure──▶ failed (every later call throws)
  *
  * A frame the consumer stops reading half way (break out of the iteration) is still
@@ -339,11 +340,8 @@ class CaptionSession {
       if (rest) yield { type: 'token', frame: frame.index, pts: frame.ptsSeconds, text: rest };
       yield this.captionEvent(frame, ids);
     } catch (err) {
-      if (frameOpen || !(err instanceof InputError)) {
-        // The caches may be half updated: the session cannot go on.
-        this.state = 'failed';
-        this.failure = err;
-      }
+      // The caches may be half updated: the session cannot go on.
+      if (frameOpen || !(err instanceof InputError)) this.markFailed(err);
       throw err;
     } finally {
       if (this.state === 'in-frame') {
@@ -352,14 +350,14 @@ class CaptionSession {
           try {
             await this.feedStop();
           } catch (err) {
-            this.state = 'failed';
-            this.failure = err;
+            this.markFailed(err);
           }
         }
         this.detok.flush();
         if (this.state === 'in-frame') this.state = 'ready';
       }
       if (frameOpen) {
+        this.backend.endFrame();
         this.lastFrameTokens = this.backend.stats().textTokensFed - fedBefore;
         this.lastFrameIds = ids;
       }
@@ -417,6 +415,13 @@ class CaptionSession {
 
   get closed(): boolean {
     return this.state === 'closed';
+  }
+
+  /** in-frame → failed (a session closed meanwhile stays closed). */
+  private markFailed(err: unknown): void {
+    if (this.state === 'closed') return;
+    this.state = 'failed';
+    this.failure = err;
   }
 
   private assertReady(): void {

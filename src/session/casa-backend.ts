@@ -75,6 +75,10 @@ export class CasaBackend implements DecoderBackend {
     return out.logits;
   }
 
+  endFrame(): void {
+    // Nothing waits on this stream's steps in the unbatched engine.
+  }
+
   frameStarts(): number[] {
     return this.cache.frameStarts();
   }

@@ -68,6 +68,10 @@ export class InsertionBackend implements DecoderBackend {
     return out.logits;
   }
 
+  endFrame(): void {
+    // Nothing waits on this stream's steps in the unbatched engine.
+  }
+
   frameStarts(): number[] {
     return this.cache.frameStarts();
   }

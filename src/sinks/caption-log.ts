@@ -7,7 +7,8 @@
  *   the reservation in `seq.json`, which the sequencer advances in blocks before it hands
  *   out seqs that are not logged (tokens). A client that saw token seq N before a crash
  *   never sees seq N reused.
- * - A torn last line (crash mid-write) is cut off when the log is opened.
+ * - A torn last line (crash mid-write) is cut off when the log is opened (`tornBytes` says
+ *   how much, for the daemon's warning).
  * - Segments older than the retention are deleted on open and by `prune()`.
  */
 import { mkdir, open, readdir, readFile, rename, stat, truncate, unlink, writeFile, type FileHandle } from 'node:fs/promises';
@@ -46,6 +47,9 @@ export class CaptionLog {
   olderSeq = 0;
   /** Lines skipped on open because they did not parse. */
   skippedLines = 0;
+  /** Bytes of a torn last line cut off on open (0: none), and the segment they were cut from. */
+  tornBytes = 0;
+  tornFile: string | undefined;
 
   private handle: FileHandle | undefined;
   private handleDay: string | undefined;
@@ -94,7 +98,10 @@ export class CaptionLog {
     const segs = await this.segments();
     // Repair a torn last line in the newest segment so the next append starts on a new line.
     const newest = segs[segs.length - 1];
-    if (newest) await repairTail(path.join(this.dir, newest));
+    if (newest) {
+      this.tornBytes = await repairTail(path.join(this.dir, newest));
+      if (this.tornBytes > 0) this.tornFile = path.join(this.dir, newest);
+    }
     // Read segments newest first until tailEvents (+1, to know what lies before) are found.
     const want = this.opts.tailEvents + 1;
     let collected: CommittedEvent[] = [];
@@ -214,17 +221,17 @@ export class CaptionLog {
   }
 }
 
-/** Cuts a file back to its last complete line (after a crash mid-append). */
-async function repairTail(file: string): Promise<void> {
+/** Cuts a file back to its last complete line (after a crash mid-append); resolves with the bytes cut. */
+async function repairTail(file: string): Promise<number> {
   const { size } = await stat(file);
-  if (size === 0) return;
+  if (size === 0) return 0;
   const fh = await open(file, 'r');
   try {
     const chunk = 64 * 1024;
     let end = size;
     const last = Buffer.alloc(1);
     await fh.read(last, 0, 1, size - 1);
-    if (last[0] === 0x0a) return;
+    if (last[0] === 0x0a) return 0;
     while (end > 0) {
       const start = Math.max(0, end - chunk);
       const buf = Buffer.alloc(end - start);
@@ -233,7 +240,7 @@ async function repairTail(file: string): Promise<void> {
       if (nl >= 0) {
         await fh.close();
         await truncate(file, start + nl + 1);
-        return;
+        return size - (start + nl + 1);
       }
       end = start;
     }
@@ -241,6 +248,7 @@ async function repairTail(file: string): Promise<void> {
     await fh.close().catch(() => undefined);
   }
   await truncate(file, 0);
+  return size;
 }
 
 /** Writes a whole file atomically (helper for small state files). */

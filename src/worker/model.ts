@@ -28,7 +28,7 @@ const RESTART_MAX_MS = 30_000;
 type State = 'up' | 'down' | 'released';
 
 export class WorkerModel {
-  readonly engine = 'worker' as const;
+  readonly runtime = 'worker' as const;
   readonly info: WorkerModelInfo;
   private state: State = 'up';
   private client: WorkerClient;

@@ -18,6 +18,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ModelError } from '../errors.js';
+import { clip, OUTPUT_LINE_CHARS } from '../logger.js';
 import { packageRoot, pythonInterpreter } from '../install.js';
 import type { IngestLogger } from '../ingest/types.js';
 import {
@@ -126,7 +127,7 @@ export class WorkerProcess {
     this.exited = new Promise((resolve) => this.child.once('close', () => resolve()));
     this.child.once('error', (err: NodeJS.ErrnoException) => this.onSpawnError(err, python));
     this.child.once('close', (code, signal) => this.onClose(code, signal));
-    this.pipeLines(this.child.stdout, (line) => this.log.info({ worker: this.child.pid }, line));
+    this.pipeLines(this.child.stdout, (line) => this.log.info({ worker: this.child.pid }, clip(line, OUTPUT_LINE_CHARS)));
     this.pipeLines(this.child.stderr, (line) => this.onStderr(line));
   }
 
@@ -282,8 +283,8 @@ export class WorkerProcess {
   private onSpawnError(err: NodeJS.ErrnoException, python: string): void {
     const message =
       err.code === 'ENOENT'
-        ? `Python was not found at ${python}; install Python 3 with PyTorch, or set CASA_LIVE_PYTHON to its path.`
-        : `Cannot start the model worker with ${python}: ${err.message}.`;
+        ? `Python was not found at ${clip(python)}; install Python 3 with PyTorch, or set CASA_LIVE_PYTHON to its path.`
+        : `Cannot start the model worker with ${clip(python)}: ${err.message}.`;
     this.failStart(new ModelError(message));
   }
 
@@ -322,9 +323,11 @@ export class WorkerProcess {
         /* an ordinary line after all */
       }
     }
-    this.stderrTail.push(line);
+    // Kept (for the error's details) and logged clipped: third-party lines can be of any length.
+    const kept = clip(line, OUTPUT_LINE_CHARS);
+    this.stderrTail.push(kept);
     if (this.stderrTail.length > STDERR_TAIL) this.stderrTail.shift();
-    this.log.info({ worker: this.child.pid }, line);
+    this.log.info({ worker: this.child.pid }, kept);
   }
 
   private pipeLines(stream: NodeJS.ReadableStream | null, each: (line: string) => void): void {
@@ -342,6 +345,6 @@ export class WorkerProcess {
   }
 
   private describe(): string {
-    return `${this.launch.adapter}:${this.launch.model}`;
+    return `${this.launch.adapter}:${clip(this.launch.model)}`;
   }
 }

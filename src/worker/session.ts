@@ -6,7 +6,7 @@
  *   ready ──captionFrame(frame)──▶ in-frame ──caption──▶ ready
  *   in-frame ──consumer stops reading──▶ (cut sent; the frame's end awaited) ──▶ ready
  *   in-frame ──worker error / worker gone / frame timeout──▶ failed (every later call throws)
- *   ready / failed ──close()──▶ closed
+ *   ready / failed / in-frame ──close()──▶ closed (closed stays closed)
  *
  * A malformed frame is refused before it is sent (InputError); the session stays ready.
  */
@@ -106,7 +106,7 @@ export class WorkerSession {
       finished = true;
       yield this.captionEvent(frame, answered);
     } catch (err) {
-      this.failed(err);
+      this.markFailed(err);
       throw err;
     } finally {
       if (!finished && this.state === 'in-frame') await this.cutFrame(answer);
@@ -189,11 +189,12 @@ export class WorkerSession {
     try {
       this.record(await answer);
     } catch (err) {
-      this.failed(err);
+      this.markFailed(err);
     }
   }
 
-  private failed(err: unknown): void {
+  /** in-frame → failed, unless the error is the frame's own (InputError) or the session was closed meanwhile. */
+  private markFailed(err: unknown): void {
     if (err instanceof InputError || this.state === 'closed') return;
     this.state = 'failed';
     this.failure = err;

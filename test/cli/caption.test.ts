@@ -5,6 +5,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { resolveCaptionPlan } from '../../src/cli/caption-plan.js';
 import {
   CONTROL_CODES,
   DEV_MODEL,
@@ -45,6 +46,13 @@ function expectIncreasing(cues: Array<{ start: number; end: number }>): void {
 }
 
 describe('casa-live caption', () => {
+  it('--retries and --retry-timeout become the live input\'s retry policy (the first connection: 30 s by default)', () => {
+    const retry = (extra: Record<string, unknown>) => resolveCaptionPlan({ input: 'rtsp://cam.local/x', model: DEV_MODEL, ...extra }, {}).retry;
+    expect(retry({})).toEqual({ firstFrameDeadlineMs: 30_000 });
+    expect(retry({ retries: 5, retryTimeout: 0 })).toEqual({ maxRetries: 5 });
+    expect(retry({ retries: 0, retryTimeout: 2.5 })).toEqual({ maxRetries: 0, firstFrameDeadlineMs: 2500 });
+  });
+
   it('captions a file: plain lines, JSONL events, valid SRT and WebVTT, burned-in video', async () => {
     const out = (n: string): string => path.join(tmp.dir, n);
     const r = await runCli([

@@ -3,6 +3,7 @@
 import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { freePort } from '../ingest/helpers/media.js';
 import { DEV_MODEL, FFMPEG, processesMentioning, runCli, setupCliTests } from './helpers.js';
 
 const tmp = setupCliTests('casa-cli-errors-', { 'clip.mp4': 2 });
@@ -117,6 +118,8 @@ describe('caption: bad input', () => {
       { name: 'max-tokens', args: ['caption', clip, ...m, '--max-tokens', '0'], code: 2, message: /--max-tokens must be a whole number from 1 to 4096/ },
       { name: 'fit', args: ['caption', clip, ...m, '--fit', 'zoom'], code: 2, message: /--fit must be one of fill, crop, letterbox/ },
       { name: 'prompt for a bundle', args: ['caption', clip, ...m, '--prompt', 'Describe it.'], code: 2, message: /was trained with a fixed prompt and takes no prompt of its own; remove the prompt \(--prompt, generation\.prompt\)\./ },
+      { name: 'retries', args: ['caption', clip, ...m, '--retries', '-1'], code: 2, message: /--retries must be a whole number 1 or more, not -1/ },
+      { name: 'retry-timeout', args: ['caption', clip, ...m, '--retry-timeout', 'soon'], code: 2, message: /--retry-timeout must be a number from 0 to 86400, not a non-number/ },
       { name: 'unknown option', args: ['caption', clip, ...m, '--colour'], code: 2, message: /Unknown argument: colour/ },
       { name: 'missing value', args: ['caption', clip, ...m, '--srt'], code: 2, message: /srt/ },
       { name: 'srt dir missing', args: ['caption', clip, ...m, '--srt', path.join(tmp.dir, 'no', 'x.srt')], code: 2, message: /the directory .* does not exist/ },
@@ -131,3 +134,41 @@ describe('caption: bad input', () => {
     ]);
   });
 });
+
+describe('caption: a live input that never comes up', () => {
+  const LIMIT_S = 4;
+  it(`gives up after --retry-timeout (${LIMIT_S} s) with exit 3 and one line on stderr, --quiet or not; an unreachable HLS URL too`, async () => {
+    const closed = await freePort();
+    const rtsp = `rtsp://127.0.0.1:${closed}/x`;
+    const hls = `http://127.0.0.1:${closed}/live/index.m3u8`;
+    const args = ['--model', DEV_MODEL, '--retry-timeout', String(LIMIT_S)];
+    const [quiet, plain, http, logged] = await Promise.all(
+      [[rtsp, '--quiet'], [rtsp], [hls, '-q'], [rtsp, '-q', '--log-level', 'info']].map((a) => runCli(['caption', ...a, ...args])),
+    );
+    const gaveUp = new RegExp(`; gave up: no frame within ${LIMIT_S} s \\(\\d+ attempts?\\)\\.$`);
+    for (const r of [quiet, http]) {
+      expect(r.code).toBe(3);
+      expect(r.stdout).toBe('');
+      expectOneSentence(r.stderr, gaveUp, 3);
+    }
+    expect(quiet.stderr).toMatch(/^casa-live: Connection to 127\.0\.0\.1:\d+ for input rtsp:\/\/127\.0\.0\.1:\d+\/x was refused; /);
+    // ffmpeg itself finds the HLS server refusing (or, on a machine so loaded that ffmpeg takes the
+    // whole limit to start, says that no frame came).
+    expect(http.stderr).toMatch(/^casa-live: (Connection to 127\.0\.0\.1:\d+ for input |No frame came from )http:\/\/127\.0\.0\.1:\d+\/live\/index\.m3u8 /);
+    // Without --quiet: the outage's start once, then the error; no line per retry.
+    expect(plain.code).toBe(3);
+    const lines = plain.stderr.split('\n').filter(Boolean);
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^casa-live: reconnecting: Connection to .* was refused; .*; retrying in \d\.\d s \(retry 1\)$/);
+    expect(lines[1]).toMatch(gaveUp);
+    // Within the limit: from the input's first connection attempt (after the model has loaded)
+    // to the process's last log line, as the CLI's own log tells.
+    const log = logged.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg: string; time: string });
+    const connecting = Date.parse(log.find((l) => l.msg === 'input connecting')!.time);
+    const failed = Date.parse(log.find((l) => l.msg === 'input failed')!.time);
+    expect(logged.code).toBe(3);
+    expect(failed - connecting).toBeLessThanOrEqual(LIMIT_S * 1000 + 500);
+    expect(processesMentioning(`127.0.0.1:${closed}`)).toEqual([]);
+  });
+});
+

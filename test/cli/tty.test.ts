@@ -2,13 +2,15 @@
 // progress line (frames done / total, frames per second, real-time factor). Checked twice:
 // the display driven directly with a fake terminal, and the real CLI under a pseudo-terminal
 // (util-linux `script`).
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { CaptionDisplay } from '../../src/cli/display.js';
-import { BIN, DEV_MODEL, setupCliTests } from './helpers.js';
+import { freePort } from '../ingest/helpers/media.js';
+import { RtspServer } from '../ingest/helpers/rtsp-server.js';
+import { BIN, DEV_MODEL, ffmpeg, setupCliTests, waitFor } from './helpers.js';
 
 const run = promisify(execFile);
 const tmp = setupCliTests('casa-cli-tty-', { 'clip.mp4': 3 });
@@ -81,12 +83,50 @@ describe('terminal display', () => {
     expect(s).toEqual(['00:00:00.000  a red circle', '00:00:01.000  it stops', 'reconnecting: connection lost', '']);
   });
 
-  it('live inputs show frames, rate, lag and drops', () => {
+  it('live inputs show frames, rate, lag and drops; an outage shows as reconnecting… and how long', () => {
     const d = new CaptionDisplay({ mode: 'tty', out: new FakeTerminal() as unknown as NodeJS.WriteStream, err: new FakeTerminal() });
-    expect(d.formatProgress({ frames: 40, elapsedMs: 20_000, streamSeconds: 20, dropped: 3, lagMs: 450, live: true })).toBe(
-      'live  40 frames  2.0 fps  lag 0.5 s  3 dropped',
-    );
+    const live = { frames: 40, elapsedMs: 20_000, streamSeconds: 20, dropped: 3, lagMs: 450, live: true };
+    expect(d.formatProgress(live)).toBe('live  40 frames  2.0 fps  lag 0.5 s  3 dropped');
+    expect(d.formatProgress({ ...live, outageMs: 3400 })).toBe('reconnecting… 3 s  40 frames  2.0 fps  lag 0.5 s  3 dropped');
+    expect(d.formatProgress({ ...live, outageMs: 65_000 })).toMatch(/^reconnecting… 1:05 {2}/);
   });
+
+  it('says when an outage starts and when it ends, not at every retry', () => {
+    const term = new FakeTerminal();
+    const d = new CaptionDisplay({ mode: 'plain', out: term as unknown as NodeJS.WriteStream, err: term });
+    d.status({ state: 'live', droppedFrames: 0 });
+    d.status({ state: 'reconnecting', reason: 'dropped; retrying in 0.2 s (retry 1)', droppedFrames: 0 });
+    d.status({ state: 'reconnecting', reason: 'refused; retrying in 0.5 s (retry 2)', droppedFrames: 0 });
+    d.status({ state: 'live', droppedFrames: 0 });
+    expect(term.data.split('\n').filter(Boolean)).toEqual(['casa-live: reconnecting: dropped; retrying in 0.2 s (retry 1)', 'casa-live: live again after 0 s']);
+  });
+
+  it('the real CLI on a live RTSP stream that drops: it keeps reconnecting, the progress line shows the outage', async () => {
+    const clipLive = path.join(tmp.dir, 'live.mp4');
+    await ffmpeg(['-f', 'lavfi', '-i', 'testsrc2=size=160x120:rate=10:duration=6', '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '5', '-pix_fmt', 'yuv420p', clipLive]);
+    const server = new RtspServer(await freePort(), clipLive);
+    await server.start();
+    const cmd = `${process.execPath} ${BIN} caption ${server.url} --model ${DEV_MODEL} --seed 1`;
+    const pty = spawn('script', ['-qec', cmd, '/dev/null'], { env: { ...process.env, NO_COLOR: '1', CASA_LIVE_MODEL: '' }, stdio: ['pipe', 'pipe', 'ignore'] });
+    let out = '';
+    pty.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => pty.once('exit', (code) => resolve(code)));
+    try {
+      await waitFor(() => /live {2}([2-9]|\d\d+) frames/.test(out), 60_000, 'frames from the live stream');
+      await server.stop();
+      await waitFor(() => /reconnecting… [2-9] s {2}\d+ frames/.test(out), 30_000, 'the outage in the progress line');
+      await server.start();
+      await waitFor(() => /live again after \d+ s/.test(out), 30_000, 'the stream to come back');
+      pty.stdin!.write('\x03'); // Ctrl-C
+      expect(await exited).toBe(130);
+    } finally {
+      pty.kill('SIGKILL');
+      await server.stop();
+    }
+    const shown = screen(out.replace(/\r\n/g, '\n'));
+    expect(shown.filter((l) => l.startsWith('reconnecting: '))).toHaveLength(1);
+    expect(shown.filter((l) => /^live again after \d+ s$/.test(l))).toHaveLength(1);
+  }, 180_000);
 
   it('the real CLI under a pseudo-terminal: ANSI redraws, time stamps, a progress bar', async () => {
     const cmd = `${process.execPath} ${BIN} caption ${clip} --model ${DEV_MODEL} --seed 1`;

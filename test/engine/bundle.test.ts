@@ -2,9 +2,11 @@ import { existsSync, readFileSync, rmSync, truncateSync, writeFileSync, statSync
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ModelError } from '../../src/errors.js';
-import { FORMAT_VERSION, Model, loadModel } from '../../src/engine.js';
-import { copyBundle, DEV_CASA, DEV_INSERTION } from './helpers.js';
+import { ModelError, UsageError } from '../../src/errors.js';
+import { FORMAT_VERSION, Model, loadModel, type LoadOptions } from '../../src/engine.js';
+import { availableParallelism } from 'node:os';
+import { BATCH_DEFAULTS } from '../../src/model/batch/options.js';
+import { copyBundle, DEV_CASA, DEV_CASA_V1, DEV_INSERTION, noiseFrame } from './helpers.js';
 
 const cleanups: (() => void)[] = [];
 afterEach(() => {
@@ -38,9 +40,9 @@ function renameTensor(file: string, from: string, to: string): void {
   writeFileSync(file, buf);
 }
 
-async function loadError(dir: string): Promise<ModelError> {
+async function loadError(dir: string, opts?: LoadOptions): Promise<ModelError> {
   try {
-    const m = await loadModel(dir);
+    const m = await loadModel(dir, opts);
     await m.release();
   } catch (err) {
     expect(err).toBeInstanceOf(ModelError);
@@ -53,7 +55,7 @@ describe('bundle loading', () => {
   it('loads both dev bundles and exposes the manifest', async () => {
     for (const dir of [DEV_CASA, DEV_INSERTION]) {
       const m = await Model.load(dir);
-      expect(m.manifest.formatVersion).toBe(FORMAT_VERSION);
+      expect(m.manifest.formatVersion).toBe(dir === DEV_CASA ? FORMAT_VERSION : 1);
       expect(m.fusion).toBe(dir === DEV_CASA ? 'casa' : 'insertion');
       expect(m.promptIds.length).toBe(80);
       expect(m.decode(m.encode(' it moves right'))).toBe(' it moves right');
@@ -61,6 +63,42 @@ describe('bundle loading', () => {
       await m.release(); // idempotent
       await expect(m.openSession()).rejects.toThrow(/released/);
     }
+  });
+
+  it('a version-2 CASA bundle runs batched by default, or unbatched with batch: false', async () => {
+    const m = await Model.load(DEV_CASA);
+    expect(m.engine).toEqual({ batched: true, ...BATCH_DEFAULTS });
+    expect(BATCH_DEFAULTS).toEqual({ maxSize: 64, gatherMs: 2, workers: Math.min(4, availableParallelism()) });
+    expect(m.batchStats()).toMatchObject({ workers: BATCH_DEFAULTS.workers, decoderRuns: 0 });
+    await m.release();
+    const u = await Model.load(DEV_CASA, { batch: false });
+    expect(u.engine).toEqual({ batched: false, reason: 'batch: false' });
+    expect(u.batchStats()).toBeUndefined();
+    await u.release();
+  });
+
+  it('the insertion twin runs unbatched, whatever the options', async () => {
+    const m = await Model.load(DEV_INSERTION, { batch: { maxSize: 8 } });
+    expect(m.engine).toEqual({ batched: false, reason: 'the insertion twin runs one stream per graph run' });
+    await m.release();
+  });
+
+  it('a version-1 CASA bundle runs unbatched and says why; asked to batch, it is refused with what to do', async () => {
+    const m = await Model.load(DEV_CASA_V1);
+    const why = `${DEV_CASA_V1}/casa.json: format version 1 has no batch axis`;
+    const fix = `re-export it with "python3 -m tools.casa_model reexport --bundle ${DEV_CASA_V1}"`;
+    expect(m.engine).toEqual({ batched: false, reason: `${why} (${fix} to batch it)` });
+    const s = await m.openSession({ seed: 1 });
+    expect((await s.caption(noiseFrame(0))).caption.type).toBe('caption');
+    await m.release();
+    const e = await loadError(DEV_CASA_V1, { batch: { maxSize: 16 } });
+    expect(e.message).toBe(`${why}; ${fix}, or load it with batch: false`);
+  });
+
+  it('invalid batch options are refused', async () => {
+    await expect(loadModel(DEV_CASA, { batch: { maxSize: 0 } })).rejects.toThrow('load option batch.maxSize = 0 is invalid: must be an integer ≥ 1');
+    await expect(loadModel(DEV_CASA, { batch: { gatherMs: -1 } })).rejects.toThrow(/batch.gatherMs = -1 is invalid/);
+    await expect(loadModel(DEV_CASA, { batch: { workers: 1.5 } })).rejects.toThrow(UsageError);
   });
 });
 
@@ -91,7 +129,7 @@ describe('bad bundles: one clear ModelError naming the file', () => {
   it('unknown format version', async () => {
     const dir = broken(DEV_CASA, (d) => editJson(path.join(d, 'casa.json'), (j) => (j.formatVersion = 99)));
     const e = await loadError(dir);
-    expect(e.message).toBe(`${dir}/casa.json: formatVersion 99 is not supported; this runtime reads version 1`);
+    expect(e.message).toBe(`${dir}/casa.json: formatVersion 99 is not supported; this runtime reads versions 1 and 2`);
   });
 
   it('manifest that is not JSON, or misses fields', async () => {
@@ -109,10 +147,18 @@ describe('bad bundles: one clear ModelError naming the file', () => {
     expect(e.message).toContain('image.fit');
   });
 
-  it('renamed input tensor', async () => {
+  it('renamed input tensor (checked in the inference worker, reported the same way)', async () => {
     const dir = broken(DEV_CASA, (d) => renameTensor(path.join(d, 'decoder.onnx'), 'past_keys', 'past_kezs'));
     const e = await loadError(dir);
-    expect(e.message).toMatch(new RegExp(`^${dir}/decoder.onnx: input "past_keys" is missing \\(the graph has inputs .*"past_kezs"`));
+    expect(e.message).toMatch(new RegExp(`^${dir}/decoder.onnx: input "past_keys_0" is missing \\(the graph has inputs .*"past_kezs_0"`));
+    const v1 = broken(DEV_CASA_V1, (d) => renameTensor(path.join(d, 'decoder.onnx'), 'past_keys', 'past_kezs'));
+    expect((await loadError(v1)).message).toMatch(new RegExp(`^${v1}/decoder.onnx: input "past_keys" is missing`));
+  });
+
+  it('a version-2 graph in a bundle that says version 1', async () => {
+    const dir = broken(DEV_CASA, (d) => editJson(path.join(d, 'casa.json'), (j) => (j.formatVersion = 1)));
+    const e = await loadError(dir);
+    expect(e.message).toMatch(new RegExp(`^${dir}/decoder.onnx: input "past_keys" is missing \\(the graph has inputs .*"past_keys_0".*\\); re-export the bundle$`));
   });
 
   it('renamed output tensor', async () => {

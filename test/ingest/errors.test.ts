@@ -25,6 +25,7 @@ import {
   type SourceOptions,
 } from '../../src/ingest/index.js';
 import { InputError, UsageError } from '../../src/errors.js';
+import { createLogger } from '../../src/logger.js';
 import { ffmpeg, freePort, makeClip, sleep, tempDir, waitFor, x264Args } from './helpers/media.js';
 import { strayChildren } from './helpers/procs.js';
 import { OpenedSources, readToEnd, recordStatuses } from './helpers/sources.js';
@@ -160,7 +161,7 @@ describe('network errors', () => {
     expect(strayChildren()).toEqual([]);
   });
 
-  it('maxRetries bounds the retries, then the last error is thrown', async () => {
+  it('maxRetries bounds the retries, then the last error is thrown, saying that the source gave up', async () => {
     const port = await freePort();
     const { error, statuses } = await drain({
       input: `rtsp://127.0.0.1:${port}/x`,
@@ -168,7 +169,40 @@ describe('network errors', () => {
       reconnect: { initialDelayMs: 20, maxDelayMs: 50, maxRetries: 2 },
     });
     expect(error).toBeInstanceOf(ConnectionRefusedError);
+    expect((error as IngestError).message).toMatch(/; gave up after 3 failed attempts\.$/);
+    expect((error as IngestError).gaveUp).toBe('gave up after 3 failed attempts');
     expect(statuses.map((s) => s.state)).toEqual(['connecting', 'reconnecting', 'reconnecting', 'error']);
+    expect(statuses.filter((s) => s.state === 'reconnecting').map((s) => [s.retry, s.retryInMs! <= 50])).toEqual([[1, true], [2, true]]);
+  });
+
+  it('policy never: a live input fails at its first failure', async () => {
+    const port = await freePort();
+    const { error, statuses } = await drain({ input: `rtsp://127.0.0.1:${port}/x`, ...W, reconnect: { policy: 'never' } });
+    expect(error).toBeInstanceOf(ConnectionRefusedError);
+    expect(statuses.map((s) => s.state)).toEqual(['connecting', 'error']);
+  });
+
+  it('firstFrameDeadlineMs: gives up when no frame came within it, saying so', async () => {
+    const port = await freePort();
+    const { error, ms } = await drain({ input: `rtsp://127.0.0.1:${port}/x`, ...W, reconnect: { initialDelayMs: 100, maxDelayMs: 400, firstFrameDeadlineMs: 1500 } });
+    expect(error).toBeInstanceOf(ConnectionRefusedError);
+    expect((error as Error).message).toMatch(/; gave up: no frame within 1\.5 s \(\d+ attempts\)\.$/);
+    expect(ms).toBeLessThan(1500 + 1000);
+  });
+
+  it('quotes an input of any length clipped: no log line, message or status grows with it', async () => {
+    const port = await freePort();
+    // http: ffmpeg itself runs (and logs its command line and stderr, which quote the input).
+    const input = `http://127.0.0.1:${port}/${'x'.repeat(100_000)}`;
+    const lines: string[] = [];
+    const logger = createLogger({ level: 'debug', destination: { write: (line: string) => void lines.push(line) } });
+    const { error, statuses } = await drain({ input, ...W, logger, reconnect: { initialDelayMs: 20, maxDelayMs: 50, maxRetries: 2 } });
+    expect(error).toBeInstanceOf(ConnectionRefusedError);
+    expect(lines.length).toBeGreaterThan(5);
+    expect(lines.some((l) => l.includes('"msg":"ffmpeg exited"'))).toBe(true);
+    for (const line of lines) expect(line.length).toBeLessThan(8192);
+    expect((error as Error).message.length).toBeLessThan(600);
+    for (const s of statuses) expect((s.reason ?? '').length).toBeLessThan(600);
   });
 
   describe('RTSP 401 / 404 from a hand-written responder', () => {

@@ -4,6 +4,7 @@
  * (SIGSTOP), slow consumer.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -109,7 +110,15 @@ describe('RTSP over TCP (default transport)', () => {
     await helpers.kill(publisher);
     await waitFor(() => statuses.slice(mark).some((s) => s.state === 'reconnecting'), 10_000, 'reconnecting');
     const before = frames.length;
-    await sleep(600); // down for a while: reconnect attempts meet "connection refused"
+    // Down for a while: the retries meet "connection refused", found by a TCP connect alone
+    // (no ffmpeg is started for them).
+    const childrenSeen = new Set<number>();
+    const downUntil = Date.now() + 1200;
+    while (Date.now() < downUntil) {
+      for (const pid of strayChildren(helpers.pids)) childrenSeen.add(pid);
+      await sleep(20);
+    }
+    const backAt = Date.now();
     relay = await startRelay(port);
     publisher = startPublisher(`rtsp://127.0.0.1:${port}/live`);
     await waitFor(() => frames.length >= before + 4, 20_000, 'frames after restart');
@@ -122,6 +131,17 @@ describe('RTSP over TCP (default transport)', () => {
     // ffmpeg exits 0 when the RTSP server goes away: a drop, not an end.
     expect(statuses[mark]!.code).toBe('stream-dropped');
     expect(after.at(-1)).toBe('live');
+    // The input was up: the first retry comes at once (the fast path), the next ones within 1 s.
+    const retries = statuses.slice(mark).filter((s) => s.state === 'reconnecting');
+    expect(retries[0]!.retryInMs).toBeLessThanOrEqual(200);
+    for (const r of retries) expect(r.retryInMs).toBeLessThanOrEqual(800);
+    expect(retries.length).toBeGreaterThanOrEqual(3);
+    expect(childrenSeen.size, 'ffmpeg children started while the server refused connections').toBe(0);
+    // live again only once frames flow from the new connection: never while the server was down.
+    const lives = statuses.slice(mark).filter((s) => s.state === 'live');
+    expect(lives).toHaveLength(1);
+    expect(lives[0]!.at).toBeGreaterThan(backAt);
+    expect(lives[0]!.startupMs).toBeGreaterThan(0);
     expect(source.reconnects).toBeGreaterThanOrEqual(1);
     const reasons = statuses.filter((s) => s.state === 'reconnecting').map((s) => s.code);
     expect(reasons.every((c) => typeof c === 'string')).toBe(true);
@@ -171,6 +191,36 @@ describe('RTSP over TCP (default transport)', () => {
     expect(increasing(frames)).toBe(true);
     await source.stop();
     expect(strayChildren(helpers.pids)).toEqual([]);
+  });
+});
+
+describe('connect timeout', () => {
+  it('a server that accepts but never answers fails the attempt after connectTimeoutMs (connect-timeout), not the shorter stall timeout', async () => {
+    const silent = createServer((sock) => sock.on('error', () => {}));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    try {
+      const port = (silent.address() as AddressInfo).port;
+      const source = open({
+        input: `rtsp://127.0.0.1:${port}/x`,
+        width: 32,
+        height: 32,
+        fps: 5,
+        stallTimeoutMs: 1000, // in force only once a frame came (1.4 s at 5 fps)
+        connectTimeoutMs: 3000,
+        ioTimeoutMs: 60_000, // ffmpeg's own timeout must not be what ends it
+        reconnect: { maxRetries: 0 },
+      });
+      const t0 = Date.now();
+      const { statuses, done } = consume(source);
+      await done.catch(() => undefined);
+      const elapsed = Date.now() - t0;
+      expect(statuses.at(-1)).toMatchObject({ state: 'error', code: 'connect-timeout' });
+      expect(statuses.at(-1)!.reason).toMatch(/^No frame came from rtsp:\/\/127\.0\.0\.1:\d+\/x within 3 s of starting ffmpeg; /);
+      expect(elapsed).toBeGreaterThanOrEqual(2500);
+      expect(strayChildren(helpers.pids)).toEqual([]);
+    } finally {
+      silent.close();
+    }
   });
 });
 

@@ -3,13 +3,16 @@ import { describe, expect, it } from 'vitest';
 import {
   backoffDelay,
   classifyInput,
-  ConnectionRefusedError,
-  ProtocolUnavailableError,
-  reconnectPolicy,
+  defaultStartSlots,
+  StartQueue,
+  FAST_RETRY,
+  gaveUpReason,
+  ingestRetryPolicy,
+  nextRetry,
+  retryingReason,
   redactUrl,
-  StreamDroppedError,
   validateInput,
-  type IngestError,
+  type AttemptFailure,
   type SourceKind,
 } from '../../src/ingest/index.js';
 import { buildFfmpegArgs, buildFilterGraph } from '../../src/ingest/ffmpeg-args.js';
@@ -57,7 +60,11 @@ describe('ffmpeg command line', () => {
   it('sets transport and I/O timeouts per protocol', () => {
     const base = { width: 8, height: 8, fit: 'fill' as const, fps: 2, readAtNativeRate: false, rtspTransport: 'tcp' as const, ioTimeoutMs: 5000, features };
     const rtsp = buildFfmpegArgs({ ...base, input: classifyInput('rtsp://h/s') });
-    expect(rtsp.inputOptions).toEqual(['-hide_banner', '-nostdin', '-nostats', '-loglevel', 'info', '-rtsp_transport', 'tcp', '-timeout', '5000000']);
+    expect(rtsp.inputOptions).toEqual([
+      '-hide_banner', '-nostdin', '-nostats', '-loglevel', 'info',
+      '-rtsp_transport', 'tcp', '-timeout', '5000000',
+      '-probesize', '32768', '-analyzeduration', '500000',
+    ]);
     const rtsp4 = buildFfmpegArgs({ ...base, rtspTransport: 'udp', features: { fpsMode: false, rtspTimeoutOption: '-stimeout' }, input: classifyInput('rtsp://h/s') });
     expect(rtsp4.inputOptions).toContain('-stimeout');
     expect(rtsp4.inputOptions).toContain('udp');
@@ -138,21 +145,89 @@ describe('backoff', () => {
   });
 });
 
-describe('reconnect policy', () => {
-  const policy = reconnectPolicy({ initialDelayMs: 100, maxDelayMs: 1000, maxRetries: 3 }, () => 0.999999);
-  const refused = new ConnectionRefusedError('rtsp://h/s', 'h:554');
-  const delay = (kind: SourceKind, consecutive: number, error: IngestError = refused) => policy.retryDelay({ error, kind, consecutive, frames: 0 });
+describe('retry policy', () => {
+  const settings = { policy: 'always' as const, initialDelayMs: 100, maxDelayMs: 1000, maxRetries: 3 };
+  const top = () => 0.999999;
+  const policy = ingestRetryPolicy(settings, top);
+  const failure = (kind: SourceKind, consecutive: number, code = 'connection-refused', more: Partial<AttemptFailure> = {}): AttemptFailure => ({
+    code,
+    kind,
+    consecutive,
+    wasUp: false,
+    elapsedMs: 0,
+    everLive: false,
+    ...more,
+  });
+  const delay = (f: AttemptFailure): number | undefined => {
+    const d = policy.decide(f);
+    return d.retry ? d.delayMs : undefined;
+  };
 
-  it('retries live inputs and devices with the backoff, up to maxRetries failures in a row', () => {
-    expect([1, 2, 3].map((n) => delay('live', n))).toEqual([100, 200, 400]);
-    expect(delay('device', 1)).toBe(100);
-    expect(delay('live', 4)).toBeUndefined();
-    expect(delay('live', 1, new StreamDroppedError('rtsp://h/s', 'the stream ended'))).toBe(100);
+  it('retries live inputs and devices with the backoff, up to maxRetries failures in a row, then gives up saying so', () => {
+    expect([1, 2, 3].map((n) => delay(failure('live', n)))).toEqual([100, 200, 400]);
+    expect(delay(failure('device', 1))).toBe(100);
+    expect(policy.decide(failure('live', 4))).toEqual({ retry: false, gaveUp: 'gave up after 4 failed attempts' });
+    expect(delay(failure('live', 1, 'stream-dropped'))).toBe(100);
   });
 
-  it('never retries files, stdin, or an ffmpeg that cannot read the protocol', () => {
-    expect(delay('file', 1)).toBeUndefined();
-    expect(delay('stdin', 1)).toBeUndefined();
-    expect(delay('live', 1, new ProtocolUnavailableError('rtsps://h/s', 'rtsps', '/usr/bin/ffmpeg'))).toBeUndefined();
+  it('never retries files, stdin, an ffmpeg that cannot read the protocol, or under policy never', () => {
+    expect(policy.decide(failure('file', 1))).toEqual({ retry: false });
+    expect(policy.decide(failure('stdin', 1))).toEqual({ retry: false });
+    expect(policy.decide(failure('live', 1, 'protocol-unavailable'))).toEqual({ retry: false });
+    expect(ingestRetryPolicy({ ...settings, policy: 'never' }).decide(failure('live', 1))).toEqual({ retry: false });
+    expect(delay({ ...failure('live', 1) })).toBe(100);
+    expect(ingestRetryPolicy({ ...settings, policy: 'on-failure' }, top).decide(failure('live', 1))).toEqual({ retry: true, delayMs: 100 });
+  });
+
+  it('takes the fast path after an input that was up drops: 0.25 s, 0.5 s, then at most 1 s, within maxDelayMs', () => {
+    const s = { policy: 'always' as const, initialDelayMs: 1000, maxDelayMs: 30_000, maxRetries: Infinity };
+    const fast = (n: number, r = top) => nextRetry(s, { consecutive: n, wasUp: true }, r);
+    expect([1, 2, 3, 4, 5, FAST_RETRY.retries].map((n) => fast(n))).toEqual(
+      [250, 500, 1000, 1000, 1000, 1000].map((delayMs) => ({ retry: true, delayMs })),
+    );
+    // The first retry comes within 0.25 s whatever the jitter.
+    for (const r of [0, 0.5, 1]) expect((fast(1, () => r) as { delayMs: number }).delayMs).toBeLessThanOrEqual(250);
+    // After the fast retries, the normal backoff from initialDelayMs.
+    expect(fast(FAST_RETRY.retries + 1)).toEqual({ retry: true, delayMs: 1000 });
+    expect(fast(FAST_RETRY.retries + 3)).toEqual({ retry: true, delayMs: 4000 });
+    // Never above maxDelayMs, nor below what initialDelayMs allows.
+    expect(nextRetry({ ...s, maxDelayMs: 300 }, { consecutive: 5, wasUp: true }, top)).toEqual({ retry: true, delayMs: 300 });
+    expect(nextRetry({ ...s, initialDelayMs: 100 }, { consecutive: 1, wasUp: true }, top)).toEqual({ retry: true, delayMs: 100 });
+    // An input that never came up gets the normal backoff.
+    expect(nextRetry(s, { consecutive: 1, wasUp: false }, top)).toEqual({ retry: true, delayMs: 1000 });
+  });
+
+  it('gives up when no frame came within firstFrameDeadlineMs, until the input has been live once', () => {
+    const p = ingestRetryPolicy({ ...settings, maxRetries: Infinity, firstFrameDeadlineMs: 5000 }, top);
+    expect(p.decide(failure('live', 2, 'connection-refused', { elapsedMs: 4000 }))).toEqual({ retry: true, delayMs: 200 });
+    expect(p.decide(failure('live', 3, 'connection-refused', { elapsedMs: 4700 }))).toEqual({ retry: false, gaveUp: 'gave up: no frame within 5 s (3 attempts)' });
+    expect(p.decide(failure('live', 3, 'connection-refused', { elapsedMs: 60_000, everLive: true }))).toEqual({ retry: true, delayMs: 400 });
+  });
+
+  it('words the status reason as one clean sentence', () => {
+    expect(retryingReason('Live input rtsp://h/s dropped (the stream ended).', 400, 2)).toBe('Live input rtsp://h/s dropped (the stream ended); retrying in 0.4 s (retry 2)');
+    expect(gaveUpReason('connection refused', 'gave up after 3 failed attempts')).toBe('connection refused; gave up after 3 failed attempts');
+  });
+});
+
+describe('start queue', () => {
+  it('lets at most `limit` ffmpegs start at once, in order; a release frees the slot, a release while waiting leaves the queue', async () => {
+    const q = new StartQueue(2);
+    const [a, b, c, d] = [q.request(), q.request(), q.request(), q.request()];
+    expect(await a.granted).toBe(true);
+    expect(await b.granted).toBe(true);
+    expect([q.starting, q.queued]).toEqual([2, 2]);
+    d.release();
+    expect(await d.granted).toBe(false);
+    expect(q.queued).toBe(1);
+    a.release();
+    a.release(); // idempotent: frees one slot only
+    expect(await c.granted).toBe(true);
+    expect([q.starting, q.queued]).toEqual([2, 0]);
+    b.release();
+    c.release();
+    expect(q.starting).toBe(0);
+    expect(defaultStartSlots(1)).toBe(2);
+    expect(defaultStartSlots(16)).toBe(16);
   });
 });

@@ -4,6 +4,10 @@ import { appendFile, readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { CaptionLog } from '../../src/sinks/caption-log.js';
+import { parseConfig } from '../../src/config/index.js';
+import { createLogger } from '../../src/logger.js';
+import { createMetrics } from '../../src/metrics.js';
+import { StreamRunner } from '../../src/server/stream-runner.js';
 import type { CaptionEvent, StatusEvent } from '../../src/events.js';
 import { removeDir, tmpDir } from './helpers.js';
 
@@ -56,9 +60,11 @@ it('cuts a torn last line (crash mid-write) and keeps appending on a fresh line'
   await log.append(caption(2));
   await log.close();
   const [file] = await readdir(dir);
-  await appendFile(path.join(dir, file!), '{"type":"caption","stream":"s","seq":3,"fr');
+  const torn = '{"type":"caption","stream":"s","seq":3,"fr';
+  await appendFile(path.join(dir, file!), torn);
   const again = await open();
   expect(again.lastSeq).toBe(2);
+  expect([again.tornBytes, again.tornFile]).toEqual([torn.length, path.join(dir, file!)]);
   await again.append(caption(3));
   await again.close();
   const lines = (await readFile(path.join(dir, file!), 'utf8')).trim().split('\n');
@@ -82,4 +88,29 @@ it('writes one segment per UTC day and deletes those past the retention', async 
   const again = await open(100, () => now);
   expect(again.recent.map((e) => e.seq)).toEqual([0, 3]);
   await again.close();
+});
+
+it('the daemon warns when it cuts a torn line, naming the byte count', async () => {
+  const streamDir = path.join(dir, 'captions', 'cam');
+  const log = await CaptionLog.open({ dir: streamDir, fsync: false, retentionDays: 2, tailEvents: 10 });
+  await log.append(caption(1));
+  await log.close();
+  const [file] = await readdir(streamDir);
+  await appendFile(path.join(streamDir, file!), '{"type":"capt');
+  const lines: string[] = [];
+  const logger = createLogger({ level: 'info', destination: { write: (l: string) => void lines.push(l) } });
+  const stream = parseConfig(`auth: {required: false}\nstreams: [{id: cam, input: rtsp://h/x}]\n`).streams[0]!;
+  const runner = await StreamRunner.create(stream, 'config', {
+    factory: () => ({ events: (async function* () {})(), stop: async () => undefined }),
+    publish: () => undefined,
+    metrics: createMetrics({ defaultMetrics: false }),
+    logger,
+    dataDir: dir,
+    captionLog: { retentionDays: 2, fsync: false },
+    resumeWindow: 10,
+    stopTimeoutMs: 1000,
+  });
+  await runner.close('test over');
+  const warning = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.level === 'warn');
+  expect(warning).toMatchObject({ stream: 'cam', msg: 'caption log: cut a torn last line (13 bytes)', bytes: 13, file: path.join(streamDir, file!) });
 });

@@ -190,6 +190,53 @@ streams:
   });
 });
 
+describe('string lengths', () => {
+  it('refuses an over-long string with its field path and the limit, without quoting it', () => {
+    const huge = `rtsp://cam.local/${'x'.repeat(10 * 1024 * 1024)}`;
+    const t0 = Date.now();
+    const problems = problemsOf(`auth: {tokens: [${T}]}\nstreams:\n  - id: cam\n    input: ${huge}\n`);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    expect(problems).toEqual([`streams[0].input: is too long (${huge.length} characters; at most 4096) (line 4)`]);
+    expect(problems.join('').length).toBeLessThan(200);
+    // The API takes streams through the same schema.
+    const config = parseConfig(`auth: {tokens: [${T}]}\n`, { configPath: path.join(dir, 'x.yaml') });
+    expect(parseStream({ id: 'cam', input: huge }, config).problems.map((p) => `${p.path}: ${p.message}`)).toEqual([
+      `input: is too long (${huge.length} characters; at most 4096)`,
+    ]);
+  });
+
+  it('bounds every string field: ids, inputs, model, prompt, tokens, secrets, host, origins, dataDir', () => {
+    const long = (n: number): string => 'a'.repeat(n);
+    const yaml = [
+      `listen: {host: ${long(256)}}`,
+      `auth: {tokens: [${long(513)}, {env: ${long(257)}}, {file: ${long(4097)}}], allowedOrigins: ['https://${long(2048)}']}`,
+      `model: ${long(4097)}`,
+      `dataDir: ${long(4097)}`,
+      'streams:',
+      `  - {id: ${long(65)}, input: /v/${long(4094)}, model: ${long(4097)}, generation: {prompt: ${long(2001)}}}`,
+    ].join('\n');
+    expect(problemsOf(yaml).map((p) => p.replace(/ \(line \d+\)$/, '')).sort()).toEqual(
+      [
+        'listen.host: is too long (256 characters; at most 255)',
+        'auth.tokens[0]: is too long (513 characters; at most 512)',
+        'auth.tokens[1]: is too long (257 characters; at most 256)',
+        'auth.tokens[2]: is too long (4097 characters; at most 4096)',
+        'auth.allowedOrigins[0]: is too long (2056 characters; at most 2048)',
+        'model: is too long (4097 characters; at most 4096)',
+        'dataDir: is too long (4097 characters; at most 4096)',
+        'streams[0].id: is too long (65 characters; at most 64)',
+        'streams[0].input: is too long (4097 characters; at most 4096)',
+        'streams[0].model: is too long (4097 characters; at most 4096)',
+        'streams[0].generation.prompt: is too long (2001 characters; at most 2000)',
+      ].sort(),
+    );
+    // At the limits, every field is taken.
+    expect(
+      problemsOf(`auth: {tokens: [${long(512)}]}\nstreams:\n  - {id: ${long(64)}, input: /v/${long(4093)}, generation: {prompt: ${long(2000)}}}\n`),
+    ).toEqual([]);
+  });
+});
+
 describe('renamed generation fields (the engine\'s names; the old ones deprecated)', () => {
   const parse = (text: string) => parseConfig(text, { configPath: path.join(dir, 'x.yaml'), env: {} });
 

@@ -80,3 +80,32 @@ it('shows live captions and recovers after the daemon restarts', async () => {
   b.child.kill('SIGTERM');
   expect((await b.exited).code).toBe(0);
 });
+
+it('debug=1: the badge keeps the last seq current on every event, and says when the token is wrong', async () => {
+  const port = await freePort();
+  const configPath = await writeConfig(dir, {
+    listen: { host: '127.0.0.1', port },
+    dataDir: path.join(dir, 'data-badge'),
+    streams: [{ id: 'stage', input: 'rtmp://127.0.0.1/live/stage' }],
+  });
+  const d = await startDaemon(configPath, ['--frame-ms', '100']);
+  daemons.push(d);
+  const page = await browser.newPage();
+  try {
+    await page.goto(`http://127.0.0.1:${port}/overlay/stage?token=${TOKEN}&debug=1`);
+    const badge = () => page.evaluate(() => ({ text: document.getElementById('state')!.textContent ?? '', lastSeq: document.body.getAttribute('data-last-seq') }));
+    await page.waitForFunction(() => Number(document.body.getAttribute('data-last-seq')) > 20, undefined, { timeout: 10_000 });
+    const first = await badge();
+    await page.waitForFunction((seq) => Number(document.body.getAttribute('data-last-seq')) > seq + 10, Number(first.lastSeq), { timeout: 10_000 });
+    const later = await badge();
+    for (const b of [first, later]) expect(b.text).toMatch(new RegExp(`^live #${b.lastSeq}$`));
+
+    await page.goto(`http://127.0.0.1:${port}/overlay/stage?token=not-the-token-0123456789&debug=1`);
+    await page.waitForFunction(() => document.body.getAttribute('data-state') === 'unauthorized', undefined, { timeout: 10_000 });
+    expect((await badge()).text).toBe('unauthorized: check the token in the URL');
+  } finally {
+    await page.close();
+    d.child.kill('SIGTERM');
+    await d.exited;
+  }
+});

@@ -44,7 +44,7 @@ it('keeps captioning the good stream while the bad one fails and is retried', as
   );
   // The bad stream: reported on that stream only, with ffmpeg's reason, and retried.
   const badStatus = c.of('status', 'bad').filter((s) => s.state === 'reconnecting');
-  expect(badStatus[0]!.reason).toMatch(/ffmpeg exited.*; restarting in \d+\.\ds \(attempt 1\)/);
+  expect(badStatus[0]!.reason).toMatch(/ffmpeg exited.*; retrying in \d+\.\d s \(retry 1\)/);
   expect(c.of('caption', 'bad')).toEqual([]);
   expect(c.of('status', 'good').every((s) => s.state === 'connecting' || s.state === 'live')).toBe(true);
   // The good stream never noticed: consecutive frames at its 2 fps cadence.

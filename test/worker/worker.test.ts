@@ -31,7 +31,7 @@ async function captions(s: CaptionSessionLike, from = 0, to = frames.length): Pr
 
 describe('worker engine (torch adapter, casa-tiny)', () => {
   it('describes the model as the ONNX engine does', () => {
-    expect(worker.engine).toBe('worker');
+    expect(worker.runtime).toBe('worker');
     expect(worker.name).toBe('casa-tiny');
     expect(worker.fusion).toBe('casa');
     expect(worker.image).toEqual(onnx.image);

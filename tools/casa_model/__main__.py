@@ -2,7 +2,9 @@
 world data → tokenizer → CASA and insertion training → ONNX export → evaluation → clips.
 
 Each stage writes under tools/casa_model/.work/ (cache, not committed) and the final
-bundles under models/. Stages can be run alone: data, train, export, eval, clips.
+bundles under models/. Stages can be run alone: data, train, export, eval, clips; and
+`reexport --bundle DIR…` rewrites committed bundles in the current format version from
+their own ONNX weights (no training).
 """
 from __future__ import annotations
 
@@ -224,9 +226,24 @@ def stage_stream(args) -> None:
     log(f"stream: {len(clip.frames)} frames of seed {args.stream_seed} in {args.out}")
 
 
+def stage_reexport(args) -> None:
+    """Re-exports a committed bundle in the current format version from its own ONNX weights
+    (no training): see tools/casa_model/rebuild.py."""
+    from .rebuild import BundleError, reexport
+    if not args.bundle:
+        raise SystemExit("reexport needs --bundle DIR")
+    for bundle in args.bundle:
+        try:
+            r = reexport(bundle)
+        except BundleError as err:
+            raise SystemExit(str(err)) from None
+        log(f"reexport {bundle}: format {r['fromVersion']} -> {r['toVersion']}, wrote {', '.join(r['graphs']) or 'no graph'}; "
+            f"rebuilt model within {r['fixtureMaxAbsDiff']:.2g} of the fixtures")
+
+
 # The stages by name; `build` runs BUILD in order.
 STAGES = {"data": stage_data, "train": stage_train, "eval": stage_eval, "export": stage_export,
-          "clips": stage_clips, "stream": stage_stream}
+          "clips": stage_clips, "stream": stage_stream, "reexport": stage_reexport}
 BUILD = ("data", "train", "eval", "export", "clips")
 
 
@@ -234,6 +251,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python3 -m tools.casa_model")
     p.add_argument("stage", choices=["build", *STAGES])
     p.add_argument("--out", default=os.path.join(WORK, "stream"), help="stream: output directory")
+    p.add_argument("--bundle", nargs="+", help="reexport: bundle directories, rewritten in place")
     p.add_argument("--stream-seed", type=int, default=TEST_SEEDS[0] + 800_000)
     p.add_argument("--stream-frames", type=int, default=2000)
     p.add_argument("--train-clips", type=int, default=3000)

@@ -18,7 +18,7 @@ from .tokenizer import ByteLevelBPE
 from .world import FPS, make_clip, render_clip
 
 FORMAT = "casa-live-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 OPSET = 17
 
 
@@ -87,83 +87,180 @@ def _export(module, args, path, input_names, output_names, dynamic_axes, output_
     onnx.save(graph_model, path)
 
 
-def export_graphs(model: CasaModel, out_dir: str) -> None:
+def _export_vision(model: CasaModel, out_dir: str) -> None:
     cfg = model.cfg
-    model.eval()
-    L, H, D = cfg.layers, cfg.kv_heads, cfg.head_dim
     px = torch.randn(2, 3, cfg.image_size, cfg.image_size)
     _export(_Graph(model, "vision"), (px,), os.path.join(out_dir, "vision.onnx"), ["pixels"], ["image_embeds"],
             {"pixels": {0: "frames"}, "image_embeds": {0: "frames"}},
             {"image_embeds": ["frames", cfg.image_tokens, cfg.hidden]})
-    emb = torch.randn(1, cfg.image_tokens, cfg.hidden)
-    if cfg.fusion == "casa":
-        C = len(cfg.active_casa_layers)
-        _export(_Graph(model, "casa_kv"), (emb,), os.path.join(out_dir, "casa_kv.onnx"), ["image_embeds"],
-                ["image_keys", "image_values"],
-                {"image_embeds": {0: "frames"}, "image_keys": {1: "frames"}, "image_values": {1: "frames"}},
-                {"image_keys": [C, "frames", H, cfg.image_tokens, D], "image_values": [C, "frames", H, cfg.image_tokens, D]})
-        t, p, n, w = 3, 5, cfg.image_tokens, 2
-        args = (torch.zeros(1, t, dtype=torch.long), torch.arange(p, p + t)[None], torch.arange(w + 1, w + t + 1)[None],
-                torch.randn(L, 1, H, p, D), torch.randn(L, 1, H, p, D), torch.randn(C, 1, H, n, D),
-                torch.randn(C, 1, H, n, D), torch.randn(C, 1, H, w, D), torch.randn(C, 1, H, w, D))
-        names = ["input_ids", "position_ids", "window_position_ids", "past_keys", "past_values",
-                 "image_keys", "image_values", "window_keys", "window_values"]
-        outs = ["logits", "new_keys", "new_values", "new_window_keys", "new_window_values"]
-        dyn = {"input_ids": {1: "tokens"}, "position_ids": {1: "tokens"}, "window_position_ids": {1: "tokens"},
-               "past_keys": {3: "past"}, "past_values": {3: "past"}, "image_keys": {3: "image_tokens"},
-               "image_values": {3: "image_tokens"}, "window_keys": {3: "window"}, "window_values": {3: "window"},
-               "logits": {1: "tokens"}, "new_keys": {3: "tokens"}, "new_values": {3: "tokens"},
-               "new_window_keys": {3: "tokens"}, "new_window_values": {3: "tokens"}}
-        shapes = {"logits": [1, "tokens", cfg.vocab_size], "new_keys": [L, 1, H, "tokens", D],
-                  "new_values": [L, 1, H, "tokens", D], "new_window_keys": [C, 1, H, "tokens", D],
-                  "new_window_values": [C, 1, H, "tokens", D]}
-        _export(_Graph(model, "decoder_step"), args, os.path.join(out_dir, "decoder.onnx"), names, outs, dyn, shapes)
-    else:
-        t, p, n = 2, 5, cfg.image_tokens
-        args = (torch.zeros(1, t, dtype=torch.long), emb, torch.arange(p, p + n + t)[None],
-                torch.randn(L, 1, H, p, D), torch.randn(L, 1, H, p, D))
-        names = ["input_ids", "image_embeds", "position_ids", "past_keys", "past_values"]
-        outs = ["logits", "new_keys", "new_values"]
-        dyn = {"input_ids": {1: "tokens"}, "image_embeds": {1: "image_tokens"}, "position_ids": {1: "positions"},
-               "past_keys": {3: "past"}, "past_values": {3: "past"}, "logits": {1: "positions"},
-               "new_keys": {3: "positions"}, "new_values": {3: "positions"}}
-        shapes = {"logits": [1, "positions", cfg.vocab_size], "new_keys": [L, 1, H, "positions", D],
-                  "new_values": [L, 1, H, "positions", D]}
-        _export(_Graph(model, "insertion_step"), args, os.path.join(out_dir, "decoder.onnx"), names, outs, dyn, shapes)
 
 
-def write_fixtures(model: CasaModel, tok: ByteLevelBPE, out_dir: str, seed: int = 424242, frames: int = 4) -> Dict:
-    """A scripted session: the prompt, `frames` frames as raw rgb24 pixels, and the ground-truth
-    caption tokens forced one by one; with the logits the packed (full-sequence) PyTorch model
-    gives for every text token, in stream order."""
+def _export_casa_kv(model: CasaModel, out_dir: str) -> None:
     cfg = model.cfg
-    fx = os.path.join(out_dir, "fixtures")
-    os.makedirs(fx, exist_ok=True)
+    C, H, D = len(cfg.active_casa_layers), cfg.kv_heads, cfg.head_dim
+    emb = torch.randn(1, cfg.image_tokens, cfg.hidden)
+    _export(_Graph(model, "casa_kv"), (emb,), os.path.join(out_dir, "casa_kv.onnx"), ["image_embeds"],
+            ["image_keys", "image_values"],
+            {"image_embeds": {0: "frames"}, "image_keys": {1: "frames"}, "image_values": {1: "frames"}},
+            {"image_keys": [C, "frames", H, cfg.image_tokens, D], "image_values": [C, "frames", H, cfg.image_tokens, D]})
+
+
+def _dynamic(shapes: Dict[str, list]) -> Dict[str, Dict[int, str]]:
+    """dynamic_axes from the specified shapes: every named dimension."""
+    return {name: {i: d for i, d in enumerate(shape) if isinstance(d, str)} for name, shape in shapes.items()}
+
+
+def _export_casa_decoder_v1(model: CasaModel, out_dir: str) -> None:
+    """Format version 1: batch 1, the self-attention cache as one [L,1,KVH,P,Dh] tensor."""
+    cfg = model.cfg
+    L, H, D, C, n = cfg.layers, cfg.kv_heads, cfg.head_dim, len(cfg.active_casa_layers), cfg.image_tokens
+    t, p, w = 3, 5, 2
+    args = (torch.zeros(1, t, dtype=torch.long), torch.arange(p, p + t)[None], torch.arange(w + 1, w + t + 1)[None],
+            torch.randn(L, 1, H, p, D), torch.randn(L, 1, H, p, D), torch.randn(C, 1, H, n, D),
+            torch.randn(C, 1, H, n, D), torch.randn(C, 1, H, w, D), torch.randn(C, 1, H, w, D))
+    ins = {"input_ids": [1, "tokens"], "position_ids": [1, "tokens"], "window_position_ids": [1, "tokens"],
+           "past_keys": [L, 1, H, "past", D], "past_values": [L, 1, H, "past", D],
+           "image_keys": [C, 1, H, "image_tokens", D], "image_values": [C, 1, H, "image_tokens", D],
+           "window_keys": [C, 1, H, "window", D], "window_values": [C, 1, H, "window", D]}
+    outs = {"logits": [1, "tokens", cfg.vocab_size], "new_keys": [L, 1, H, "tokens", D],
+            "new_values": [L, 1, H, "tokens", D], "new_window_keys": [C, 1, H, "tokens", D],
+            "new_window_values": [C, 1, H, "tokens", D]}
+    _export(_Graph(model, "decoder_step"), args, os.path.join(out_dir, "decoder.onnx"), list(ins), list(outs),
+            _dynamic({**ins, **outs}), outs)
+
+
+def _export_casa_decoder_v2(model: CasaModel, out_dir: str) -> None:
+    """Format version 2: B ragged rows, per-row cache lengths, one cache tensor per block."""
+    cfg = model.cfg
+    L, H, D, C, n = cfg.layers, cfg.kv_heads, cfg.head_dim, len(cfg.active_casa_layers), cfg.image_tokens
+    b, t, p, w = 3, 2, 5, 2
+    ins = {"input_ids": ["batch", "tokens"], "position_ids": ["batch", "tokens"],
+           "window_position_ids": ["batch", "tokens"], "past_lengths": ["batch"], "image_lengths": ["batch"],
+           "window_lengths": ["batch"]}
+    args = [torch.zeros(b, t, dtype=torch.long), torch.arange(p, p + t).repeat(b, 1),
+            torch.arange(w + 1, w + t + 1).repeat(b, 1), torch.tensor([p, 2, 0]), torch.tensor([n, n, 0]),
+            torch.tensor([w, 1, 0])]
+    for name, blocks, size, sample in (("past", L, "past", p), ("image", C, "image_tokens", n), ("window", C, "window", w)):
+        for kind in ("keys", "values"):
+            for i in range(blocks):
+                ins[f"{name}_{kind}_{i}"] = ["batch", H, size, D]
+                args.append(torch.randn(b, H, sample, D))
+    outs = {"logits": ["batch", "tokens", cfg.vocab_size], "new_keys": [L, "batch", H, "tokens", D],
+            "new_values": [L, "batch", H, "tokens", D], "new_window_keys": [C, "batch", H, "tokens", D],
+            "new_window_values": [C, "batch", H, "tokens", D]}
+    _export(_Graph(model, "decoder_batch_step"), tuple(args), os.path.join(out_dir, "decoder.onnx"), list(ins),
+            list(outs), _dynamic({**ins, **outs}), outs)
+
+
+def _export_insertion_decoder(model: CasaModel, out_dir: str) -> None:
+    """The insertion twin's decoder (the same in format versions 1 and 2: batch 1)."""
+    cfg = model.cfg
+    L, H, D = cfg.layers, cfg.kv_heads, cfg.head_dim
+    t, p, n = 2, 5, cfg.image_tokens
+    args = (torch.zeros(1, t, dtype=torch.long), torch.randn(1, n, cfg.hidden), torch.arange(p, p + n + t)[None],
+            torch.randn(L, 1, H, p, D), torch.randn(L, 1, H, p, D))
+    ins = {"input_ids": [1, "tokens"], "image_embeds": [1, "image_tokens", cfg.hidden], "position_ids": [1, "positions"],
+           "past_keys": [L, 1, H, "past", D], "past_values": [L, 1, H, "past", D]}
+    outs = {"logits": [1, "positions", cfg.vocab_size], "new_keys": [L, 1, H, "positions", D],
+            "new_values": [L, 1, H, "positions", D]}
+    _export(_Graph(model, "insertion_step"), args, os.path.join(out_dir, "decoder.onnx"), list(ins), list(outs),
+            _dynamic({**ins, **outs}), outs)
+
+
+# The graphs of each (fusion, format version), by file; version 2 changed only the CASA decoder.
+GRAPHS = {
+    ("casa", 1): {"vision.onnx": _export_vision, "casa_kv.onnx": _export_casa_kv, "decoder.onnx": _export_casa_decoder_v1},
+    ("casa", 2): {"vision.onnx": _export_vision, "casa_kv.onnx": _export_casa_kv, "decoder.onnx": _export_casa_decoder_v2},
+    ("insertion", 1): {"vision.onnx": _export_vision, "decoder.onnx": _export_insertion_decoder},
+    ("insertion", 2): {"vision.onnx": _export_vision, "decoder.onnx": _export_insertion_decoder},
+}
+
+
+def changed_graphs(fusion: str, old: int, new: int = FORMAT_VERSION) -> List[str]:
+    """Graph files whose format differs between two versions (what a re-export must write)."""
+    a, b = GRAPHS[(fusion, old)], GRAPHS[(fusion, new)]
+    return [f for f in b if a.get(f) is not b[f]]
+
+
+def export_graphs(model: CasaModel, out_dir: str, version: int = FORMAT_VERSION, only: Optional[List[str]] = None) -> None:
+    """Writes the model's graphs in format `version` (`only`: just those files)."""
+    model.eval()
+    for name, write in GRAPHS[(model.cfg.fusion, version)].items():
+        if only is None or name in only:
+            write(model, out_dir)
+
+
+def _scripted_stream(model: CasaModel, tok: ByteLevelBPE, fx: str, seed: int, frames: int, prefix: str = ""):
+    """One scripted stream of the world (clip `seed`, `frames` frames): its steps (the prompt,
+    each frame with its raw rgb24 pixels written to `fx`, then the ground-truth caption tokens
+    forced one by one) and the logits the packed (full-sequence) PyTorch model gives for
+    every text token, in stream order."""
+    cfg = model.cfg
     clip = make_clip(seed, frames)
     rgb = render_clip(clip, cfg.image_size)
     seq = build_sequence(clip, tok)
     batch = collate([seq], normalise(rgb)[None], Special.of(tok), cfg.fusion, cfg.image_tokens)
     with torch.no_grad():
         logits = model.forward_packed(batch)[0].numpy().astype(np.float32)
-    logits.tofile(os.path.join(fx, "logits.f32"))
     steps: List[Dict] = [{"kind": "prompt", "ids": seq.ids[: seq.frame_starts[0]]}]
     for j, start in enumerate(seq.frame_starts):
         end = seq.frame_starts[j + 1] if j + 1 < len(seq.frame_starts) else len(seq.ids)
-        name = f"frame{j}.rgb"
+        name = f"{prefix}frame{j}.rgb"
         rgb[j].tofile(os.path.join(fx, name))
         steps.append({"kind": "frame", "frame": j, "pixels": name, "ids": seq.ids[start:start + 2]})
         for tid in seq.ids[start + 2:end]:
             steps.append({"kind": "token", "ids": [tid]})
+    return steps, logits, clip
+
+
+def write_fixtures(model: CasaModel, tok: ByteLevelBPE, out_dir: str, seed: int = 424242, frames: int = 4) -> Dict:
+    """fixtures/session.json and logits.f32: one scripted session (see _scripted_stream)."""
+    cfg = model.cfg
+    fx = os.path.join(out_dir, "fixtures")
+    os.makedirs(fx, exist_ok=True)
+    steps, logits, clip = _scripted_stream(model, tok, fx, seed, frames)
+    logits.tofile(os.path.join(fx, "logits.f32"))
     script = {
         "description": "Scripted session; logits.f32 holds float32 [textTokens, vocab] rows from the packed "
                        "PyTorch reference, one row per text token in stream order (the steps' ids concatenated).",
         "seed": seed, "width": cfg.image_size, "height": cfg.image_size, "vocabSize": cfg.vocab_size,
-        "textTokens": len(seq.ids), "tolerance": 1e-4, "steps": steps,
+        "textTokens": len(logits), "tolerance": 1e-4, "steps": steps,
         "captions": clip.captions,
         "tokenization": [{"text": t, "ids": tok.encode(t)} for t in
                          [PROMPT] + [" " + c for c in clip.captions if c] + [" another big yellow triangle enters from the bottom"]],
     }
     with open(os.path.join(fx, "session.json"), "w") as f:
+        json.dump(script, f, indent=1)
+    return script
+
+
+# The batch fixtures' streams: (clip seed, frames); with session.json's stream, four streams of
+# different lengths that a runtime replays side by side.
+BATCH_STREAMS = ((424243, 2), (424244, 1), (424245, 3))
+
+
+def write_batch_fixtures(model: CasaModel, tok: ByteLevelBPE, out_dir: str) -> Dict:
+    """fixtures/batch.json and batch-logits.f32: scripted streams of different lengths for
+    batched runtimes, each with its packed-reference logits (rows at `logitsOffset`)."""
+    cfg = model.cfg
+    fx = os.path.join(out_dir, "fixtures")
+    os.makedirs(fx, exist_ok=True)
+    streams, rows = [], []
+    offset = 0
+    for k, (seed, frames) in enumerate(BATCH_STREAMS):
+        steps, logits, _ = _scripted_stream(model, tok, fx, seed, frames, prefix=f"b{k}-")
+        streams.append({"seed": seed, "logitsOffset": offset, "textTokens": len(logits), "steps": steps})
+        rows.append(logits)
+        offset += len(logits)
+    np.concatenate(rows).tofile(os.path.join(fx, "batch-logits.f32"))
+    script = {
+        "description": "Scripted streams of different lengths, replayed side by side (batched); batch-logits.f32 "
+                       "holds each stream's float32 [textTokens, vocab] rows from the packed PyTorch reference, "
+                       "stream k's from row logitsOffset. session.json's stream is a further one.",
+        "width": cfg.image_size, "height": cfg.image_size, "vocabSize": cfg.vocab_size, "tolerance": 1e-4,
+        "textTokens": offset, "streams": streams,
+    }
+    with open(os.path.join(fx, "batch.json"), "w") as f:
         json.dump(script, f, indent=1)
     return script
 
@@ -176,6 +273,8 @@ def export_bundle(model: CasaModel, tok: ByteLevelBPE, out_dir: str, name: str, 
     export_graphs(model, out_dir)
     tok.save(os.path.join(out_dir, "tokenizer.json"))
     write_fixtures(model, tok, out_dir)
+    if model.cfg.fusion == "casa":
+        write_batch_fixtures(model, tok, out_dir)
     with open(os.path.join(out_dir, "casa.json"), "w") as f:
         json.dump(manifest(model, tok, name, extra), f, indent=2)
 

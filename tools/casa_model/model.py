@@ -130,14 +130,33 @@ def attend_causal_chunked(q, k, v, chunks, cfg: "ModelConfig"):
     return torch.cat([attend_packed(q[:, :, a:b], k[:, :, :b], v[:, :, :b], mask, cfg) for a, b, mask in chunks], dim=2)
 
 
-def attend_grouped(q, k, v, mask_add, cfg: "ModelConfig"):
-    """Streaming attention, batch 1, without repeating K/V: the G query heads that share a
-    KV head are stacked along the query axis. q [1,H,T,D], k/v [1,KVH,S,D], mask_add [T,S]."""
-    g = cfg.heads // cfg.kv_heads
-    qg = q.reshape(1, cfg.kv_heads, -1, cfg.head_dim)  # rows ordered (head in group, token)
-    scores = torch.matmul(qg, k.transpose(-1, -2)) * (1.0 / math.sqrt(cfg.head_dim)) + mask_add.repeat(g, 1)
+def attend_grouped(q, k, v, mask_add, cfg: "ModelConfig", rows: int = 1):
+    """Streaming attention without repeating K/V: the G query heads that share a KV head are
+    stacked along the query axis. q [B,H,T,D], k/v [B,KVH,S,D]; mask_add broadcasts to
+    [B,KVH,G*T,S], rows ordered (head in group, token). B is `rows`, an int (or, in an
+    exported graph, a size read once from an input)."""
+    qg = q.reshape(rows, cfg.kv_heads, -1, cfg.head_dim)
+    scores = torch.matmul(qg, k.transpose(-1, -2)) * (1.0 / math.sqrt(cfg.head_dim)) + mask_add
     out = torch.matmul(torch.softmax(scores, dim=-1), v)
-    return out.reshape(1, cfg.heads, -1, cfg.head_dim)
+    return out.reshape(rows, cfg.heads, -1, cfg.head_dim)
+
+
+def ragged_valid(lengths, size):
+    """bool [B, size]: True for the first lengths[b] entries of row b (the rest is padding)."""
+    return torch.arange(size)[None, :] < lengths[:, None]
+
+
+def grouped_causal_mask(t: int, g: int):
+    """Additive [1,1,G*T,T]: T new tokens see themselves and the new tokens before them."""
+    idx = torch.arange(t)
+    return additive(idx[None, :] <= idx[:, None]).repeat(g, 1)[None, None]
+
+
+def ragged_step_mask(valid, causal, rows):
+    """Additive [B,1,G*T,S+T] of a batched step: each row's valid cached keys (valid [B,S]),
+    then the new tokens causally (`causal` from grouped_causal_mask)."""
+    return torch.cat([additive(valid)[:, None, None, :].expand(-1, -1, causal.shape[2], -1),
+                      causal.expand(rows, -1, -1, -1)], dim=-1)
 
 
 @dataclasses.dataclass
@@ -295,25 +314,25 @@ class Block(nn.Module):
 
 
 class StepAttention:
-    """Attention of one streaming step (batch 1) for block `i`: the new tokens attend to the
-    block's cached keys and values (`cached_keys[j][i]` for each stacked cache j, in order)
-    followed by their own, under `mask`; the new keys and values are kept, block by block,
-    for the caller to return."""
+    """Attention of one streaming step for block `i`: the new tokens attend to the block's
+    cached keys and values (`cached_keys[j][i]` for each stacked cache j, in order) followed
+    by their own, under `mask` (broadcast to [B,KVH,G*T,S]); the new keys and values are
+    kept, block by block, for the caller to return. `lead` is (B, T) as ints for export."""
 
-    def __init__(self, cfg: "ModelConfig", cos, sin, mask, cached_keys, cached_values):
-        self.cfg, self.cos, self.sin, self.mask = cfg, cos, sin, mask
+    def __init__(self, cfg: "ModelConfig", cos, sin, mask, cached_keys, cached_values, lead=STREAM):
+        self.cfg, self.cos, self.sin, self.mask, self.lead = cfg, cos, sin, mask, lead
         self.cached_keys, self.cached_values = cached_keys, cached_values
         self.new_keys: List[torch.Tensor] = []
         self.new_values: List[torch.Tensor] = []
 
     def __call__(self, i: int, sublayer, x):
-        return sublayer.mix(x, self.cos, self.sin, functools.partial(self.attend, i), STREAM)
+        return sublayer.mix(x, self.cos, self.sin, functools.partial(self.attend, i), self.lead)
 
     def attend(self, i: int, q, k, v):
         self.new_keys.append(k)
         self.new_values.append(v)
         kk, vv, mask = self.context(i, k, v)
-        return attend_grouped(q, kk, vv, mask, self.cfg)
+        return attend_grouped(q, kk, vv, mask, self.cfg, self.lead[0])
 
     def context(self, i: int, k, v):
         """Keys, values and mask the new tokens attend over."""
@@ -322,7 +341,7 @@ class StepAttention:
         return kk, vv, self.mask
 
     def stacked(self, t: int):
-        """new keys, values [blocks, 1, KVH, T, Dh] (empty when no block attended)."""
+        """new keys, values [blocks, B, KVH, T, Dh] (empty when no block attended)."""
         stack = lambda xs: torch.stack(xs) if xs else torch.zeros(0, 1, self.cfg.kv_heads, t, self.cfg.head_dim)
         return stack(self.new_keys), stack(self.new_values)
 
@@ -335,9 +354,10 @@ class ImageOnlyStepAttention(StepAttention):
     def context(self, i: int, k, v):
         image_k, image_v = self.cached_keys[0][i], self.cached_values[0][i]
         t, n = k.shape[2], image_k.shape[2]
+        g = self.cfg.heads // self.cfg.kv_heads
         if n > 0:
-            return image_k, image_v, torch.zeros(t, n)
-        return k, v, additive(torch.eye(t, dtype=torch.bool))
+            return image_k, image_v, torch.zeros(g * t, n)
+        return k, v, additive(torch.eye(t, dtype=torch.bool)).repeat(g, 1)
 
 
 class VisionBlock(nn.Module):
@@ -500,13 +520,50 @@ class CasaModel(nn.Module):
         cos, sin = rope_cos_sin(position_ids, cfg.head_dim, cfg.rope_theta)
         wcos, wsin = rope_cos_sin(window_position_ids, cfg.head_dim, cfg.rope_theta)
         query_idx = torch.arange(t)[:, None]
-        self_mask = _causal_tail_mask(query_idx, p + t, t)
-        casa_mask = _causal_tail_mask(query_idx, n + w + t, t)
+        g = cfg.heads // cfg.kv_heads
+        self_mask = _causal_tail_mask(query_idx, p + t, t).repeat(g, 1)
+        casa_mask = _causal_tail_mask(query_idx, n + w + t, t).repeat(g, 1)
         self_attn = StepAttention(cfg, cos, sin, self_mask, (past_keys,), (past_values,))
         if cfg.casa_window_text:
             casa_attn = StepAttention(cfg, wcos, wsin, casa_mask, (image_keys, window_keys), (image_values, window_values))
         else:
             casa_attn = ImageOnlyStepAttention(cfg, wcos, wsin, None, (image_keys,), (image_values,))
+        return self._casa_blocks(h, self_attn, casa_attn, t)
+
+    def decoder_batch_step(self, input_ids, position_ids, window_position_ids, past_lengths, image_lengths,
+                           window_lengths, *caches):
+        """Format version 2: one CASA step over T new text tokens for each of B streams.
+
+        Rows are ragged and every cache comes as one tensor per block: `caches` is the L
+        self-attention key tensors, the L value tensors ([B,KVH,P,Dh]; row b holds
+        past_lengths[b] entries, the rest is padding, masked out), then the C CASA layers'
+        image keys and values ([B,KVH,N',Dh], image_lengths[b] entries: 0 in window 0) and
+        window keys and values ([B,KVH,W,Dh], window_lengths[b]). Every row feeds T tokens at
+        its own positions. Returns logits [B,T,V], new_keys/new_values [L,B,KVH,T,Dh],
+        new_window_keys/new_window_values [C,B,KVH,T,Dh]. A masked key adds exactly 0 to the
+        softmax, so a row's outputs are those it gets alone."""
+        cfg = self.cfg
+        if not cfg.casa_window_text:
+            raise ValueError("the plain cross-attention ablation has no batched step")
+        layers, c = cfg.layers, len(cfg.active_casa_layers)
+        past_k, past_v = caches[:layers], caches[layers:2 * layers]
+        image_k, image_v, window_k, window_v = (caches[2 * layers + i * c:2 * layers + (i + 1) * c] for i in range(4))
+        b, t = input_ids.shape[0], input_ids.shape[1]
+        g = cfg.heads // cfg.kv_heads
+        h = self.embed(input_ids)
+        cos, sin = rope_cos_sin(position_ids, cfg.head_dim, cfg.rope_theta)
+        wcos, wsin = rope_cos_sin(window_position_ids, cfg.head_dim, cfg.rope_theta)
+        causal = grouped_causal_mask(t, g)
+        self_mask = ragged_step_mask(ragged_valid(past_lengths, past_k[0].shape[2]), causal, b)
+        casa_mask = ragged_step_mask(torch.cat([ragged_valid(image_lengths, image_k[0].shape[2]),
+                                                ragged_valid(window_lengths, window_k[0].shape[2])], dim=1), causal, b)
+        self_attn = StepAttention(cfg, cos, sin, self_mask, (past_k,), (past_v,), (b, t))
+        casa_attn = StepAttention(cfg, wcos, wsin, casa_mask, (image_k, window_k), (image_v, window_v), (b, t))
+        return self._casa_blocks(h, self_attn, casa_attn, t)
+
+    def _casa_blocks(self, h, self_attn: StepAttention, casa_attn: StepAttention, t):
+        """The blocks of a streaming CASA step over the embedded tokens h: logits and the
+        new self-attention and CASA keys and values."""
         c = 0
         for i, blk in enumerate(self.blocks):
             h = blk(h, functools.partial(self_attn, i), functools.partial(casa_attn, c))
@@ -524,7 +581,7 @@ class CasaModel(nn.Module):
         t = h.shape[1]
         p = past_keys.shape[3]
         cos, sin = rope_cos_sin(position_ids, cfg.head_dim, cfg.rope_theta)
-        mask = _causal_tail_mask(torch.arange(t)[:, None], p + t, t)
+        mask = _causal_tail_mask(torch.arange(t)[:, None], p + t, t).repeat(cfg.heads // cfg.kv_heads, 1)
         self_attn = StepAttention(cfg, cos, sin, mask, (past_keys,), (past_values,))
         for i, blk in enumerate(self.blocks):
             h = blk(h, functools.partial(self_attn, i))

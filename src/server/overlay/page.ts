@@ -92,9 +92,17 @@ export const OVERLAY_HTML = `<!doctype html>
   var pingTimer = null;
   var pongDeadline = null;
 
+  var state = { name: "starting", detail: "" };
+
   function setState(s, detail) {
+    state = { name: s, detail: detail || "" };
     document.body.setAttribute("data-state", s);
-    stateEl.textContent = s + (detail ? " - " + detail : "") + (lastSeq !== null ? " #" + lastSeq : "");
+    showState();
+  }
+
+  // The debug badge: the state, why, and the last seq received (kept current on every event).
+  function showState() {
+    stateEl.textContent = state.name + (state.detail ? ": " + state.detail : "") + (lastSeq !== null ? " #" + lastSeq : "");
   }
 
   function render() {
@@ -124,6 +132,7 @@ export const OVERLAY_HTML = `<!doctype html>
     if (ev.stream !== stream || typeof ev.seq !== "number") return;
     if (lastSeq !== null && ev.seq <= lastSeq) return; // already shown
     lastSeq = ev.seq;
+    showState();
     if (ev.type === "token") {
       if (!partial || partial.frame !== ev.frame) partial = { frame: ev.frame, text: "" };
       partial.text += ev.text;
@@ -155,6 +164,8 @@ export const OVERLAY_HTML = `<!doctype html>
     try { sock = new WebSocket(url); } catch (e) { scheduleReconnect(); return; }
     ws = sock;
     var retryAfter = 0;
+    var opened = false;
+    sock.onopen = function () { opened = true; };
     sock.onmessage = function (m) {
       var ev;
       try { ev = JSON.parse(m.data); } catch (e) { return; }
@@ -188,9 +199,25 @@ export const OVERLAY_HTML = `<!doctype html>
       pongDeadline = null;
       render();
       if (e.code === 1008) retryAfter = Math.max(retryAfter, 30000);
-      scheduleReconnect(retryAfter);
+      if (opened) { scheduleReconnect(retryAfter); return; }
+      // Refused before it opened: the browser hides the HTTP status of a WebSocket upgrade, so
+      // ask the API with the same token whether the token is the reason.
+      checkToken().then(function (unauthorized) {
+        if (unauthorized) {
+          scheduleReconnect(30000);
+          setState("unauthorized", "check the token in the URL");
+        } else {
+          scheduleReconnect(retryAfter);
+        }
+      });
     };
     sock.onerror = function () { /* onclose follows */ };
+  }
+
+  // Resolves true when the server refuses this page's token (HTTP 401).
+  function checkToken() {
+    var url = "/v1/streams/" + encodeURIComponent(stream) + (token ? "?token=" + encodeURIComponent(token) : "");
+    return fetch(url, { cache: "no-store" }).then(function (r) { return r.status === 401; }, function () { return false; });
   }
 
   // Half-open connections: ping every 15 s, reconnect if no pong within 10 s.

@@ -10,7 +10,8 @@
  * - paths starting with /secret answer DESCRIBE with 401 Unauthorized;
  * - a path nobody publishes answers 404 Not Found;
  * - UDP transport is refused with 461 (this relay is TCP only).
- * Prints "listening PORT" on stdout when ready.
+ * Prints "listening PORT" on stdout when ready, and "publishing PATH" when a publisher has
+ * announced a path (from then on players get that stream).
  */
 import net from 'node:net';
 
@@ -96,6 +97,7 @@ const server = net.createServer((sock) => {
         conn.role = 'publisher';
         conn.path = path;
         mounts.set(path, { sdp: body, publisher: sock, players: mounts.get(path)?.players ?? new Set() });
+        process.stdout.write(`publishing ${path}\n`);
         return respond(sock, cseq, 200, 'OK');
       case 'DESCRIBE': {
         if (path.startsWith('/secret')) {
@@ -157,4 +159,4 @@ server.listen(port, '127.0.0.1', () => {
 });
 // Tests kill this process; never outlive the test run either.
 process.on('disconnect', () => process.exit(0));
-setTimeout(() => process.exit(0), 120_000).unref();
+setTimeout(() => process.exit(0), Number(process.env.RELAY_LIFETIME_MS ?? 120_000)).unref();

@@ -124,3 +124,56 @@ def test_packed_batch_matches_each_sequence_alone(tok, window_text):
             alone = model.forward_packed(collate([seq], pixels[i:i + 1, :len(seq.frames)], sp, "casa",
                                                  model.cfg.image_tokens))[0]
             assert float((packed[i, :len(seq.ids)] - alone).abs().max()) <= 1e-5
+
+
+def _pad(tensors, axis):
+    """Stacks per-stream caches [..., 1, KVH, n_i, Dh] into one batch, right-padded with zeros on `axis`."""
+    size = max(t.shape[axis] for t in tensors)
+    padded = []
+    for t in tensors:
+        shape = list(t.shape)
+        shape[axis] = size - t.shape[axis]
+        padded.append(torch.cat([t, torch.zeros(shape)], dim=axis))
+    return torch.cat(padded, dim=1)
+
+
+def _batched_feed(model, sessions, ids):
+    """One decoder_batch_step (format version 2) for every session's next token, from their
+    own caches padded into one batch; the sessions themselves are left unchanged."""
+    lengths = lambda xs: torch.tensor([x.shape[3] for x in xs])
+    caches = []
+    for attr in ("past_k", "past_v", "img_k", "img_v", "win_k", "win_v"):
+        stacked = _pad([getattr(s, attr) for s in sessions], 3)
+        caches += [stacked[i] for i in range(stacked.shape[0])]
+    with torch.no_grad():
+        out = model.decoder_batch_step(
+            torch.tensor([[i] for i in ids]), torch.tensor([[s.pos] for s in sessions]),
+            torch.tensor([[s.wpos + 1] for s in sessions]), lengths([s.past_k for s in sessions]),
+            lengths([s.img_k for s in sessions]), lengths([s.win_k for s in sessions]), *caches)
+    return out
+
+
+def test_batched_step_equals_each_stream_alone(tok):
+    """Format version 2's decoder_batch_step: streams at different lengths (one still in
+    window 0, without an image) stepped together in one padded batch get the logits and new
+    K/V each gets alone from decoder_step; padding and the other rows change nothing."""
+    model = _model("casa", tok)
+    sessions = []
+    for seed, frames in ((21, 0), (22, 1), (23, 3)):
+        s = Session(model, tok)
+        s.prefill_prompt()
+        clip = make_clip(seed, max(frames, 1))
+        for f in render_clip(clip, 64)[:frames]:
+            s.caption_frame(f, 2 + seed % 3)
+        if frames:
+            s.start_frame(render_clip(clip, 64)[-1])
+        sessions.append(s)
+    assert len({s.past_k.shape[3] for s in sessions}) == 3
+    ids = [40, 41, 42]
+    logits, nk, nv, nwk, nwv = _batched_feed(model, sessions, ids)
+    for b, (s, tid) in enumerate(zip(sessions, ids)):
+        with torch.no_grad():
+            ref = model.decoder_step(torch.tensor([[tid]]), torch.tensor([[s.pos]]), torch.tensor([[s.wpos + 1]]),
+                                     s.past_k, s.past_v, s.img_k, s.img_v, s.win_k, s.win_v)
+        for got, want in zip((logits[b:b + 1], nk[:, b:b + 1], nv[:, b:b + 1], nwk[:, b:b + 1], nwv[:, b:b + 1]), ref):
+            assert float((got - want).abs().max()) <= 1e-5

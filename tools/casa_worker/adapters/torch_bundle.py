@@ -16,8 +16,9 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from tools.casa_model.rebuild import BundleError, check_fixtures, read_json, rebuild
+
 from .base import FrameStart, OpenedState
-from ..bundle import BundleError, check_fixtures, read_json, rebuild
 from ..context import BoundedContext, Policy, cut_and_rotate, inverse_frequencies, policy_from
 from ..protocol import WorkerError
 

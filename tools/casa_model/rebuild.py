@@ -1,28 +1,32 @@
-"""A bundle of this project (docs/model-format.md) as a PyTorch CasaModel: the weights are
-read back from the bundle's ONNX graphs, and the result is checked against the bundle's
-parity fixtures. Used by the worker's `torch` adapter and by bench/torch_reference.py (B2).
+"""Rebuilds a PyTorch CasaModel from a bundle's own ONNX weights, and re-exports a bundle in
+the current format version from them (`python3 -m tools.casa_model reexport --bundle DIR`).
 
 The PyTorch weights (tools/casa_model/.work/*.pt) are build artefacts that are not committed,
 so the model is rebuilt from the bundle itself: a freshly initialised CasaModel of the
-bundle's shape is exported with the project's exporter (tools/casa_model/export.py) to learn
+bundle's shape is exported with this exporter, in the bundle's format version, to learn
 where each parameter lands among the ONNX initialisers (by name, transposed as a MatMul
 operand, or — the vision encoder's row + column position table — constant-folded into one
-sum), and the bundle's initialisers are loaded back through that map.
+sum), and the bundle's initialisers are loaded back through that map. The rebuilt model is
+checked against the bundle's parity fixtures (the packed full-sequence PyTorch logits
+recorded at export time) before anything uses it. Used by the reexport stage, by the model
+worker's `torch` adapter (tools/casa_worker) and by bench/torch_reference.py (B2).
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from typing import Dict, Tuple
 
 import numpy as np
 import torch
 
-from tools.casa_model.data import normalise
-from tools.casa_model.model import CasaModel, ModelConfig
-from tools.casa_model.stream import Session
-from tools.casa_model.tokenizer import ByteLevelBPE
+from .data import normalise
+from .export import FORMAT_VERSION, changed_graphs, export_graphs, write_batch_fixtures
+from .model import CasaModel, ModelConfig
+from .stream import Session
+from .tokenizer import ByteLevelBPE
 
 
 class BundleError(ValueError):
@@ -79,8 +83,6 @@ def config_from_bundle(bundle: str) -> ModelConfig:
 
 def rebuild(bundle: str) -> Tuple[CasaModel, Dict]:
     """A CasaModel with the bundle's weights (see the module docstring)."""
-    from tools.casa_model.export import export_graphs
-
     man = read_json(os.path.join(bundle, "casa.json"))
     cfg = config_from_bundle(bundle)
     torch.manual_seed(12345)
@@ -93,7 +95,7 @@ def rebuild(bundle: str) -> Tuple[CasaModel, Dict]:
     params = dict(probe.named_parameters())
     files = [man["files"]["vision"], man["files"]["decoder"]] + ([man["files"]["casaKv"]] if cfg.fusion == "casa" else [])
     with tempfile.TemporaryDirectory() as tmp:
-        export_graphs(probe, tmp)
+        export_graphs(probe, tmp, man["formatVersion"])
         probe_inits = {f: _onnx_initialisers(os.path.join(tmp, f), keyed=True) for f in files}
     state = {k: v.detach().clone() for k, v in probe.state_dict().items()}
     loaded = set()
@@ -185,3 +187,35 @@ def check_fixtures(model: CasaModel, tok: ByteLevelBPE, bundle: str) -> float:
         worst = max(worst, float(np.abs(got - ref[row:row + len(ids)]).max()))
         row += len(ids)
     return worst
+
+
+def reexport(bundle: str) -> Dict:
+    """Re-exports `bundle` in place in the current format version from its own weights: the
+    graphs whose format changed since the bundle's version, batch fixtures (casa), and
+    casa.json's formatVersion. Everything else (fixtures, tokenizer, eval.json, the other
+    graphs) stays as it is. Refuses a bundle whose rebuilt model misses its fixtures."""
+    man = read_json(os.path.join(bundle, "casa.json"))
+    old = man["formatVersion"]
+    model, info = rebuild(bundle)
+    tok = ByteLevelBPE.load(os.path.join(bundle, man["files"]["tokenizer"]))
+    tolerance = read_json(os.path.join(bundle, "fixtures", "session.json")).get("tolerance", 1e-4)
+    err = check_fixtures(model, tok, bundle)
+    if not err <= tolerance:
+        raise BundleError(f"{bundle}: the rebuilt PyTorch model misses the parity fixtures (max |dlogit| {err:.3g} > {tolerance})")
+    files = changed_graphs(man["fusion"], old)
+    with tempfile.TemporaryDirectory() as tmp:
+        export_graphs(model, tmp, FORMAT_VERSION, only=files)
+        for f in files:
+            shutil.move(os.path.join(tmp, f), os.path.join(bundle, f))
+    if man["fusion"] == "casa":
+        write_batch_fixtures(model, tok, bundle)
+    man["formatVersion"] = FORMAT_VERSION
+    with open(os.path.join(bundle, "casa.json"), "w") as f:
+        json.dump(man, f, indent=2)
+    card = os.path.join(bundle, "README.md")
+    if os.path.exists(card):
+        with open(card) as f:
+            text = f.read()
+        with open(card, "w") as f:
+            f.write(text.replace(f"Bundle format version {old} ", f"Bundle format version {FORMAT_VERSION} "))
+    return dict(info, bundle=bundle, fromVersion=old, toVersion=FORMAT_VERSION, graphs=files, fixtureMaxAbsDiff=err)

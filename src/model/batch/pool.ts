@@ -1,0 +1,259 @@
+/**
+ * The main-thread side of the batched engine: a loaded model's inference workers
+ * (worker.ts), the streams spread over them, and the channel each stream's backend talks
+ * through. Operations made during one turn of the event loop go to a worker as one message
+ * (flushed by setImmediate); results come back one message per graph run.
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { ModelError, UsageError } from '../../errors.js';
+import type { BundleMeta, LoadOptions } from '../bundle.js';
+import type { Eviction } from '../kv-cache.js';
+import type { FromWorker, ToWorker, WorkerInit, WorkerOp, WorkerStats } from './protocol.js';
+
+export interface ResolvedBatch {
+  maxSize: number;
+  gatherMs: number;
+  workers: number;
+}
+
+/** Counters of the batched engine, summed over its workers. */
+export interface BatchStats extends WorkerStats {
+  workers: number;
+}
+
+export interface StepArgs {
+  ids: readonly number[];
+  position: number;
+  evict?: Eviction;
+  /** The frame's NCHW pixels when the step starts a frame (the array is handed over). */
+  pixels?: Float32Array;
+}
+
+interface Pending {
+  sid: number;
+  resolve: (logits: Float32Array) => void;
+  reject: (err: Error) => void;
+}
+
+/** The worker script: next to this module in the build; from the sources (tests), the build's copy. */
+function workerScript(): URL {
+  const here = fileURLToPath(import.meta.url);
+  if (here.endsWith('.js')) return new URL('./worker.js', import.meta.url);
+  const built = path.resolve(path.dirname(here), '..', '..', '..', 'dist', 'model', 'batch', 'worker.js');
+  if (!existsSync(built)) throw new ModelError(`${built}: the batched engine's worker is not built; run "npm run build"`);
+  return pathToFileURL(built);
+}
+
+const EMPTY_STATS: WorkerStats = { decoderRuns: 0, decoderRows: 0, maxRows: 0, frameRuns: 0, frames: 0, busyMs: 0, decoderMs: 0, frameMs: 0, streams: 0 };
+
+class WorkerHandle {
+  readonly pending = new Map<number, Pending>();
+  stats: WorkerStats = { ...EMPTY_STATS };
+  streams = 0;
+  dead: Error | undefined;
+  private outbox: WorkerOp[] = [];
+  private transfer: ArrayBuffer[] = [];
+  private flushing = false;
+
+  constructor(readonly worker: Worker) {
+    worker.on('message', (msg: FromWorker) => this.onMessage(msg));
+    worker.on('error', (err) => this.die(err.message));
+    worker.on('exit', (code) => this.die(`it exited with code ${code}`));
+    worker.unref();
+  }
+
+  /** Waits for a step: the worker keeps the process alive while a step is outstanding only. */
+  expect(req: number, p: Pending): void {
+    if (this.pending.size === 0) this.worker.ref();
+    this.pending.set(req, p);
+  }
+
+  private settled(req: number): Pending | undefined {
+    const p = this.pending.get(req);
+    if (!p) return undefined;
+    this.pending.delete(req);
+    if (this.pending.size === 0) this.worker.unref();
+    return p;
+  }
+
+  send(op: WorkerOp, transfer?: ArrayBuffer): void {
+    if (this.dead) return;
+    this.outbox.push(op);
+    if (transfer) this.transfer.push(transfer);
+    if (this.flushing) return;
+    this.flushing = true;
+    setImmediate(() => this.flush());
+  }
+
+  /** Rejects the stream's waiting steps (it was closed). */
+  drop(sid: number, err: Error): void {
+    for (const [req, p] of [...this.pending]) if (p.sid === sid) this.settled(req)?.reject(err);
+  }
+
+  private flush(): void {
+    this.flushing = false;
+    if (this.dead || this.outbox.length === 0) return;
+    const msg: ToWorker = { type: 'ops', ops: this.outbox };
+    this.worker.postMessage(msg, this.transfer);
+    this.outbox = [];
+    this.transfer = [];
+  }
+
+  private onMessage(msg: FromWorker): void {
+    if (msg.type !== 'results') return;
+    this.stats = msg.stats;
+    for (const r of msg.results) {
+      const p = this.settled(r.req);
+      if (!p) continue; // its stream was closed meanwhile
+      if ('error' in r) p.reject(new Error(r.error));
+      else p.resolve(r.logits);
+    }
+  }
+
+  die(why: string): void {
+    if (this.dead) return;
+    this.dead = new ModelError(`the inference worker stopped (${why}); its streams cannot continue, load the model again`);
+    for (const req of [...this.pending.keys()]) this.settled(req)?.reject(this.dead);
+  }
+}
+
+let nextSid = 1;
+let nextReq = 1;
+
+/** One stream's way to its worker. */
+export class StreamChannel {
+  private closed = false;
+
+  constructor(
+    private readonly handle: WorkerHandle,
+    readonly sid: number,
+  ) {}
+
+  /** Runs one step (batched with other streams'); resolves with its logits [T, V]. */
+  step(args: StepArgs): Promise<Float32Array> {
+    if (this.closed) return Promise.reject(new UsageError('the session was closed'));
+    if (this.handle.dead) return Promise.reject(this.handle.dead);
+    const req = nextReq++;
+    return new Promise<Float32Array>((resolve, reject) => {
+      this.handle.expect(req, { sid: this.sid, resolve, reject });
+      const { ids, position, evict, pixels } = args;
+      this.handle.send(
+        { op: 'step', sid: this.sid, req, ids: [...ids], position, ...(evict ? { evict } : {}), ...(pixels ? { pixels } : {}) },
+        pixels?.buffer as ArrayBuffer | undefined,
+      );
+    });
+  }
+
+  /** The stream's frame ended (the gather rule stops waiting for it). */
+  endFrame(): void {
+    if (!this.closed) this.handle.send({ op: 'end', sid: this.sid });
+  }
+
+  /** Frees the stream's slot; a waiting step is rejected. Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.handle.streams -= 1;
+    this.handle.drop(this.sid, new UsageError('the session was closed'));
+    this.handle.send({ op: 'close', sid: this.sid });
+  }
+}
+
+/** The inference workers of one loaded model. */
+export class InferencePool {
+  private constructor(
+    private readonly handles: WorkerHandle[],
+    readonly batch: ResolvedBatch,
+  ) {}
+
+  /** Starts `batch.workers` workers; each loads and checks the bundle's graphs. */
+  static async start(meta: BundleMeta, load: LoadOptions, batch: ResolvedBatch): Promise<InferencePool> {
+    const { batch: _omit, ...ort } = load;
+    const init: WorkerInit = {
+      manifest: meta.manifest,
+      files: meta.files,
+      load: ort,
+      maxSize: batch.maxSize,
+      gatherMs: batch.gatherMs,
+      poolSegment: 16,
+    };
+    const script = workerScript();
+    const started = await Promise.allSettled(Array.from({ length: batch.workers }, () => startWorker(script, init)));
+    const failed = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    const ok = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+    if (failed) {
+      await Promise.allSettled(ok.map((w) => w.terminate()));
+      throw failed.reason;
+    }
+    return new InferencePool(ok.map((w) => new WorkerHandle(w)), batch);
+  }
+
+  /** A new stream on the least loaded worker. `maxTokens`: its cache cap (Infinity: unbounded). */
+  open(maxTokens: number, windowCapacity: number): StreamChannel {
+    const live = this.handles.filter((h) => !h.dead);
+    if (live.length === 0) throw this.handles[0]?.dead ?? new ModelError('the model has no inference worker');
+    const handle = live.reduce((a, b) => (b.streams < a.streams ? b : a));
+    const sid = nextSid++;
+    handle.streams += 1;
+    handle.send({ op: 'open', sid, maxTokens: Number.isFinite(maxTokens) ? maxTokens : null, windowCapacity });
+    return new StreamChannel(handle, sid);
+  }
+
+  stats(): BatchStats {
+    const sum: BatchStats = { ...EMPTY_STATS, workers: this.handles.length };
+    for (const { stats: s } of this.handles) {
+      sum.decoderRuns += s.decoderRuns;
+      sum.decoderRows += s.decoderRows;
+      sum.maxRows = Math.max(sum.maxRows, s.maxRows);
+      sum.frameRuns += s.frameRuns;
+      sum.frames += s.frames;
+      sum.busyMs += s.busyMs;
+      sum.decoderMs += s.decoderMs;
+      sum.frameMs += s.frameMs;
+      sum.streams += s.streams;
+    }
+    return sum;
+  }
+
+  /** Ends the workers (each releases its onnxruntime sessions first). */
+  async release(): Promise<void> {
+    await Promise.allSettled(
+      this.handles.map(async (h) => {
+        h.die('the model was released');
+        const exited = new Promise<void>((resolve) => h.worker.once('exit', () => resolve()));
+        h.worker.ref(); // until it has exited
+        h.worker.postMessage({ type: 'release' } satisfies ToWorker);
+        const timeout = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), 5000).unref());
+        if ((await Promise.race([exited, timeout])) === 'timeout') await h.worker.terminate();
+      }),
+    );
+  }
+}
+
+function startWorker(script: URL, init: WorkerInit): Promise<Worker> {
+  return new Promise<Worker>((resolve, reject) => {
+    const worker = new Worker(script, { workerData: init });
+    const fail = (err: Error): void => {
+      void worker.terminate();
+      reject(err);
+    };
+    const onMessage = (msg: FromWorker): void => {
+      if (msg.type === 'ready') {
+        worker.off('message', onMessage);
+        worker.off('error', onError);
+        worker.off('exit', onExit);
+        resolve(worker);
+      } else if (msg.type === 'failed') {
+        fail(new ModelError(msg.message));
+      }
+    };
+    const onError = (err: Error): void => fail(new ModelError(`the inference worker failed to start (${err.message})`));
+    const onExit = (code: number): void => fail(new ModelError(`the inference worker exited with code ${code} while starting`));
+    worker.on('message', onMessage);
+    worker.once('error', onError);
+    worker.once('exit', onExit);
+  });
+}
