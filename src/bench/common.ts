@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { packageRoot } from '../install.js';
+import { VERSION } from '../version.js';
 
 export type SuiteId = 'b1' | 'b2' | 'b3' | 'b4' | 'b5' | 'b6' | 'worker';
 export const SUITE_IDS: readonly SuiteId[] = ['b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'worker'];
@@ -162,14 +163,8 @@ function pkgVersion(name: string): string {
 }
 
 export function versions(): Record<string, string> {
-  let casaLive = 'unknown';
-  try {
-    casaLive = (JSON.parse(readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
-  } catch {
-    /* keep unknown */
-  }
   return {
-    casaLive,
+    casaLive: VERSION,
     node: process.versions.node,
     v8: process.versions.v8,
     onnxruntimeNode: pkgVersion('onnxruntime-node'),
