@@ -47,6 +47,17 @@ export function runsInWorker(ref: string): boolean {
   return parseModelRef(ref).engine === 'worker' || isHfDir(ref);
 }
 
+/**
+ * The bundle directory of a (resolved) reference, whose manifest describes the model's input:
+ * a bundle itself, or the bundle of torch:<bundle>; undefined for a Hugging Face model (hf:,
+ * a local checkpoint), whose input size only its worker knows once the model is loaded.
+ */
+export function bundleDirOf(ref: string): string | undefined {
+  const r = parseModelRef(ref);
+  if (r.engine === 'worker') return r.adapter === 'torch' ? r.target : undefined;
+  return isHfDir(ref) ? undefined : ref;
+}
+
 /** A reference that is a path (absolute, or with a "/", or starting with "."), not a bare name. */
 export function isPathLike(ref: string): boolean {
   return path.isAbsolute(ref) || ref.includes('/') || ref.includes(path.sep) || ref.startsWith('.');

@@ -102,7 +102,7 @@ const frames: CommandDef = {
       .option('width', { type: 'number', describe: 'frame width', defaultDescription: "the model's input width" })
       .option('height', { type: 'number', describe: 'frame height', defaultDescription: "the model's input height" })
       .option('fit', { type: 'string', describe: 'fill, crop or letterbox', defaultDescription: "the model's" })
-      .option('model', { type: 'string', describe: 'model bundle whose input size and fit are used', defaultDescription: 'the embedded model' })
+      .option('model', { type: 'string', describe: 'model whose input size and fit are used: a bundle or torch:<bundle> (hf: models need --width/--height)', defaultDescription: 'the embedded model' })
       .option('realtime', { type: 'boolean', describe: "files: read at the video's own speed" })
       .option('quiet', { alias: 'q', type: 'boolean', describe: 'print nothing but errors' })
       .option('log-level', LOG_LEVEL_OPTION)
