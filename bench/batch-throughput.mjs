@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { loadModel } from '../dist/engine.js';
+import { Model } from '../dist/engine.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const arg = (name, fallback) => {
@@ -47,7 +47,7 @@ function noiseFrame(index) {
 const frames = Array.from({ length: 16 }, (_, i) => noiseFrame(i));
 
 async function measure(engine, n) {
-  const model = await loadModel(BUNDLE, ENGINES[engine]);
+  const model = await Model.load(BUNDLE, ENGINES[engine]);
   const sessions = await Promise.all(Array.from({ length: n }, () => model.openSession(SESSION)));
   await Promise.all(sessions.map((s, k) => s.caption(frames[k % frames.length])));
   const before = model.batchStats();

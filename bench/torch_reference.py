@@ -6,9 +6,10 @@ Run from the repository root:
         --frames /tmp/stream/frames.rgb --count 200 --tokens 5 --threads 1 --repeats 3
 
 The PyTorch weights (tools/casa_model/.work/*.pt) are build artefacts that are not committed,
-so the model is rebuilt from the bundle's own ONNX weights (tools/casa_model/rebuild.py) and
-checked against the bundle's parity fixtures (the packed full-sequence PyTorch logits
-recorded at export time): the script refuses to time a model that does not reproduce them.
+so the model is rebuilt from the bundle's own ONNX weights (tools/casa_model/rebuild.py, also
+used by the model worker's `torch` adapter) and checked against the bundle's parity fixtures
+(the packed full-sequence PyTorch logits recorded at export time): the script refuses to time
+a model that does not reproduce them.
 
 Timing: `Session` of tools/casa_model/stream.py (explicit caches, one decoder_step per
 chunk, the same step functions that were exported), driven with the runtime's protocol:
@@ -33,14 +34,9 @@ import torch
 
 from tools.casa_model.data import FRAME_OPENING
 from tools.casa_model.model import CasaModel
-from tools.casa_model.rebuild import check_fixtures, rebuild
+from tools.casa_model.rebuild import BundleError, check_fixtures, read_json, rebuild
 from tools.casa_model.stream import Session
 from tools.casa_model.tokenizer import ByteLevelBPE
-
-
-def _read_json(path: str):
-    with open(path) as f:
-        return json.load(f)
 
 
 def graph_nodes(bundle: str, man: Dict) -> Dict[str, int]:
@@ -87,7 +83,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     torch.set_num_interop_threads(1)
-    man = _read_json(os.path.join(a.bundle, "casa.json"))
+    man = read_json(os.path.join(a.bundle, "casa.json"))
     w, h = man["image"]["width"], man["image"]["height"]
     raw = np.fromfile(a.frames, dtype=np.uint8)
     if raw.size % (w * h * 3):
@@ -97,12 +93,15 @@ def main(argv=None) -> int:
         raise SystemExit(f"{a.frames}: {len(all_frames)} frames, {a.count} needed")
     frames = all_frames[: a.count]
     t = time.perf_counter()
-    model, info = rebuild(a.bundle)
+    try:
+        model, info = rebuild(a.bundle)
+    except BundleError as err:
+        raise SystemExit(str(err))
     rebuild_s = time.perf_counter() - t
     tok = ByteLevelBPE.load(os.path.join(a.bundle, man["files"]["tokenizer"]))
     if man["prompt"].get("frameOpening", "") != FRAME_OPENING:
         raise SystemExit(f"{a.bundle}: frameOpening {man['prompt']['frameOpening']!r} differs from the reference's {FRAME_OPENING!r}")
-    tolerance = _read_json(os.path.join(a.bundle, "fixtures", "session.json")).get("tolerance", 1e-4)
+    tolerance = read_json(os.path.join(a.bundle, "fixtures", "session.json")).get("tolerance", 1e-4)
     err = check_fixtures(model, tok, a.bundle)
     if not err <= tolerance:
         raise SystemExit(f"{a.bundle}: the rebuilt PyTorch model misses the parity fixtures (max |dlogit| {err:.3g} > {tolerance})")

@@ -7,7 +7,12 @@
  *   for await (const ev of session.captionFrame(frame)) …   // token events, then the caption
  *   session.close();
  *   await model.release();
+ *
+ * Two engines implement the API (CaptionModel / CaptionSessionLike): the ONNX engine in
+ * process (Model, below) and the worker engine (src/worker: a Python process, for
+ * `torch:<bundle>`, `hf:<org>/<name>` and local Hugging Face directories; src/model-ref.ts).
  */
+import path from 'node:path';
 import { UsageError } from './errors.js';
 import { loadBundleMeta, type BundleMeta, type LoadOptions } from './model/bundle.js';
 import { newRunTimer, type RunTimer } from './model/graphs.js';
@@ -25,6 +30,10 @@ import {
   type CaptionSession,
   type SessionOptions,
 } from './session/caption-session.js';
+import type { SessionEvent } from './session/events.js';
+import type { EngineFrame, FrameResult, ResolvedSessionOptions, SessionStats } from './session/caption-session.js';
+import { isHfDir, parseModelRef } from './model-ref.js';
+import { WorkerModel, type WorkerOptions } from './worker/index.js';
 
 export type { LoadOptions, BatchOptions, ExecutionProvider } from './model/bundle.js';
 export type { EngineInfo } from './session/engines.js';
@@ -44,7 +53,54 @@ export type {
 } from './session/caption-session.js';
 export type { SessionEvent, SessionTokenEvent, SessionCaptionEvent } from './session/events.js';
 export type { TokenGranularity } from './session/detokenizer.js';
+export { SAMPLING_FIELDS } from './session/sampler.js';
 export type { Fit } from './ingest/types.js';
+
+export { WorkerModel, type WorkerOptions } from './worker/index.js';
+
+// ------------------------------------------------------------------ the API both engines implement
+
+/** The frames a model takes: ingest scales to this size with this fit. */
+export interface ModelImage {
+  width: number;
+  height: number;
+  fit: Fit;
+}
+
+/** A loaded model of either engine: what the pipeline, the daemon and the CLI use. */
+export interface CaptionModel {
+  readonly name: string;
+  readonly fusion: Fusion;
+  /** Which engine runs it — 'onnx': in process; 'worker': a Python worker process. */
+  readonly runtime: 'onnx' | 'worker';
+  readonly image: ModelImage;
+  /** Frames per second captioned unless the stream says otherwise. */
+  readonly fps: number;
+  /** Whether sessions take a `prompt` of their own (a bundle's prompt is fixed by training). */
+  readonly acceptsPrompt: boolean;
+  /** Token ids of the prompt, when the engine has them (the ONNX engine). */
+  readonly promptIds?: readonly number[];
+  openSession(opts?: SessionOptions): Promise<CaptionSessionLike>;
+  release(): Promise<void>;
+}
+
+/** One stream's caption session of either engine. */
+export interface CaptionSessionLike {
+  readonly fusion: Fusion;
+  /** The session's settings, defaults applied. */
+  readonly options: ResolvedSessionOptions;
+  /** Token events as they are sampled, then the frame's caption event. */
+  captionFrame(frame: EngineFrame): AsyncGenerator<SessionEvent, void, undefined>;
+  caption(frame: EngineFrame): Promise<FrameResult>;
+  stats(): SessionStats;
+  close(): void;
+  readonly closed: boolean;
+}
+
+/** loadModel's options: the ONNX engine's, and the worker's for worker models. */
+export interface ModelLoadOptions extends LoadOptions {
+  worker?: WorkerOptions;
+}
 
 /** Options of Model.openBackend. */
 export interface BackendOptions {
@@ -61,7 +117,10 @@ export interface BackendOptions {
  * threads, batched (the default for format-version-2 CASA bundles), or one stream per run on
  * the calling thread (`engine.batched` false, with the reason).
  */
-export class Model {
+export class Model implements CaptionModel {
+  readonly runtime = 'onnx' as const;
+  /** A bundle's prompt is fixed by training. */
+  readonly acceptsPrompt = false;
   readonly dir: string;
   readonly manifest: Manifest;
   private readonly bundle: BundleMeta;
@@ -98,6 +157,15 @@ export class Model {
 
   get fusion(): Fusion {
     return this.manifest.fusion;
+  }
+
+  get image(): ModelImage {
+    const { width, height, fit } = this.manifest.image;
+    return { width, height, fit };
+  }
+
+  get fps(): number {
+    return this.manifest.generation.fps;
   }
 
   /** Token ids of the prompt prefilled in window 0. */
@@ -187,7 +255,19 @@ export class Model {
   }
 }
 
-/** Loads and validates a model bundle (see Model.load). */
-export function loadModel(dir: string, opts: LoadOptions = {}): Promise<Model> {
-  return Model.load(dir, opts);
+/**
+ * Loads a model by reference (src/model-ref.ts): a bundle directory → the ONNX engine (see
+ * Model.load); `torch:<bundle>`, `hf:<org>/<name>` or a local Hugging Face directory → the
+ * worker engine (a Python process is started; see src/worker). Relative paths are taken
+ * from the working directory.
+ */
+export async function loadModel(ref: string, opts: ModelLoadOptions = {}): Promise<CaptionModel> {
+  const { worker, ...onnx } = opts; // the ONNX engine's options go to its inference threads: nothing else
+  const r = parseModelRef(ref);
+  if (r.engine === 'worker') {
+    const model = r.adapter === 'torch' ? path.resolve(r.target) : isHfDir(r.target) ? path.resolve(r.target) : r.target;
+    return WorkerModel.load({ adapter: r.adapter, model }, worker);
+  }
+  if (isHfDir(r.target)) return WorkerModel.load({ adapter: 'hf', model: path.resolve(r.target) }, worker);
+  return Model.load(r.target, onnx);
 }

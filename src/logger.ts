@@ -43,6 +43,8 @@ export function silentLogger(): Logger {
 
 /** How much of a user-given text (an input, a path, an ffmpeg line) a log line or message quotes. */
 export const CLIP_CHARS = 200;
+/** How much of one line of a child process's output (ffmpeg's stderr, the model worker's) is kept and logged. */
+export const OUTPUT_LINE_CHARS = 300;
 
 /**
  * `text` shortened to at most `max` characters: its start and its end, with "…" between, so

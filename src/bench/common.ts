@@ -8,10 +8,11 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { packageRoot } from '../pipeline/models.js';
+import { packageRoot } from '../install.js';
+import { VERSION } from '../version.js';
 
-export type SuiteId = 'b1' | 'b2' | 'b3' | 'b4' | 'b5' | 'b6';
-export const SUITE_IDS: readonly SuiteId[] = ['b1', 'b2', 'b3', 'b4', 'b5', 'b6'];
+export type SuiteId = 'b1' | 'b2' | 'b3' | 'b4' | 'b5' | 'b6' | 'worker';
+export const SUITE_IDS: readonly SuiteId[] = ['b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'worker'];
 
 export const SUITE_FILES: Record<SuiteId, string> = {
   b1: 'b1-casa-vs-insertion',
@@ -20,6 +21,7 @@ export const SUITE_FILES: Record<SuiteId, string> = {
   b4: 'b4-latency',
   b5: 'b5-ws-fanout',
   b6: 'b6-soak',
+  worker: 'worker-engine',
 };
 
 export const SUITE_TITLES: Record<SuiteId, string> = {
@@ -29,6 +31,7 @@ export const SUITE_TITLES: Record<SuiteId, string> = {
   b4: 'B4 — latency: frame arrival → first token / caption',
   b5: 'B5 — WebSocket fan-out',
   b6: 'B6 — soak',
+  worker: 'Worker — the PyTorch worker engine vs the in-process ONNX engine',
 };
 
 export interface BenchOptions {
@@ -160,14 +163,8 @@ function pkgVersion(name: string): string {
 }
 
 export function versions(): Record<string, string> {
-  let casaLive = 'unknown';
-  try {
-    casaLive = (JSON.parse(readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
-  } catch {
-    /* keep unknown */
-  }
   return {
-    casaLive,
+    casaLive: VERSION,
     node: process.versions.node,
     v8: process.versions.v8,
     onnxruntimeNode: pkgVersion('onnxruntime-node'),

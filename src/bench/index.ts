@@ -5,7 +5,7 @@
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { packageRoot } from '../pipeline/models.js';
+import { packageRoot } from '../install.js';
 import {
   machineInfo,
   SUITE_FILES,
@@ -24,6 +24,7 @@ import { runB3 } from './suites/b3.js';
 import { runB4 } from './suites/b4.js';
 import { runB5 } from './suites/b5.js';
 import { runB6 } from './suites/b6.js';
+import { runWorkerSuite } from './suites/worker.js';
 import { plotsFor } from './plots.js';
 import { readResults, writeSummary } from './summary.js';
 
@@ -37,6 +38,7 @@ const SUITES: Record<SuiteId, (ctx: SuiteContext) => Promise<SuiteOutput>> = {
   b4: runB4,
   b5: runB5,
   b6: runB6,
+  worker: runWorkerSuite,
 };
 
 /** The bundles used by default: the trained ones when present, else the dev bundles (random weights). */

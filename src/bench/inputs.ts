@@ -8,12 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { resolveFfmpeg } from '../ingest/index.js';
+import { pythonInterpreter, pythonMissing } from '../install.js';
 
 const run = promisify(execFile);
-
-export function pythonPath(): string {
-  return process.env.CASA_LIVE_PYTHON ?? '/usr/bin/python3';
-}
 
 export function cacheDir(): string {
   const dir = path.join(os.tmpdir(), 'casa-live-bench');
@@ -43,16 +40,16 @@ export async function frameStream(root: string, frames: number, size: number, lo
   const dir = path.join(cacheDir(), `world-${size}-${frames}-${seed}`);
   const framesPath = path.join(dir, 'frames.rgb');
   const want = frames * size * size * 3;
-  const recipe = `PYTHONPATH=. ${pythonPath()} -m tools.casa_model stream --out DIR --stream-frames ${frames} --stream-seed ${seed} --image-size ${size}`;
+  const recipe = `PYTHONPATH=. ${pythonInterpreter()} -m tools.casa_model stream --out DIR --stream-frames ${frames} --stream-seed ${seed} --image-size ${size}`;
   if (existsSync(framesPath) && statSync(framesPath).size === want) {
     return { framesPath, frames, width: size, height: size, source: 'world', recipe };
   }
   const tool = path.join(root, 'tools', 'casa_model', '__main__.py');
-  if (existsSync(tool) && existsSync(pythonPath())) {
+  if (existsSync(tool) && !pythonMissing(pythonInterpreter())) {
     log(`writing a ${frames}-frame world stream (${recipe})`);
     try {
       await run(
-        pythonPath(),
+        pythonInterpreter(),
         ['-m', 'tools.casa_model', 'stream', '--out', dir, '--stream-frames', String(frames), '--stream-seed', String(seed), '--image-size', String(size), '--threads', '1'],
         { cwd: root, env: { ...process.env, PYTHONPATH: root }, maxBuffer: 1 << 20 },
       );

@@ -281,7 +281,7 @@ function b6(r: PlotInput): Record<string, string> {
   };
 }
 
-const PLOTS: Record<SuiteId, (r: PlotInput) => Record<string, string>> = { b1, b2, b3, b4, b5, b6 };
+const PLOTS: Record<SuiteId, (r: PlotInput) => Record<string, string>> = { b1, b2, b3, b4, b5, b6, worker: () => ({}) };
 
 /** File name → SVG for a suite's result (none for a skipped suite). */
 export function plotsFor(r: PlotInput & { skipped?: string }): Record<string, string> {

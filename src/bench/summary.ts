@@ -162,7 +162,19 @@ function b6(r: SuiteResult): string[] {
   ];
 }
 
-const RENDER: Record<SuiteId, (r: SuiteResult) => string[]> = { b1, b2, b3, b4, b5, b6 };
+function worker(r: SuiteResult): string[] {
+  const rows = ((r.results as Any).table as Any[] | undefined) ?? [];
+  return [
+    `${(r.config as Any).tokensPerFrame} tokens per frame; the worker runs ${(r.config as Any).workerModel ?? 'the CASA bundle rebuilt in PyTorch (torch:)'}, one process serving every session:`,
+    '',
+    ...mdTable(
+      ['engine', 'streams', 'frames/s', 'ms per frame in captionFrame', 'ms inside the worker', 'protocol ms per frame'],
+      rows.map((x) => [x.engine, x.streams, f(x.fps, 1), f(x.frameMs, 2), f(x.workerFrameMs, 2), f(x.protocolMsPerFrame, 3)]),
+    ),
+  ];
+}
+
+const RENDER: Record<SuiteId, (r: SuiteResult) => string[]> = { b1, b2, b3, b4, b5, b6, worker };
 
 export function headline(r: SuiteResult): string {
   const x = r.results as Any;
@@ -179,6 +191,11 @@ export function headline(r: SuiteResult): string {
       return `1 stream: p99 first token ${f(x.oneStream?.firstTokenMs?.p99, 0)} ms, caption ${f(x.oneStream?.captionMs?.p99, 0)} ms${x.atCapacity ? `; at ${x.atCapacity.streams} streams: ${f(x.atCapacity.firstTokenMs?.p99, 0)} / ${f(x.atCapacity.captionMs?.p99, 0)} ms` : ''}`;
     case 'b5':
       return `p99 caption delivery ${f(x.headline?.captionP99Ms, 1)} ms to ${(r.config as Any).clients} subscribers, server CPU ${f(x.headline?.serverCpuPercent, 0)}% of a core`;
+    case 'worker': {
+      const rows = (x.table as Any[] | undefined) ?? [];
+      const fps = (engine: string, n: number) => f(rows.find((r) => r.engine === engine && r.streams === n)?.fps, 1);
+      return `protocol ${f(x.protocolMsPerFrame, 2)} ms per frame; frames/s worker vs ONNX: ${fps('worker', 1)} vs ${fps('onnx', 1)} (1 stream), ${fps('worker', 16)} vs ${fps('onnx', 16)} (16 streams)`;
+    }
     case 'b6':
       return `${f(x.streamHours, 2)} h of stream at ${f(x.speedVsRealTime, 1)}× real time: RSS ×${f(x.rssRatioRange?.[0], 3)}…×${f(x.rssRatioRange?.[1], 3)}, KV ≤ ${x.maxKvTokens}/${x.cap} tokens, fds ${x.fds?.before}→${x.fds?.after}, children left ${(x.children?.after as string[] | undefined)?.length ?? '?'}`;
   }

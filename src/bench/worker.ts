@@ -10,11 +10,12 @@ import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import WebSocket from 'ws';
 import { stringify } from 'yaml';
-import { loadModel, type EngineFrame, type Model, type CaptionSession } from '../engine.js';
+import { Model, type EngineFrame, type CaptionSession, type CaptionSessionLike } from '../engine.js';
 import type { UnsequencedEvent } from '../events.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { AsyncQueue, createCaptionPipeline, type CaptionPipeline, type CaptionPipelineHandle } from '../pipeline/index.js';
 import { runServe, type ServeHandle } from '../server/index.js';
+import { runEngineStreams, type EngineStreamsTask } from './engine-streams.js';
 import { childProcesses, forcedGeneration, machineCpu, machineCpuPercent, openFds, sleep } from './common.js';
 import { max, median, min, quantiles, round, roundAll } from './stats.js';
 import type {
@@ -48,7 +49,7 @@ function frameAt(all: Buffer, i: number, w: number, h: number): EngineFrame {
 async function runStream(t: StreamTask): Promise<StreamResult> {
   const all = readFileSync(t.framesPath);
   const l0 = performance.now();
-  const model = await loadModel(t.bundle, { intraOpNumThreads: 1 });
+  const model = await Model.load(t.bundle, { intraOpNumThreads: 1 });
   const loadMs = performance.now() - l0;
   const cap = t.cap === null ? Infinity : t.cap;
   const session = await model.openSession({ ...forcedGeneration(t.tokens), ...(cap !== undefined ? { maxContextTokens: cap } : {}) });
@@ -161,7 +162,7 @@ function recordStreamFrame(r: StreamResult, ms: number, session: CaptionSession,
 async function runThroughput(t: ThroughputTask): Promise<ThroughputResult> {
   const all = readFileSync(t.framesPath);
   const l0 = performance.now();
-  const model = await loadModel(t.bundle, { intraOpNumThreads: t.threads, interOpNumThreads: 1 });
+  const model = await Model.load(t.bundle, { intraOpNumThreads: t.threads, interOpNumThreads: 1 });
   const loadMs = performance.now() - l0;
   const opts = { ...forcedGeneration(t.tokens), maxContextTokens: Infinity };
   // Warm-up (not timed), as the reference does.
@@ -217,7 +218,7 @@ interface TrialStream {
 }
 
 async function runPipelines(t: PipelinesTask): Promise<PipelinesResult> {
-  const model = await loadModel(t.bundle, { intraOpNumThreads: 1 });
+  const model = await Model.load(t.bundle, { intraOpNumThreads: 1 });
   const errors: string[] = [];
   const logger = silentLogger();
   const streams: TrialStream[] = [];
@@ -375,7 +376,7 @@ function trialFailures(
 // ------------------------------------------------------------------------------ B6: soak
 
 async function runSoak(t: SoakTask): Promise<SoakResult> {
-  const model = await loadModel(t.bundle, { intraOpNumThreads: 1 });
+  const model = await Model.load(t.bundle, { intraOpNumThreads: 1 });
   const logger = silentLogger();
   await sleep(200);
   const baseline = { fds: openFds(), children: childProcesses() };
@@ -411,7 +412,7 @@ async function runSoak(t: SoakTask): Promise<SoakResult> {
 }
 
 /** Reads the soak stream to its end: KV peaks, and a sample (memory, KV, fds, children) every t.sampleEvery captions. */
-async function soakStream(p: CaptionPipelineHandle, session: CaptionSession, t: SoakTask, started: number) {
+async function soakStream(p: CaptionPipelineHandle, session: CaptionSessionLike, t: SoakTask, started: number) {
   const out = { frames: 0, streamSeconds: 0, maxKvTokens: 0, maxKvBytes: 0, samples: [] as SoakSample[], duringChildren: [] as number[], errors: [] as string[] };
   try {
     for await (const ev of p.events) {
@@ -636,6 +637,8 @@ async function handle(task: Task): Promise<unknown> {
       return runPipelines(task as unknown as PipelinesTask);
     case 'soak':
       return runSoak(task as unknown as SoakTask);
+    case 'engine-streams':
+      return runEngineStreams(task as unknown as EngineStreamsTask);
     case 'fanout-server':
       return startFanoutServer(task as unknown as FanoutServerTask);
     case 'fanout-server-cpu': {

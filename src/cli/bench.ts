@@ -4,7 +4,7 @@ import path from 'node:path';
 import { ModelError, UsageError } from '../errors.js';
 import { defaultBundles, parseSuites, replot, runBench } from '../bench/index.js';
 import { headline, readResults } from '../bench/summary.js';
-import { packageRoot } from '../pipeline/models.js';
+import { packageRoot } from '../install.js';
 import type { CliIo } from './common.js';
 
 export interface BenchArgs {

@@ -9,7 +9,8 @@ import { InputError, UsageError } from '../errors.js';
 import { STREAM_ID_RE, STREAM_ID_RULE } from '../events.js';
 import { FileNotFoundError, classifyInput, redactUrl, type ClassifiedInput, type Fit } from '../ingest/index.js';
 import { clip, type LogLevel } from '../logger.js';
-import { embeddedModelDir, packageRoot, resolveModelRef } from '../pipeline/models.js';
+import { packageRoot } from '../install.js';
+import { embeddedModelDir, resolveModelRef } from '../pipeline/models.js';
 import { HTTP_URL_RE, MQTT_URL_RE, MQTT_URL_RULE, SUBTITLE_STYLES, type SubtitleStyle } from '../config/schema.js';
 import { checkOutputFile, fitOption, logLevelOption, nonNegativeNumber, oneOf, positiveInt, positiveNumber, seedValue } from './common.js';
 
@@ -25,6 +26,10 @@ export interface CaptionArgs {
   seed?: number;
   temperature?: number;
   maxTokens?: number;
+  /** End a frame's text when its 1/fps budget is spent (live pacing). */
+  realtimeDeadline?: boolean;
+  /** The stream's instruction, for models that take one (hf: worker models). */
+  prompt?: string;
   srt?: string;
   vtt?: string;
   jsonl?: string;
@@ -205,6 +210,8 @@ export function resolveCaptionPlan(args: CaptionArgs, env: NodeJS.ProcessEnv): C
       ...(seed !== undefined ? { seed } : {}),
       ...(temperature !== undefined ? { temperature } : {}),
       ...(maxTokens !== undefined ? { maxNewTokensPerFrame: maxTokens } : {}),
+      ...(args.realtimeDeadline ? { realtimeDeadline: true } : {}),
+      ...(args.prompt !== undefined ? { prompt: args.prompt } : {}),
     },
     lineLength,
     subtitleStyle,

@@ -4,14 +4,14 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Model } from '../engine.js';
+import type { CaptionModel } from '../engine.js';
 import { CasaLiveError } from '../errors.js';
 import { stampEvent, type CaptionEvent, type StreamEvent } from '../events.js';
 import { isLiveKind, resolveFfmpeg, SOURCE_DEFAULTS } from '../ingest/index.js';
 import type { Logger } from '../logger.js';
 import { createCaptionPipeline, type CaptionPipelineOptions } from '../pipeline/pipeline.js';
 import type { CaptionPipelineHandle } from '../pipeline/types.js';
-import { loadModelDir } from '../pipeline/models.js';
+import { loadModelRef } from '../pipeline/models.js';
 import { assertCanBurnIn, burnIn } from '../sinks/burn-in.js';
 import { JsonlWriter } from '../sinks/jsonl.js';
 import { normalise, type Cue, type CueSegmenter } from '../sinks/segmenter.js';
@@ -202,12 +202,12 @@ export async function runCaption(args: CaptionArgs, io: CliIo): Promise<number> 
   const outputs = new CaptionOutputs();
   const control = new RunControl(display, outputs, io);
   control.install();
-  let model: Model | undefined;
+  let model: CaptionModel | undefined;
   const started = Date.now();
   try {
     display.statusLine(`loading model ${plan.modelDir}…`);
     logger.info({ model: plan.modelDir }, 'loading model');
-    model = await loadModelDir(plan.modelDir, {}, io.env);
+    model = await loadModelRef(plan.modelDir, { worker: { logger } }, io.env);
     if (control.interrupted) throw new ExitRequest(130);
     return await captionWith(model, plan, { display, outputs, control, logger, io, started });
   } catch (err) {
@@ -254,10 +254,9 @@ interface Tally {
 }
 
 /** The model is loaded: open the outputs, caption the input, summarise, burn in. Resolves with the exit code. */
-async function captionWith(model: Model, plan: CaptionPlan, parts: RunParts): Promise<number> {
+async function captionWith(model: CaptionModel, plan: CaptionPlan, parts: RunParts): Promise<number> {
   const { display, outputs, control, logger, io, started } = parts;
-  const m = model.manifest;
-  const runFps = plan.fps ?? m.generation.fps;
+  const runFps = plan.fps ?? model.fps;
   let ffmpegPath: string | undefined;
   if (plan.outputs.burnIn !== undefined) {
     ffmpegPath = (await resolveFfmpeg({ logger })).ffmpegPath;
@@ -266,7 +265,7 @@ async function captionWith(model: Model, plan: CaptionPlan, parts: RunParts): Pr
   outputs.open(plan.outputs, { lineLength: plan.lineLength, style: plan.subtitleStyle }, io.stdout);
   await outputs.openFeeds(plan.feeds, plan.streamId, logger);
   display.note(
-    `captioning ${plan.classified.display} with ${m.name} (${m.fusion}, ${m.image.width}x${m.image.height}, ${runFps} fps${plan.maxFrames ? `, at most ${plan.maxFrames} frames` : ''})`,
+    `captioning ${plan.classified.display} with ${model.name} (${model.fusion}, ${model.image.width}x${model.image.height}, ${runFps} fps${plan.maxFrames ? `, at most ${plan.maxFrames} frames` : ''})`,
   );
   const p = createCaptionPipeline({
     model,

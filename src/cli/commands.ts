@@ -51,7 +51,7 @@ const caption: CommandDef = {
       )
       .positional('input', { type: 'string', describe: INPUT_DESCRIPTION })
       .option('demo', { type: 'boolean', describe: 'caption the bundled demo clip (examples/demo.mp4) and score it against its ground truth' })
-      .option('model', { type: 'string', describe: 'model bundle directory or name', defaultDescription: 'the embedded model (CASA_LIVE_MODEL overrides)' })
+      .option('model', { type: 'string', describe: 'model bundle directory or name; torch:<bundle>, hf:<org>/<name> or a Hugging Face directory run in the Python worker', defaultDescription: 'the embedded model (CASA_LIVE_MODEL overrides)' })
       .option('fps', { type: 'number', describe: 'frames captioned per second', defaultDescription: "the model's (2)" })
       .option('realtime', { type: 'boolean', describe: 'files: read at the video\'s own speed, dropping frames when captioning falls behind (as for live input)' })
       .option('max-frames', { type: 'number', describe: 'stop after N frames' })
@@ -64,6 +64,8 @@ const caption: CommandDef = {
       .option('seed', { type: 'number', describe: 'sampling seed, for reproducible runs' })
       .option('temperature', { type: 'number', describe: 'sampling temperature (0 = greedy)', defaultDescription: "the model's" })
       .option('max-tokens', { type: 'number', describe: 'most tokens generated per frame', defaultDescription: "the model's" })
+      .option('realtime-deadline', { type: 'boolean', describe: "end a frame's text once its 1/fps budget is spent, so captions keep pace with a live stream" })
+      .option('prompt', { type: 'string', describe: "instruction for models that take one (hf: models); a bundle's prompt is fixed", requiresArg: true })
       .option('srt', { type: 'string', describe: 'write SubRip subtitles to FILE', requiresArg: true })
       .option('vtt', { type: 'string', describe: 'write WebVTT subtitles to FILE', requiresArg: true })
       .option('jsonl', { type: 'string', describe: 'write token/caption/status events (one JSON object per line) to FILE, or - for stdout', requiresArg: true })
@@ -103,7 +105,7 @@ const frames: CommandDef = {
       .option('width', { type: 'number', describe: 'frame width', defaultDescription: "the model's input width" })
       .option('height', { type: 'number', describe: 'frame height', defaultDescription: "the model's input height" })
       .option('fit', { type: 'string', describe: 'fill, crop or letterbox', defaultDescription: "the model's" })
-      .option('model', { type: 'string', describe: 'model bundle whose input size and fit are used', defaultDescription: 'the embedded model' })
+      .option('model', { type: 'string', describe: 'model whose input size and fit are used: a bundle or torch:<bundle> (hf: models need --width/--height)', defaultDescription: 'the embedded model' })
       .option('realtime', { type: 'boolean', describe: "files: read at the video's own speed" })
       .option('quiet', { alias: 'q', type: 'boolean', describe: 'print nothing but errors' })
       .option('log-level', LOG_LEVEL_OPTION)
@@ -120,12 +122,13 @@ const frames: CommandDef = {
 
 const modelsCheck: CommandDef = {
   command: 'check <dir>',
-  describe: 'Validate a model bundle: manifest, tokenizer and every graph against the format, then caption a test frame',
+  describe: 'Validate a model: a bundle\'s manifest, tokenizer and every graph against the format, or a worker model (torch:, hf:) loaded by the worker; then caption a test frame',
   builder: (y) =>
     y
-      .positional('dir', { type: 'string', describe: 'bundle directory (or a model name)', demandOption: true })
+      .positional('dir', { type: 'string', describe: 'bundle directory or name; torch:<bundle>, hf:<org>/<name> or a Hugging Face directory', demandOption: true })
       .option('json', { type: 'boolean', describe: 'print the result as JSON' })
       .example('$0 models check models/casa-tiny', 'exit 0 when the bundle is usable, 4 with the problem otherwise')
+      .example('$0 models check hf:kyutai/CASA-Qwen2_5-VL-3B-LiveCC', 'start the Python worker, load the released model, caption a test frame')
       .epilogue(EXIT_CODES_HELP),
   run: async (a, { io }) => {
     const { runModelsCheck } = await import('./models.js');
@@ -170,7 +173,7 @@ const bench: CommandDef = {
   builder: (y) =>
     y
       .option('quick', { type: 'boolean', describe: 'a short smoke version of every suite (results in bench/results/quick)' })
-      .option('suite', { type: 'string', array: true, describe: 'run only these suites: b1 … b6, comma-separated or repeated', defaultDescription: 'all' })
+      .option('suite', { type: 'string', array: true, describe: 'run only these suites: b1 … b6, worker, comma-separated or repeated', defaultDescription: 'all' })
       .option('out', { type: 'string', describe: 'results directory', requiresArg: true, defaultDescription: 'bench/results (quick: bench/results/quick)' })
       .option('casa', { type: 'string', describe: 'CASA model bundle', requiresArg: true, defaultDescription: 'models/casa-tiny, else the dev bundle' })
       .option('insertion', { type: 'string', describe: 'its insertion twin', requiresArg: true, defaultDescription: 'models/casa-tiny-insertion, else the dev bundle' })
@@ -253,6 +256,8 @@ const CAPTION_FLAGS: ReadonlyArray<[keyof CaptionArgs, string]> = [
   ['seed', 'seed'],
   ['temperature', 'temperature'],
   ['maxTokens', 'max-tokens'],
+  ['realtimeDeadline', 'realtime-deadline'],
+  ['prompt', 'prompt'],
   ['srt', 'srt'],
   ['vtt', 'vtt'],
   ['jsonl', 'jsonl'],

@@ -1,6 +1,8 @@
 /** `casa-live frames <input> --out DIR`: the frames the model would see, as PNG files. */
 import path from 'node:path';
 import { ModelError, UsageError } from '../errors.js';
+import { clip } from '../logger.js';
+import { bundleDirOf } from '../model-ref.js';
 import { runFramesCommand, type Fit, type FramesCommandOptions, type FramesCommandResult } from '../ingest/index.js';
 import { readManifest } from '../model/bundle.js';
 import { embeddedModelDir, resolveModelRef } from '../pipeline/models.js';
@@ -37,8 +39,15 @@ function withModelDefaults(shape: FrameShape, args: FramesArgs, env: NodeJS.Proc
   if (shape.width !== undefined && shape.height !== undefined && shape.fit !== undefined && shape.fps !== undefined && args.model === undefined) {
     return shape;
   }
-  // The defaults come from the model's manifest: exactly what captioning would feed it.
-  const dir = args.model !== undefined ? resolveModelRef(args.model, process.cwd(), env) : embeddedModelDir(env);
+  // The defaults come from the model's manifest (a bundle's, or torch:'s bundle's): exactly what captioning would feed it.
+  const ref = args.model !== undefined ? resolveModelRef(args.model, process.cwd(), env) : embeddedModelDir(env);
+  const dir = bundleDirOf(ref);
+  if (dir === undefined) {
+    if (shape.width !== undefined && shape.height !== undefined) return shape;
+    throw new UsageError(
+      `The model ${clip(ref)} runs in the model worker and has no bundle to read its input size from; pass --width and --height (448 for the released CASA models), or --model with a bundle.`,
+    );
+  }
   let manifest;
   try {
     manifest = readManifest(dir).manifest;

@@ -2,10 +2,11 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { Manifest, Model } from '../engine.js';
+import { WorkerModel, type CaptionModel, type Manifest, type Model } from '../engine.js';
 import { ModelError } from '../errors.js';
 import { runParity, type ParityResult } from '../harness/parity.js';
-import { describeBundle, embeddedModelDir, listBundles, loadModelDir, resolveModelRef, type BundleListing } from '../pipeline/models.js';
+import { runsInWorker } from '../model-ref.js';
+import { describeBundle, embeddedModelDir, listBundles, loadModelDir, loadModelRef, resolveModelRef, type BundleListing } from '../pipeline/models.js';
 import type { CliIo } from './common.js';
 
 /** A short figure from eval.json for the listing (frame exact match, when the bundle has it). */
@@ -88,10 +89,12 @@ interface CheckResult {
 /**
  * Loads the bundle completely (manifest, tokenizer, every graph's inputs and outputs against
  * the manifest), replays its parity fixtures against the PyTorch reference logits (when the
- * bundle has fixtures/), and captions one grey frame through a real session.
+ * bundle has fixtures/), and captions one grey frame through a real session. A worker model
+ * (torch:, hf:, a Hugging Face directory) is checked through the model worker instead.
  */
 export async function runModelsCheck(opts: { dir: string; json?: boolean }, io: CliIo): Promise<number> {
   const dir = resolveModelRef(opts.dir, process.cwd(), io.env);
+  if (runsInWorker(dir)) return runWorkerModelCheck(dir, opts, io);
   const listing = describeBundle(dir, 'check', embeddedModelDir(io.env));
   const t0 = performance.now();
   const model = await loadModelDir(dir, {}, io.env);
@@ -124,19 +127,65 @@ async function checkParity(dir: string, model: Model): Promise<ParityResult | un
   return parity;
 }
 
+/**
+ * A worker model: the worker started and the model loaded (Python packages, GPU, token and
+ * files checked there), then one grey frame captioned through a real session. The bundle's
+ * parity fixtures are the ONNX engine's; `models check <bundle>` replays them.
+ */
+async function runWorkerModelCheck(ref: string, opts: { json?: boolean }, io: CliIo): Promise<number> {
+  const t0 = performance.now();
+  const model = await loadModelRef(ref, {}, io.env);
+  const loadMs = performance.now() - t0;
+  try {
+    const test = await captionTestFrame(model).catch((err: unknown) => {
+      if (err instanceof ModelError) throw err;
+      throw new ModelError(`The model ${ref} loads in the worker but cannot caption a frame (${(err as Error).message}).`, { cause: err });
+    });
+    const r = { ref, model, loadMs, ...test, ...(model instanceof WorkerModel ? { device: `${model.info.device}, ${model.info.dtype}` } : {}) };
+    io.stdout.write(opts.json ? workerCheckJson(r) : workerCheckReport(r));
+    return 0;
+  } finally {
+    await model.release();
+  }
+}
+
+/** What the check of a worker model found. */
+interface WorkerCheck {
+  ref: string;
+  model: CaptionModel;
+  loadMs: number;
+  frameMs: number;
+  text: string;
+  /** Where and in which precision the worker runs the model. */
+  device?: string;
+}
+
+function workerCheckJson(r: WorkerCheck): string {
+  const { model } = r;
+  const fields = { ok: true, ref: r.ref, engine: 'worker', name: model.name, fusion: model.fusion, image: model.image, fps: model.fps };
+  const more = { acceptsPrompt: model.acceptsPrompt, ...(r.device ? { device: r.device } : {}), loadMs: Math.round(r.loadMs), frameMs: Math.round(r.frameMs), caption: r.text };
+  return `${JSON.stringify({ ...fields, ...more }, null, 2)}\n`;
+}
+
+function workerCheckReport(r: WorkerCheck): string {
+  const { model, text } = r;
+  return [
+    `${r.ref}: ok (model worker)`,
+    `  name      ${model.name} (fusion ${model.fusion})`,
+    `  image     ${model.image.width}x${model.image.height} (${model.image.fit}), ${model.fps} fps`,
+    `  prompt    ${model.acceptsPrompt ? 'takes a prompt of its own (generation.prompt, --prompt)' : 'fixed by training'}`,
+    `  worker    ${r.device ? `${r.device}; ` : ''}started and loaded in ${Math.round(r.loadMs)} ms; a test frame captioned in ${Math.round(r.frameMs)} ms${text ? ` ("${text.slice(0, 60)}")` : ' (silent)'}`,
+    '  parity    not replayed through the worker (casa-live models check <bundle> replays a bundle\'s fixtures)',
+    '',
+  ].join('\n');
+}
+
 /** Captions one mid-grey frame through a real (greedy) session. */
-async function captionTestFrame(model: Model): Promise<{ frameMs: number; text: string }> {
-  const m = model.manifest;
+async function captionTestFrame(model: CaptionModel): Promise<{ frameMs: number; text: string }> {
+  const { width, height } = model.image;
   const session = await model.openSession({ temperature: 0, seed: 0 });
   try {
-    const frame = {
-      index: 0,
-      ptsSeconds: 0,
-      receivedAt: Date.now(),
-      width: m.image.width,
-      height: m.image.height,
-      rgb: Buffer.alloc(m.image.width * m.image.height * 3, 128),
-    };
+    const frame = { index: 0, ptsSeconds: 0, receivedAt: Date.now(), width, height, rgb: Buffer.alloc(width * height * 3, 128) };
     const t1 = performance.now();
     const r = await session.caption(frame);
     return { frameMs: performance.now() - t1, text: r.caption.text };

@@ -35,6 +35,7 @@ import {
   type StreamConfig,
 } from './schema.js';
 import { validateStreamInput } from './input.js';
+import { refTakesPrompt } from '../model-ref.js';
 
 export type { ConfigProblem };
 
@@ -320,7 +321,46 @@ export function parseStream(
   const configDir = config.configPath ? path.dirname(config.configPath) : process.cwd();
   const stream = resolveStream(parsed.data, config.defaults, config.model, configDir);
   const problems = restartProblems(stream.restart, `${prefix ? `${prefix}.` : ''}restart`, 'restart.maxDelayMs');
+  const prompt = promptProblem(parsed.data, config.defaults, config.model, configDir, prefix);
+  if (prompt) problems.push(prompt);
   return problems.length ? { problems } : { stream, problems };
+}
+
+/**
+ * A prompt for a model whose prompt is fixed by training (a bundle) is refused, at the field
+ * that sets it: the stream's own generation.prompt, else defaults.generation.prompt.
+ */
+function promptProblem(
+  raw: RawStreamConfig,
+  defaults: ServeConfig['defaults'],
+  model: string,
+  configDir: string,
+  at: string,
+): ConfigProblem | undefined {
+  const own = raw.generation?.prompt !== undefined;
+  if (!own && defaults.generation.prompt === undefined) return undefined;
+  const ref = raw.model ?? model;
+  if (refTakesPrompt(ref, configDir) !== false) return undefined;
+  const where = own ? `${at ? `${at}.` : ''}generation.prompt` : 'defaults.generation.prompt';
+  return {
+    path: where,
+    message: `the model "${ref}" was trained with a fixed prompt and takes no prompt of its own; remove it, or use a model that takes one (hf:<org>/<name> or a Hugging Face directory)`,
+  };
+}
+
+/** The prompt rule over the config's streams: each offending field once, with its line. */
+function promptProblems(
+  rawStreams: RawStreamConfig[],
+  ctx: { defaults: ServeConfig['defaults']; model: string; configDir: string; lineOf: LineOf },
+): ConfigProblem[] {
+  const found = new Map<string, ConfigProblem>();
+  rawStreams.forEach((s, i) => {
+    const p = promptProblem(s, ctx.defaults, ctx.model, ctx.configDir, `streams[${i}]`);
+    if (!p || found.has(p.path)) return;
+    const at = p.path.startsWith('defaults') ? ['defaults', 'generation', 'prompt'] : ['streams', i, 'generation', 'prompt'];
+    found.set(p.path, { ...p, line: ctx.lineOf(at) });
+  });
+  return [...found.values()];
 }
 
 /** The schema-valid config resolved: secrets read, defaults applied, paths made absolute, cross-field rules checked. */
@@ -348,6 +388,7 @@ function resolveConfig(raw: RawConfig, options: ParseOptions, problems: ConfigPr
     problems.push(...restartProblems(stream.restart, `streams[${i}].restart`, 'restart.maxDelayMs', lineOf(['streams', i, 'restart'])));
     return stream;
   });
+  problems.push(...promptProblems(rawStreams, { defaults, model, configDir, lineOf }));
 
   return {
     ...(options.configPath !== undefined ? { configPath: options.configPath } : {}),
@@ -355,6 +396,7 @@ function resolveConfig(raw: RawConfig, options: ParseOptions, problems: ConfigPr
     auth,
     model,
     engine: raw.engine ?? {},
+    ...(raw.worker !== undefined ? { worker: raw.worker } : {}),
     defaults,
     streams,
     outputs: resolveOutputs(raw, { configDir, env, problems, lineOf }),

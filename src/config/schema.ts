@@ -61,8 +61,15 @@ const generationFields = {
   repetitionPenaltyDecay: z.number().min(0).max(1).optional(),
   repetitionCountClamp: z.number().min(0).optional(),
   eosBias: z.number().optional(),
+  /** Multiplicative stop-token bias (Kyutai's eos_bias, 0.95 for the released models; 1 = none). */
+  stopBias: z.number().gt(0).optional(),
+  /** Windowed no-repeat n-gram across frames: n (0 = off) and the window of recent tokens. */
+  noRepeatNgramSize: z.int().min(0).max(32).optional(),
+  noRepeatNgramWindow: z.int().min(1).max(4096).optional(),
+  /** End a frame's text once its 1/fps budget is spent, so captions keep pace with a live stream. */
+  realtimeDeadline: z.boolean().optional(),
   seed: z.int().optional(),
-  /** Replaces the model's default user instruction. */
+  /** Replaces the model's default user instruction (models that take one: hf:…, Hugging Face directories). */
   prompt: boundedString(STRING_LIMITS.prompt).min(1).optional(),
 };
 
@@ -269,6 +276,18 @@ export const rawConfigSchema = z.strictObject({
     .optional(),
   model: boundedString(STRING_LIMITS.modelRef).min(1).optional(),
   engine: engineSchema.optional(),
+  /** The Python model worker (models torch:…, hf:…, Hugging Face directories; docs/worker-protocol.md). */
+  worker: z
+    .strictObject({
+      /** Python interpreter (default: CASA_LIVE_PYTHON, else /usr/bin/python3, else python3 on PATH). */
+      python: boundedString(STRING_LIMITS.path).min(1).optional(),
+      device: z.enum(['auto', 'cpu', 'cuda']).optional(),
+      /** A frame must be captioned within this, else the worker is considered hung and restarted. */
+      frameTimeoutMs: z.int().min(1000).max(3_600_000).optional(),
+      /** Loading the model (a first download included) must finish within this. */
+      loadTimeoutMs: z.int().min(1000).max(24 * 3_600_000).optional(),
+    })
+    .optional(),
   defaults: z
     .strictObject({
       fps: z.number().gt(0).max(30).optional(),
@@ -303,6 +322,7 @@ export const rawConfigSchema = z.strictObject({
     .optional(),
 });
 export type RawConfig = z.infer<typeof rawConfigSchema>;
+export type WorkerConfig = NonNullable<RawConfig['worker']>;
 
 /** One stream, defaults applied: what a PipelineFactory receives. */
 export interface StreamConfig {
@@ -381,6 +401,8 @@ export interface ServeConfig {
   model: string;
   /** How models run; {} = the engine's defaults. */
   engine: EngineConfig;
+  /** Settings of the Python model worker (absent: its defaults). */
+  worker?: WorkerConfig;
   defaults: { fps: number; generation: GenerationOverrides; restart: RestartPolicy };
   streams: StreamConfig[];
   /** MQTT and YouTube outputs, secrets resolved. */

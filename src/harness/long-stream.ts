@@ -12,7 +12,7 @@ import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { InputError } from '../errors.js';
-import { loadModel, type LoadOptions, type Model, type SessionOptions, type SessionStats } from '../engine.js';
+import { Model, type CaptionSession, type LoadOptions, type SessionOptions, type SessionStats } from '../engine.js';
 
 export interface CaptionScore {
   frames: number;
@@ -144,113 +144,147 @@ export async function runLongStream(
   truthPath: string,
   opts: LongStreamOptions = {},
 ): Promise<LongStreamResult> {
-  const truthRaw = JSON.parse(readFileSync(truthPath, 'utf8')) as { captions?: unknown };
-  if (!Array.isArray(truthRaw.captions) || !truthRaw.captions.every((c) => typeof c === 'string')) {
-    throw new InputError(`${truthPath}: expected {"captions": string[]}`);
-  }
-  const truth = truthRaw.captions as string[];
-  const model = opts.model ?? (await loadModel(bundleDir, opts.load));
+  const truth = readTruth(truthPath);
+  const model = opts.model ?? (await Model.load(bundleDir, opts.load));
   try {
     const { width, height } = model.manifest.image;
     const frameBytes = width * height * 3;
-    if (!existsSync(framesPath)) throw new InputError(`${framesPath}: file not found`);
-    if (!framesPath.endsWith('.gz') && statSync(framesPath).size % frameBytes !== 0) {
-      throw new InputError(`${framesPath}: ${statSync(framesPath).size} bytes is not a whole number of ${width}x${height} rgb24 frames`);
-    }
-    const limit = Math.min(truth.length, opts.maxFrames ?? Infinity);
+    checkFramesFile(framesPath, frameBytes, `${width}x${height}`);
     const session = await model.openSession({ temperature: 0, ...opts.session });
-    const fps = session.options.fps;
-    const sampleEvery = opts.sampleEvery ?? 100;
-    const predicted: string[] = [];
-    const memory: MemorySample[] = [];
-    let maxKvTokens = 0;
-    let maxKvBytes = 0;
     const started = performance.now();
-    let finalStats: SessionStats;
-    const sample = (frame: number, st: SessionStats): void => {
-      opts.beforeSample?.();
-      const mem = process.memoryUsage();
-      memory.push({
-        frame,
-        rssBytes: mem.rss,
-        heapUsedBytes: mem.heapUsed,
-        externalBytes: mem.external + mem.arrayBuffers,
-        kvBytes: st.kvBytes,
-        kvTokens: st.kvTokens,
-      });
-    };
-    let frames = 0;
-    try {
-      for await (const rgb of readRawFrames(framesPath, frameBytes)) {
-        const i = frames;
-        if (i >= limit) {
-          if (opts.maxFrames === undefined) throw new InputError(`${truthPath}: ${truth.length} captions for more frames in ${framesPath}`);
-          break;
-        }
-        const { caption } = await session.caption({ index: i, ptsSeconds: i / fps, receivedAt: Date.now(), width, height, rgb });
-        frames++;
-        predicted.push(caption.text);
-        const st = session.stats();
-        maxKvTokens = Math.max(maxKvTokens, st.kvTokens);
-        maxKvBytes = Math.max(maxKvBytes, st.kvBytes);
-        opts.onFrame?.(i, caption.text, truth[i] as string, st);
-        if (i % sampleEvery === 0) sample(i, st);
-      }
-      if (frames > 0 && (frames - 1) % sampleEvery !== 0) sample(frames - 1, session.stats());
-    } finally {
-      finalStats = session.stats();
-      session.close();
-    }
-    if (frames < truth.length && opts.maxFrames === undefined) {
-      throw new InputError(`${framesPath}: ${frames} frames for ${truth.length} captions in ${truthPath}`);
+    const run = await captionFrames(session, { framesPath, frameBytes, width, height, truth, truthPath }, opts);
+    if (run.predicted.length < truth.length && opts.maxFrames === undefined) {
+      throw new InputError(`${framesPath}: ${run.predicted.length} frames for ${truth.length} captions in ${truthPath}`);
     }
     const seconds = (performance.now() - started) / 1000;
-    const pairs = predicted.map((p, i) => [p, truth[i] as string] as const);
-    const lastN = Math.min(opts.lastFrames ?? 200, pairs.length);
-    const lastPairs = pairs.slice(pairs.length - lastN);
-    const result: LongStreamResult = {
-      bundle: bundleDir,
-      frames,
-      seconds,
-      msPerFrame: (seconds * 1000) / Math.max(1, frames),
-      cap: session.options.maxContextTokens,
-      evictions: finalStats.evictions,
-      evictedTokens: finalStats.evictedTokens,
-      maxKvTokens,
-      kvCapacityBytes: finalStats.kvCapacityBytes,
-      maxKvBytes,
-      memory,
-      overall: scoreCaptions(pairs),
-      last: scoreCaptions(lastPairs),
-      mistakes: lastPairs
-        .map(([p, t], k) => ({ frame: pairs.length - lastN + k, predicted: p, truth: t }))
-        .filter((m) => m.predicted !== m.truth)
-        .slice(0, 10),
-    };
-    const evalPath = opts.evalPath ?? path.join(bundleDir, 'eval.json');
-    if (existsSync(evalPath)) {
-      const ev = JSON.parse(readFileSync(evalPath, 'utf8')) as Record<string, unknown>;
-      const metrics = opts.metrics ?? ['frameExactMatch', 'tokenF1'];
-      const tol = opts.tolerancePoints ?? 5;
-      const reference: Partial<Record<ScoreMetric, number>> = {};
-      const drop: Partial<Record<ScoreMetric, number>> = {};
-      let within = true;
-      for (const m of metrics) {
-        const ref = ev[m];
-        if (typeof ref !== 'number') {
-          within = false;
-          continue;
-        }
-        reference[m] = ref;
-        drop[m] = (ref - result.last[m]) * 100;
-        if ((drop[m] as number) > tol) within = false;
-      }
-      result.reference = reference;
-      result.dropPoints = drop;
-      result.withinTolerance = within;
-    }
+    const result = scoreRun(bundleDir, run, truth, seconds, session.options.maxContextTokens, opts.lastFrames ?? 200);
+    compareWithEval(result, opts.evalPath ?? path.join(bundleDir, 'eval.json'), opts);
     return result;
   } finally {
     if (!opts.model) await model.release();
   }
+}
+
+/** The ground truth file: {"captions": string[]}. */
+function readTruth(truthPath: string): string[] {
+  const truthRaw = JSON.parse(readFileSync(truthPath, 'utf8')) as { captions?: unknown };
+  if (!Array.isArray(truthRaw.captions) || !truthRaw.captions.every((c) => typeof c === 'string')) {
+    throw new InputError(`${truthPath}: expected {"captions": string[]}`);
+  }
+  return truthRaw.captions as string[];
+}
+
+/** The frames file exists and (uncompressed) holds a whole number of frames. */
+function checkFramesFile(framesPath: string, frameBytes: number, size: string): void {
+  if (!existsSync(framesPath)) throw new InputError(`${framesPath}: file not found`);
+  if (!framesPath.endsWith('.gz') && statSync(framesPath).size % frameBytes !== 0) {
+    throw new InputError(`${framesPath}: ${statSync(framesPath).size} bytes is not a whole number of ${size} rgb24 frames`);
+  }
+}
+
+/** What captioning the stream gave: each frame's caption, memory samples, KV peaks, the final stats. */
+interface StreamRun {
+  predicted: string[];
+  memory: MemorySample[];
+  maxKvTokens: number;
+  maxKvBytes: number;
+  finalStats: SessionStats;
+}
+
+interface StreamInput {
+  framesPath: string;
+  frameBytes: number;
+  width: number;
+  height: number;
+  truth: string[];
+  truthPath: string;
+}
+
+/** Captions every frame (up to the truth's length or maxFrames), sampling memory every sampleEvery frames; closes the session. */
+async function captionFrames(session: CaptionSession, input: StreamInput, opts: LongStreamOptions): Promise<StreamRun> {
+  const { framesPath, frameBytes, width, height, truth } = input;
+  const limit = Math.min(truth.length, opts.maxFrames ?? Infinity);
+  const fps = session.options.fps;
+  const sampleEvery = opts.sampleEvery ?? 100;
+  const run: Omit<StreamRun, 'finalStats'> = { predicted: [], memory: [], maxKvTokens: 0, maxKvBytes: 0 };
+  const sample = (frame: number, st: SessionStats): void => {
+    opts.beforeSample?.();
+    const mem = process.memoryUsage();
+    run.memory.push({ frame, rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, externalBytes: mem.external + mem.arrayBuffers, kvBytes: st.kvBytes, kvTokens: st.kvTokens });
+  };
+  let frames = 0;
+  let finalStats: SessionStats;
+  try {
+    for await (const rgb of readRawFrames(framesPath, frameBytes)) {
+      const i = frames;
+      if (i >= limit) {
+        if (opts.maxFrames === undefined) throw new InputError(`${input.truthPath}: ${truth.length} captions for more frames in ${framesPath}`);
+        break;
+      }
+      const { caption } = await session.caption({ index: i, ptsSeconds: i / fps, receivedAt: Date.now(), width, height, rgb });
+      frames++;
+      run.predicted.push(caption.text);
+      const st = session.stats();
+      run.maxKvTokens = Math.max(run.maxKvTokens, st.kvTokens);
+      run.maxKvBytes = Math.max(run.maxKvBytes, st.kvBytes);
+      opts.onFrame?.(i, caption.text, truth[i] as string, st);
+      if (i % sampleEvery === 0) sample(i, st);
+    }
+    if (frames > 0 && (frames - 1) % sampleEvery !== 0) sample(frames - 1, session.stats());
+  } finally {
+    finalStats = session.stats();
+    session.close();
+  }
+  return { ...run, finalStats };
+}
+
+/** The run scored against the truth: over all frames and over the last `lastFrames`, with a few mistakes. */
+function scoreRun(bundleDir: string, run: StreamRun, truth: string[], seconds: number, cap: number, lastFrames: number): LongStreamResult {
+  const frames = run.predicted.length;
+  const pairs = run.predicted.map((p, i) => [p, truth[i] as string] as const);
+  const lastN = Math.min(lastFrames, pairs.length);
+  const lastPairs = pairs.slice(pairs.length - lastN);
+  return {
+    bundle: bundleDir,
+    frames,
+    seconds,
+    msPerFrame: (seconds * 1000) / Math.max(1, frames),
+    cap,
+    evictions: run.finalStats.evictions,
+    evictedTokens: run.finalStats.evictedTokens,
+    maxKvTokens: run.maxKvTokens,
+    kvCapacityBytes: run.finalStats.kvCapacityBytes,
+    maxKvBytes: run.maxKvBytes,
+    memory: run.memory,
+    overall: scoreCaptions(pairs),
+    last: scoreCaptions(lastPairs),
+    mistakes: lastPairs
+      .map(([p, t], k) => ({ frame: pairs.length - lastN + k, predicted: p, truth: t }))
+      .filter((m) => m.predicted !== m.truth)
+      .slice(0, 10),
+  };
+}
+
+/** With the bundle's eval.json: the reference figures, the drop of the last frames from them, within tolerance or not. */
+function compareWithEval(result: LongStreamResult, evalPath: string, opts: LongStreamOptions): void {
+  if (!existsSync(evalPath)) return;
+  const ev = JSON.parse(readFileSync(evalPath, 'utf8')) as Record<string, unknown>;
+  const metrics = opts.metrics ?? ['frameExactMatch', 'tokenF1'];
+  const tol = opts.tolerancePoints ?? 5;
+  const reference: Partial<Record<ScoreMetric, number>> = {};
+  const drop: Partial<Record<ScoreMetric, number>> = {};
+  let within = true;
+  for (const m of metrics) {
+    const ref = ev[m];
+    if (typeof ref !== 'number') {
+      within = false;
+      continue;
+    }
+    reference[m] = ref;
+    drop[m] = (ref - result.last[m]) * 100;
+    if ((drop[m] as number) > tol) within = false;
+  }
+  result.reference = reference;
+  result.dropPoints = drop;
+  result.withinTolerance = within;
 }

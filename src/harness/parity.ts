@@ -9,7 +9,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ModelError } from '../errors.js';
-import { loadModel, type DecoderBackend, type LoadOptions, type Model } from '../engine.js';
+import { Model, type DecoderBackend, type LoadOptions } from '../engine.js';
 
 export interface FixtureStep {
   kind: 'prompt' | 'frame' | 'token';
@@ -137,7 +137,7 @@ async function replayStream(
 export async function runParity(bundleDir: string, opts: ParityOptions = {}): Promise<ParityResult> {
   const script = readFixtureScript(bundleDir);
   const reference = readReferenceLogits(bundleDir);
-  const model = opts.model ?? (await loadModel(bundleDir, opts.load));
+  const model = opts.model ?? (await Model.load(bundleDir, opts.load));
   try {
     const V = model.manifest.decoder.vocabSize;
     if (script.vocabSize !== V) throw new ModelError(`${bundleDir}: fixtures are for vocabulary ${script.vocabSize}, the bundle has ${V}`);
@@ -216,7 +216,7 @@ export async function runBatchParity(bundleDir: string, opts: ParityOptions = {}
   const single = readFixtureScript(bundleDir);
   const batchRows = readLogits(path.join(bundleDir, 'fixtures', 'batch-logits.f32'));
   const singleRows = readReferenceLogits(bundleDir);
-  const model = opts.model ?? (await loadModel(bundleDir, opts.load));
+  const model = opts.model ?? (await Model.load(bundleDir, opts.load));
   try {
     const streams = [
       { steps: single.steps, rows: singleRows, offset: 0, tokens: single.textTokens },

@@ -4,7 +4,7 @@
  * says how the run ended (an end of input, or a typed failure).
  */
 import { mkdirSync } from 'node:fs';
-import { clip } from '../logger.js';
+import { clip, OUTPUT_LINE_CHARS } from '../logger.js';
 import type { ResolvedFfmpeg } from './binaries.js';
 import { ConnectionRefusedError, ConnectTimeoutError, CorruptInputError, FfmpegFailedError, StreamDroppedError, StreamStalledError, type IngestError } from './errors.js';
 import { buildFfmpegArgs } from './ffmpeg-args.js';
@@ -42,8 +42,7 @@ export interface AttemptHost {
 /** ffmpeg's last stderr lines kept for errors, and those put in an error's details. */
 const KEPT_LINES = 40;
 const DETAIL_LINES = 12;
-/** The longest stderr line kept, and the longest command line logged. */
-const LINE_CHARS = 300;
+/** The longest command line logged (the longest stderr line kept: OUTPUT_LINE_CHARS). */
 const COMMAND_CHARS = 1000;
 const NOTHING_DECODED_RE = /Invalid data found|Error while decoding|invalid frame|corrupt|partial file|Truncat\w*|could not find codec parameters/i;
 
@@ -218,7 +217,7 @@ export class FfmpegAttempt {
     }
     if (isNoiseLine(line)) return;
     // ffmpeg quotes its input in some lines: kept (and logged) clipped.
-    line = clip(line, LINE_CHARS);
+    line = clip(line, OUTPUT_LINE_CHARS);
     this.lines.push(line);
     if (this.lines.length > KEPT_LINES) this.lines.shift();
     this.host.options.log.debug({ input: this.host.options.input.display, line }, 'ffmpeg');

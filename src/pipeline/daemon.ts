@@ -2,18 +2,23 @@
  * The daemon's hooks (PrepareHook and PipelineFactory, src/pipeline/types.ts): `prepare`
  * loads the config's model once before any stream starts; `pipelineFactory` makes one
  * caption pipeline per stream (re)start on the shared model, or on the stream's own
- * `model` (loaded once, kept in a small registry).
+ * `model` (loaded once, kept in a small registry). Worker models (torch:, hf:) get the
+ * config's `worker` settings; when their worker dies, the stream's pipeline fails, its
+ * runner restarts it, and the model starts a new worker.
  */
 import path from 'node:path';
-import type { LoadOptions, SessionOptions } from '../engine.js';
-import { hlsDir, type EngineConfig, type GenerationOverrides, type HlsConfig, type ServeConfig, type StreamConfig } from '../config/schema.js';
+import { SAMPLING_FIELDS, type LoadOptions, type SessionOptions, type WorkerOptions } from '../engine.js';
+import { hlsDir, type EngineConfig, type GenerationOverrides, type HlsConfig, type ServeConfig, type StreamConfig, type WorkerConfig } from '../config/schema.js';
 import type { HlsOutputOptions } from '../ingest/hls-output.js';
+import { createLogger } from '../logger.js';
 import { createCaptionPipeline } from './pipeline.js';
 import type { CaptionPipelineHandle, PipelineFactory, PrepareHook } from './types.js';
-import { loadModelDir, ModelRegistry, resolveModelRef } from './models.js';
+import { ModelRegistry, loadModelRef, resolveModelRef } from './models.js';
 
 export interface DaemonHooksOptions {
   loadOptions?: LoadOptions;
+  /** Where worker models log (their process's stdout/stderr lines, restarts). */
+  logger?: WorkerOptions['logger'];
   /** Replaces the model registry (tests). */
   registry?: ModelRegistry;
   env?: NodeJS.ProcessEnv;
@@ -29,21 +34,15 @@ export interface DaemonHooks {
 export function sessionOptionsFrom(g: GenerationOverrides): SessionOptions {
   // The config names these as the engine does (src/config/schema.ts); only the seed is converted.
   const sameName = [
-    'temperature',
-    'topK',
+    ...SAMPLING_FIELDS,
     'maxNewTokensPerFrame',
     'maxContextTokens',
     'sinkTokens',
-    'repetitionPenalty',
-    'repetitionPenaltyDecay',
-    'repetitionCountClamp',
-    'eosBias',
+    'realtimeDeadline',
+    'prompt',
   ] as const satisfies ReadonlyArray<keyof GenerationOverrides & keyof SessionOptions>;
   const o: SessionOptions = {};
-  for (const key of sameName) {
-    const value = g[key];
-    if (value !== undefined) o[key] = value;
-  }
+  for (const key of sameName) copyDefined(o, g, key);
   if (g.seed !== undefined) o.seed = g.seed >>> 0;
   return o;
 }
@@ -51,6 +50,24 @@ export function sessionOptionsFrom(g: GenerationOverrides): SessionOptions {
 /** A stream's `hls` settings → the ingest's HLS output (the video part; the subtitles are a sink's). */
 function hlsOutput(h: HlsConfig, dir: string): HlsOutputOptions {
   return { dir, segmentSeconds: h.segmentSeconds, listSize: h.listSize, height: h.height, preset: h.preset };
+}
+
+/** Copies `from[key]` to `to[key]` when defined; `from` type-checks only if its field has the engine's type. */
+function copyDefined<K extends keyof GenerationOverrides & keyof SessionOptions>(to: Pick<SessionOptions, K>, from: Pick<SessionOptions, K>, key: K): void {
+  const value = from[key];
+  if (value !== undefined) to[key] = value;
+}
+
+/** Config `worker` → the worker engine's options. */
+export function workerOptionsFrom(w: WorkerConfig | undefined, logger: WorkerOptions['logger'], env: NodeJS.ProcessEnv): WorkerOptions {
+  return {
+    env,
+    ...(logger ? { logger } : {}),
+    ...(w?.python !== undefined ? { python: w.python } : {}),
+    ...(w?.device !== undefined ? { device: w.device } : {}),
+    ...(w?.frameTimeoutMs !== undefined ? { frameTimeoutMs: w.frameTimeoutMs } : {}),
+    ...(w?.loadTimeoutMs !== undefined ? { loadTimeoutMs: w.loadTimeoutMs } : {}),
+  };
 }
 
 /** Config `engine` → engine load options (absent fields: the engine's defaults). */
@@ -69,29 +86,26 @@ export function loadOptionsFrom(e: EngineConfig): LoadOptions {
 
 export function createDaemonHooks(options: DaemonHooksOptions = {}): DaemonHooks {
   const env = options.env ?? process.env;
-  // The config's `engine` settings, known once prepare has run (before any model loads).
+  // The config's `engine` and `worker` settings, known once prepare has run (before any model loads).
   let engine: LoadOptions = {};
+  let worker: WorkerOptions = workerOptionsFrom(undefined, options.logger, env);
   const registry =
     options.registry ??
-    new ModelRegistry({ load: (dir, opts) => loadModelDir(dir, { ...options.loadOptions, ...opts, ...engine }, env) });
+    new ModelRegistry({ load: (ref, opts) => loadModelRef(ref, { ...options.loadOptions, ...opts, ...engine, worker }, env) });
   let baseDir = process.cwd();
   let dataDir = baseDir;
-  const warnedPrompt = new Set<string>();
 
   const prepare: PrepareHook = async (config: ServeConfig) => {
     baseDir = config.configPath ? path.dirname(config.configPath) : process.cwd();
     dataDir = config.dataDir;
     engine = loadOptionsFrom(config.engine ?? {}); // absent in configs built by hand (tests)
+    worker = workerOptionsFrom(config.worker, options.logger ?? createLogger({ level: config.log?.level ?? 'info', base: { component: 'worker' } }), env);
     const model = await registry.load(resolveModelRef(config.model, baseDir, env), true);
     return { modelName: model.name };
   };
 
   const pipelineFactory: PipelineFactory = (stream: StreamConfig, ctx) => {
     const dir = resolveModelRef(stream.model, baseDir, env);
-    if (stream.generation.prompt !== undefined && !warnedPrompt.has(stream.id)) {
-      warnedPrompt.add(stream.id);
-      ctx.logger.warn({ stream: stream.id }, 'generation.prompt is not supported by this runtime yet; the model\'s own prompt is used');
-    }
     const lease = registry.acquire(dir);
     const pipeline: CaptionPipelineHandle = createCaptionPipeline({
       model: lease.model,

@@ -8,21 +8,20 @@
  *   directory, or the working directory for the CLI), then `<package root>/models/<name>`.
  *   The embedded model's name ("casa-tiny") means the embedded model, so CASA_LIVE_MODEL
  *   applies to it.
+ * - Worker references (src/model-ref.ts): `torch:<bundle>` resolves its bundle by the rules
+ *   above; `hf:<org>/<name>` is kept as it is; a local Hugging Face directory is a path.
  */
 import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { loadModel, type LoadOptions, type Model } from '../engine.js';
+import { Model, loadModel, type CaptionModel, type LoadOptions, type ModelLoadOptions } from '../engine.js';
 import { ModelError } from '../errors.js';
+import { packageRoot } from '../install.js';
 import { parseManifest, type Manifest } from '../model/manifest.js';
+import { formatModelRef, isPathLike, parseModelRef, runsInWorker } from '../model-ref.js';
 
 export const EMBEDDED_MODEL_NAME = 'casa-tiny';
 
-/** The package's root directory (the one holding package.json, bin/, dist/, models/). */
-export function packageRoot(): string {
-  // src/pipeline/models.ts and dist/pipeline/models.js are both two levels below the root.
-  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-}
+export { packageRoot };
 
 export function packageModelsDir(): string {
   return path.join(packageRoot(), 'models');
@@ -33,10 +32,6 @@ export function embeddedModelDir(env: NodeJS.ProcessEnv = process.env): string {
   const fromEnv = env.CASA_LIVE_MODEL;
   if (fromEnv !== undefined && fromEnv.trim() !== '') return path.resolve(fromEnv);
   return path.join(packageModelsDir(), EMBEDDED_MODEL_NAME);
-}
-
-function isPathLike(ref: string): boolean {
-  return path.isAbsolute(ref) || ref.includes('/') || ref.includes(path.sep) || ref.startsWith('.');
 }
 
 function isBundleDir(dir: string): boolean {
@@ -54,6 +49,13 @@ function isBundleDir(dir: string): boolean {
  */
 export function resolveModelRef(ref: string | undefined, baseDir: string = process.cwd(), env: NodeJS.ProcessEnv = process.env): string {
   if (ref === undefined || ref === '') return embeddedModelDir(env);
+  const parsed = parseModelRef(ref);
+  if (parsed.engine === 'worker') {
+    if (parsed.adapter === 'torch') return formatModelRef({ ...parsed, target: resolveModelRef(parsed.target, baseDir, env) });
+    // hf:<org>/<name> is a repo id; hf:./dir or hf:/abs/dir a local checkpoint
+    const local = path.isAbsolute(parsed.target) || parsed.target.startsWith('.');
+    return local ? formatModelRef({ ...parsed, target: path.resolve(baseDir, parsed.target) }) : ref;
+  }
   if (isPathLike(ref)) return path.resolve(baseDir, ref);
   const candidates = [path.join(baseDir, 'models', ref)];
   if (ref === EMBEDDED_MODEL_NAME) candidates.unshift(embeddedModelDir(env));
@@ -91,7 +93,7 @@ export async function loadModelDir(dir: string, opts: LoadOptions = {}, env: Nod
     throw new ModelError(`${dir} is not a casa-live model bundle: it has no casa.json.`);
   }
   try {
-    return await loadModel(dir, opts);
+    return await Model.load(dir, opts);
   } catch (err) {
     if (err instanceof ModelError) {
       const msg = err.message.trim();
@@ -100,6 +102,18 @@ export async function loadModelDir(dir: string, opts: LoadOptions = {}, env: Nod
     }
     throw err;
   }
+}
+
+/**
+ * Loads a resolved reference (see resolveModelRef) with the engine it names: a bundle
+ * directory as loadModelDir does; a worker reference or a local Hugging Face directory by
+ * starting the model worker (its errors are already one sentence).
+ */
+export async function loadModelRef(ref: string, opts: ModelLoadOptions = {}, env: NodeJS.ProcessEnv = process.env): Promise<CaptionModel> {
+  const { worker, ...onnx } = opts;
+  if (runsInWorker(ref)) return loadModel(ref, { worker: { env, ...(worker ?? {}) } });
+  // The ONNX engine's options go to its inference threads (structured clone): nothing else.
+  return loadModelDir(ref, onnx, env);
 }
 
 // ---------------------------------------------------------------- listing
@@ -188,18 +202,18 @@ export function listBundles(extraDirs: string[] = [], env: NodeJS.ProcessEnv = p
 
 interface Entry {
   dir: string;
-  promise: Promise<Model>;
+  promise: Promise<CaptionModel>;
   refs: number;
   pinned: boolean;
   idleTimer?: NodeJS.Timeout;
 }
 
 export interface ModelRegistryOptions {
-  loadOptions?: LoadOptions;
+  loadOptions?: ModelLoadOptions;
   /** An unpinned model nobody uses is released after this long (default 60 s). */
   idleReleaseMs?: number;
   /** Replaces the loader (tests). */
-  load?: (dir: string, opts: LoadOptions) => Promise<Model>;
+  load?: (dir: string, opts: ModelLoadOptions) => Promise<CaptionModel>;
 }
 
 /**
@@ -216,6 +230,7 @@ export class ModelRegistry {
   }
 
   private key(dir: string): string {
+    if (parseModelRef(dir).engine === 'worker') return dir;
     try {
       return realpathSync(dir);
     } catch {
@@ -224,11 +239,11 @@ export class ModelRegistry {
   }
 
   /** Loads (or reuses) the model of `dir`; pinned models are never released before closeAll(). */
-  load(dir: string, pin = false): Promise<Model> {
+  load(dir: string, pin = false): Promise<CaptionModel> {
     const key = this.key(dir);
     let e = this.entries.get(key);
     if (!e) {
-      const loader = this.opts.load ?? loadModelDir;
+      const loader = this.opts.load ?? loadModelRef;
       const entry: Entry = { dir, promise: loader(dir, this.opts.loadOptions ?? {}), refs: 0, pinned: pin };
       entry.promise.catch(() => {
         if (this.entries.get(key) === entry) this.entries.delete(key);
@@ -241,7 +256,7 @@ export class ModelRegistry {
   }
 
   /** Takes a reference on the model of `dir` for one pipeline; call `release` when it ends. */
-  acquire(dir: string): { model: Promise<Model>; release: () => void } {
+  acquire(dir: string): { model: Promise<CaptionModel>; release: () => void } {
     const model = this.load(dir);
     const key = this.key(dir);
     const e = this.entries.get(key);

@@ -1,6 +1,6 @@
 /**
  * The caption pipeline of one stream (DESIGN §1): ingest (one ffmpeg child, frames scaled
- * to the model's input size) → caption session (one per stream, on a shared Model) →
+ * to the model's input size) → caption session (one per stream, on a shared CaptionModel) →
  * events. It implements the pipeline contract of src/pipeline/types.ts, which the CLI,
  * the daemon and the benchmarks consume.
  *
@@ -19,8 +19,7 @@
  * waiting (asked at − received at), 0 when the session was waiting for it. It holds until
  * the session takes the next frame.
  */
-import type { Model, SessionOptions } from '../engine.js';
-import type { CaptionSession } from '../engine.js';
+import type { CaptionModel, CaptionSessionLike, SessionOptions } from '../engine.js';
 import type { UnsequencedEvent, StatusEvent } from '../events.js';
 import { openFrameSource, retryingReason } from '../ingest/index.js';
 import type { Fit, Frame, FrameSource, IngestLogger, SourceOptions, SourceStatus } from '../ingest/index.js';
@@ -32,7 +31,7 @@ export type { CaptionPipelineHandle, StopOptions };
 
 export interface CaptionPipelineOptions {
   /** The shared model (or a promise of it: the pipeline waits, and fails if loading fails). */
-  model: Model | Promise<Model>;
+  model: CaptionModel | Promise<CaptionModel>;
   /** Path, URL, /dev/videoN or "-". */
   input: string;
   /** Frames per second captioned (default: the model's generation.fps). */
@@ -67,13 +66,13 @@ export function createCaptionPipeline(opts: CaptionPipelineOptions): CaptionPipe
 
 class Pipeline implements CaptionPipelineHandle {
   readonly events: AsyncQueue<UnsequencedEvent>;
-  readonly session: Promise<CaptionSession>;
-  private resolveSession!: (s: CaptionSession) => void;
+  readonly session: Promise<CaptionSessionLike>;
+  private resolveSession!: (s: CaptionSessionLike) => void;
   private rejectSession!: (e: unknown) => void;
   private readonly opts: CaptionPipelineOptions;
   private readonly log: IngestLogger;
   private source: FrameSource | undefined;
-  private sess: CaptionSession | undefined;
+  private sess: CaptionSessionLike | undefined;
   private running: Promise<void>;
   private stopRequested = false;
   private immediate = false;
@@ -82,7 +81,7 @@ class Pipeline implements CaptionPipelineHandle {
   private framesCaptioned = 0;
   private lagMs = 0;
   private fps = 0;
-  private image!: Model['manifest']['image'];
+  private image!: CaptionModel['image'];
   private reportedDrops = 0;
   private lastState: string | undefined;
   private finalStatus: Omit<StatusEvent, 'stream' | 'seq'> | undefined;
@@ -93,7 +92,7 @@ class Pipeline implements CaptionPipelineHandle {
     this.opts = opts;
     this.log = opts.logger ?? silent;
     this.events = new AsyncQueue<UnsequencedEvent>(() => this.stop({ immediate: true }));
-    this.session = new Promise<CaptionSession>((resolve, reject) => {
+    this.session = new Promise<CaptionSessionLike>((resolve, reject) => {
       this.resolveSession = resolve;
       this.rejectSession = reject;
     });
@@ -191,11 +190,11 @@ class Pipeline implements CaptionPipelineHandle {
   }
 
   /** Waits for the model and opens the session; undefined when a stop came first. */
-  private async openSession(): Promise<CaptionSession | undefined> {
+  private async openSession(): Promise<CaptionSessionLike | undefined> {
     const model = await this.opts.model;
     if (this.stopRequested) return undefined;
-    this.fps = this.opts.fps ?? model.manifest.generation.fps;
-    this.image = model.manifest.image;
+    this.fps = this.opts.fps ?? model.fps;
+    this.image = model.image;
     const session = await model.openSession({ ...(this.opts.generation ?? {}), fps: this.fps });
     this.sess = session;
     this.resolveSession(session);
@@ -222,7 +221,7 @@ class Pipeline implements CaptionPipelineHandle {
   }
 
   /** Captions every frame the source delivers, until it ends or a stop. */
-  private async captionFrames(session: CaptionSession, source: FrameSource): Promise<void> {
+  private async captionFrames(session: CaptionSessionLike, source: FrameSource): Promise<void> {
     const hwm = this.opts.highWaterMark ?? 1024;
     let askedAt = Date.now();
     for await (const frame of source.frames()) {

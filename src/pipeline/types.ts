@@ -4,7 +4,7 @@
  * a layer above) creates pipelines and loads the shared model. The CLI, the daemon and
  * the benchmarks consume it; src/pipeline/pipeline.ts implements it.
  */
-import type { CaptionSession } from '../engine.js';
+import type { CaptionSessionLike } from '../engine.js';
 import type { UnsequencedEvent } from '../events.js';
 import type { ServeConfig, StreamConfig } from '../config/schema.js';
 import type { Logger } from '../logger.js';
@@ -61,7 +61,7 @@ export interface CaptionPipelineHandle extends CaptionPipelineWithStats {
   /** Duration of a file input (for progress), undefined for live inputs. */
   durationSeconds(): Promise<number | undefined>;
   /** Resolves with the session once it is open (rejects when the model or session fails). */
-  readonly session: Promise<CaptionSession>;
+  readonly session: Promise<CaptionSessionLike>;
   /** Resolves when the pipeline's run has ended (input ended, failed or stopped; no child left). */
   readonly stopped: Promise<void>;
 }

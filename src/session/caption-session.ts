@@ -6,7 +6,9 @@
  *   ready ──captionFrame(frame)──▶ in-frame ──▶ ready
  *     in-frame: preprocess → vision (→ casa_kv, window swap) → prefill [preImage, postImage]
  *               (+ frameOpening on the first frame) → sample ≤ maxNewTokensPerFrame tokens,
- *               each pushed out and fed → feed EOS unless the last sampled token was EOS
+ *               each pushed out and fed (with realtimeDeadline, until the frame's 1/fps
+ *               budget is spent) → feed a stop token unless the last sampled token was one
+ *               (the one the model sampled last: EOS for the bundles)
  *               → the backend is told the frame ended (the batched engine stops waiting for it)
  *   ready / failed / in-frame ──close()──▶ closed (a step still waiting rejects; closed stays closed)
  *   in-frame ──decoder failure──▶ failed (every later call throws)
@@ -24,6 +26,7 @@ import type { BackendStats, DecoderBackend } from './backend.js';
 import { StreamDetokenizer, type TokenGranularity } from './detokenizer.js';
 import type { SessionCaptionEvent, SessionEvent, SessionTokenEvent } from './events.js';
 import { Sampler, type SamplerSettings } from './sampler.js';
+import { assertSessionReady, collectFrame, type SessionState } from './session-state.js';
 import type { RunTimer } from '../model/graphs.js';
 
 /** A video frame: the same shape as src/ingest's Frame. */
@@ -64,6 +67,33 @@ export interface SessionOptions {
   tokenGranularity?: TokenGranularity;
   /** Resize mode for frames not at the model's size (default: manifest image.fit). */
   fit?: Fit;
+  /** Multiplicative bias on the stop tokens (after eosBias; 1 = none; see sampler.ts). */
+  stopBias?: number;
+  /** Windowed no-repeat n-gram across frames: n (0 = off) and the window of recent tokens. */
+  noRepeatNgramSize?: number;
+  noRepeatNgramWindow?: number;
+  /**
+   * Live pacing: once a frame's 1/fps budget (counted from the start of the frame) is spent,
+   * its text ends at the next token (the stop token is fed), so captions keep pace with the
+   * stream. Default false (files are captioned whole).
+   */
+  realtimeDeadline?: boolean;
+  /** The stream's instruction, for models that take one (the worker's hf models); a bundle's prompt is fixed. */
+  prompt?: string;
+}
+
+/** What resolveSessionOptions needs of a model: a bundle's manifest, or what a worker announced. */
+export interface SessionDefaults {
+  name: string;
+  fusion: Manifest['fusion'];
+  image: Pick<Manifest['image'], 'fit' | 'tokensPerFrame'>;
+  tokens: Pick<Manifest['tokens'], 'eos' | 'penaltyIgnore'>;
+  generation: Manifest['generation'] & Partial<Pick<SamplerSettings, 'stopBias' | 'noRepeatNgramSize' | 'noRepeatNgramWindow'>>;
+  context: Manifest['context'];
+  /** Every id that ends a frame's text (default [tokens.eos]). */
+  stopIds?: readonly number[];
+  /** Whether `prompt` may be set (default false: the prompt is fixed by training). */
+  acceptsPrompt?: boolean;
 }
 
 export interface ResolvedSessionOptions {
@@ -75,6 +105,8 @@ export interface ResolvedSessionOptions {
   fps: number;
   tokenGranularity: TokenGranularity;
   fit: Fit;
+  realtimeDeadline: boolean;
+  prompt?: string;
 }
 
 export interface SessionStats extends BackendStats {
@@ -115,13 +147,16 @@ function check(name: string, value: number, ok: boolean, rule: string): void {
 
 /** Defaults from the manifest, overridden by `opts`; validated. */
 export function resolveSessionOptions(
-  manifest: Manifest,
+  manifest: SessionDefaults,
   promptLength: number,
   frameOpeningLength: number,
   opts: SessionOptions = {},
 ): ResolvedSessionOptions {
   const g = manifest.generation;
   const c = manifest.context;
+  const stopBias = opts.stopBias ?? g.stopBias ?? 1;
+  const ngram = opts.noRepeatNgramSize ?? g.noRepeatNgramSize ?? 0;
+  const ngramWindow = opts.noRepeatNgramWindow ?? g.noRepeatNgramWindow ?? 60;
   const sampler: SamplerSettings = {
     temperature: opts.temperature ?? g.temperature,
     topK: opts.topK ?? g.topK,
@@ -131,9 +166,16 @@ export function resolveSessionOptions(
     penaltyIgnore: opts.penaltyIgnore ?? manifest.tokens.penaltyIgnore,
     eosBias: opts.eosBias ?? g.eosBias,
     eosId: manifest.tokens.eos,
+    stopIds: manifest.stopIds ?? [manifest.tokens.eos],
+    stopBias,
+    noRepeatNgramSize: ngram,
+    noRepeatNgramWindow: ngramWindow,
     seed: opts.seed ?? randomInt(0, 2 ** 32),
     greedyProcessors: opts.greedyProcessors ?? false,
   };
+  if (opts.prompt !== undefined && !manifest.acceptsPrompt) {
+    throw new UsageError(`The model ${manifest.name} was trained with a fixed prompt and takes no prompt of its own; remove the prompt (--prompt, generation.prompt).`);
+  }
   const r: ResolvedSessionOptions = {
     sampler,
     maxNewTokensPerFrame: opts.maxNewTokensPerFrame ?? g.maxNewTokensPerFrame,
@@ -143,6 +185,8 @@ export function resolveSessionOptions(
     fps: opts.fps ?? g.fps,
     tokenGranularity: opts.tokenGranularity ?? 'word',
     fit: opts.fit ?? manifest.image.fit,
+    realtimeDeadline: opts.realtimeDeadline ?? false,
+    ...(opts.prompt !== undefined ? { prompt: opts.prompt } : {}),
   };
   check('temperature', sampler.temperature, Number.isFinite(sampler.temperature) && sampler.temperature >= 0, 'must be ≥ 0');
   check('topK', sampler.topK, Number.isInteger(sampler.topK) && sampler.topK >= 0, 'must be an integer ≥ 0');
@@ -150,6 +194,9 @@ export function resolveSessionOptions(
   check('repetitionPenaltyDecay', sampler.repetitionPenaltyDecay, sampler.repetitionPenaltyDecay >= 0 && sampler.repetitionPenaltyDecay <= 1, 'must be in [0, 1]');
   check('repetitionCountClamp', sampler.repetitionCountClamp, sampler.repetitionCountClamp >= 0, 'must be ≥ 0');
   check('eosBias', sampler.eosBias, Number.isFinite(sampler.eosBias), 'must be finite');
+  check('stopBias', stopBias, stopBias > 0 && Number.isFinite(stopBias), 'must be > 0');
+  check('noRepeatNgramSize', ngram, Number.isInteger(ngram) && ngram >= 0, 'must be an integer ≥ 0');
+  check('noRepeatNgramWindow', ngramWindow, Number.isInteger(ngramWindow) && ngramWindow >= 1, 'must be an integer ≥ 1');
   check('seed', sampler.seed, Number.isInteger(sampler.seed) && sampler.seed >= 0 && sampler.seed < 2 ** 32, 'must be an integer in [0, 2^32)');
   check('maxNewTokensPerFrame', r.maxNewTokensPerFrame, Number.isInteger(r.maxNewTokensPerFrame) && r.maxNewTokensPerFrame >= 1, 'must be an integer ≥ 1');
   check('evictChunk', r.evictChunk, Number.isInteger(r.evictChunk) && r.evictChunk >= 1, 'must be an integer ≥ 1');
@@ -181,7 +228,7 @@ export interface SessionParts {
   onClose?: () => void;
 }
 
-type State = 'ready' | 'in-frame' | 'failed' | 'closed';
+type State = SessionState;
 
 /**
  * Opens a caption session over `parts.backend`: prefills the prompt (window 0) and returns
@@ -219,6 +266,9 @@ class CaptionSession {
   private lastFrameIds: number[] = [];
   private sampled = 0;
   private frameMs = 0;
+  private readonly stops: ReadonlySet<number>;
+  /** The stop token fed when a frame's text is cut: the one the model sampled last. */
+  private lastStop: number;
 
   /** Only openCaptionSession constructs a session, once the prompt is prefilled. */
   constructor(parts: SessionParts) {
@@ -232,6 +282,10 @@ class CaptionSession {
     this.timer = parts.timer;
     this.onClose = parts.onClose;
     this.sampler = new Sampler(parts.manifest.decoder.vocabSize, parts.options.sampler);
+    this.sampler.fed(parts.promptIds);
+    const stopIds = parts.options.sampler.stopIds ?? [parts.manifest.tokens.eos];
+    this.stops = new Set(stopIds);
+    this.lastStop = stopIds[0] ?? parts.manifest.tokens.eos;
     this.detok = new StreamDetokenizer(parts.tokenizer, parts.options.tokenGranularity);
     this.pixels = new Float32Array(3 * parts.manifest.image.width * parts.manifest.image.height);
   }
@@ -245,8 +299,8 @@ class CaptionSession {
     this.state = 'in-frame';
     const started = performance.now();
     const V = this.manifest.decoder.vocabSize;
-    const eos = this.manifest.tokens.eos;
     const maxNew = this.options.maxNewTokensPerFrame;
+    const deadline = this.options.realtimeDeadline ? started + 1000 / this.options.fps : Infinity;
     let frameOpen = false;
     let eosFed = false;
     let fedBefore = 0;
@@ -258,14 +312,16 @@ class CaptionSession {
       fedBefore = this.backend.stats().textTokensFed;
       frameOpen = true;
       let logits = await this.backend.startFrame(pixels, prefill);
+      this.sampler.fed(prefill);
       let row = logits.subarray((prefill.length - 1) * V, prefill.length * V);
       this.frames += 1;
       while (ids.length < maxNew) {
         const tok = this.sampler.sample(row);
         this.sampler.observe(tok);
         this.sampled += 1;
-        if (tok === eos) {
-          await this.backend.feedText([eos]);
+        if (this.stops.has(tok)) {
+          this.lastStop = tok;
+          await this.backend.feedText([tok]);
           eosFed = true;
           break;
         }
@@ -274,22 +330,15 @@ class CaptionSession {
         if (piece) yield { type: 'token', frame: frame.index, pts: frame.ptsSeconds, text: piece };
         logits = await this.backend.feedText([tok]);
         row = logits.subarray(0, V);
+        if (performance.now() >= deadline) break;
       }
       if (!eosFed) {
-        await this.backend.feedText([eos]);
+        await this.feedStop();
         eosFed = true;
       }
       const rest = this.detok.flush();
       if (rest) yield { type: 'token', frame: frame.index, pts: frame.ptsSeconds, text: rest };
-      const caption: SessionCaptionEvent = {
-        type: 'caption',
-        frame: frame.index,
-        start: frame.ptsSeconds,
-        end: frame.ptsSeconds + 1 / this.options.fps,
-        text: this.tokenizer.decode(ids).trim(),
-        latencyMs: Math.max(0, Date.now() - frame.receivedAt),
-      };
-      yield caption;
+      yield this.captionEvent(frame, ids);
     } catch (err) {
       // The caches may be half updated: the session cannot go on.
       if (frameOpen || !(err instanceof InputError)) this.markFailed(err);
@@ -299,7 +348,7 @@ class CaptionSession {
         // Normal end, or the consumer stopped reading: close the window with EOS.
         if (frameOpen && !eosFed) {
           try {
-            await this.backend.feedText([eos]);
+            await this.feedStop();
           } catch (err) {
             this.markFailed(err);
           }
@@ -316,16 +365,26 @@ class CaptionSession {
     }
   }
 
+  private captionEvent(frame: EngineFrame, ids: readonly number[]): SessionCaptionEvent {
+    return {
+      type: 'caption',
+      frame: frame.index,
+      start: frame.ptsSeconds,
+      end: frame.ptsSeconds + 1 / this.options.fps,
+      text: this.tokenizer.decode(ids).trim(),
+      latencyMs: Math.max(0, Date.now() - frame.receivedAt),
+    };
+  }
+
+  /** Ends a frame's text that was cut (token budget, deadline, consumer gone) with the last stop token sampled. */
+  private async feedStop(): Promise<void> {
+    this.sampler.fed([this.lastStop]);
+    await this.backend.feedText([this.lastStop]);
+  }
+
   /** Captions one frame and collects its events. */
-  async caption(frame: EngineFrame): Promise<FrameResult> {
-    const tokens: SessionTokenEvent[] = [];
-    let caption: SessionCaptionEvent | undefined;
-    for await (const ev of this.captionFrame(frame)) {
-      if (ev.type === 'token') tokens.push(ev);
-      else caption = ev;
-    }
-    if (!caption) throw new CasaLiveError('internal', 'the frame ended without a caption event; this is a casa-live bug, please report it');
-    return { caption, tokens, ids: this.lastFrameIds.slice() };
+  caption(frame: EngineFrame): Promise<FrameResult> {
+    return collectFrame(this.captionFrame(frame), () => this.lastFrameIds.slice());
   }
 
   stats(): SessionStats {
@@ -366,18 +425,7 @@ class CaptionSession {
   }
 
   private assertReady(): void {
-    switch (this.state) {
-      case 'ready':
-        return;
-      case 'in-frame':
-        throw new UsageError('a frame is already being captioned in this session; read its events to the end first');
-      case 'closed':
-        throw new UsageError('the session is closed');
-      case 'failed':
-        throw new UsageError(`the session failed earlier and cannot continue (${(this.failure as Error)?.message ?? String(this.failure)})`, {
-          cause: this.failure,
-        });
-    }
+    assertSessionReady(this.state, this.failure);
   }
 }
 

@@ -1,6 +1,7 @@
 /**
- * Token sampler (DESIGN §3.3): EMA repetition penalty, EOS bias, temperature, top-k,
- * seeded random draw; greedy (argmax) at temperature 0.
+ * Token sampler (DESIGN §3.3): EMA repetition penalty, stop-token biases, windowed no-repeat
+ * n-gram, temperature, top-k, seeded random draw; greedy (argmax) at temperature 0. The
+ * worker engine's sampler (tools/casa_worker/sampler.py) implements the same steps.
  *
  * Exact formulas, in the order they are applied to the logits ℓ of one step:
  *
@@ -10,7 +11,16 @@
  *    cᵢ > 0 gets ℓᵢ ← ℓᵢ / penalty^cᵢ if ℓᵢ > 0, else ℓᵢ ← ℓᵢ · penalty^cᵢ. Ignored ids (the
  *    space and EOS by default) are thus never counted nor penalised. Counts that decay
  *    below 1e-6 are dropped (their factor differs from 1 by < 2e-7).
- * 2. EOS bias: ℓ_eos ← ℓ_eos + eosBias.
+ * 2. Stop bias, on every stop id (`stopIds`, default [eosId]): first the additive
+ *    ℓ ← ℓ + eosBias (the bundles' setting), then the multiplicative bias of Kyutai's live
+ *    captioner, ℓ ← ℓ·stopBias if ℓ ≥ 0, else ℓ/stopBias (stopBias < 1 makes stopping less
+ *    likely on either side of 0; 1 = none). Both are kept: the additive one is what the
+ *    bundles were tuned with, the multiplicative one what the released models were.
+ * 2b. Windowed no-repeat n-gram (Kyutai's, across frames): the last `noRepeatNgramWindow`
+ *    tokens fed to the model (prompt, markers, sampled and stop tokens: `observe` and `fed`)
+ *    are scanned; every token that would complete an n-gram (n = noRepeatNgramSize, 0 = off)
+ *    already in the window gets ℓ = −∞. Stop ids are exempt: silent frames legitimately
+ *    repeat them.
  * 3. Top-k: tokens whose logit is below the k-th largest are removed (ties with the k-th
  *    are kept); k = 0 or k ≥ V keeps all. (Top-k before or after the temperature division
  *    keeps the same set, T > 0.)
@@ -18,7 +28,7 @@
  * 5. One draw with the seeded PRNG (mulberry32): the first kept token, in id order, whose
  *    cumulative probability exceeds u ∈ [0, 1).
  *
- * Temperature 0 is greedy: the argmax (first index on ties) of the raw logits. Steps 1–2
+ * Temperature 0 is greedy: the argmax (first index on ties) of the raw logits. Steps 1–2b
  * are not applied then unless `greedyProcessors` is set: the bundles' evaluation figures
  * (eval.json) are measured with plain argmax decoding, and with penalty 1.15 and count
  * clamp 5 a recurring word (" it", " moves") would be pushed down by up to 2× in logit
@@ -39,11 +49,34 @@ export interface SamplerSettings {
   penaltyIgnore: readonly number[];
   eosBias: number;
   eosId: number;
+  /** Every id that ends a frame's text (default [eosId]). */
+  stopIds?: readonly number[];
+  /** Multiplicative stop-token bias (default 1: none). */
+  stopBias?: number;
+  /** Windowed no-repeat n-gram: n (default 0: off) and the window scanned (default 60). */
+  noRepeatNgramSize?: number;
+  noRepeatNgramWindow?: number;
   /** PRNG seed (uint32). */
   seed: number;
-  /** Apply the repetition penalty and EOS bias in greedy mode too (default false). */
+  /** Apply the repetition penalty, stop bias and n-gram ban in greedy mode too (default false). */
   greedyProcessors?: boolean;
 }
+
+/**
+ * The sampler's numeric settings that a session option, a config `generation` field and a
+ * worker's announced default carry under the same name (the one list of those names).
+ */
+export const SAMPLING_FIELDS = [
+  'temperature',
+  'topK',
+  'repetitionPenalty',
+  'repetitionPenaltyDecay',
+  'repetitionCountClamp',
+  'eosBias',
+  'stopBias',
+  'noRepeatNgramSize',
+  'noRepeatNgramWindow',
+] as const satisfies ReadonlyArray<keyof SamplerSettings>;
 
 /** mulberry32: a small, fast, seedable 32-bit PRNG. next() ∈ [0, 1). */
 export class Mulberry32 {
@@ -169,6 +202,63 @@ export function applyEosBias(logits: Float32Array, eosId: number, bias: number):
   if (bias !== 0 && eosId < logits.length) logits[eosId] = (logits[eosId] as number) + bias;
 }
 
+/** Step 2 on every stop id: ℓ + add, then ·mul (ℓ ≥ 0) or /mul (ℓ < 0). In place. */
+export function applyStopBias(logits: Float32Array, stopIds: readonly number[], add: number, mul: number): void {
+  for (const id of stopIds) {
+    applyEosBias(logits, id, add);
+    if (mul === 1 || id >= logits.length) continue;
+    const l = logits[id] as number;
+    logits[id] = l < 0 ? l / mul : l * mul;
+  }
+}
+
+/**
+ * The recent tokens fed to the model (a ring of `window` ids), for the windowed no-repeat
+ * n-gram ban (step 2b): across frames, since the window outlives a frame.
+ */
+export class NgramWindow {
+  private readonly ring: Int32Array;
+  private start = 0;
+  private n = 0;
+
+  constructor(readonly window: number) {
+    this.ring = new Int32Array(Math.max(1, window));
+  }
+
+  push(id: number): void {
+    const cap = this.ring.length;
+    if (this.n < cap) this.ring[(this.start + this.n++) % cap] = id;
+    else {
+      this.ring[this.start] = id;
+      this.start = (this.start + 1) % cap;
+    }
+  }
+
+  /** The id at position i of the window (0 = oldest). */
+  at(i: number): number {
+    return this.ring[(this.start + i) % this.ring.length] as number;
+  }
+
+  get length(): number {
+    return this.n;
+  }
+
+  /** Ids that would complete an n-gram already in the window, stop ids excluded. */
+  banned(size: number, exempt: ReadonlySet<number>): Set<number> {
+    const out = new Set<number>();
+    const len = this.n;
+    if (size < 1 || len < size - 1) return out;
+    const p = len - (size - 1); // the prefix: the last size − 1 ids
+    for (let i = 0; i + size <= len; i++) {
+      let same = true;
+      for (let j = 0; j < size - 1 && same; j++) same = this.at(i + j) === this.at(p + j);
+      const next = this.at(i + size - 1);
+      if (same && !exempt.has(next)) out.add(next);
+    }
+    return out;
+  }
+}
+
 /** First index of the largest value. */
 export function argmax(values: Float32Array): number {
   let best = 0;
@@ -269,11 +359,17 @@ export class Sampler {
   private readonly scratch: Float32Array;
   private readonly keptIds: Int32Array;
   private readonly keptWeights: Float64Array;
+  private readonly stopIds: readonly number[];
+  private readonly stops: ReadonlySet<number>;
+  private readonly recent: NgramWindow;
 
   constructor(vocabSize: number, settings: SamplerSettings) {
     if (!(settings.temperature >= 0)) throw new RangeError(`temperature must be ≥ 0, got ${settings.temperature}`);
     if (!(settings.repetitionPenalty > 0)) throw new RangeError(`repetitionPenalty must be > 0, got ${settings.repetitionPenalty}`);
     this.settings = { ...settings };
+    this.stopIds = settings.stopIds ?? [settings.eosId];
+    this.stops = new Set(this.stopIds);
+    this.recent = new NgramWindow(settings.noRepeatNgramWindow ?? 60);
     this.ignore = new Set(settings.penaltyIgnore);
     this.counts = new EmaCounts(vocabSize);
     this.rng = new Mulberry32(settings.seed);
@@ -291,7 +387,8 @@ export class Sampler {
     const work = this.work;
     work.set(logits);
     applyRepetitionPenalty(work, this.counts, s.repetitionPenalty, this.ignore);
-    applyEosBias(work, s.eosId, s.eosBias);
+    applyStopBias(work, this.stopIds, s.eosBias, s.stopBias ?? 1);
+    for (const id of this.recent.banned(s.noRepeatNgramSize ?? 0, this.stops)) if (id < work.length) work[id] = -Infinity;
     if (greedy) return argmax(work);
     // Top-k, temperature and softmax over the kept tokens only: softmax(ℓ/T) restricted to
     // the kept set equals exp((ℓ − max)/T) / Σ, so the other entries are never touched.
@@ -332,9 +429,15 @@ export class Sampler {
     return last;
   }
 
-  /** Updates the repetition counts with a sampled token. */
+  /** Updates the repetition counts (and the n-gram window) with a sampled token. */
   observe(token: number): void {
     const counted = this.ignore.has(token) ? null : token;
     this.counts.update(counted, this.settings.repetitionPenaltyDecay, this.settings.repetitionCountClamp);
+    this.recent.push(token);
+  }
+
+  /** Tokens fed to the model that were not sampled (prompt, markers, a forced stop): the n-gram window only. */
+  fed(ids: readonly number[]): void {
+    for (const id of ids) this.recent.push(id);
   }
 }

@@ -15,6 +15,7 @@ import { runB3, type B3Params } from '../../src/bench/suites/b3.js';
 import { runB4 } from '../../src/bench/suites/b4.js';
 import { runB5 } from '../../src/bench/suites/b5.js';
 import { runB6 } from '../../src/bench/suites/b6.js';
+import { runWorkerSuite } from '../../src/bench/suites/worker.js';
 import { lineChart, niceTicks } from '../../src/bench/svg.js';
 import { linearFit, percentile, rollingMedian } from '../../src/bench/stats.js';
 import { ensureBuilt } from '../server/helpers.js';
@@ -65,9 +66,10 @@ describe('casa-live bench (smoke, tiny inputs)', () => {
         b4: (ctx) => runB4(ctx, { singleRepeats: 1, measureS: 1.2, warmupS: 0.6, graceS: 0.3 }, b3Tiny),
         b5: (ctx) => runB5(ctx, { clients: 20, windows: 1, windowS: 1.2, variants: [{ name: 'fsync off', fsync: false }], tokensPerFrame: 3, frameMs: 200, settleS: 0.3 }),
         b6: (ctx) => runB6(ctx, { streamSeconds: 40, sampleEvery: 10, restartCycles: 1, warmupFraction: 0.1 }),
+        worker: (ctx) => runWorkerSuite(ctx, { streams: [1, 2], frames: 2, warmup: 1, repeats: 1 }),
       },
     );
-  }, 120_000);
+  }, 180_000);
 
   afterAll(() => {
     if (out) rmSync(out, { recursive: true, force: true });
@@ -88,7 +90,7 @@ describe('casa-live bench (smoke, tiny inputs)', () => {
       expect(r.versions.node).toBe(process.versions.node);
       expect(typeof r.versions.onnxruntimeNode).toBe('string');
       expect(Date.parse(r.startedAt)).toBeLessThanOrEqual(Date.parse(r.finishedAt));
-      if (id === 'b2' && !havePython) {
+      if ((id === 'b2' || id === 'worker') && !havePython) {
         expect(r.skipped).toBeTruthy();
         continue;
       }

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { scoreCaptions } from '../../src/harness/long-stream.js';
-import { REPO_ROOT, ensureBuilt, runCli, tempDir } from './helpers.js';
+import { REPO_ROOT, clipCaptions, ensureBuilt } from './helpers.js';
 
 const MODEL = path.join(REPO_ROOT, 'models', 'casa-tiny');
 const EXAMPLES = path.join(REPO_ROOT, 'examples');
@@ -17,22 +17,10 @@ const evalFigures = JSON.parse(readFileSync(path.join(MODEL, 'eval.json'), 'utf8
 beforeAll(ensureBuilt, 180_000);
 
 async function captionsOf(clip: string): Promise<string[]> {
-  const tmp = tempDir();
-  try {
-    const jsonl = path.join(tmp.dir, 'out.jsonl');
-    const r = await runCli(['caption', clip, '--jsonl', jsonl, '--quiet', '--temperature', '0'], { timeoutMs: 120_000 });
-    expect(r.stderr).toBe('');
-    expect(r.code).toBe(0);
-    return readFileSync(jsonl, 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as { type: string; frame: number; text: string })
-      .filter((e) => e.type === 'caption')
-      .sort((a, b) => a.frame - b.frame)
-      .map((e) => e.text);
-  } finally {
-    tmp.cleanup();
-  }
+  const r = await clipCaptions(clip, ['--temperature', '0']);
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  return r.captions;
 }
 
 describe('captions of held-out clips match their truth (embedded model)', () => {

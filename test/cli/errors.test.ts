@@ -117,6 +117,7 @@ describe('caption: bad input', () => {
       { name: 'seed', args: ['caption', clip, ...m, '--seed', '-3'], code: 2, message: /--seed must be a whole number/ },
       { name: 'max-tokens', args: ['caption', clip, ...m, '--max-tokens', '0'], code: 2, message: /--max-tokens must be a whole number from 1 to 4096/ },
       { name: 'fit', args: ['caption', clip, ...m, '--fit', 'zoom'], code: 2, message: /--fit must be one of fill, crop, letterbox/ },
+      { name: 'prompt for a bundle', args: ['caption', clip, ...m, '--prompt', 'Describe it.'], code: 2, message: /was trained with a fixed prompt and takes no prompt of its own; remove the prompt \(--prompt, generation\.prompt\)\./ },
       { name: 'retries', args: ['caption', clip, ...m, '--retries', '-1'], code: 2, message: /--retries must be a whole number 1 or more, not -1/ },
       { name: 'retry-timeout', args: ['caption', clip, ...m, '--retry-timeout', 'soon'], code: 2, message: /--retry-timeout must be a number from 0 to 86400, not a non-number/ },
       { name: 'unknown option', args: ['caption', clip, ...m, '--colour'], code: 2, message: /Unknown argument: colour/ },

@@ -144,6 +144,23 @@ export async function subtitlePackets(file: string): Promise<Array<{ start: numb
   }));
 }
 
+/** The captions the CLI writes for a clip (`caption CLIP ...args --jsonl`), in frame order; stderr must stay empty. */
+export async function clipCaptions(clip: string, args: string[] = [], timeoutMs = 120_000): Promise<{ code: number | null; stderr: string; captions: string[] }> {
+  const tmp = tempDir();
+  try {
+    const jsonl = path.join(tmp.dir, 'out.jsonl');
+    const r = await runCli(['caption', clip, ...args, '--jsonl', jsonl, '--quiet'], { timeoutMs });
+    const events = r.code === 0 ? (readJsonl(jsonl) as Array<{ type: string; frame: number; text: string }>) : [];
+    const captions = events
+      .filter((e) => e.type === 'caption')
+      .sort((a, b) => a.frame - b.frame)
+      .map((e) => e.text);
+    return { code: r.code, stderr: r.stderr, captions };
+  } finally {
+    tmp.cleanup();
+  }
+}
+
 export function readJsonl(file: string): any[] {
   return readFileSync(file, 'utf8')
     .split('\n')

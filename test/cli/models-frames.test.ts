@@ -81,6 +81,21 @@ describe('casa-live frames', () => {
     // 4 fps from a 10 fps clip: the source frames at or after each 0.25 s step.
     expect(readJsonl(path.join(out, 'frames.jsonl')).map((l) => l.pts)).toEqual([0, 0.3]);
   });
+
+  it('worker references: torch: takes its bundle\'s size; hf: needs --width and --height (no worker is started)', async () => {
+    const out = path.join(tmp.dir, 'frames-torch');
+    const torch = await runCli(['frames', clip, '--out', out, '--count', '1', '--model', `torch:${DEV_MODEL}`]);
+    expect(torch.code).toBe(0);
+    expect(torch.stderr).toMatch(/wrote 1 frame \(64x64\)/);
+    const hf = await runCli(['frames', clip, '--out', path.join(tmp.dir, 'frames-hf'), '--count', '1', '--model', 'hf:kyutai/CASA-Qwen2_5-VL-3B-LiveCC']);
+    expect(hf.code).toBe(2);
+    expect(hf.stderr).toBe(
+      'casa-live: The model hf:kyutai/CASA-Qwen2_5-VL-3B-LiveCC runs in the model worker and has no bundle to read its input size from; pass --width and --height (448 for the released CASA models), or --model with a bundle.\n',
+    );
+    const sized = await runCli(['frames', clip, '-o', path.join(tmp.dir, 'frames-hf'), '-n', '1', '-q', '--model', 'hf:kyutai/CASA-Qwen2_5-VL-3B-LiveCC', '--width', '48', '--height', '48']);
+    expect(sized.code).toBe(0);
+    expect((await sharp(path.join(tmp.dir, 'frames-hf', 'frame-000000.png')).metadata()).width).toBe(48);
+  });
 });
 
 describe('help and version', () => {

@@ -8,7 +8,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadModel, type Model } from '../../src/engine.js';
+import { Model } from '../../src/engine.js';
 import { runBatchParity } from '../../src/harness/parity.js';
 import { DEV_CASA, ROOT, greedyRun, maxLogitDiff, noiseFrame, noisePixels, type GreedyRecord } from './helpers.js';
 
@@ -44,13 +44,13 @@ describe('a stream in a batch gets what it gets alone', () => {
   let others: Float32Array[];
 
   beforeAll(async () => {
-    const unbatched = await loadModel(TINY, { batch: false });
+    const unbatched = await Model.load(TINY, { batch: false });
     target = (await worldPixels(unbatched)).slice(0, 4);
     others = await noisePixels(unbatched, 6, 100);
     alone = await greedyRun(unbatched, unbatched.openBackend({ windowCapacity: 32 }), target, 24);
     await unbatched.release();
     // A long gather window: the streams in step share every run (asserted with maxRows).
-    batched = await loadModel(TINY, { batch: { maxSize: 64, gatherMs: 200, workers: 1 } });
+    batched = await Model.load(TINY, { batch: { maxSize: 64, gatherMs: 200, workers: 1 } });
   });
   afterAll(async () => {
     await batched?.release();
@@ -99,7 +99,7 @@ describe('a stream in a batch gets what it gets alone', () => {
 
 describe('more streams than one run holds', () => {
   it('runs of at most maxSize rows (each lane keeping its rows in place) give every stream what it gets alone', async () => {
-    const [batched, unbatched] = await Promise.all([loadModel(DEV_CASA, { batch: { maxSize: 4, gatherMs: 50, workers: 1 } }), loadModel(DEV_CASA, { batch: false })]);
+    const [batched, unbatched] = await Promise.all([Model.load(DEV_CASA, { batch: { maxSize: 4, gatherMs: 50, workers: 1 } }), Model.load(DEV_CASA, { batch: false })]);
     try {
       const run = (m: Model) =>
         Promise.all(
@@ -121,7 +121,7 @@ describe('more streams than one run holds', () => {
 
 describe('CASA invariants on the batched path', () => {
   it('sessions captioning side by side: text-only KV, the window reset per frame, one image per window', async () => {
-    const model = await loadModel(DEV_CASA, { batch: { gatherMs: 50, workers: 1 } });
+    const model = await Model.load(DEV_CASA, { batch: { gatherMs: 50, workers: 1 } });
     try {
       expect(model.engine.batched).toBe(true);
       const N = model.manifest.image.tokensPerFrame;

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ModelError, UsageError } from '../../src/errors.js';
-import { FORMAT_VERSION, loadModel, type LoadOptions } from '../../src/engine.js';
+import { FORMAT_VERSION, Model, loadModel, type LoadOptions } from '../../src/engine.js';
 import { availableParallelism } from 'node:os';
 import { BATCH_DEFAULTS } from '../../src/model/batch/options.js';
 import { copyBundle, DEV_CASA, DEV_CASA_V1, DEV_INSERTION, noiseFrame } from './helpers.js';
@@ -54,7 +54,7 @@ async function loadError(dir: string, opts?: LoadOptions): Promise<ModelError> {
 describe('bundle loading', () => {
   it('loads both dev bundles and exposes the manifest', async () => {
     for (const dir of [DEV_CASA, DEV_INSERTION]) {
-      const m = await loadModel(dir);
+      const m = await Model.load(dir);
       expect(m.manifest.formatVersion).toBe(dir === DEV_CASA ? FORMAT_VERSION : 1);
       expect(m.fusion).toBe(dir === DEV_CASA ? 'casa' : 'insertion');
       expect(m.promptIds.length).toBe(80);
@@ -66,25 +66,25 @@ describe('bundle loading', () => {
   });
 
   it('a version-2 CASA bundle runs batched by default, or unbatched with batch: false', async () => {
-    const m = await loadModel(DEV_CASA);
+    const m = await Model.load(DEV_CASA);
     expect(m.engine).toEqual({ batched: true, ...BATCH_DEFAULTS });
     expect(BATCH_DEFAULTS).toEqual({ maxSize: 64, gatherMs: 2, workers: Math.min(4, availableParallelism()) });
     expect(m.batchStats()).toMatchObject({ workers: BATCH_DEFAULTS.workers, decoderRuns: 0 });
     await m.release();
-    const u = await loadModel(DEV_CASA, { batch: false });
+    const u = await Model.load(DEV_CASA, { batch: false });
     expect(u.engine).toEqual({ batched: false, reason: 'batch: false' });
     expect(u.batchStats()).toBeUndefined();
     await u.release();
   });
 
   it('the insertion twin runs unbatched, whatever the options', async () => {
-    const m = await loadModel(DEV_INSERTION, { batch: { maxSize: 8 } });
+    const m = await Model.load(DEV_INSERTION, { batch: { maxSize: 8 } });
     expect(m.engine).toEqual({ batched: false, reason: 'the insertion twin runs one stream per graph run' });
     await m.release();
   });
 
   it('a version-1 CASA bundle runs unbatched and says why; asked to batch, it is refused with what to do', async () => {
-    const m = await loadModel(DEV_CASA_V1);
+    const m = await Model.load(DEV_CASA_V1);
     const why = `${DEV_CASA_V1}/casa.json: format version 1 has no batch axis`;
     const fix = `re-export it with "python3 -m tools.casa_model reexport --bundle ${DEV_CASA_V1}"`;
     expect(m.engine).toEqual({ batched: false, reason: `${why} (${fix} to batch it)` });

@@ -5,6 +5,7 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigInvalidError, parseConfig } from '../../src/config/index.js';
+import { Model } from '../../src/engine.js';
 import { createDaemonHooks, loadOptionsFrom } from '../../src/pipeline/daemon.js';
 import { DEV_CASA } from './helpers.js';
 
@@ -52,6 +53,7 @@ describe('config engine block', () => {
     });
     await hooks.prepare(config);
     const model = await hooks.registry.load(DEV_CASA);
+    if (!(model instanceof Model)) throw new Error('a bundle loads with the ONNX engine');
     expect(model.engine).toEqual({ batched: true, maxSize: 8, gatherMs: 0, workers: 2 });
     await hooks.registry.closeAll();
   });

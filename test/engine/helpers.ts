@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll } from 'vitest';
-import { loadModel, type DecoderBackend, type EngineFrame, type Model } from '../../src/engine.js';
+import { Model, type DecoderBackend, type EngineFrame } from '../../src/engine.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const DEV_CASA = path.join(ROOT, 'test', 'fixtures', 'bundles', 'dev-casa');
@@ -11,12 +11,12 @@ export const DEV_INSERTION = path.join(ROOT, 'test', 'fixtures', 'bundles', 'dev
 /** A tiny CASA bundle in format version 1 (batch-1 decoder), one level down so that model listings of test/fixtures/bundles do not show it. */
 export const DEV_CASA_V1 = path.join(ROOT, 'test', 'fixtures', 'bundles', 'legacy', 'dev-casa-v1');
 
-/** The dev bundles' models, loaded before the calling file's tests and released after them. */
+/** The dev bundles' models (the ONNX engine's Model), loaded before the calling file's tests and released after them. */
 export function devModels(): { readonly casa: Model; readonly insertion: Model } {
   const models = {} as { casa: Model; insertion: Model };
   beforeAll(async () => {
-    models.casa = await loadModel(DEV_CASA);
-    models.insertion = await loadModel(DEV_INSERTION);
+    models.casa = await Model.load(DEV_CASA);
+    models.insertion = await Model.load(DEV_INSERTION);
   });
   afterAll(async () => {
     await models.casa.release();

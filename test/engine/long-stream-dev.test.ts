@@ -73,10 +73,10 @@ describe('long stream, small context cap', () => {
   });
 
   it('the kept history starts at a frame right after the sink (casa and insertion)', async () => {
-    const { loadModel } = await import('../../src/engine.js');
+    const { Model } = await import('../../src/engine.js');
     const { noiseFrame } = await import('./helpers.js');
     for (const dir of [DEV_CASA, DEV_INSERTION]) {
-      const m = await loadModel(dir);
+      const m = await Model.load(dir);
       const s = await m.openSession({ maxContextTokens: 160, evictChunk: 20, maxNewTokensPerFrame: 4, temperature: 0.9, seed: 3 });
       for (let i = 0; i < 60; i++) {
         await s.caption(noiseFrame(i));

@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/errors.js';
-import { loadModel, type Model, type SessionOptions } from '../../src/engine.js';
+import { Model, type SessionOptions } from '../../src/engine.js';
 import type { UnsequencedEvent } from '../../src/events.js';
 import { createCaptionPipeline } from '../../src/pipeline/pipeline.js';
 import { makeClip } from '../cli/helpers.js';
@@ -21,7 +21,7 @@ import { DEV_CASA, greedyRun, maxLogitDiff, noiseFrame, noisePixels } from './he
 
 let unbatched: Model;
 beforeAll(async () => {
-  unbatched = await loadModel(DEV_CASA, { batch: false });
+  unbatched = await Model.load(DEV_CASA, { batch: false });
 });
 afterAll(async () => {
   await unbatched?.release();
@@ -41,7 +41,7 @@ async function captionsOf(model: Model, opts: SessionOptions, first: number, fra
 
 describe('streams joining and leaving', () => {
   it('a stream that joins mid-way and one that leaves mid-way change nothing for the others', async () => {
-    const model = await loadModel(DEV_CASA, { batch: { gatherMs: 20, workers: 1 } });
+    const model = await Model.load(DEV_CASA, { batch: { gatherMs: 20, workers: 1 } });
     try {
       let joined: Promise<string[]> | undefined;
       const a = captionsOf(model, {}, 0, 4); // leaves after 4 frames, while the others go on
@@ -64,7 +64,7 @@ describe('streams joining and leaving', () => {
 describe('a session closed while its step waits in the worker', () => {
   it('its step is dropped and rejected; the stream it was waiting with runs at once and correctly', async () => {
     // A long gather window: a step waits for the other stream inside a frame.
-    const model = await loadModel(DEV_CASA, { batch: { gatherMs: 60_000, workers: 1 } });
+    const model = await Model.load(DEV_CASA, { batch: { gatherMs: 60_000, workers: 1 } });
     try {
       const [px] = await noisePixels(model, 1, 7);
       const x = model.openBackend();
@@ -94,7 +94,7 @@ describe('a session closed while its step waits in the worker', () => {
 
 describe('a failing graph run', () => {
   it('fails the streams in that run only; the others go on', async () => {
-    const model = await loadModel(DEV_CASA, { batch: { gatherMs: 0, workers: 1 } });
+    const model = await Model.load(DEV_CASA, { batch: { gatherMs: 0, workers: 1 } });
     try {
       const V = model.manifest.decoder.vocabSize;
       const [x, y, z] = [model.openBackend(), model.openBackend(), model.openBackend()];
@@ -120,7 +120,7 @@ describe('a failing graph run', () => {
 
 describe('caps and evictions inside a batch', () => {
   it('streams with different caps (pool slots, a larger one, unbounded) evict and re-rotate as they do alone', async () => {
-    const model = await loadModel(DEV_CASA, { batch: { gatherMs: 20, workers: 1 } });
+    const model = await Model.load(DEV_CASA, { batch: { gatherMs: 20, workers: 1 } });
     try {
       const caps = [120, 150, 256, 1000, Infinity];
       const run = (m: Model) =>
@@ -155,7 +155,7 @@ describe('frames faster than the batch completes', () => {
     const clip = await makeClip(path.join(tmp, 'clip.mp4'), 3);
     // Every run waits its full gather window for a stream that sits inside a frame without
     // submitting its next step: each frame takes far longer than the 10 fps input allows.
-    const model = await loadModel(DEV_CASA, { batch: { gatherMs: 100, workers: 1 } });
+    const model = await Model.load(DEV_CASA, { batch: { gatherMs: 100, workers: 1 } });
     const stalled = model.openBackend();
     try {
       await stalled.feedText(model.promptIds);
@@ -181,7 +181,7 @@ describe('frames faster than the batch completes', () => {
 
 describe('release', () => {
   it('ends the worker threads; a step still waiting is rejected', async () => {
-    const model = await loadModel(DEV_CASA, { batch: { gatherMs: 60_000, workers: 2 } });
+    const model = await Model.load(DEV_CASA, { batch: { gatherMs: 60_000, workers: 2 } });
     expect(model.engine).toMatchObject({ batched: true, workers: 2 });
     const [a, b] = [model.openBackend(), model.openBackend()];
     await Promise.all([a.feedText(model.promptIds), b.feedText(model.promptIds)]);

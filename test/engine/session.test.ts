@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { InputError, UsageError } from '../../src/errors.js';
-import { loadModel, type Model, type SessionEvent } from '../../src/engine.js';
+import { Model, type SessionEvent } from '../../src/engine.js';
 import { DEV_CASA, devModels, noiseFrame } from './helpers.js';
 
 const models = devModels();
@@ -117,7 +117,7 @@ describe('caption session events', () => {
   });
 
   it('close() ends the session; model.release() closes the rest', async () => {
-    const m = await loadModel(DEV_CASA);
+    const m = await Model.load(DEV_CASA);
     const s = await m.openSession();
     s.close();
     s.close();

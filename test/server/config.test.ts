@@ -205,13 +205,14 @@ describe('string lengths', () => {
     ]);
   });
 
-  it('bounds every string field: ids, inputs, model, prompt, tokens, secrets, host, origins, dataDir', () => {
+  it('bounds every string field: ids, inputs, model, prompt, tokens, secrets, host, origins, dataDir, worker python', () => {
     const long = (n: number): string => 'a'.repeat(n);
     const yaml = [
       `listen: {host: ${long(256)}}`,
       `auth: {tokens: [${long(513)}, {env: ${long(257)}}, {file: ${long(4097)}}], allowedOrigins: ['https://${long(2048)}']}`,
       `model: ${long(4097)}`,
       `dataDir: ${long(4097)}`,
+      `worker: {python: ${long(4097)}}`,
       'streams:',
       `  - {id: ${long(65)}, input: /v/${long(4094)}, model: ${long(4097)}, generation: {prompt: ${long(2001)}}}`,
     ].join('\n');
@@ -224,15 +225,18 @@ describe('string lengths', () => {
         'auth.allowedOrigins[0]: is too long (2056 characters; at most 2048)',
         'model: is too long (4097 characters; at most 4096)',
         'dataDir: is too long (4097 characters; at most 4096)',
+        'worker.python: is too long (4097 characters; at most 4096)',
         'streams[0].id: is too long (65 characters; at most 64)',
         'streams[0].input: is too long (4097 characters; at most 4096)',
         'streams[0].model: is too long (4097 characters; at most 4096)',
         'streams[0].generation.prompt: is too long (2001 characters; at most 2000)',
       ].sort(),
     );
-    // At the limits, every field is taken.
+    // At the limits, every field is taken (a prompt by a model that takes one).
     expect(
-      problemsOf(`auth: {tokens: [${long(512)}]}\nstreams:\n  - {id: ${long(64)}, input: /v/${long(4093)}, generation: {prompt: ${long(2000)}}}\n`),
+      problemsOf(
+        `auth: {tokens: [${long(512)}]}\nworker: {python: /${long(4095)}}\nstreams:\n  - {id: ${long(64)}, input: /v/${long(4093)}, model: 'hf:kyutai/CASA-Qwen2_5-VL-3B-LiveCC', generation: {prompt: ${long(2000)}}}\n`,
+      ),
     ).toEqual([]);
   });
 });

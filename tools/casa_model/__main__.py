@@ -229,11 +229,14 @@ def stage_stream(args) -> None:
 def stage_reexport(args) -> None:
     """Re-exports a committed bundle in the current format version from its own ONNX weights
     (no training): see tools/casa_model/rebuild.py."""
-    from .rebuild import reexport
+    from .rebuild import BundleError, reexport
     if not args.bundle:
         raise SystemExit("reexport needs --bundle DIR")
     for bundle in args.bundle:
-        r = reexport(bundle)
+        try:
+            r = reexport(bundle)
+        except BundleError as err:
+            raise SystemExit(str(err)) from None
         log(f"reexport {bundle}: format {r['fromVersion']} -> {r['toVersion']}, wrote {', '.join(r['graphs']) or 'no graph'}; "
             f"rebuilt model within {r['fixtureMaxAbsDiff']:.2g} of the fixtures")
 

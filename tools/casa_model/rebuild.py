@@ -8,7 +8,8 @@ where each parameter lands among the ONNX initialisers (by name, transposed as a
 operand, or — the vision encoder's row + column position table — constant-folded into one
 sum), and the bundle's initialisers are loaded back through that map. The rebuilt model is
 checked against the bundle's parity fixtures (the packed full-sequence PyTorch logits
-recorded at export time) before anything uses it.
+recorded at export time) before anything uses it. Used by the reexport stage, by the model
+worker's `torch` adapter (tools/casa_worker) and by bench/torch_reference.py (B2).
 """
 from __future__ import annotations
 
@@ -28,7 +29,11 @@ from .stream import Session
 from .tokenizer import ByteLevelBPE
 
 
-def _read_json(path: str):
+class BundleError(ValueError):
+    """The bundle cannot be rebuilt (one sentence naming the file)."""
+
+
+def read_json(path: str):
     with open(path) as f:
         return json.load(f)
 
@@ -59,7 +64,7 @@ def _onnx_initialisers(path: str, keyed: bool = False) -> Dict[str, np.ndarray]:
 
 
 def config_from_bundle(bundle: str) -> ModelConfig:
-    man = _read_json(os.path.join(bundle, "casa.json"))
+    man = read_json(os.path.join(bundle, "casa.json"))
     d, im = man["decoder"], man["image"]
     vis = _onnx_initialisers(os.path.join(bundle, man["files"]["vision"]))
     dec = _onnx_initialisers(os.path.join(bundle, man["files"]["decoder"]))
@@ -78,7 +83,7 @@ def config_from_bundle(bundle: str) -> ModelConfig:
 
 def rebuild(bundle: str) -> Tuple[CasaModel, Dict]:
     """A CasaModel with the bundle's weights (see the module docstring)."""
-    man = _read_json(os.path.join(bundle, "casa.json"))
+    man = read_json(os.path.join(bundle, "casa.json"))
     cfg = config_from_bundle(bundle)
     torch.manual_seed(12345)
     probe = CasaModel(cfg).eval()
@@ -99,12 +104,12 @@ def rebuild(bundle: str) -> Tuple[CasaModel, Dict]:
         ours = probe_inits[f]
         theirs = _onnx_initialisers(os.path.join(bundle, f), keyed=True)
         if set(ours) != set(theirs):
-            raise SystemExit(f"{bundle}/{f}: the graph's initialisers do not match a fresh export of the same shape "
+            raise BundleError(f"{bundle}/{f}: the graph's initialisers do not match a fresh export of the same shape "
                              f"({sorted(set(ours) ^ set(theirs))[:4]} ...); was it exported by another exporter version?")
         for name, probe_val in ours.items():
             val = theirs[name]
             if val.shape != probe_val.shape:
-                raise SystemExit(f"{bundle}/{f}: initialiser {name} has shape {val.shape}, expected {probe_val.shape}")
+                raise BundleError(f"{bundle}/{f}: initialiser {name} has shape {val.shape}, expected {probe_val.shape}")
             stripped = name[len("model."):] if name.startswith("model.") else name
             if stripped in params:
                 state[stripped] = torch.from_numpy(val.copy())
@@ -135,10 +140,10 @@ def rebuild(bundle: str) -> Tuple[CasaModel, Dict]:
                 loaded.update({"vision.row", "vision.col"})
                 folded += 1
                 continue
-            raise SystemExit(f"{bundle}/{f}: cannot place initialiser {name} {tuple(val.shape)} in the model")
+            raise BundleError(f"{bundle}/{f}: cannot place initialiser {name} {tuple(val.shape)} in the model")
     missing = sorted(set(params) - loaded)
     if missing:
-        raise SystemExit(f"{bundle}: parameters not found in the ONNX graphs: {', '.join(missing)}")
+        raise BundleError(f"{bundle}: parameters not found in the ONNX graphs: {', '.join(missing)}")
     model = CasaModel(cfg)
     model.load_state_dict(state)
     return model.eval(), {"parameters": len(params), "foldedTables": folded}
@@ -148,7 +153,7 @@ def rebuild(bundle: str) -> Tuple[CasaModel, Dict]:
 def check_fixtures(model: CasaModel, tok: ByteLevelBPE, bundle: str) -> float:
     """Max |Δlogit| of the rebuilt model's streaming path against the bundle's fixtures."""
     fx = os.path.join(bundle, "fixtures")
-    script = _read_json(os.path.join(fx, "session.json"))
+    script = read_json(os.path.join(fx, "session.json"))
     ref = np.fromfile(os.path.join(fx, "logits.f32"), dtype=np.float32).reshape(script["textTokens"], script["vocabSize"])
     cfg = model.cfg
     s = Session(model, tok)
@@ -189,14 +194,14 @@ def reexport(bundle: str) -> Dict:
     graphs whose format changed since the bundle's version, batch fixtures (casa), and
     casa.json's formatVersion. Everything else (fixtures, tokenizer, eval.json, the other
     graphs) stays as it is. Refuses a bundle whose rebuilt model misses its fixtures."""
-    man = _read_json(os.path.join(bundle, "casa.json"))
+    man = read_json(os.path.join(bundle, "casa.json"))
     old = man["formatVersion"]
     model, info = rebuild(bundle)
     tok = ByteLevelBPE.load(os.path.join(bundle, man["files"]["tokenizer"]))
-    tolerance = _read_json(os.path.join(bundle, "fixtures", "session.json")).get("tolerance", 1e-4)
+    tolerance = read_json(os.path.join(bundle, "fixtures", "session.json")).get("tolerance", 1e-4)
     err = check_fixtures(model, tok, bundle)
     if not err <= tolerance:
-        raise SystemExit(f"{bundle}: the rebuilt PyTorch model misses the parity fixtures (max |dlogit| {err:.3g} > {tolerance})")
+        raise BundleError(f"{bundle}: the rebuilt PyTorch model misses the parity fixtures (max |dlogit| {err:.3g} > {tolerance})")
     files = changed_graphs(man["fusion"], old)
     with tempfile.TemporaryDirectory() as tmp:
         export_graphs(model, tmp, FORMAT_VERSION, only=files)

@@ -9,7 +9,8 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { bundleInfo, inWorker, TOKENS_PER_FRAME, type SuiteOutput, type Target } from '../common.js';
 import type { SuiteContext } from '../context.js';
-import { pythonPath, type FrameStream } from '../inputs.js';
+import { pythonInterpreter, pythonMissing } from '../../install.js';
+import type { FrameStream } from '../inputs.js';
 import { median, round } from '../stats.js';
 import { COLORS, lineChart } from '../svg.js';
 import type { FrameRun, ThroughputResult, ThroughputTask } from '../tasks.js';
@@ -41,7 +42,7 @@ interface TorchResult {
 function runTorch(root: string, args: string[]): Promise<TorchResult> {
   return new Promise((resolve, reject) => {
     execFile(
-      pythonPath(),
+      pythonInterpreter(),
       [path.join(root, 'bench', 'torch_reference.py'), ...args],
       { cwd: root, env: { ...process.env, PYTHONPATH: root, OMP_NUM_THREADS: '1', MKL_NUM_THREADS: '1' }, maxBuffer: 64 << 20 },
       (err, stdout, stderr) => {
@@ -66,7 +67,7 @@ export async function runB2(ctx: SuiteContext, params: B2Params = b2Params(ctx.o
   const stream = await ctx.stream();
   log(`B2: casa-live engine, ${params.frames} frames x ${params.repeats} runs`);
   const node = await inWorker<ThroughputResult>(log, 'B2 casa-live', throughputTask(ctx, params, stream));
-  log(`B2: PyTorch reference (${pythonPath()} bench/torch_reference.py), ${params.frames} frames x ${params.repeats} runs`);
+  log(`B2: PyTorch reference (${pythonInterpreter()} bench/torch_reference.py), ${params.frames} frames x ${params.repeats} runs`);
   let torch: TorchResult;
   try {
     torch = await runTorch(opts.root, [
@@ -75,7 +76,7 @@ export async function runB2(ctx: SuiteContext, params: B2Params = b2Params(ctx.o
     ]);
   } catch (err) {
     if (/No module named 'torch'|No module named 'onnx'/.test((err as Error).message)) {
-      return skipped(`PyTorch or onnx is not installed for ${pythonPath()} (Debian: python3-torch, python3-onnx)`);
+      return skipped(`PyTorch or onnx is not installed for ${pythonInterpreter()} (Debian: python3-torch, python3-onnx)`);
     }
     throw err;
   }
@@ -110,7 +111,7 @@ function missingReference(root: string): string | undefined {
   if (!existsSync(script) || !existsSync(tool)) {
     return 'the PyTorch reference (tools/casa_model and bench/torch_reference.py) is not in this installation; run from a repository checkout';
   }
-  if (!existsSync(pythonPath())) return `${pythonPath()} not found (set CASA_LIVE_PYTHON)`;
+  if (pythonMissing(pythonInterpreter())) return `${pythonInterpreter()} not found (set CASA_LIVE_PYTHON)`;
   return undefined;
 }
 
@@ -179,7 +180,7 @@ function b2Config(ctx: SuiteContext, params: B2Params, stream: FrameStream): Rec
     contextCap: 'none in either (the reference has no eviction)',
     bundle: bundleInfo(opts.casa),
     framesSource: { source: stream.source, recipe: stream.recipe },
-    pytorchCommand: `PYTHONPATH=. ${pythonPath()} bench/torch_reference.py --bundle ${path.relative(opts.root, opts.casa) || opts.casa} --frames FRAMES --count ${params.frames} --tokens ${TOKENS_PER_FRAME} --threads ${params.threads} --repeats ${params.repeats} --warmup ${params.warmup}`,
+    pytorchCommand: `PYTHONPATH=. ${pythonInterpreter()} bench/torch_reference.py --bundle ${path.relative(opts.root, opts.casa) || opts.casa} --frames FRAMES --count ${params.frames} --tokens ${TOKENS_PER_FRAME} --threads ${params.threads} --repeats ${params.repeats} --warmup ${params.warmup}`,
   };
 }
 
