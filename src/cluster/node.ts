@@ -183,11 +183,14 @@ export class ClusterNode {
     this.poke();
   }
 
-  /** Reads a stream's recent events (a replay view starts from them), then follows its log. */
-  async follow(id: string, committed: number): Promise<RecentEvents> {
-    const recent = await readRecent(this.cmd, this.keys.events(id), committed);
-    this.tail.watch(id, recent.lastSeq);
-    return recent;
+  /** A stream's recent events: a replay view starts from them, then follows the log. */
+  recent(id: string, committed: number): Promise<RecentEvents> {
+    return readRecent(this.cmd, this.keys.events(id), committed);
+  }
+
+  /** Hands the stream's events after `afterSeq` to onEvents, as they are written. */
+  follow(id: string, afterSeq: number): void {
+    this.tail.watch(id, afterSeq);
   }
 
   unfollow(id: string): void {

@@ -16,6 +16,8 @@ export interface ReplayResult {
   gap?: { from: number; to: number };
   /** The client's seq is ahead of the stream (the data directory was reset). */
   ahead?: boolean;
+  /** Cluster mode: this node has not read the stream up to the client's seq yet; send only what is above it. */
+  wait?: boolean;
 }
 
 export class ReplayRing {

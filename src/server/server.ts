@@ -4,6 +4,7 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { isDeepStrictEqual } from 'node:util';
 import { VERSION } from '../version.js';
 import type { HelloEvent } from '../events.js';
 import { createLogger, type Logger } from '../logger.js';
@@ -15,7 +16,8 @@ import { Hub } from './hub.js';
 import { CLOSE_CODES, WS_PATH, WS_PATH_ALIAS } from './protocol.js';
 import { HttpError, matchRoute, sendJson, type Access, type Route } from './router.js';
 import { apiRoutes } from './routes.js';
-import { StreamExistsError, StreamLimitError, StreamManager, StreamNotFoundError, StreamOwnershipError } from './stream-manager.js';
+import { StreamExistsError, StreamLimitError, StreamManager, StreamNotFoundError, StreamOwnershipError, type Streams } from './stream-manager.js';
+import { ClusterStreams } from './cluster-streams.js';
 import type { RunnerDeps } from './stream-runner.js';
 import type { PipelineFactory, PrepareHook } from '../pipeline/types.js';
 import type { ModelState } from './types.js';
@@ -36,6 +38,12 @@ export interface ServerOptions {
   slowCloseGraceMs?: number;
 }
 
+/** Every cluster field but maxStreams takes a restart (so does adding or removing the section). */
+function clusterNeedsRestart(a: ServeConfig['cluster'], b: ServeConfig['cluster']): boolean {
+  if (!a || !b) return a !== b;
+  return !isDeepStrictEqual({ ...a, maxStreams: 0 }, { ...b, maxStreams: 0 });
+}
+
 export type ReloadResult =
   | { ok: true; added: string[]; changed: string[]; removed: string[]; restartNeeded: string[] }
   | { ok: false; error: string; problems?: ConfigProblem[] };
@@ -44,7 +52,8 @@ export class CasaServer {
   config: ServeConfig;
   readonly logger: Logger;
   readonly metrics: Metrics;
-  readonly manager: StreamManager;
+  /** The streams: this process's own, or in cluster mode the cluster's (src/server/cluster-streams.ts). */
+  readonly manager: Streams;
   readonly hub: Hub;
   model: ModelState;
   /** Resolves once the model is loaded and streams started; rejects when prepare fails. */
@@ -63,7 +72,7 @@ export class CasaServer {
   private constructor(private readonly options: ServerOptions) {
     this.config = options.config;
     this.logger = options.logger ?? createLogger({ level: options.config.log.level });
-    this.metrics = createMetrics();
+    this.metrics = createMetrics({ cluster: this.config.cluster !== undefined });
     this.authorizer = new Authorizer(this.config.auth);
     this.model = { state: 'loading', name: this.config.model };
     this.ready = new Promise<void>((resolve, reject) => {
@@ -90,7 +99,9 @@ export class CasaServer {
       resumeWindow: this.config.limits.resumeWindow,
       stopTimeoutMs: options.stopTimeoutMs ?? 5000,
     };
-    this.manager = new StreamManager(this.deps, this.config.limits.maxStreams);
+    this.manager = this.config.cluster
+      ? new ClusterStreams(this.deps, this.config.limits.maxStreams, { publish: (ev) => this.hub.publish(ev), config: () => this.config })
+      : new StreamManager(this.deps, this.config.limits.maxStreams);
     this.routes = apiRoutes(this);
     this.httpServer = http.createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => this.fail(res, err));
@@ -156,6 +167,7 @@ export class CasaServer {
   }
 
   private hello(): HelloEvent {
+    const cluster = this.manager.cluster?.();
     return {
       type: 'hello',
       version: VERSION,
@@ -163,6 +175,7 @@ export class CasaServer {
       model: this.model.name,
       fps: this.config.defaults.fps,
       resumeWindow: this.config.limits.resumeWindow,
+      ...(cluster ? { node: cluster.node, owners: cluster.owners } : {}),
     };
   }
 
@@ -185,6 +198,7 @@ export class CasaServer {
     if (next.listen.host !== old.listen.host || next.listen.port !== old.listen.port) restartNeeded.push('listen');
     if (next.dataDir !== old.dataDir) restartNeeded.push('dataDir');
     if (next.model !== old.model) restartNeeded.push('model');
+    if (clusterNeedsRestart(old.cluster, next.cluster)) restartNeeded.push('cluster');
     if (restartNeeded.length) this.logger.warn({ fields: restartNeeded }, 'these config changes take effect only after a restart');
     next = { ...next, listen: old.listen, dataDir: old.dataDir };
 

@@ -53,6 +53,8 @@ export interface StreamInfo {
   lastRestartReason?: string;
   lastRestartAt?: string;
   lastCaptionAt?: string;
+  /** Cluster mode: the node that captions the stream (null: none now). */
+  owner?: string | null;
   config: StreamConfig;
 }
 
@@ -255,11 +257,14 @@ export class StreamRunner {
     }
   }
 
-  /** Stops for good: final status, log flushed and closed. */
-  async close(reason: string): Promise<void> {
+  /**
+   * Stops for good: final status (`ended`; in cluster mode `reconnecting` when the stream moves
+   * to another node, none when its lease is lost), log flushed and closed.
+   */
+  async close(reason: string, finalState: 'ended' | 'reconnecting' | null = 'ended'): Promise<void> {
     if (this.closed) return;
     const wasActive = this.loop !== undefined || this.state !== 'disabled';
-    await this.stop(wasActive ? { state: 'ended', reason } : undefined);
+    await this.stop(wasActive && finalState !== null ? { state: finalState, reason } : undefined);
     this.closed = true;
     await this.log?.close();
   }
