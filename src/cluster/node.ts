@@ -395,9 +395,9 @@ export class ClusterNode {
       this.owners.set(id, '?');
       return false;
     }
-    const [epoch, lastSeq] = reply;
+    const [epoch, lastSeq, lastBy] = reply;
     const lease = `${this.nodeId}:${epoch}`;
-    const startSeq = this.adoptHeld(id, lastSeq, Math.max(lastSeq, this.opts.seenSeq(id)));
+    const startSeq = this.adoptHeld(id, { seq: lastSeq, by: lastBy }, Math.max(lastSeq, this.opts.seenSeq(id)));
     this.writer.open(id, lease);
     const h: Owned = { id, state: 'starting', record, lease, safeUntil: sentAt + leaseMs };
     this.owned.set(id, h);
@@ -414,14 +414,20 @@ export class ClusterNode {
     return true;
   }
 
-  /** Events held from this node's lapsed lease continue the log if nothing was written since; else they are dropped. */
-  private adoptHeld(id: string, lastSeq: number, startSeq: number): number {
-    const held = this.writer.held(id);
-    const had = this.held.delete(id);
-    if (!held) return startSeq;
-    if (had && held.first > lastSeq) {
-      this.log.info({ stream: id, events: held.last - held.first + 1 }, 'cluster: writing the events held while Redis was away');
-      return Math.max(startSeq, held.last);
+  /**
+   * Events held from this node's lapsed lease continue the log if nothing was written since
+   * but by that lease (those it wrote before an unanswered append are already in); else they
+   * are dropped (fenced). Returns the seq the stream continues from.
+   */
+  private adoptHeld(id: string, last: { seq: number; by: string }, startSeq: number): number {
+    const had = this.held.get(id);
+    this.held.delete(id);
+    const queued = this.writer.held(id);
+    if (!queued) return startSeq;
+    if (had && (queued.first > last.seq || last.by === had.lease)) {
+      this.writer.forget(id, last.seq);
+      this.log.info({ stream: id, events: Math.max(0, queued.last - Math.max(last.seq, queued.first - 1)) }, 'cluster: writing the events held while Redis was away');
+      return Math.max(startSeq, queued.last);
     }
     this.writer.discard(id);
     return startSeq;

@@ -8,22 +8,28 @@
 import type { Redis, Result } from 'ioredis';
 
 /**
- * KEYS lease, epoch, events · ARGV nodeId, leaseMs →
- * nil when the lease is held, else {epoch, last seq of the stream's log (0: none)}.
+ * KEYS lease, epoch, events · ARGV nodeId, leaseMs → nil when the lease is held, else
+ * {epoch, last seq of the stream's log (0: none), the lease its last entry was written under}.
  * The last seq is the log's last generated ID, which trimming never lowers.
  */
 const CLAIM = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
 local epoch = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. epoch, 'PX', ARGV[2])
-local last = 0
+local last, by = 0, ''
 if redis.call('EXISTS', KEYS[3]) == 1 then
   local info = redis.call('XINFO', 'STREAM', KEYS[3])
   for i = 1, #info, 2 do
     if info[i] == 'last-generated-id' then last = tonumber(string.match(info[i + 1], '%-(%d+)$')) or 0 end
   end
+  local top = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
+  if top[1] then
+    for i = 1, #top[1][2], 2 do
+      if top[1][2][i] == 'o' then by = top[1][2][i + 1] end
+    end
+  end
 end
-return {epoch, last}
+return {epoch, last, by}
 `;
 
 /** KEYS lease · ARGV value, leaseMs → 1 renewed, 0 the lease is gone (expired), -1 another node holds it. */
@@ -156,7 +162,7 @@ type ScriptArg = string | number;
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    casaClaim(lease: string, epoch: string, events: string, nodeId: string, leaseMs: number): Result<[number, number] | null, Context>;
+    casaClaim(lease: string, epoch: string, events: string, nodeId: string, leaseMs: number): Result<[number, number, string] | null, Context>;
     casaRenew(lease: string, value: string, leaseMs: number): Result<number, Context>;
     casaRelease(lease: string, value: string, channel: string, id: string): Result<number, Context>;
     casaAppend(lease: string, events: string, value: string, maxLen: number, ...seqAndJson: ScriptArg[]): Result<[number, number] | -1, Context>;

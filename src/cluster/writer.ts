@@ -103,6 +103,15 @@ export class EventWriter {
     return q && first && last ? { first: first.seq, last: last.seq } : undefined;
   }
 
+  /** Removes the events up to `seq` from `id`'s queue: they are in the log already (written before an ambiguous failure). */
+  forget(id: string, seq: number): void {
+    const q = this.queues.get(id);
+    if (!q) return;
+    let n = 0;
+    while (n < q.entries.length && q.entries[n]!.seq <= seq) n++;
+    this.remove(q, n);
+  }
+
   /** Drops `id`'s queue; its events are counted as fenced (never published). Returns how many. */
   discard(id: string): number {
     const q = this.queues.get(id);
@@ -201,9 +210,10 @@ export class EventWriter {
   /** Removes what was written (events up to `lastSeq`), unless the queue changed lease meanwhile. */
   private written(id: string, lease: string, lastSeq: number): void {
     const q = this.queues.get(id);
-    if (!q || q.lease !== lease) return;
-    let n = 0;
-    while (n < q.entries.length && q.entries[n]!.seq <= lastSeq) n++;
+    if (q?.lease === lease) this.forget(id, lastSeq);
+  }
+
+  private remove(q: Queue, n: number): void {
     q.entries.splice(0, n);
     this.total -= n;
     this.opts.metrics?.buffered.set(this.total);
