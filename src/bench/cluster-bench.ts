@@ -183,3 +183,14 @@ export async function timeFailover(reader: Redis, victim: string, streams: reado
   }
   return streams.map((stream) => found.get(stream) ?? { stream, ms: null, takenBy: null, seqGap: null });
 }
+
+/** What the streams' event logs take in Redis (for sizing: bytes per entry, all event types together). */
+export async function logMemory(redis: Redis, ids: readonly string[]): Promise<{ entries: number; bytes: number; bytesPerEntry: number | null }> {
+  let entries = 0;
+  let bytes = 0;
+  for (const id of ids) {
+    entries += await redis.xlen(B8_KEYS.events(id));
+    bytes += Number((await redis.call('MEMORY', 'USAGE', B8_KEYS.events(id), 'SAMPLES', '0')) ?? 0);
+  }
+  return { entries, bytes, bytesPerEntry: entries > 0 ? round(bytes / entries, 1) : null };
+}

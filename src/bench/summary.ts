@@ -171,6 +171,7 @@ function b8(r: SuiteResult): string[] {
   const c = r.config as Any;
   const fo = r.results.failover as Any;
   const fan = r.results.fanout as Any;
+  const mem = r.results.redisLogMemory as Any | undefined;
   const s = secs;
   return [
     `${c.nodes} cluster nodes (the real daemon with a scripted pipeline, each its own process) and ${c.streams} streams on a real redis-server, leaseMs ${c.leaseMs}: ${fo.kills} times the node holding the most streams was killed with SIGKILL and replaced.`,
@@ -180,6 +181,7 @@ function b8(r: SuiteResult): string[] {
       [[fo.streamsMoved, s(fo.p50Ms), s(fo.p90Ms), `**${s(fo.maxMs)}**`, `≤ ${s(fo.targetMs)}`, fo.timedOut, fo.seqGaps]],
     ),
     '',
+    ...(mem ? [`The streams' event logs in Redis held ${mem.entries} events in ${mib(mem.bytes, 2)}: **${f(mem.bytesPerEntry, 0)} bytes per event** (tokens, captions and statuses).`, ''] : []),
     `${c.viewers} WebSocket viewers split over ${c.viewerNodes} nodes, one stream (2 fps, ${c.tokensPerFrame} token events + 1 caption per frame) owned by one of them; every node serves it from Redis:`,
     '',
     ...mdTable(

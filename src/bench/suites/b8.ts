@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { BenchCluster, timeFailover, waitSettled, type BenchNode, type FailoverSample, type NodeSetup } from '../cluster-bench.js';
+import { BenchCluster, logMemory, timeFailover, waitSettled, type BenchNode, type FailoverSample, type NodeSetup } from '../cluster-bench.js';
 import { machineCpu, machineCpuPercent, sleep, WorkerHandle, type SuiteOutput, type Target } from '../common.js';
 import type { SuiteContext } from '../context.js';
 import { BenchRedis, redisServerBinary } from '../redis-server.js';
@@ -58,8 +58,10 @@ async function redisClient(url: string): Promise<Redis> {
   return r;
 }
 
-/** (a): `p.kills` kills, each of the node holding the most streams, one sample per stream it held. */
-async function runFailovers(ctx: SuiteContext, p: B8Params, setup: NodeSetup): Promise<KillResult[]> {
+type LogMemory = Awaited<ReturnType<typeof logMemory>>;
+
+/** (a): `p.kills` kills, each of the node holding the most streams, one sample per stream it held; then what the logs take in Redis. */
+async function runFailovers(ctx: SuiteContext, p: B8Params, setup: NodeSetup): Promise<{ kills: KillResult[]; memory: LogMemory }> {
   const ids = setup.streams;
   const cluster = new BenchCluster(ctx, setup);
   const admin = await redisClient(setup.redisUrl);
@@ -77,7 +79,7 @@ async function runFailovers(ctx: SuiteContext, p: B8Params, setup: NodeSetup): P
       ctx.log(`B8 kill ${k}/${p.kills} (${victim.id}): ${samples.map((s) => `${s.stream} → ${s.takenBy ?? 'nobody'} in ${s.ms === null ? '—' : `${round(s.ms / 1000, 2)} s`}`).join(', ')}`);
       await cluster.add();
     }
-    return out;
+    return { kills: out, memory: await logMemory(admin, ids) };
   } finally {
     await cluster.close();
     admin.disconnect();
@@ -221,19 +223,19 @@ export async function runB8(ctx: SuiteContext, params: B8Params = b8Params(ctx.o
   try {
     ctx.log(`B8: redis-server on ${redis.url}; ${params.nodes} nodes, ${params.streams} streams, ${params.kills} kills (leaseMs ${params.leaseMs})`);
     const streams = Array.from({ length: params.streams }, (_, i) => `cam-${i + 1}`);
-    const kills = await runFailovers(ctx, params, { ...base, dir: path.join(dir, 'failover'), streams });
+    const { kills, memory } = await runFailovers(ctx, params, { ...base, dir: path.join(dir, 'failover'), streams });
     const flush = await redisClient(redis.url);
     await flush.flushall();
     flush.disconnect();
     const fan = await runFanout(ctx, params, { ...base, dir: path.join(dir, 'fanout'), streams: ['fanout'] });
-    return b8Output(params, kills, fan);
+    return b8Output(params, kills, memory, fan);
   } finally {
     await redis.close();
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-function b8Output(p: B8Params, kills: KillResult[], fan: FanoutRun): SuiteOutput {
+function b8Output(p: B8Params, kills: KillResult[], memory: LogMemory, fan: FanoutRun): SuiteOutput {
   const failover = failoverFigures(kills, p);
   const fanout = fanoutFigures(fan);
   return {
@@ -243,11 +245,12 @@ function b8Output(p: B8Params, kills: KillResult[], fan: FanoutRun): SuiteOutput
       redis: 'Debian\'s redis-server on 127.0.0.1 (no persistence, maxmemory-policy noeviction), started and stopped by the suite',
       nodeProcesses: 'bench worker processes, each runServe (the real daemon) with a cluster section and a scripted pipeline (no model)',
     },
-    results: { failover, fanout },
+    results: { failover, fanout, redisLogMemory: memory },
     targets: b8Targets(p, failover, fanout),
     notes: [
       'Failover: before each kill the cluster has settled (every stream held by a running node, the nodes within one stream of each other, no change for quietMs); the victim is the node holding the most streams; the clock runs from kill(SIGKILL) to the moment the suite\'s blocking read of the stream\'s log in Redis returns the first entry written under another node\'s lease. A new node (a new node id) then replaces the dead one, and the cluster rebalances before the next kill.',
       `What a failover waits for: the dead node's leases expire (leaseMs after their last renewal, renewed every leaseMs / 3), another node sees it on its next tick (every leaseMs / 3) and claims, starts the stream's pipeline and writes its first event (seq continuing from the log's last).`,
+      'redisLogMemory: after the kills, the event logs of the failover streams (XLEN, MEMORY USAGE … SAMPLES 0): Redis bytes per logged event (tokens, captions and statuses together), for sizing Redis (docs/cluster.md).',
       'Fan-out: every viewer receives every event; a delivery\'s latency runs from the event\'s emit time in the owner\'s pipeline (written into its text) through Redis (XADD by the owner, XREAD by each node) to the viewer\'s message handler; the viewers of the non-owner node get the events the same way as those of the owner.',
     ],
     samples: {
