@@ -67,6 +67,10 @@ export interface HelloEvent {
   fps: number;
   /** How many recent events per stream the server can replay on resume. */
   resumeWindow: number;
+  /** Cluster mode: the node this connection is on. */
+  node?: string;
+  /** Cluster mode: stream id → the node that captions it (null: none now). */
+  owners?: Record<string, string | null>;
 }
 
 export interface ErrorEvent {

@@ -25,13 +25,47 @@ export interface Metrics {
   captionLogWrites: Counter<'stream'>;
   captionLogErrors: Counter<'stream'>;
   modelLoaded: Gauge;
+  /** Cluster mode only (docs/cluster.md): this node's view of the cluster. */
+  cluster?: ClusterMetrics;
   /** Removes every series of one stream (stream removed at run time). */
   removeStream(stream: string): void;
 }
 
+export interface ClusterMetrics {
+  streamsOwned: Gauge;
+  streams: Gauge;
+  nodes: Gauge;
+  redisUp: Gauge;
+  degraded: Gauge;
+  leaseRenew: Histogram;
+  redisRoundTrip: Histogram;
+  leases: Counter<'event'>;
+  buffered: Gauge;
+  bufferDropped: Counter<'kind'>;
+  fenced: Counter;
+}
+
 export const STREAM_STATES = ['connecting', 'live', 'reconnecting', 'ended', 'error', 'stopped'] as const;
 
-export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
+/** The cluster gauges, counters and histograms (registered only in cluster mode). */
+function createClusterMetrics(registers: Registry[]): ClusterMetrics {
+  const seconds = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+  return {
+    streamsOwned: new Gauge({ name: 'casa_live_cluster_streams_owned', help: 'Streams whose lease this node holds (it captions them).', registers }),
+    streams: new Gauge({ name: 'casa_live_cluster_streams', help: 'Streams defined in the cluster.', registers }),
+    nodes: new Gauge({ name: 'casa_live_cluster_nodes', help: 'Live nodes of the cluster, as this node last saw them.', registers }),
+    redisUp: new Gauge({ name: 'casa_live_cluster_redis_up', help: '1 while this node\'s Redis connection is ready.', registers }),
+    degraded: new Gauge({ name: 'casa_live_cluster_degraded', help: '1 while Redis is unreachable or refusing writes: events are buffered in memory.', registers }),
+    leaseRenew: new Histogram({ name: 'casa_live_cluster_lease_renew_seconds', help: 'Time to renew this node\'s leases (one round trip for all of them).', buckets: seconds, registers }),
+    redisRoundTrip: new Histogram({ name: 'casa_live_cluster_redis_roundtrip_seconds', help: 'Round trip of this node\'s heartbeat to Redis.', buckets: seconds, registers }),
+    leases: new Counter({ name: 'casa_live_cluster_leases_total', help: 'Lease events: acquired, released (handed over), lost (expired or taken).', labelNames: ['event'], registers }),
+    buffered: new Gauge({ name: 'casa_live_cluster_buffered_events', help: 'Events waiting to be written to Redis.', registers }),
+    bufferDropped: new Counter({ name: 'casa_live_cluster_buffer_dropped_total', help: 'Buffered events dropped past cluster.bufferLimit: token first, committed (caption/status) only when no token is left.', labelNames: ['kind'], registers }),
+    fenced: new Counter({ name: 'casa_live_cluster_fenced_events_total', help: 'Events refused because this node no longer held the stream\'s lease (they were never published).', registers }),
+  };
+}
+
+export function createMetrics(options: { defaultMetrics?: boolean; cluster?: boolean } = {}): Metrics {
   const registry = new Registry();
   if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'casa_live_' });
   const registers = [registry];
@@ -95,6 +129,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     captionLogWrites,
     captionLogErrors,
     modelLoaded,
+    ...(options.cluster ? { cluster: createClusterMetrics(registers) } : {}),
     removeStream(stream: string) {
       for (const m of perStream) (m as Counter<'stream'>).remove({ stream });
       for (const state of STREAM_STATES) streamState.remove({ stream, state });

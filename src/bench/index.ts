@@ -1,5 +1,5 @@
 /**
- * `casa-live bench` / `npm run bench`: the benchmark suites B1–B6 (docs/benchmarks.md).
+ * `casa-live bench` / `npm run bench`: the benchmark suites (docs/benchmarks.md).
  * Writes one JSON file per suite (machine, versions, command, config, results, targets, raw
  * samples), SVG plots and SUMMARY.md into the results directory.
  */
@@ -24,6 +24,7 @@ import { runB3 } from './suites/b3.js';
 import { runB4 } from './suites/b4.js';
 import { runB5 } from './suites/b5.js';
 import { runB6 } from './suites/b6.js';
+import { runB8 } from './suites/b8.js';
 import { runWorkerSuite } from './suites/worker.js';
 import { plotsFor } from './plots.js';
 import { readResults, writeSummary } from './summary.js';
@@ -38,6 +39,7 @@ const SUITES: Record<SuiteId, (ctx: SuiteContext) => Promise<SuiteOutput>> = {
   b4: runB4,
   b5: runB5,
   b6: runB6,
+  b8: runB8,
   worker: runWorkerSuite,
 };
 

@@ -179,6 +179,18 @@ function cdf(xs: readonly number[]): Pts {
   return out;
 }
 
+/** The CDF of a histogram (fixed-width bins from 0): one point at the top of each non-empty bin. */
+function histogramCdf(h: { binMs: number; counts: number[] }): Pts {
+  const total = h.counts.reduce((a, b) => a + b, 0);
+  const out: Pts = [];
+  let acc = 0;
+  h.counts.forEach((n, i) => {
+    acc += n;
+    if (n > 0) out.push([(i + 1) * h.binMs, acc / total]);
+  });
+  return out;
+}
+
 function b4(r: PlotInput): Record<string, string> {
   const c = r.config as Any;
   const one = (r.samples.oneStream as Any[]) ?? [];
@@ -213,16 +225,6 @@ function b5(r: PlotInput): Record<string, string> {
   const c = r.config as Any;
   const variants = (r.samples.variants as Any[]) ?? [];
   const pooled = (r.results.variants as Any[]) ?? [];
-  const fromHist = (h: { binMs: number; counts: number[] }): Pts => {
-    const total = h.counts.reduce((a, b) => a + b, 0);
-    const out: Pts = [];
-    let acc = 0;
-    h.counts.forEach((n, i) => {
-      acc += n;
-      if (n > 0) out.push([(i + 1) * h.binMs, acc / total]);
-    });
-    return out;
-  };
   return {
     'b5-fanout-cdf.svg': lineChart({
       title: `B5: caption delivery latency to ${c.clients} WebSocket subscribers (CDF)`,
@@ -235,7 +237,7 @@ function b5(r: PlotInput): Record<string, string> {
       series: variants.map((v, i) => ({
         name: `${v.name}: p99 ${pooled[i]?.captionMs?.p99 ?? '?'} ms`,
         color: i ? COLORS.third : COLORS.casa,
-        points: fromHist(v.histogramCaption as { binMs: number; counts: number[] }),
+        points: histogramCdf(v.histogramCaption as { binMs: number; counts: number[] }),
       })),
       legend: 'bottom-right',
     }),
@@ -281,7 +283,47 @@ function b6(r: PlotInput): Record<string, string> {
   };
 }
 
-const PLOTS: Record<SuiteId, (r: PlotInput) => Record<string, string>> = { b1, b2, b3, b4, b5, b6, worker: () => ({}) };
+function b8(r: PlotInput): Record<string, string> {
+  const c = r.config as Any;
+  const fo = (r.results.failover as Any) ?? {};
+  const kills = (r.samples.failovers as Any[]) ?? [];
+  const hists = (r.samples.fanoutHistograms as Any[]) ?? [];
+  const nodes = ((r.results.fanout as Any)?.nodes as Any[]) ?? [];
+  return {
+    'b8-failover.svg': lineChart({
+      title: `B8: failover time over ${c.kills} kills -9`,
+      subtitle: `${c.nodes} nodes, ${c.streams} streams, leaseMs ${c.leaseMs}; one point per stream of the killed node: kill → its first event from another node`,
+      xLabel: 'kill',
+      yLabel: 'seconds',
+      yMin: 0,
+      xMin: 0,
+      xMax: (c.kills as number) + 1,
+      series: [{ name: 'stream resumed', color: COLORS.casa, line: false, markers: true, points: kills.filter((k) => k.ms !== null).map((k) => [k.kill, k.ms / 1000]) }],
+      refLines: [
+        { y: (fo.targetMs as number) / 1000, label: 'target: leaseMs + 5 s' },
+        { y: (c.leaseMs as number) / 1000, label: 'leaseMs', color: COLORS.grey },
+      ],
+      legend: 'bottom-right',
+    }),
+    'b8-fanout-cdf.svg': lineChart({
+      title: `B8: caption delivery latency, ${c.viewers} viewers over ${c.viewerNodes} nodes (CDF)`,
+      subtitle: `one stream at 2 fps with ${c.tokensPerFrame} token events per frame, through Redis; ${c.windows} × ${c.windowS} s`,
+      xLabel: 'emit → viewer receive (ms)',
+      yLabel: 'fraction of deliveries',
+      yMin: 0,
+      yMax: 1,
+      xMin: 0,
+      series: hists.map((h, i) => ({
+        name: `viewers on ${h.id}${h.owner ? ' (owner)' : ''}: p99 ${nodes[i]?.captionMs?.p99 ?? '?'} ms`,
+        color: h.owner ? COLORS.casa : COLORS.third,
+        points: histogramCdf(h.caption as { binMs: number; counts: number[] }),
+      })),
+      legend: 'bottom-right',
+    }),
+  };
+}
+
+const PLOTS: Record<SuiteId, (r: PlotInput) => Record<string, string>> = { b1, b2, b3, b4, b5, b6, b8, worker: () => ({}) };
 
 /** File name → SVG for a suite's result (none for a skipped suite). */
 export function plotsFor(r: PlotInput & { skipped?: string }): Record<string, string> {

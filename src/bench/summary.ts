@@ -174,7 +174,36 @@ function worker(r: SuiteResult): string[] {
   ];
 }
 
-const RENDER: Record<SuiteId, (r: SuiteResult) => string[]> = { b1, b2, b3, b4, b5, b6, worker };
+/** Milliseconds as seconds ("—" for none). */
+function secs(ms: unknown): string {
+  return typeof ms === 'number' ? `${f(ms / 1000, 2)} s` : '—';
+}
+
+function b8(r: SuiteResult): string[] {
+  const c = r.config as Any;
+  const fo = r.results.failover as Any;
+  const fan = r.results.fanout as Any;
+  const mem = r.results.redisLogMemory as Any | undefined;
+  const s = secs;
+  return [
+    `${c.nodes} cluster nodes (the real daemon with a scripted pipeline, each its own process) and ${c.streams} streams on a real redis-server, leaseMs ${c.leaseMs}: ${fo.kills} times the node holding the most streams was killed with SIGKILL and replaced.`,
+    '',
+    ...mdTable(
+      ['streams moved', 'failover p50', 'p90', 'max', 'target', 'not resumed', 'seq gaps'],
+      [[fo.streamsMoved, s(fo.p50Ms), s(fo.p90Ms), `**${s(fo.maxMs)}**`, `≤ ${s(fo.targetMs)}`, fo.timedOut, fo.seqGaps]],
+    ),
+    '',
+    ...(mem ? [`The streams' event logs in Redis held ${mem.entries} events in ${mib(mem.bytes, 2)}: **${f(mem.bytesPerEntry, 0)} bytes per event** (tokens, captions and statuses).`, ''] : []),
+    `${c.viewers} WebSocket viewers split over ${c.viewerNodes} nodes, one stream (2 fps, ${c.tokensPerFrame} token events + 1 caption per frame) owned by one of them; every node serves it from Redis:`,
+    '',
+    ...mdTable(
+      ['viewers on', 'caption delivery p50 / p95 / p99 (ms)', 'node CPU per window'],
+      ((fan.nodes as Any[]) ?? []).map((n) => [`${n.id}${n.owner ? ' (owner)' : ''}`, `${f(n.captionMs.p50, 1)} / ${f(n.captionMs.p95, 1)} / **${f(n.captionMs.p99, 1)}**`, (n.cpuPercent as number[]).map((x) => `${f(x, 0)}%`).join(', ')]),
+    ),
+  ];
+}
+
+const RENDER: Record<SuiteId, (r: SuiteResult) => string[]> = { b1, b2, b3, b4, b5, b6, b8, worker };
 
 export function headline(r: SuiteResult): string {
   const x = r.results as Any;
@@ -196,6 +225,8 @@ export function headline(r: SuiteResult): string {
       const fps = (engine: string, n: number) => f(rows.find((r) => r.engine === engine && r.streams === n)?.fps, 1);
       return `protocol ${f(x.protocolMsPerFrame, 2)} ms per frame; frames/s worker vs ONNX: ${fps('worker', 1)} vs ${fps('onnx', 1)} (1 stream), ${fps('worker', 16)} vs ${fps('onnx', 16)} (16 streams)`;
     }
+    case 'b8':
+      return `failover p50 ${secs(x.failover?.p50Ms)}, max ${secs(x.failover?.maxMs)} over ${x.failover?.kills} kills (leaseMs ${(r.config as Any).leaseMs}); p99 caption delivery ${f(x.fanout?.captionMs?.p99, 1)} ms to ${(r.config as Any).viewers} viewers over ${(r.config as Any).viewerNodes} nodes`;
     case 'b6':
       return `${f(x.streamHours, 2)} h of stream at ${f(x.speedVsRealTime, 1)}× real time: RSS ×${f(x.rssRatioRange?.[0], 3)}…×${f(x.rssRatioRange?.[1], 3)}, KV ≤ ${x.maxKvTokens}/${x.cap} tokens, fds ${x.fds?.before}→${x.fds?.after}, children left ${(x.children?.after as string[] | undefined)?.length ?? '?'}`;
   }

@@ -178,9 +178,27 @@ export interface FanoutServerTask {
   fsync: boolean;
 }
 
+/** B8: one cluster node (runServe with a cluster section and the scripted pipeline). */
+export interface ClusterNodeTask {
+  kind: 'cluster-node';
+  dir: string;
+  nodeId: string;
+  redisUrl: string;
+  /** Stream ids (the scripted pipeline ignores their input). */
+  streams: string[];
+  leaseMs: number;
+  /** Absent: the default (leaseMs / 3). */
+  renewEveryMs?: number;
+  maxClients: number;
+  tokensPerFrame: number;
+  frameMs: number;
+}
+
 export interface FanoutClientsTask {
   kind: 'fanout-clients';
   port: number;
+  /** B8: client i connects to ports[i % ports.length] (one port per node) instead of `port`. */
+  ports?: number[];
   token: string;
   clients: number;
   stream: string;
@@ -196,4 +214,6 @@ export interface FanoutMeasureResult {
   captionsPerClient: { min: number; max: number };
   closedClients: number;
   clientCpuPercent: number;
+  /** Caption deliveries per port (B8: per node), ms. */
+  captionMsByPort: number[][];
 }

@@ -19,6 +19,7 @@ import { runEngineStreams, type EngineStreamsTask } from './engine-streams.js';
 import { childProcesses, forcedGeneration, machineCpu, machineCpuPercent, openFds, sleep } from './common.js';
 import { max, median, min, quantiles, round, roundAll } from './stats.js';
 import type {
+  ClusterNodeTask,
   FanoutClientsTask,
   FanoutMeasureResult,
   FanoutServerTask,
@@ -520,24 +521,36 @@ function scriptedPipeline(tokens: number, frameMs: number): CaptionPipeline {
 let serve: ServeHandle | undefined;
 const FANOUT_TOKEN = 'bench-viewer-token-0123456789abcdef';
 
-async function startFanoutServer(t: FanoutServerTask): Promise<{ port: number; token: string; stream: string; fds: number }> {
-  await mkdir(t.dir, { recursive: true });
-  const input = path.join(t.dir, 'scripted-input.txt');
+/** Writes a serve config for the scripted pipeline into `dir` and runs the daemon on it. */
+async function startScriptedServe(dir: string, fields: Record<string, unknown>, streams: string[], t: { tokensPerFrame: number; frameMs: number }): Promise<ServeHandle> {
+  await mkdir(dir, { recursive: true });
+  const input = path.join(dir, 'scripted-input.txt');
   await writeFile(input, 'the bench scripted pipeline ignores its input\n');
   const config = {
     listen: { host: '127.0.0.1', port: 0 },
     auth: { tokens: [FANOUT_TOKEN] },
-    dataDir: path.join(t.dir, 'data'),
+    dataDir: path.join(dir, 'data'),
     log: { level: 'silent' },
-    captionLog: { fsync: t.fsync },
-    limits: { maxClients: t.maxClients },
-    streams: [{ id: 'fanout', input }],
+    streams: streams.map((id) => ({ id, input })),
+    ...fields,
   };
-  const file = path.join(t.dir, 'casa-live.yaml');
+  const file = path.join(dir, 'casa-live.yaml');
   await writeFile(file, stringify(config));
-  serve = await runServe({ configPath: file, pipelineFactory: () => scriptedPipeline(t.tokensPerFrame, t.frameMs), logger: silentLogger() });
-  await serve.ready;
+  const handle = await runServe({ configPath: file, pipelineFactory: () => scriptedPipeline(t.tokensPerFrame, t.frameMs), logger: silentLogger() });
+  await handle.ready;
+  return handle;
+}
+
+async function startFanoutServer(t: FanoutServerTask): Promise<{ port: number; token: string; stream: string; fds: number }> {
+  serve = await startScriptedServe(t.dir, { captionLog: { fsync: t.fsync }, limits: { maxClients: t.maxClients } }, ['fanout'], t);
   return { port: serve.port, token: FANOUT_TOKEN, stream: 'fanout', fds: openFds() };
+}
+
+/** B8: a cluster node; the suite kills its process to measure failovers. */
+async function startClusterNode(t: ClusterNodeTask): Promise<{ port: number; token: string; pid: number }> {
+  const cluster = { redis: t.redisUrl, nodeId: t.nodeId, leaseMs: t.leaseMs, ...(t.renewEveryMs ? { renewEveryMs: t.renewEveryMs } : {}) };
+  serve = await startScriptedServe(t.dir, { captionLog: { fsync: false }, limits: { maxClients: t.maxClients }, cluster }, t.streams, t);
+  return { port: serve.port, token: FANOUT_TOKEN, pid: process.pid };
 }
 
 let clients: WebSocket[] = [];
@@ -546,16 +559,19 @@ let captionLat: number[] = [];
 let tokenLat: number[] = [];
 let captionCounts: number[] = [];
 let closedClients = 0;
+let ports: number[] = [];
+let captionLatByPort: number[][] = [];
 
 async function connectClients(t: FanoutClientsTask): Promise<{ connected: number; seconds: number }> {
   const started = performance.now();
-  const url = `ws://127.0.0.1:${t.port}/v1/ws?token=${encodeURIComponent(t.token)}`;
+  ports = t.ports ?? [t.port];
+  const url = (i: number): string => `ws://127.0.0.1:${ports[i % ports.length]}/v1/ws?token=${encodeURIComponent(t.token)}`;
   captionCounts = new Array<number>(t.clients).fill(0);
   let next = 0;
   const workers = Array.from({ length: Math.min(t.concurrency, t.clients) }, async () => {
     while (next < t.clients) {
       const i = next++;
-      await connectClient(url, t.stream, i);
+      await connectClient(url(i), t.stream, i);
     }
   });
   await Promise.all(workers);
@@ -598,6 +614,7 @@ function recordDelivery(i: number, text: string, now: number): void {
   if (!Number.isFinite(sent)) return;
   if (text.startsWith('{"type":"caption"')) {
     captionLat.push(now - sent);
+    captionLatByPort[i % ports.length]?.push(now - sent);
     captionCounts[i] = (captionCounts[i] ?? 0) + 1;
   } else if (text.startsWith('{"type":"token"')) tokenLat.push(now - sent);
 }
@@ -605,6 +622,7 @@ function recordDelivery(i: number, text: string, now: number): void {
 async function measureClients(seconds: number): Promise<FanoutMeasureResult> {
   captionLat = [];
   tokenLat = [];
+  captionLatByPort = ports.map(() => []);
   captionCounts.fill(0);
   const cpu0 = process.cpuUsage();
   const p0 = performance.now();
@@ -620,6 +638,7 @@ async function measureClients(seconds: number): Promise<FanoutMeasureResult> {
     captionsPerClient: { min: min(captionCounts), max: max(captionCounts) },
     closedClients,
     clientCpuPercent: round(((cpu.user + cpu.system) / 1e6 / elapsed) * 100, 1),
+    captionMsByPort: captionLatByPort.map((xs) => roundAll(xs, 2)),
   };
 }
 
@@ -641,6 +660,8 @@ async function handle(task: Task): Promise<unknown> {
       return runEngineStreams(task as unknown as EngineStreamsTask);
     case 'fanout-server':
       return startFanoutServer(task as unknown as FanoutServerTask);
+    case 'cluster-node':
+      return startClusterNode(task as unknown as ClusterNodeTask);
     case 'fanout-server-cpu': {
       const c = process.cpuUsage();
       return { cpuMicros: c.user + c.system, at: performance.now(), fds: openFds() };

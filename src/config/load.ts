@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { isMap, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
@@ -17,6 +18,8 @@ import {
   HLS_DEFAULTS,
   HTTP_URL_RE,
   MQTT_DEFAULTS,
+  REDIS_URL_RE,
+  REDIS_URL_RULE,
   RENAMED_GENERATION_FIELDS,
   STRING_LIMITS,
   tooLongMessage,
@@ -31,6 +34,7 @@ import {
   type RawStreamConfig,
   type RenamedGenerationField,
   type RestartPolicy,
+  type ClusterConfig,
   type ServeConfig,
   type StreamConfig,
 } from './schema.js';
@@ -184,6 +188,14 @@ function lineOfPath(doc: Document, lc: LineCounter, parts: ReadonlyArray<Propert
   return best;
 }
 
+/** Where secrets are read from, and where their problems go. */
+interface SecretContext {
+  configDir: string;
+  env: NodeJS.ProcessEnv;
+  problems: ConfigProblem[];
+  lineOf: LineOf;
+}
+
 /** What a secret must be once read: at least `min` characters (`message` otherwise), at most `max` when given. */
 interface SecretRule {
   min: number;
@@ -191,44 +203,39 @@ interface SecretRule {
   max?: number;
 }
 const TOKEN_RULE: SecretRule = { min: 16, message: 'tokens must be at least 16 characters' };
-/** An output's secret read from {env} or {file} is held to the limit an inline one has. */
+/** An output's secret (or the Redis URL) read from {env} or {file} is held to the limit an inline one has. */
 const ANY_SECRET: SecretRule = { min: 1, message: 'must not be empty', max: STRING_LIMITS.secret };
 
-function resolveSecret(
-  secret: RawSecret,
-  at: string,
-  configDir: string,
-  env: NodeJS.ProcessEnv,
-  problems: ConfigProblem[],
-  lineOf: LineOf,
-  parts: PropertyKey[],
-  rule: SecretRule = TOKEN_RULE,
-): string | undefined {
-  let value: string | undefined;
+/** A secret's value: inline, from an environment variable or from a file; undefined (and a problem) when unreadable. */
+function readSecret(secret: RawSecret, at: string, ctx: SecretContext, parts: PropertyKey[]): string | undefined {
+  const { configDir, env, problems, lineOf } = ctx;
   if (typeof secret === 'string') return secret;
   if ('env' in secret) {
-    value = env[secret.env]?.trim();
-    if (!value) {
-      problems.push({ path: `${at}.env`, message: `environment variable ${secret.env} is not set or empty`, line: lineOf([...parts, 'env']) });
-      return undefined;
-    }
-  } else {
-    // $CREDENTIALS_DIRECTORY (systemd LoadCredential=) for relative names, else the config dir.
-    const base = env.CREDENTIALS_DIRECTORY && !path.isAbsolute(secret.file) ? env.CREDENTIALS_DIRECTORY : configDir;
-    const file = path.resolve(base, secret.file);
-    try {
-      value = readFileSync(file, 'utf8').trim();
-    } catch (err) {
-      problems.push({ path: `${at}.file`, message: `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, line: lineOf([...parts, 'file']) });
-      return undefined;
-    }
+    const value = env[secret.env]?.trim();
+    if (!value) problems.push({ path: `${at}.env`, message: `environment variable ${secret.env} is not set or empty`, line: lineOf([...parts, 'env']) });
+    return value || undefined;
   }
+  // $CREDENTIALS_DIRECTORY (systemd LoadCredential=) for relative names, else the config dir.
+  const base = env.CREDENTIALS_DIRECTORY && !path.isAbsolute(secret.file) ? env.CREDENTIALS_DIRECTORY : configDir;
+  const file = path.resolve(base, secret.file);
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch (err) {
+    problems.push({ path: `${at}.file`, message: `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, line: lineOf([...parts, 'file']) });
+    return undefined;
+  }
+}
+
+/** A secret read and held to its rule (a token by default); undefined (and a problem) otherwise. */
+function resolveSecret(secret: RawSecret, at: string, ctx: SecretContext, parts: PropertyKey[], rule: SecretRule = TOKEN_RULE): string | undefined {
+  const value = readSecret(secret, at, ctx, parts);
+  if (value === undefined) return undefined;
   if (value.length < rule.min) {
-    problems.push({ path: at, message: rule.message, line: lineOf(parts) });
+    ctx.problems.push({ path: at, message: rule.message, line: ctx.lineOf(parts) });
     return undefined;
   }
   if (rule.max !== undefined && value.length > rule.max) {
-    problems.push({ path: at, message: tooLongMessage(value.length, rule.max), line: lineOf(parts) });
+    ctx.problems.push({ path: at, message: tooLongMessage(value.length, rule.max), line: ctx.lineOf(parts) });
     return undefined;
   }
   return value;
@@ -367,7 +374,8 @@ function promptProblems(
 function resolveConfig(raw: RawConfig, options: ParseOptions, problems: ConfigProblem[], lineOf: LineOf): ServeConfig {
   const env = options.env ?? process.env;
   const configDir = options.configPath ? path.dirname(options.configPath) : process.cwd();
-  const auth = resolveAuth(raw, { configDir, env, problems, lineOf });
+  const secrets: SecretContext = { configDir, env, problems, lineOf };
+  const auth = resolveAuth(raw, secrets);
   const restart = mergeRestart(DEFAULTS.restart, raw.defaults?.restart);
   problems.push(...restartProblems(restart, 'defaults.restart', 'defaults.restart.maxDelayMs', lineOf(['defaults', 'restart', 'initialDelayMs'])));
   const defaults: ServeConfig['defaults'] = {
@@ -377,6 +385,7 @@ function resolveConfig(raw: RawConfig, options: ParseOptions, problems: ConfigPr
   };
   const model = raw.model ?? DEFAULTS.model;
   const limits = resolveLimits(raw, problems, lineOf);
+  const cluster = resolveCluster(raw, limits, secrets);
 
   const rawStreams = raw.streams ?? [];
   if (rawStreams.length > limits.maxStreams) {
@@ -399,7 +408,7 @@ function resolveConfig(raw: RawConfig, options: ParseOptions, problems: ConfigPr
     ...(raw.worker !== undefined ? { worker: raw.worker } : {}),
     defaults,
     streams,
-    outputs: resolveOutputs(raw, { configDir, env, problems, lineOf }),
+    outputs: resolveOutputs(raw, secrets),
     limits,
     dataDir: resolveDataDir(raw, configDir, env),
     captionLog: {
@@ -407,17 +416,15 @@ function resolveConfig(raw: RawConfig, options: ParseOptions, problems: ConfigPr
       fsync: raw.captionLog?.fsync ?? DEFAULTS.fsync,
     },
     log: { level: raw.log?.level ?? DEFAULTS.logLevel },
+    ...(cluster ? { cluster } : {}),
     warnings: renamedFieldWarnings(raw, lineOf),
   };
 }
 
 /** The MQTT and YouTube outputs: secrets read, TLS file paths made absolute, URLs checked. */
-function resolveOutputs(
-  raw: RawConfig,
-  ctx: { configDir: string; env: NodeJS.ProcessEnv; problems: ConfigProblem[]; lineOf: LineOf },
-): OutputsConfig {
-  const { configDir, env, problems, lineOf } = ctx;
-  const secret = (s: RawSecret, parts: PropertyKey[]): string | undefined => resolveSecret(s, formatPath(parts), configDir, env, problems, lineOf, parts, ANY_SECRET);
+function resolveOutputs(raw: RawConfig, ctx: SecretContext): OutputsConfig {
+  const { configDir, problems, lineOf } = ctx;
+  const secret = (s: RawSecret, parts: PropertyKey[]): string | undefined => resolveSecret(s, formatPath(parts), ctx, parts, ANY_SECRET);
   const youtube = (raw.outputs?.youtube ?? []).flatMap((y, i) => {
     const parts = ['outputs', 'youtube', i, 'url'];
     const url = secret(y.url, parts);
@@ -445,16 +452,49 @@ function resolveOutputs(
   return { mqtt, youtube };
 }
 
+/** A node id from the host name: what STREAM_ID_RE allows, at most 64 characters. */
+export function defaultNodeId(hostname: string = os.hostname()): string {
+  const id = hostname.replace(/[^A-Za-z0-9_-]/g, '-').replace(/^[-_]+/, '').slice(0, 64);
+  return id || 'node';
+}
+
+/** The cluster section resolved (absent: undefined): the Redis URL read, defaults applied, timing rules checked. */
+function resolveCluster(raw: RawConfig, limits: ServeConfig['limits'], ctx: SecretContext): ClusterConfig | undefined {
+  const c = raw.cluster;
+  if (!c) return undefined;
+  const { problems, lineOf } = ctx;
+  const redisUrl = resolveSecret(c.redis, 'cluster.redis', ctx, ['cluster', 'redis'], ANY_SECRET);
+  if (redisUrl !== undefined && typeof c.redis !== 'string' && !REDIS_URL_RE.test(redisUrl)) {
+    problems.push({ path: 'cluster.redis', message: `${REDIS_URL_RULE} (the value read is not one)`, line: lineOf(['cluster', 'redis']) });
+  }
+  const leaseMs = c.leaseMs ?? DEFAULTS.cluster.leaseMs;
+  const renewEveryMs = c.renewEveryMs ?? Math.max(50, Math.floor(leaseMs / 3));
+  if (renewEveryMs * 2 > leaseMs) {
+    problems.push({ path: 'cluster.renewEveryMs', message: `must be at most half of cluster.leaseMs (${leaseMs}), so that a lease is renewed at least twice before it expires`, line: lineOf(['cluster', 'renewEveryMs']) });
+  }
+  return {
+    redisUrl: redisUrl ?? '',
+    nodeId: c.nodeId ?? defaultNodeId(),
+    maxStreams: c.maxStreams ?? limits.maxStreams,
+    leaseMs,
+    renewEveryMs,
+    keyPrefix: c.keyPrefix ?? DEFAULTS.cluster.keyPrefix,
+    captionStream: {
+      maxLen: c.captionStream?.maxLen ?? DEFAULTS.cluster.maxLen,
+      ...(c.captionStream?.maxAgeSeconds !== undefined ? { maxAgeSeconds: c.captionStream.maxAgeSeconds } : {}),
+    },
+    bufferLimit: c.bufferLimit ?? DEFAULTS.cluster.bufferLimit,
+    archive: c.archive ?? false,
+  };
+}
+
 /** The token lists, secrets read; a token is required unless auth is explicitly off. */
-function resolveAuth(
-  raw: RawConfig,
-  ctx: { configDir: string; env: NodeJS.ProcessEnv; problems: ConfigProblem[]; lineOf: LineOf },
-): ServeConfig['auth'] {
-  const { configDir, env, problems, lineOf } = ctx;
+function resolveAuth(raw: RawConfig, ctx: SecretContext): ServeConfig['auth'] {
+  const { problems, lineOf } = ctx;
   const secrets = (list: 'tokens' | 'adminTokens'): string[] => {
     const values: string[] = [];
     (raw.auth?.[list] ?? []).forEach((s, i) => {
-      const v = resolveSecret(s, `auth.${list}[${i}]`, configDir, env, problems, lineOf, ['auth', list, i]);
+      const v = resolveSecret(s, `auth.${list}[${i}]`, ctx, ['auth', list, i]);
       if (v !== undefined) values.push(v);
     });
     return values;

@@ -24,13 +24,14 @@ export const STRING_LIMITS = {
   envName: 256,
   host: 255,
   origin: 2048,
-  /** Outputs (src/sinks): a broker URL, a secret of any kind (a password, a URL with a key in it). */
+  /** Outputs (src/sinks) and cluster.redis: a broker or Redis URL, a secret of any kind (a password, a URL with a key in it). */
   url: 2048,
   secret: 2048,
   username: 256,
   clientId: 128,
   topic: 256,
   region: 64,
+  keyPrefix: 100,
 } as const;
 
 /** What a value over its limit is told (the value itself is not quoted). */
@@ -253,6 +254,45 @@ export const engineSchema = z.strictObject({
 });
 export type EngineConfig = z.infer<typeof engineSchema>;
 
+/** A Redis URL as cluster.redis takes it (it may hold a password: given inline, {env} or {file} as a secret). */
+export const REDIS_URL_RE = /^rediss?:\/\/\S+$/;
+export const REDIS_URL_RULE = 'must be a redis:// or rediss:// URL';
+
+/**
+ * Cluster mode (docs/cluster.md): several nodes share the streams through Redis. Absent: the
+ * daemon runs alone. `maxStreams` is reloadable; the other fields need a restart.
+ */
+export const clusterSchema = z.strictObject({
+  /** Redis URL (redis://[user:password@]host:port/db, rediss:// for TLS), or {env} / {file} holding it. */
+  redis: z.union([
+    boundedString(STRING_LIMITS.url).regex(REDIS_URL_RE, REDIS_URL_RULE),
+    z.strictObject({ env: boundedString(STRING_LIMITS.envName).min(1) }),
+    z.strictObject({ file: boundedString(STRING_LIMITS.path).min(1) }),
+  ], { error: `${REDIS_URL_RULE}, {env: NAME} or {file: PATH}` }),
+  /** This node's name in Redis, unique in the cluster (default: the host name). */
+  nodeId: streamIdSchema.optional(),
+  /** Most streams this node captions (0: it only serves viewers); default limits.maxStreams. */
+  maxStreams: z.int().min(0).max(1000).optional(),
+  /** How long a stream's lease lasts without renewal: a dead node's streams move after this. */
+  leaseMs: z.int().min(300).max(600_000).optional(),
+  /** How often leases are renewed and unowned streams looked for (default leaseMs / 3). */
+  renewEveryMs: z.int().min(50).max(300_000).optional(),
+  /** Prefix of every Redis key of this cluster (several clusters can share one Redis). */
+  keyPrefix: boundedString(STRING_LIMITS.keyPrefix).regex(/^[A-Za-z0-9_.:-]+$/, 'must be letters, digits and _ . : -').optional(),
+  /** Trimming of each stream's event log in Redis (Redis Streams): by entries and/or by age. */
+  captionStream: z
+    .strictObject({
+      maxLen: z.int().min(100).max(100_000_000).optional(),
+      maxAgeSeconds: z.int().min(60).max(31_536_000).optional(),
+    })
+    .optional(),
+  /** Events held in memory per node while Redis is unreachable; past it the oldest tokens go first. */
+  bufferLimit: z.int().min(100).max(10_000_000).optional(),
+  /** Also append each owned stream's captions and statuses to the local JSONL caption log. */
+  archive: z.boolean().optional(),
+});
+export type RawClusterConfig = z.infer<typeof clusterSchema>;
+
 export const rawConfigSchema = z.strictObject({
   listen: z
     .strictObject({
@@ -320,6 +360,7 @@ export const rawConfigSchema = z.strictObject({
       level: z.enum(LOG_LEVELS).optional(),
     })
     .optional(),
+  cluster: clusterSchema.optional(),
 });
 export type RawConfig = z.infer<typeof rawConfigSchema>;
 export type WorkerConfig = NonNullable<RawConfig['worker']>;
@@ -411,8 +452,23 @@ export interface ServeConfig {
   dataDir: string;
   captionLog: { retentionDays: number; fsync: boolean };
   log: { level: (typeof LOG_LEVELS)[number] };
+  /** Cluster mode (docs/cluster.md); absent: the daemon runs alone. */
+  cluster?: ClusterConfig;
   /** What is valid but should change (deprecated field names): `config check` prints them, `serve` logs them. */
   warnings: ConfigProblem[];
+}
+
+/** The cluster section resolved: the secret read, defaults applied. */
+export interface ClusterConfig {
+  redisUrl: string;
+  nodeId: string;
+  maxStreams: number;
+  leaseMs: number;
+  renewEveryMs: number;
+  keyPrefix: string;
+  captionStream: { maxLen: number; maxAgeSeconds?: number };
+  bufferLimit: number;
+  archive: boolean;
 }
 
 export const DEFAULTS = {
@@ -433,4 +489,5 @@ export const DEFAULTS = {
   retentionDays: 7,
   fsync: true,
   logLevel: 'info',
+  cluster: { leaseMs: 5000, keyPrefix: 'casa-live', maxLen: 100_000, bufferLimit: 100_000 },
 } as const;

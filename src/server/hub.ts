@@ -11,7 +11,8 @@ import type { Metrics } from '../metrics.js';
 import { formatPath } from '../zod-path.js';
 import { Client, MAX_MESSAGES_PER_SECOND, type ClientDeps } from './client.js';
 import { CLOSE_CODES, clientMessageSchema, type SubscribeMessage, type SubscribedMessage } from './protocol.js';
-import type { ReplayResult, RunnerState } from './stream-runner.js';
+import type { RunnerState } from './stream-runner.js';
+import type { ReplayResult } from './replay-ring.js';
 
 /** What the hub needs from a stream to serve subscribers. */
 export interface ReplaySource {
@@ -44,6 +45,8 @@ export class Hub {
   readonly wss: WebSocketServer;
   readonly clients = new Set<Client>();
   private readonly subs = new Map<string, Set<Client>>();
+  /** Per client and stream: a seq it already has that this node has not reached yet (cluster mode); nothing at or below it is sent. */
+  private readonly floors = new Map<Client, Map<string, number>>();
   private pingTimer: NodeJS.Timeout;
   private flushTimer: NodeJS.Timeout;
   private readonly clientDeps: ClientDeps;
@@ -121,12 +124,30 @@ export class Hub {
     const set = this.subs.get(ev.stream);
     if (!set || set.size === 0) return;
     const data = JSON.stringify(ev);
-    for (const c of set) c.send(ev, data);
+    for (const c of set) if (this.floors.size === 0 || this.above(c, ev)) c.send(ev, data);
   }
 
   unsubscribeAll(client: Client): void {
     for (const id of client.subs) this.subs.get(id)?.delete(client);
     client.subs.clear();
+    this.floors.delete(client);
+  }
+
+  /** Whether `ev` is above the client's floor for its stream (the floor goes once passed). */
+  private above(client: Client, ev: StreamEvent): boolean {
+    const floors = this.floors.get(client);
+    const floor = floors?.get(ev.stream);
+    if (floor === undefined) return true;
+    if (ev.seq <= floor) return false;
+    floors!.delete(ev.stream);
+    if (floors!.size === 0) this.floors.delete(client);
+    return true;
+  }
+
+  private setFloor(client: Client, id: string, seq: number): void {
+    let floors = this.floors.get(client);
+    if (!floors) this.floors.set(client, (floors = new Map()));
+    floors.set(id, seq);
   }
 
   /** Closes every client with `code` and waits (bounded) for them to go. */
@@ -207,6 +228,7 @@ export class Hub {
         for (const id of msg.streams) {
           client.subs.delete(id);
           this.subs.get(id)?.delete(client);
+          this.floors.get(client)?.delete(id);
         }
         client.send({ type: 'unsubscribed', streams: msg.streams });
         return;
@@ -236,6 +258,7 @@ export class Hub {
         const r = source.replayAfter(from);
         events = r.events;
         this.options.metrics.wsResumes.inc();
+        if (r.wait) this.setFloor(client, id, from);
         if (r.ahead) {
           errors.push(`resume seq ${from} of "${id}" is ahead of the stream (last seq ${source.lastSeq}); the server's log was reset, start over from the events that follow`);
         } else if (r.gap) {

@@ -122,7 +122,8 @@ export async function runConfigCheck(
     const enabled = config.streams.filter((s) => s.enabled).length;
     stdout.write(
       `${config.configPath ?? path}: ok (${config.streams.length} stream${config.streams.length === 1 ? '' : 's'}, ${enabled} enabled; ` +
-        `listen ${config.listen.host}:${config.listen.port}; data ${config.dataDir})\n`,
+        `listen ${config.listen.host}:${config.listen.port}; data ${config.dataDir}` +
+        `${config.cluster ? `; cluster node ${config.cluster.nodeId}` : ''})\n`,
     );
     if (config.warnings.length > 0) {
       stderr.write(`${path}: ${config.warnings.length} warning${config.warnings.length === 1 ? '' : 's'}\n`);

@@ -12,13 +12,13 @@ import { OVERLAY_CSP, OVERLAY_HTML } from './overlay/page.js';
 import { indexRoute, pageRoutes } from './pages/index.js';
 import { WS_PATH } from './protocol.js';
 import { HttpError, readJson, sendJson, type Route, type RouteRequest } from './router.js';
-import type { StreamManager } from './stream-manager.js';
+import type { ManagedStream, Streams } from './stream-manager.js';
 import type { ModelState } from './types.js';
 
 /** What the routes read from the server (at request time: the config changes on reload). */
 export interface ApiHost {
   readonly config: ServeConfig;
-  readonly manager: StreamManager;
+  readonly manager: Streams;
   readonly metrics: Metrics;
   readonly model: ModelState;
   readonly isClosing: boolean;
@@ -52,9 +52,12 @@ const INDEX = {
 
 function readiness(host: ApiHost, res: RouteRequest['res']): void {
   const ready = host.model.state === 'loaded' && !host.isClosing;
+  const cluster = host.manager.cluster?.();
   sendJson(res, ready ? 200 : 503, {
     ready,
     ...(host.isClosing ? { shuttingDown: true } : {}),
+    // Cluster mode: degraded while Redis is unreachable (captioning goes on, events are buffered).
+    ...(cluster ? { degraded: cluster.degraded, cluster: cluster.status } : {}),
     model: host.model,
     streams: host.manager.list().map(({ config: _c, ...info }) => info),
   });
@@ -78,7 +81,7 @@ function overlay({ res, method, params }: RouteRequest): void {
   res.end(method === 'HEAD' ? undefined : OVERLAY_HTML);
 }
 
-function runnerOf(host: ApiHost, id: string): NonNullable<ReturnType<StreamManager['get']>> {
+function runnerOf(host: ApiHost, id: string): ManagedStream {
   const runner = host.manager.get(id);
   if (!runner) throw new HttpError(404, `stream "${id}" does not exist`);
   return runner;

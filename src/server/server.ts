@@ -4,6 +4,7 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { isDeepStrictEqual } from 'node:util';
 import { VERSION } from '../version.js';
 import type { HelloEvent } from '../events.js';
 import { createLogger, type Logger } from '../logger.js';
@@ -16,7 +17,8 @@ import { Hub } from './hub.js';
 import { CLOSE_CODES, WS_PATH, WS_PATH_ALIAS } from './protocol.js';
 import { HttpError, matchRoute, sendJson, type Access, type Route } from './router.js';
 import { apiRoutes } from './routes.js';
-import { StreamExistsError, StreamLimitError, StreamManager, StreamNotFoundError, StreamOwnershipError } from './stream-manager.js';
+import { StreamExistsError, StreamLimitError, StreamManager, StreamNotFoundError, StreamOwnershipError, type Streams } from './stream-manager.js';
+import { ClusterStreams } from './cluster-streams.js';
 import type { RunnerDeps } from './stream-runner.js';
 import type { PipelineFactory, PrepareHook } from '../pipeline/types.js';
 import type { ModelState } from './types.js';
@@ -37,6 +39,12 @@ export interface ServerOptions {
   slowCloseGraceMs?: number;
 }
 
+/** Every cluster field but maxStreams takes a restart (so does adding or removing the section). */
+function clusterNeedsRestart(a: ServeConfig['cluster'], b: ServeConfig['cluster']): boolean {
+  if (!a || !b) return a !== b;
+  return !isDeepStrictEqual({ ...a, maxStreams: 0 }, { ...b, maxStreams: 0 });
+}
+
 export type ReloadResult =
   | { ok: true; added: string[]; changed: string[]; removed: string[]; restartNeeded: string[] }
   | { ok: false; error: string; problems?: ConfigProblem[] };
@@ -45,7 +53,8 @@ export class CasaServer {
   config: ServeConfig;
   readonly logger: Logger;
   readonly metrics: Metrics;
-  readonly manager: StreamManager;
+  /** The streams: this process's own, or in cluster mode the cluster's (src/server/cluster-streams.ts). */
+  readonly manager: Streams;
   readonly hub: Hub;
   /** MQTT, YouTube and HLS-subtitle outputs: every event broadcast goes to them too. */
   readonly outputs: DaemonOutputs;
@@ -66,7 +75,7 @@ export class CasaServer {
   private constructor(private readonly options: ServerOptions) {
     this.config = options.config;
     this.logger = options.logger ?? createLogger({ level: options.config.log.level });
-    this.metrics = createMetrics();
+    this.metrics = createMetrics({ cluster: this.config.cluster !== undefined });
     this.authorizer = new Authorizer(this.config.auth);
     this.model = { state: 'loading', name: this.config.model };
     this.ready = new Promise<void>((resolve, reject) => {
@@ -83,7 +92,7 @@ export class CasaServer {
       hello: () => this.hello(),
       slowCloseGraceMs: options.slowCloseGraceMs ?? 5000,
     });
-    this.outputs = new DaemonOutputs(this.config.dataDir, (id) => this.manager.get(id)?.config, this.logger.child({ component: 'outputs' }));
+    this.outputs = new DaemonOutputs(this.config.dataDir, (id) => this.manager.get(id)?.info().config, this.logger.child({ component: 'outputs' }));
     this.deps = {
       factory: options.pipelineFactory,
       publish: (ev) => {
@@ -97,7 +106,9 @@ export class CasaServer {
       resumeWindow: this.config.limits.resumeWindow,
       stopTimeoutMs: options.stopTimeoutMs ?? 5000,
     };
-    this.manager = new StreamManager(this.deps, this.config.limits.maxStreams);
+    this.manager = this.config.cluster
+      ? new ClusterStreams(this.deps, this.config.limits.maxStreams, { publish: (ev) => this.hub.publish(ev), outputs: (ev) => this.outputs.publish(ev), config: () => this.config })
+      : new StreamManager(this.deps, this.config.limits.maxStreams);
     this.routes = apiRoutes(this);
     this.httpServer = http.createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => this.fail(res, err));
@@ -164,6 +175,7 @@ export class CasaServer {
   }
 
   private hello(): HelloEvent {
+    const cluster = this.manager.cluster?.();
     return {
       type: 'hello',
       version: VERSION,
@@ -171,6 +183,7 @@ export class CasaServer {
       model: this.model.name,
       fps: this.config.defaults.fps,
       resumeWindow: this.config.limits.resumeWindow,
+      ...(cluster ? { node: cluster.node, owners: cluster.owners } : {}),
     };
   }
 
@@ -193,6 +206,7 @@ export class CasaServer {
     if (next.listen.host !== old.listen.host || next.listen.port !== old.listen.port) restartNeeded.push('listen');
     if (next.dataDir !== old.dataDir) restartNeeded.push('dataDir');
     if (next.model !== old.model) restartNeeded.push('model');
+    if (clusterNeedsRestart(old.cluster, next.cluster)) restartNeeded.push('cluster');
     if (restartNeeded.length) this.logger.warn({ fields: restartNeeded }, 'these config changes take effect only after a restart');
     next = { ...next, listen: old.listen, dataDir: old.dataDir };
 

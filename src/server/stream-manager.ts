@@ -9,7 +9,8 @@ import { isDeepStrictEqual } from 'node:util';
 import type { ServeConfig, StreamConfig } from '../config/schema.js';
 import { parseStream } from '../config/load.js';
 import { clip } from '../logger.js';
-import { writeFileAtomic } from '../sinks/caption-log.js';
+import { writeFileAtomic, type CommittedEvent } from '../sinks/caption-log.js';
+import type { ReplaySource } from './hub.js';
 import { StreamRunner, type RunnerDeps, type StreamInfo } from './stream-runner.js';
 
 export class StreamExistsError extends Error {}
@@ -17,7 +18,45 @@ export class StreamNotFoundError extends Error {}
 export class StreamOwnershipError extends Error {}
 export class StreamLimitError extends Error {}
 
-export class StreamManager {
+/** One stream as the server uses it: what the hub replays, what the HTTP API reports. */
+export interface ManagedStream extends ReplaySource {
+  info(): StreamInfo;
+  /** Committed events after a seq (HTTP history). */
+  history(after: number, limit: number): Promise<CommittedEvent[]>;
+}
+
+/**
+ * The daemon's set of streams, as the server and its routes use it: this StreamManager, or
+ * in cluster mode ClusterStreams (src/server/cluster-streams.ts).
+ */
+export interface Streams {
+  /** Prepares every stream so that resuming clients can be served (before listening). */
+  init(config: ServeConfig): Promise<void>;
+  /** The model is loaded: start (or, in cluster mode, claim) streams. */
+  startAll(): void;
+  get(id: string): ManagedStream | undefined;
+  ids(): string[];
+  list(): StreamInfo[];
+  collectStats(): void;
+  pruneLogs(): Promise<void>;
+  add(stream: StreamConfig, raw: unknown): Promise<StreamInfo>;
+  replace(stream: StreamConfig, raw: unknown): Promise<StreamInfo>;
+  remove(id: string): Promise<void>;
+  applyConfig(config: ServeConfig): Promise<{ added: string[]; changed: string[]; removed: string[] }>;
+  setMaxStreams(n: number): void;
+  closeAll(reason: string): Promise<void>;
+  /** Cluster mode: this node, who owns what, Redis and buffer state (hello, /readyz). */
+  cluster?(): ClusterView;
+}
+
+export interface ClusterView {
+  node: string;
+  owners: Record<string, string | null>;
+  degraded: boolean;
+  status: Record<string, unknown>;
+}
+
+export class StreamManager implements Streams {
   private readonly runners = new Map<string, StreamRunner>();
   /** Raw request bodies of API-managed streams (persisted). */
   private apiRaw = new Map<string, unknown>();

@@ -5,7 +5,7 @@
  * resuming client can be sent.
  */
 import path from 'node:path';
-import { stampEvent, type CaptionEvent, type StatusEvent, type StreamEvent, type StreamState, type TokenEvent, type UnsequencedEvent } from '../events.js';
+import { stampEvent, type CaptionEvent, type StatusEvent, type StreamEvent, type StreamState, type UnsequencedEvent } from '../events.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { STREAM_STATES } from '../metrics.js';
@@ -13,13 +13,15 @@ import { CaptionLog, type CommittedEvent } from '../sinks/caption-log.js';
 import type { StreamConfig } from '../config/schema.js';
 import { classifyInput, gaveUpReason, IngestError, isLiveKind, nextRetry, retryingReason } from '../ingest/index.js';
 import type { CaptionPipelineWithStats, PipelineFactory } from '../pipeline/types.js';
+import type { OwnedStreamSink } from '../cluster/index.js';
+import { ReplayRing, type ReplayResult } from './replay-ring.js';
+
+export type { ReplayResult };
 
 /** Seqs are reserved on disk in blocks of this size (see CaptionLog.reserve). */
 export const SEQ_BLOCK = 1000;
 /** A pipeline that ran this long (or produced a caption) resets the restart backoff. */
 const HEALTHY_AFTER_MS = 30_000;
-/** Tokens of the frame in progress kept for replay (bounds memory if a pipeline never commits). */
-const MAX_FRAME_TOKENS = 4096;
 
 export type RunnerState = StreamState | 'idle' | 'disabled';
 
@@ -51,15 +53,19 @@ export interface StreamInfo {
   lastRestartReason?: string;
   lastRestartAt?: string;
   lastCaptionAt?: string;
+  /** Cluster mode: the node that captions the stream (null: none now). */
+  owner?: string | null;
   config: StreamConfig;
 }
 
-export interface ReplayResult {
-  events: StreamEvent[];
-  /** Committed events in (from, to] are no longer held in memory. */
-  gap?: { from: number; to: number };
-  /** The client's seq is ahead of the stream (the data directory was reset). */
-  ahead?: boolean;
+/**
+ * A stream run in cluster mode: its events go to the node's fenced writer (seq continues above
+ * the sink's startSeq, no local reservation); the local caption log is kept only as an
+ * archive; the replay ring is the node's (fed from Redis), not the runner's.
+ */
+export interface ClusterRun {
+  sink: OwnedStreamSink;
+  archive: boolean;
 }
 
 /** How one pipeline run ended. */
@@ -91,14 +97,13 @@ export class StreamRunner {
   config: StreamConfig;
   source: 'config' | 'api';
   readonly logger: Logger;
-  private log!: CaptionLog;
+  /** The durable caption log (in cluster mode, only with cluster.archive). */
+  private log: CaptionLog | undefined;
+  private readonly replay: ReplayRing | undefined;
+  private readonly sink: OwnedStreamSink | undefined;
 
   private seq = 0;
   private reservedUpTo = 0;
-  private ring: CommittedEvent[] = [];
-  private evictedUpTo = 0;
-  private frameTokens: TokenEvent[] = [];
-  private lastStatus: StatusEvent | undefined;
 
   state: RunnerState = 'idle';
   private reason: string | undefined;
@@ -125,35 +130,48 @@ export class StreamRunner {
   private droppedBase = 0;
   private hasStats = false;
 
-  private constructor(config: StreamConfig, source: 'config' | 'api', private readonly deps: RunnerDeps) {
+  private constructor(config: StreamConfig, source: 'config' | 'api', private readonly deps: RunnerDeps, cluster: ClusterRun | undefined) {
     this.config = config;
     this.source = source;
     this.logger = deps.logger.child({ stream: config.id });
+    this.sink = cluster?.sink;
+    if (!cluster) this.replay = new ReplayRing(() => this.deps.resumeWindow);
   }
 
-  static async create(config: StreamConfig, source: 'config' | 'api', deps: RunnerDeps): Promise<StreamRunner> {
-    const runner = new StreamRunner(config, source, deps);
-    runner.log = await CaptionLog.open({
+  static async create(config: StreamConfig, source: 'config' | 'api', deps: RunnerDeps, cluster?: ClusterRun): Promise<StreamRunner> {
+    const runner = new StreamRunner(config, source, deps, cluster);
+    if (cluster) {
+      runner.seq = cluster.sink.startSeq;
+      runner.reservedUpTo = Number.POSITIVE_INFINITY;
+      if (cluster.archive) runner.log = await runner.openLog();
+    } else {
+      runner.log = await runner.openLog();
+      runner.seq = runner.log.lastSeq;
+      runner.reservedUpTo = runner.log.reservedSeq;
+      runner.replay?.seed(runner.log.recent, runner.log.olderSeq);
+    }
+    runner.state = config.enabled ? 'idle' : 'disabled';
+    runner.updateStateMetric();
+    runner.logger.debug({ lastSeq: runner.seq }, 'stream created');
+    return runner;
+  }
+
+  private async openLog(): Promise<CaptionLog> {
+    const { deps, config } = this;
+    const log = await CaptionLog.open({
       dir: path.join(deps.dataDir, 'captions', config.id),
       fsync: deps.captionLog.fsync,
       retentionDays: deps.captionLog.retentionDays,
       tailEvents: deps.resumeWindow,
     });
-    if (runner.log.tornBytes > 0) {
-      runner.logger.warn({ file: runner.log.tornFile, bytes: runner.log.tornBytes }, `caption log: cut a torn last line (${runner.log.tornBytes} bytes)`);
+    if (log.tornBytes > 0) {
+      this.logger.warn({ file: log.tornFile, bytes: log.tornBytes }, `caption log: cut a torn last line (${log.tornBytes} bytes)`);
     }
-    if (runner.log.skippedLines > 0) {
-      runner.logger.warn({ skipped: runner.log.skippedLines }, 'caption log: skipped unreadable lines');
+    if (log.skippedLines > 0) {
+      this.logger.warn({ skipped: log.skippedLines }, 'caption log: skipped unreadable lines');
     }
-    runner.seq = runner.log.lastSeq;
-    runner.reservedUpTo = runner.log.reservedSeq;
-    runner.ring = [...runner.log.recent];
-    runner.evictedUpTo = runner.log.olderSeq;
-    for (const ev of runner.ring) if (ev.type === 'status') runner.lastStatus = ev;
-    runner.state = config.enabled ? 'idle' : 'disabled';
-    runner.updateStateMetric();
-    runner.logger.debug({ lastSeq: runner.seq, replayable: runner.ring.length }, 'caption log opened');
-    return runner;
+    this.logger.debug({ lastSeq: log.lastSeq, replayable: log.recent.length }, 'caption log opened');
+    return log;
   }
 
   get id(): string {
@@ -239,48 +257,35 @@ export class StreamRunner {
     }
   }
 
-  /** Stops for good: final status, log flushed and closed. */
-  async close(reason: string): Promise<void> {
+  /**
+   * Stops for good: final status (`ended`; in cluster mode `reconnecting` when the stream moves
+   * to another node, none when its lease is lost), log flushed and closed.
+   */
+  async close(reason: string, finalState: 'ended' | 'reconnecting' | null = 'ended'): Promise<void> {
     if (this.closed) return;
     const wasActive = this.loop !== undefined || this.state !== 'disabled';
-    await this.stop(wasActive ? { state: 'ended', reason } : undefined);
+    await this.stop(wasActive && finalState !== null ? { state: finalState, reason } : undefined);
     this.closed = true;
-    await this.log.close();
+    await this.log?.close();
   }
 
-  /** Events after `from` that are still held, for a resuming client. */
+  /** Events after `from` that are still held, for a resuming client (in cluster mode the node's view holds them). */
   replayAfter(from: number): ReplayResult {
-    if (from > this.seq) return { events: this.backfill(0), ahead: true };
-    const events: StreamEvent[] = [];
-    for (const ev of this.ring) if (ev.seq > from) events.push(ev);
-    for (const t of this.frameTokens) if (t.seq > from) events.push(t);
-    events.sort((a, b) => a.seq - b.seq);
-    const result: ReplayResult = { events };
-    if (from < this.evictedUpTo) result.gap = { from: from + 1, to: this.evictedUpTo };
-    return result;
+    return this.replay?.replayAfter(from, this.seq) ?? { events: [] };
   }
 
   /** The latest status plus the last `captions` captions (and the frame in progress). */
   backfill(captions: number): StreamEvent[] {
-    const out: StreamEvent[] = [];
-    if (captions > 0) {
-      for (let i = this.ring.length - 1; i >= 0 && out.length < captions; i--) {
-        const ev = this.ring[i]!;
-        if (ev.type === 'caption') out.push(ev);
-      }
-      out.push(...this.frameTokens);
-    }
-    if (this.lastStatus && !out.includes(this.lastStatus)) out.push(this.lastStatus);
-    return out.sort((a, b) => a.seq - b.seq);
+    return this.replay?.backfill(captions) ?? [];
   }
 
   /** Reads committed events after `from` from the durable log (HTTP history endpoint). */
   history(after: number, limit: number): Promise<CommittedEvent[]> {
-    return this.log.readAfter(after, limit);
+    return this.log?.readAfter(after, limit) ?? Promise.resolve([]);
   }
 
   pruneLog(): Promise<number> {
-    return this.log.prune();
+    return this.log?.prune() ?? Promise.resolve(0);
   }
 
   /** Folds the pipeline's own counters into the metrics (called before each scrape). */
@@ -446,7 +451,7 @@ export class StreamRunner {
 
   private async nextSeq(): Promise<number> {
     this.seq += 1;
-    if (this.seq > this.reservedUpTo) {
+    if (this.seq > this.reservedUpTo && this.log) {
       this.reservedUpTo = this.seq + SEQ_BLOCK - 1;
       try {
         await this.log.reserve(this.reservedUpTo);
@@ -457,7 +462,7 @@ export class StreamRunner {
     return this.seq;
   }
 
-  /** Sequences one event, logs it when committed, then broadcasts it. */
+  /** Sequences one event, logs it when committed (cluster mode: to the node's writer), then broadcasts it. */
   private async emit(ev: UnsequencedEvent): Promise<void> {
     if (this.closed) return;
     const seq = await this.nextSeq();
@@ -467,7 +472,6 @@ export class StreamRunner {
     switch (out.type) {
       case 'token':
         m.tokens.inc(labels);
-        if (this.frameTokens.length < MAX_FRAME_TOKENS) this.frameTokens.push(out);
         break;
       case 'caption':
         this.captionCount++;
@@ -476,7 +480,6 @@ export class StreamRunner {
         if (Number.isFinite(out.latencyMs)) m.captionLatency.observe(labels, Math.max(0, out.latencyMs) / 1000);
         if (!this.hasStats) m.framesIn.inc(labels);
         await this.commit(out);
-        this.frameTokens = [];
         break;
       case 'status':
         this.state = out.state;
@@ -489,25 +492,21 @@ export class StreamRunner {
         }
         this.updateStateMetric();
         await this.commit(out);
-        this.lastStatus = out;
-        if (out.state !== 'live') this.frameTokens = [];
         break;
     }
+    this.replay?.push(out);
+    this.sink?.append(out);
     this.deps.publish(out);
   }
 
   private async commit(ev: CaptionEvent | StatusEvent): Promise<void> {
+    if (!this.log) return;
     try {
       await this.log.append(ev);
       this.deps.metrics.captionLogWrites.inc({ stream: this.id });
     } catch (err) {
       this.deps.metrics.captionLogErrors.inc({ stream: this.id });
       this.logger.error({ err, seq: ev.seq }, 'caption log append failed; event broadcast without being logged');
-    }
-    this.ring.push(ev);
-    while (this.ring.length > this.deps.resumeWindow) {
-      const old = this.ring.shift();
-      if (old) this.evictedUpTo = old.seq;
     }
   }
 

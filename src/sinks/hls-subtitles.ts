@@ -80,6 +80,8 @@ export class HlsSubtitleSink implements EventSink {
   private playlist: MediaPlaylist | undefined;
   private lastPlaylistText = '';
   private masterWritten = false;
+  /** subs.m3u8 has been written. */
+  private subtitlesListed = false;
   private readonly timer: NodeJS.Timeout;
   private busy = false;
   private closed = false;
@@ -120,6 +122,7 @@ export class HlsSubtitleSink implements EventSink {
       for (const seg of this.segments) if (!seg.written) await this.writeSegment(seg);
       if (!this.playlist) return;
       await this.writeSubtitlePlaylist(this.playlist, true);
+      if (!this.masterWritten && this.subtitlesListed) await this.writeMaster();
       await writeAtomic(path.join(this.o.dir, HLS_FILES.video), formatMediaPlaylist({ ...this.playlist, ended: true }));
     } catch (err) {
       this.o.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'hls subtitles: could not close the playlists');
@@ -154,7 +157,9 @@ export class HlsSubtitleSink implements EventSink {
       let wrote = false;
       for (const seg of this.segments) if (!seg.written && this.due(seg)) wrote = (await this.writeSegment(seg)) || wrote;
       if (wrote) await this.writeSubtitlePlaylist(this.playlist);
-      if (!this.masterWritten && this.segments.length > 0) await this.writeMaster();
+      // The master names subs.m3u8: it is written once that playlist exists (a player reading
+      // the master never asks for a playlist that is not there yet).
+      if (!this.masterWritten && this.subtitlesListed) await this.writeMaster();
     } catch (err) {
       this.o.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'hls subtitles: update failed');
     } finally {
@@ -239,6 +244,7 @@ export class HlsSubtitleSink implements EventSink {
     if (listed.length === 0) return;
     const text = formatMediaPlaylist({ version: 3, targetDuration: video.targetDuration, mediaSequence: video.mediaSequence, segments: listed, ended });
     await writeAtomic(path.join(this.o.dir, HLS_FILES.subtitles), text);
+    this.subtitlesListed = true;
   }
 
   private async writeMaster(): Promise<void> {

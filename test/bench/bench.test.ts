@@ -15,6 +15,7 @@ import { runB3, type B3Params } from '../../src/bench/suites/b3.js';
 import { runB4 } from '../../src/bench/suites/b4.js';
 import { runB5 } from '../../src/bench/suites/b5.js';
 import { runB6 } from '../../src/bench/suites/b6.js';
+import { runB8 } from '../../src/bench/suites/b8.js';
 import { runWorkerSuite } from '../../src/bench/suites/worker.js';
 import { lineChart, niceTicks } from '../../src/bench/svg.js';
 import { linearFit, percentile, rollingMedian } from '../../src/bench/stats.js';
@@ -66,6 +67,8 @@ describe('casa-live bench (smoke, tiny inputs)', () => {
         b4: (ctx) => runB4(ctx, { singleRepeats: 1, measureS: 1.2, warmupS: 0.6, graceS: 0.3 }, b3Tiny),
         b5: (ctx) => runB5(ctx, { clients: 20, windows: 1, windowS: 1.2, variants: [{ name: 'fsync off', fsync: false }], tokensPerFrame: 3, frameMs: 200, settleS: 0.3 }),
         b6: (ctx) => runB6(ctx, { streamSeconds: 40, sampleEvery: 10, restartCycles: 1, warmupFraction: 0.1 }),
+        // a real redis-server (.ci/deps-server.sh installs it): without one B8 is skipped and the JSON check below fails
+        b8: (ctx) => runB8(ctx, { nodes: 2, streams: 2, kills: 1, leaseMs: 1000, quietMs: 500, viewers: 10, viewerNodes: 2, windows: 1, windowS: 1.2, settleS: 0.3, tokensPerFrame: 3, frameMs: 200 }),
         worker: (ctx) => runWorkerSuite(ctx, { streams: [1, 2], frames: 2, warmup: 1, repeats: 1 }),
       },
     );
@@ -124,6 +127,12 @@ describe('casa-live bench (smoke, tiny inputs)', () => {
     const b6 = run.results.find((r) => r.suite === 'b6') as SuiteResult;
     expect((b6.results as { frames: number }).frames).toBe(80);
     expect((b6.results as { children: { after: string[] } }).children.after).toEqual([]);
+    const b8 = run.results.find((r) => r.suite === 'b8') as SuiteResult;
+    const failover = b8.results.failover as { streamsMoved: number; timedOut: number; seqGaps: number };
+    expect(failover.streamsMoved).toBeGreaterThan(0);
+    expect(failover.timedOut).toBe(0);
+    expect(failover.seqGaps).toBe(0);
+    expect((b8.results.fanout as { captionMs: { n: number } }).captionMs.n).toBeGreaterThan(0);
   });
 
   it('writes SUMMARY.md with every suite', () => {

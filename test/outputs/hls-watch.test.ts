@@ -6,7 +6,7 @@
 //
 // Screenshots for the README: CASA_LIVE_SCREENSHOTS=1 writes them to docs/images/.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Browser, Page } from 'playwright-core';
@@ -131,6 +131,8 @@ async function expectPlotDrawn(page: Page): Promise<void> {
 
 describe('watch page', () => {
   it('plays the video, draws the captions over it within 2 s of their WebSocket event, plots the lag', async () => {
+    // The page is opened once the stream's HLS is there (before, it would show "no video" and retry).
+    await until(async () => existsSync(path.join(hlsDirOf(), 'master.m3u8')), 60_000, 'the master playlist');
     const { page, requests, errors } = await open(`http://127.0.0.1:${port}/watch/cam?token=${TOKEN}`);
     await expectVideoPlays(page);
     await expectCaptionsWithin2s(page);

@@ -14,14 +14,14 @@ import { HLS_VIDEO_SEGMENT } from '../../ingest/hls-output.js';
 import { HLS_FILES, VTT_SEGMENT } from '../../sinks/hls-playlist.js';
 import { VERSION } from '../../version.js';
 import { HttpError, sendJson, type Route, type RouteRequest } from '../router.js';
-import type { StreamManager } from '../stream-manager.js';
+import type { Streams } from '../stream-manager.js';
 import { WS_PATH } from '../protocol.js';
 import { pageHead } from './html.js';
 import { WATCH_CSP, WATCH_CSS, WATCH_HTML, WATCH_JS } from './watch.js';
 
 export interface PagesHost {
   readonly config: { readonly dataDir: string };
-  readonly manager: StreamManager;
+  readonly manager: Pick<Streams, 'list' | 'get'>;
 }
 
 const require = createRequire(import.meta.url);
