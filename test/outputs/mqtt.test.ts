@@ -4,25 +4,16 @@
 // status are retained for late subscribers, `casa-live/available` is online while the daemon
 // runs and offline (its last will) once it is killed. Then user name, password and TLS:
 // mqtts:// with a CA made here by openssl.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
-import net from 'node:net';
-import { userInfo } from 'node:os';
 import path from 'node:path';
-import mqtt, { type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/logger.js';
 import { MqttSink } from '../../src/sinks/mqtt.js';
 import { DEV_MODEL, runCli, setupCliTests } from '../cli/helpers.js';
 import { ensureBuilt, freePort, removeDir, sleep, startDaemon, tmpDir, until, writeConfig, type Daemon } from '../server/helpers.js';
-
-const MOSQUITTO = process.env.CASA_LIVE_MOSQUITTO ?? '/usr/sbin/mosquitto';
-
-interface Received {
-  topic: string;
-  payload: string;
-  retain: boolean;
-}
+import { startBroker as startMosquitto, stopBroker, subscriber as subscribe, type Received } from './mosquitto.js';
 
 let dir: string;
 const children: ChildProcess[] = [];
@@ -39,46 +30,8 @@ afterAll(async () => {
   await removeDir(dir);
 });
 
-function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1');
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
-
-/** Starts mosquitto with `conf` (lines); resolves once it accepts connections on `port`. */
-async function startBroker(name: string, port: number, conf: string[]): Promise<ChildProcess> {
-  const file = path.join(dir, `${name}.conf`);
-  // Run as root, mosquitto would switch to its own user, who cannot read the test's files.
-  await writeFile(file, [`user ${userInfo().username}`, ...conf, ''].join('\n'));
-  const child = spawn(MOSQUITTO, ['-c', file], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  children.push(child);
-  await until(async () => (child.exitCode !== null ? Promise.reject(new Error(`mosquitto exited: ${err}`)) : portOpen(port)), 10_000, 'mosquitto to listen');
-  return child;
-}
-
-async function stopBroker(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await exited;
-}
-
-/** A subscriber recording every message of `topic` (plus whether it came as a retained one). */
-async function subscriber(url: string, topic: string, options: mqtt.IClientOptions = {}): Promise<{ client: MqttClient; got: Received[] }> {
-  const got: Received[] = [];
-  const client = await mqtt.connectAsync(url, { reconnectPeriod: 300, ...options });
-  clients.push(client);
-  client.on('message', (t, payload, packet) => got.push({ topic: t, payload: payload.toString(), retain: packet.retain }));
-  await client.subscribeAsync(topic, { qos: 1 });
-  return { client, got };
-}
+const startBroker = (name: string, port: number, conf: string[]): Promise<ChildProcess> => startMosquitto(dir, name, port, conf, children);
+const subscriber = (url: string, topic: string, options: Parameters<typeof subscribe>[3] = {}): ReturnType<typeof subscribe> => subscribe(url, topic, clients, options);
 
 /** The captions a subscriber got, first copy of each seq, in arrival order. */
 function captions(got: Received[], stream: string): Array<{ seq: number; frame: number; text: string }> {
