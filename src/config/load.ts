@@ -329,6 +329,7 @@ function resolveConfig(raw: RawConfig, options: ParseOptions, problems: ConfigPr
     auth,
     model,
     engine: raw.engine ?? {},
+    ingest: raw.ingest ?? {},
     defaults,
     streams,
     limits,

@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { validateStreamInput } from './input.js';
 import { RESTART_MODES, type RestartMode } from '../ingest/retry-policy.js';
+import { HWACCEL_RE, SKIP_FRAME_MODES } from '../ingest/ffmpeg-args.js';
 import { LOG_LEVELS } from '../logger.js';
 import { STREAM_ID_RE, STREAM_ID_RULE } from '../events.js';
 
@@ -24,6 +25,7 @@ export const STRING_LIMITS = {
   envName: 256,
   host: 255,
   origin: 2048,
+  hwaccel: 32,
 } as const;
 
 /** A string of at most `max` characters; a longer one is refused with the limit (and nothing else is checked). */
@@ -147,6 +149,21 @@ export const engineSchema = z.strictObject({
 });
 export type EngineConfig = z.infer<typeof engineSchema>;
 
+/** How every stream's ffmpeg decodes (src/ingest/ffmpeg-args.ts DecodeOptions, docs/serve.md §ingest). */
+export const ingestSchema = z.strictObject({
+  decode: z
+    .strictObject({
+      /** Decoding threads per ffmpeg child (0: ffmpeg's choice, one per core). */
+      threads: z.int().min(0).max(64).optional(),
+      /** Frames the decoder may skip (ffmpeg -skip_frame): default (none), noref, bidir, nokey. */
+      skipFrame: z.enum(SKIP_FRAME_MODES).optional(),
+      /** A hardware decoder (ffmpeg -hwaccel), e.g. vaapi, cuda, auto. */
+      hwaccel: boundedString(STRING_LIMITS.hwaccel).regex(HWACCEL_RE, 'must be an ffmpeg hwaccel name (lower-case letters, digits, _)').optional(),
+    })
+    .optional(),
+});
+export type IngestConfig = z.infer<typeof ingestSchema>;
+
 export const rawConfigSchema = z.strictObject({
   listen: z
     .strictObject({
@@ -170,6 +187,7 @@ export const rawConfigSchema = z.strictObject({
     .optional(),
   model: boundedString(STRING_LIMITS.modelRef).min(1).optional(),
   engine: engineSchema.optional(),
+  ingest: ingestSchema.optional(),
   defaults: z
     .strictObject({
       fps: z.number().gt(0).max(30).optional(),
@@ -254,6 +272,8 @@ export interface ServeConfig {
   model: string;
   /** How models run; {} = the engine's defaults. */
   engine: EngineConfig;
+  /** How ffmpeg decodes; {} = ffmpeg's defaults. */
+  ingest: IngestConfig;
   defaults: { fps: number; generation: GenerationOverrides; restart: RestartPolicy };
   streams: StreamConfig[];
   limits: ServeLimits;

@@ -2,6 +2,7 @@
 import type { Readable } from 'node:stream';
 import { UsageError } from '../errors.js';
 import type { ResolveFfmpegOptions } from './binaries.js';
+import { HWACCEL_RE, SKIP_FRAME_MODES, type DecodeOptions } from './ffmpeg-args.js';
 import { classifyInput, type ClassifiedInput } from './input.js';
 import { RESTART_MODES, type RetrySettings } from './retry-policy.js';
 import { FIT_MODES, type Fit, type IngestLogger, type SourceOptions } from './types.js';
@@ -36,6 +37,7 @@ export interface ResolvedSourceOptions {
   stdin: Readable | undefined;
   /** What resolveFfmpeg() is asked for. */
   binaries: ResolveFfmpegOptions;
+  decode: DecodeOptions | undefined;
 }
 
 const silentLogger: IngestLogger = { info() {}, warn() {}, error() {}, debug() {} };
@@ -82,7 +84,22 @@ export function resolveSourceOptions(opts: SourceOptions): ResolvedSourceOptions
       ...(opts.ffprobePath ? { ffprobePath: opts.ffprobePath } : {}),
       logger: log,
     },
+    decode: resolveDecode(opts.decode),
   };
+}
+
+function resolveDecode(d: DecodeOptions | undefined): DecodeOptions | undefined {
+  if (!d) return undefined;
+  if (d.threads !== undefined && !(Number.isInteger(d.threads) && d.threads >= 0 && d.threads <= 64)) {
+    throw new UsageError(`decode.threads must be a whole number from 0 to 64, not ${String(d.threads)}.`);
+  }
+  if (d.skipFrame !== undefined && !SKIP_FRAME_MODES.includes(d.skipFrame)) {
+    throw new UsageError(`decode.skipFrame must be one of ${SKIP_FRAME_MODES.join(', ')}, not "${String(d.skipFrame)}".`);
+  }
+  if (d.hwaccel !== undefined && !HWACCEL_RE.test(d.hwaccel)) {
+    throw new UsageError(`decode.hwaccel must be an ffmpeg hwaccel name (lower-case letters, digits, _), not "${String(d.hwaccel)}".`);
+  }
+  return d;
 }
 
 function resolveReconnect(opts: SourceOptions): RetrySettings {

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { StreamState } from '../events.js';
+import type { DecodeOptions } from './ffmpeg-args.js';
 
 /** One decoded, scaled frame, exactly as the model will see it. */
 export interface Frame {
@@ -94,6 +95,8 @@ export interface SourceOptions {
   inputFormat?: string;
   /** The stream read when input is "-" (default process.stdin). */
   stdin?: Readable;
+  /** How ffmpeg decodes: threads per child, frames it may skip, a hardware decoder (src/ingest/ffmpeg-args.ts). */
+  decode?: DecodeOptions;
 }
 
 export interface SourceStatus {

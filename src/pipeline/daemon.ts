@@ -6,6 +6,7 @@
  */
 import path from 'node:path';
 import type { LoadOptions, SessionOptions } from '../engine.js';
+import type { DecodeOptions } from '../ingest/index.js';
 import type { EngineConfig, GenerationOverrides, ServeConfig, StreamConfig } from '../config/schema.js';
 import { createCaptionPipeline } from './pipeline.js';
 import type { CaptionPipelineHandle, PipelineFactory, PrepareHook } from './types.js';
@@ -65,6 +66,8 @@ export function createDaemonHooks(options: DaemonHooksOptions = {}): DaemonHooks
   const env = options.env ?? process.env;
   // The config's `engine` settings, known once prepare has run (before any model loads).
   let engine: LoadOptions = {};
+  // The config's `ingest.decode` settings, for every stream's ffmpeg.
+  let decode: DecodeOptions | undefined;
   const registry =
     options.registry ??
     new ModelRegistry({ load: (dir, opts) => loadModelDir(dir, { ...options.loadOptions, ...opts, ...engine }, env) });
@@ -74,6 +77,7 @@ export function createDaemonHooks(options: DaemonHooksOptions = {}): DaemonHooks
   const prepare: PrepareHook = async (config: ServeConfig) => {
     baseDir = config.configPath ? path.dirname(config.configPath) : process.cwd();
     engine = loadOptionsFrom(config.engine ?? {}); // absent in configs built by hand (tests)
+    decode = config.ingest?.decode;
     const model = await registry.load(resolveModelRef(config.model, baseDir, env), true);
     return { modelName: model.name };
   };
@@ -92,7 +96,7 @@ export function createDaemonHooks(options: DaemonHooksOptions = {}): DaemonHooks
       generation: sessionOptionsFrom(stream.generation),
       logger: ctx.logger,
       // One retry policy per stream: the ingest retries a live input by the stream's restart block.
-      source: { reconnect: stream.restart },
+      source: { reconnect: stream.restart, ...(decode ? { decode } : {}) },
       ...(ctx.signal ? { signal: ctx.signal } : {}),
       ...(ctx.onStartup ? { onStartup: ctx.onStartup } : {}),
     });
