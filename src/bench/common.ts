@@ -10,8 +10,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { packageRoot } from '../pipeline/models.js';
 
-export type SuiteId = 'b1' | 'b2' | 'b3' | 'b4' | 'b5' | 'b6';
-export const SUITE_IDS: readonly SuiteId[] = ['b1', 'b2', 'b3', 'b4', 'b5', 'b6'];
+export type SuiteId = 'b1' | 'b2' | 'b3' | 'b4' | 'b5' | 'b6' | 'b7';
+export const SUITE_IDS: readonly SuiteId[] = ['b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'b7'];
 
 export const SUITE_FILES: Record<SuiteId, string> = {
   b1: 'b1-casa-vs-insertion',
@@ -20,6 +20,7 @@ export const SUITE_FILES: Record<SuiteId, string> = {
   b4: 'b4-latency',
   b5: 'b5-ws-fanout',
   b6: 'b6-soak',
+  b7: 'b7-batch-throughput',
 };
 
 export const SUITE_TITLES: Record<SuiteId, string> = {
@@ -29,6 +30,7 @@ export const SUITE_TITLES: Record<SuiteId, string> = {
   b4: 'B4 — latency: frame arrival → first token / caption',
   b5: 'B5 — WebSocket fan-out',
   b6: 'B6 — soak',
+  b7: 'B7 — batched throughput and the physical limit',
 };
 
 export interface BenchOptions {

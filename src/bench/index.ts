@@ -1,5 +1,5 @@
 /**
- * `casa-live bench` / `npm run bench`: the benchmark suites B1–B6 (docs/benchmarks.md).
+ * `casa-live bench` / `npm run bench`: the benchmark suites (docs/benchmarks.md).
  * Writes one JSON file per suite (machine, versions, command, config, results, targets, raw
  * samples), SVG plots and SUMMARY.md into the results directory.
  */
@@ -24,6 +24,7 @@ import { runB3 } from './suites/b3.js';
 import { runB4 } from './suites/b4.js';
 import { runB5 } from './suites/b5.js';
 import { runB6 } from './suites/b6.js';
+import { runB7 } from './suites/b7.js';
 import { plotsFor } from './plots.js';
 import { readResults, writeSummary } from './summary.js';
 
@@ -37,6 +38,7 @@ const SUITES: Record<SuiteId, (ctx: SuiteContext) => Promise<SuiteOutput>> = {
   b4: runB4,
   b5: runB5,
   b6: runB6,
+  b7: runB7,
 };
 
 /** The bundles used by default: the trained ones when present, else the dev bundles (random weights). */

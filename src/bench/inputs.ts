@@ -120,37 +120,54 @@ export interface Clip {
   command: string;
 }
 
+export interface ClipSpec {
+  seconds: number;
+  width: number;
+  height: number;
+  fps: number;
+  name: string;
+  /** Container (default mp4; ts: MPEG-TS, for the live server). */
+  format?: 'mp4' | 'ts';
+  /**
+   * Camera-like picture: scaled smoothly (bicubic) with this much temporal noise (ffmpeg
+   * noise=alls=N:allf=t) instead of nearest-neighbour blocks, which would make a large clip
+   * unrealistically cheap to decode.
+   */
+  noise?: number;
+}
+
 /**
  * Encodes a video clip from a frame stream: the 2-fps frames held and re-timed to `fps`,
- * scaled (nearest neighbour) to `width`×`height`, looped to `seconds`. Cached.
+ * scaled (nearest neighbour, or smoothly with noise) to `width`×`height`, looped to `seconds`. Cached.
  */
-export async function encodeClip(
-  stream: FrameStream,
-  o: { seconds: number; width: number; height: number; fps: number; name: string },
-  log: (l: string) => void,
-): Promise<Clip> {
+export async function encodeClip(stream: FrameStream, o: ClipSpec, log: (l: string) => void): Promise<Clip> {
   const ff = await resolveFfmpeg();
-  const base = path.join(cacheDir(), `${o.name}-${path.basename(path.dirname(stream.framesPath))}-${o.width}x${o.height}-${o.fps}fps-${o.seconds}s`);
+  const base = path.join(
+    cacheDir(),
+    `${o.name}-${path.basename(path.dirname(stream.framesPath))}-${o.width}x${o.height}-${o.fps}fps-${o.seconds}s${o.noise ? `-noise${o.noise}` : ''}`,
+  );
+  const ext = o.format ?? 'mp4';
+  const scale = o.noise ? `scale=${o.width}:${o.height}:flags=bicubic,fps=${o.fps},noise=alls=${o.noise}:allf=t` : `scale=${o.width}:${o.height}:flags=neighbor,fps=${o.fps}`;
   const streamSeconds = stream.frames / 2;
   const loops = Math.max(0, Math.ceil(o.seconds / streamSeconds) - 1);
   for (const codec of ['libx264', 'mpeg4']) {
-    const out = `${base}-${codec}.mp4`;
+    const out = `${base}-${codec}.${ext}`;
     const args = [
       '-hide_banner', '-loglevel', 'error', '-y',
       '-stream_loop', String(loops),
       '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', `${stream.width}x${stream.height}`, '-framerate', '2', '-i', stream.framesPath,
-      '-vf', `scale=${o.width}:${o.height}:flags=neighbor,fps=${o.fps}`,
+      '-vf', scale,
       '-t', String(o.seconds),
       '-c:v', codec,
       ...(codec === 'libx264' ? ['-preset', 'veryfast', '-g', String(o.fps * 2)] : ['-q:v', '4', '-g', String(o.fps * 2)]),
-      '-pix_fmt', 'yuv420p', '-an', `${out}.tmp.mp4`,
+      '-pix_fmt', 'yuv420p', '-an', ...(ext === 'ts' ? ['-f', 'mpegts'] : []), `${out}.tmp.${ext}`,
     ];
     const command = `ffmpeg ${args.join(' ')}`;
     if (existsSync(out)) return { path: out, seconds: o.seconds, width: o.width, height: o.height, fps: o.fps, codec, command };
     try {
       log(`encoding ${path.basename(out)} (${o.seconds} s, ${o.width}x${o.height} @ ${o.fps} fps, ${codec})`);
       await run(ff.ffmpegPath, args, { maxBuffer: 1 << 20 });
-      renameSync(`${out}.tmp.mp4`, out);
+      renameSync(`${out}.tmp.${ext}`, out);
       return { path: out, seconds: o.seconds, width: o.width, height: o.height, fps: o.fps, codec, command };
     } catch (err) {
       if (codec === 'mpeg4') throw err;

@@ -4,6 +4,7 @@
  */
 import type { SuiteId, SuiteResult } from './common.js';
 import { linearFit, max, medianSeries, rollingMedian } from './stats.js';
+import { b7Plots } from './report-b7.js';
 import { COLORS, lineChart, type Series } from './svg.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -161,11 +162,22 @@ function b3(r: PlotInput): Record<string, string> {
       series: [
         { name: 'passed (no drops, p99 ≤ 500 ms)', color: COLORS.third, line: false, markers: true, points: trials.filter((t) => t.pass).map((t) => [t.streams, p99(t)]) },
         { name: 'failed', color: COLORS.insertion, line: false, markers: true, points: trials.filter((t) => !t.pass).map((t) => [t.streams, p99(t)]) },
+        ...ingestSeries((res.ingestTrials as Any[] | undefined) ?? []),
       ],
       refLines: [{ y: (c.latencyBudgetMs as number) ?? 500, label: `budget ${(c.latencyBudgetMs as number) ?? 500} ms` }],
       legend: 'top-left',
     }),
   };
+}
+
+/** B3's ingest-only trials: their p99 frame lateness, passed and failed. */
+function ingestSeries(trials: Any[]): Series[] {
+  if (!trials.length) return [];
+  const late = (t: Any): number => Math.max(1, Number.isFinite(t.latenessP99Ms) ? t.latenessP99Ms : 1e4);
+  return [
+    { name: 'ingest only, passed (p99 frame lateness)', color: COLORS.grey, line: false, markers: true, points: trials.filter((t) => t.pass).map((t) => [t.streams, late(t)]) },
+    { name: 'ingest only, failed', color: COLORS.fourth, line: false, markers: true, points: trials.filter((t) => !t.pass).map((t) => [t.streams, late(t)]) },
+  ];
 }
 
 function cdf(xs: readonly number[]): Pts {
@@ -281,7 +293,7 @@ function b6(r: PlotInput): Record<string, string> {
   };
 }
 
-const PLOTS: Record<SuiteId, (r: PlotInput) => Record<string, string>> = { b1, b2, b3, b4, b5, b6 };
+const PLOTS: Record<SuiteId, (r: PlotInput) => Record<string, string>> = { b1, b2, b3, b4, b5, b6, b7: b7Plots };
 
 /** File name → SVG for a suite's result (none for a skipped suite). */
 export function plotsFor(r: PlotInput & { skipped?: string }): Record<string, string> {

@@ -10,17 +10,23 @@ import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import WebSocket from 'ws';
 import { stringify } from 'yaml';
-import { loadModel, type EngineFrame, type Model, type CaptionSession } from '../engine.js';
+import { loadModel, type Model, type CaptionSession } from '../engine.js';
 import type { UnsequencedEvent } from '../events.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { AsyncQueue, createCaptionPipeline, type CaptionPipeline, type CaptionPipelineHandle } from '../pipeline/index.js';
 import { runServe, type ServeHandle } from '../server/index.js';
 import { childProcesses, forcedGeneration, machineCpu, machineCpuPercent, openFds, sleep } from './common.js';
+import { frameAt, runEngineThroughput, runMatmul } from './engine-load.js';
+import { runIngestTrial } from './ingest-load.js';
+import { startLiveServer, stopLiveServer } from './live-server.js';
 import { max, median, min, quantiles, round, roundAll } from './stats.js';
 import type {
+  EngineThroughputTask,
   FanoutClientsTask,
   FanoutMeasureResult,
   FanoutServerTask,
+  IngestTrialTask,
+  MatmulTask,
   PipelinesResult,
   PipelinesTask,
   SoakResult,
@@ -34,13 +40,6 @@ import type {
 
 function progress(line: string): void {
   process.send?.({ progress: line });
-}
-
-function frameAt(all: Buffer, i: number, w: number, h: number): EngineFrame {
-  const bytes = w * h * 3;
-  const count = Math.floor(all.length / bytes);
-  const k = i % count;
-  return { index: i, ptsSeconds: i / 2, receivedAt: Date.now(), width: w, height: h, rgb: all.subarray(k * bytes, (k + 1) * bytes) };
 }
 
 // ------------------------------------------------------------------------------ B1: one long stream
@@ -217,7 +216,7 @@ interface TrialStream {
 }
 
 async function runPipelines(t: PipelinesTask): Promise<PipelinesResult> {
-  const model = await loadModel(t.bundle, { intraOpNumThreads: 1 });
+  const model = await loadModel(t.bundle, { intraOpNumThreads: 1, ...t.load });
   const errors: string[] = [];
   const logger = silentLogger();
   const streams: TrialStream[] = [];
@@ -282,11 +281,12 @@ function startTrialStream(t: PipelinesTask, shared: { model: Model; logger: Logg
   const records = new Map<number, FrameRecord>();
   const pipeline = createCaptionPipeline({
     model: shared.model,
-    input: t.clip,
-    realtime: true,
+    input: t.clip.replace('{i}', String(i)),
+    realtime: t.realtime ?? true,
     fps: t.fps,
     generation: { ...forcedGeneration(t.tokens, i + 1), tokenGranularity: 'piece' },
     logger: shared.logger,
+    ...(t.decode ? { source: { decode: t.decode } } : {}),
     onFrame: (frame) => records.set(frame.index, { arrivedAt: frame.receivedAt }),
   });
   return { pipeline, records, consumed: consumeTrialStream(pipeline, records, `stream ${i}`, errors) };
@@ -636,6 +636,16 @@ async function handle(task: Task): Promise<unknown> {
       return runPipelines(task as unknown as PipelinesTask);
     case 'soak':
       return runSoak(task as unknown as SoakTask);
+    case 'engine-throughput':
+      return runEngineThroughput(task as unknown as EngineThroughputTask);
+    case 'matmul':
+      return runMatmul(task as unknown as MatmulTask);
+    case 'ingest-trial':
+      return runIngestTrial(task as unknown as IngestTrialTask);
+    case 'live-server':
+      return startLiveServer(task as unknown as { clip: string });
+    case 'live-server-stop':
+      return stopLiveServer();
     case 'fanout-server':
       return startFanoutServer(task as unknown as FanoutServerTask);
     case 'fanout-server-cpu': {

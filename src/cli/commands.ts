@@ -167,7 +167,7 @@ const bench: CommandDef = {
   builder: (y) =>
     y
       .option('quick', { type: 'boolean', describe: 'a short smoke version of every suite (results in bench/results/quick)' })
-      .option('suite', { type: 'string', array: true, describe: 'run only these suites: b1 … b6, comma-separated or repeated', defaultDescription: 'all' })
+      .option('suite', { type: 'string', array: true, describe: 'run only these suites (b1, b2, …: see docs/benchmarks.md), comma-separated or repeated', defaultDescription: 'all' })
       .option('out', { type: 'string', describe: 'results directory', requiresArg: true, defaultDescription: 'bench/results (quick: bench/results/quick)' })
       .option('casa', { type: 'string', describe: 'CASA model bundle', requiresArg: true, defaultDescription: 'models/casa-tiny, else the dev bundle' })
       .option('insertion', { type: 'string', describe: 'its insertion twin', requiresArg: true, defaultDescription: 'models/casa-tiny-insertion, else the dev bundle' })
