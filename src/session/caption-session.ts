@@ -6,10 +6,12 @@
  *   ready ──captionFrame(frame)──▶ in-frame ──▶ ready
  *     in-frame: preprocess → vision (→ casa_kv, window swap) → prefill [preImage, postImage]
  *               (+ frameOpening on the first frame) → sample ≤ maxNewTokensPerFrame tokens,
- *               each pushed out and fed → feed EOS unless the last sampled token was EOS
- *               → the backend is told the frame ended (the batched engine stops waiting for it)
+ *               each pushed out and fed (a sampled EOS ends the text, not fed yet) → the
+ *               caption event → feed EOS → the backend is told the frame ended (the batched
+ *               engine stops waiting for it)
  *   ready / failed / in-frame ──close()──▶ closed (a step still waiting rejects; closed stays closed)
- *   in-frame ──decoder failure──▶ failed (every later call throws)
+ *   in-frame ──decoder failure──▶ failed (every later call throws; a failure feeding the
+ *               final EOS comes after the frame's caption event)
  *
  * A frame the consumer stops reading half way (break out of the iteration) is still
  * closed properly: EOS is fed, so every window's text ends with EOS as in training.
@@ -264,23 +266,17 @@ class CaptionSession {
         const tok = this.sampler.sample(row);
         this.sampler.observe(tok);
         this.sampled += 1;
-        if (tok === eos) {
-          await this.backend.feedText([eos]);
-          eosFed = true;
-          break;
-        }
+        if (tok === eos) break; // fed below, after the caption
         ids.push(tok);
         const piece = this.detok.push(tok);
         if (piece) yield { type: 'token', frame: frame.index, pts: frame.ptsSeconds, text: piece };
         logits = await this.backend.feedText([tok]);
         row = logits.subarray(0, V);
       }
-      if (!eosFed) {
-        await this.backend.feedText([eos]);
-        eosFed = true;
-      }
       const rest = this.detok.flush();
       if (rest) yield { type: 'token', frame: frame.index, pts: frame.ptsSeconds, text: rest };
+      // The caption is complete once its last token is sampled: it goes out before the EOS
+      // that closes the window is fed (a graph run whose logits nothing uses).
       const caption: SessionCaptionEvent = {
         type: 'caption',
         frame: frame.index,
@@ -290,6 +286,8 @@ class CaptionSession {
         latencyMs: Math.max(0, Date.now() - frame.receivedAt),
       };
       yield caption;
+      await this.backend.feedText([eos]);
+      eosFed = true;
     } catch (err) {
       // The caches may be half updated: the session cannot go on.
       if (frameOpen || !(err instanceof InputError)) this.markFailed(err);
