@@ -220,6 +220,9 @@ export interface EngineThroughputTask {
   /** Longest warm-up while waiting for every session's first frame. */
   warmupLimitS: number;
   measureS: number;
+  /** The window goes on until this many frames per session completed on average, at most maxMeasureS. */
+  minFramesPerSession: number;
+  maxMeasureS: number;
 }
 
 export interface EngineThroughputResult {
