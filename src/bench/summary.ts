@@ -147,7 +147,9 @@ function b4(r: SuiteResult): string[] {
   return mdTable(
     ['streams', 'arrival → first token, p50 / p95 / p99 (ms)', 'arrival → caption committed, p50 / p95 / p99 (ms)', 'frames'],
     [
-      [1, q(x.oneStream?.firstTokenMs), q(x.oneStream?.captionMs), x.oneStream?.captionMs?.n ?? 0],
+      ...(x.oneStreamByEngine
+        ? Object.entries(x.oneStreamByEngine as Record<string, Any>).map(([name, e]) => [`1 (${name} engine)`, q(e.firstTokenMs), q(e.captionMs), e.captionMs?.n ?? 0])
+        : [[1, q(x.oneStream?.firstTokenMs), q(x.oneStream?.captionMs), x.oneStream?.captionMs?.n ?? 0]]),
       x.atCapacity
         ? [`${x.atCapacity.streams} (capacity)`, q(x.atCapacity.firstTokenMs), q(x.atCapacity.captionMs), x.atCapacity.captionMs?.n ?? 0]
         : ['capacity', 'not measured (run B3)', null, null],
