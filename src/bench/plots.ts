@@ -266,7 +266,7 @@ function b6(r: PlotInput): Record<string, string> {
   return {
     'b6-soak-rss.svg': lineChart({
       title: `B6: process memory over ${res.streamHours} h of stream`,
-      subtitle: `${res.speedVsRealTime}× faster than real time; dashed: ±5% of RSS at the end of warm-up (first ${c.warmupFraction * 100}%)`,
+      subtitle: `${res.speedVsRealTime}× faster than real time; dashed: ±5% of RSS at the end of warm-up (${res.warmup ? `${res.warmup.frames} frames, ${res.warmup.wallSeconds} s of wall time` : `first ${c.warmupFraction * 100}%`})`,
       xLabel: 'stream time (minutes)',
       yLabel: 'MiB',
       yMin: 0,

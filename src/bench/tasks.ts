@@ -140,6 +140,9 @@ export interface SoakTask {
   sampleEvery: number;
   tokens: number;
   restartCycles: number;
+  /** Warm-up: at least this many frames and this many seconds of wall time; it ends with one full GC. */
+  warmupFrames?: number;
+  warmupMinWallS?: number;
 }
 
 export interface SoakSample {
@@ -155,6 +158,8 @@ export interface SoakSample {
   evictions: number;
   fds: number;
   children: number;
+  /** The sample taken right after the warm-up's full GC. */
+  warmupEnd?: boolean;
 }
 
 export interface SoakResult {

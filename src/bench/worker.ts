@@ -410,9 +410,13 @@ async function runSoak(t: SoakTask): Promise<SoakResult> {
   };
 }
 
-/** Reads the soak stream to its end: KV peaks, and a sample (memory, KV, fds, children) every t.sampleEvery captions. */
+/**
+ * Reads the soak stream to its end: KV peaks, and a sample (memory, KV, fds, children) every
+ * t.sampleEvery captions; the warm-up ends with one full GC (when exposed) and a sample.
+ */
 async function soakStream(p: CaptionPipelineHandle, session: CaptionSession, t: SoakTask, started: number) {
   const out = { frames: 0, streamSeconds: 0, maxKvTokens: 0, maxKvBytes: 0, samples: [] as SoakSample[], duringChildren: [] as number[], errors: [] as string[] };
+  let warm = t.warmupFrames === undefined && t.warmupMinWallS === undefined;
   try {
     for await (const ev of p.events) {
       if (ev.type === 'status' && ev.state === 'error') out.errors.push(ev.reason ?? 'error');
@@ -422,6 +426,11 @@ async function soakStream(p: CaptionPipelineHandle, session: CaptionSession, t: 
       const st = session.stats();
       if (st.kvTokens > out.maxKvTokens) out.maxKvTokens = st.kvTokens;
       if (st.kvBytes > out.maxKvBytes) out.maxKvBytes = st.kvBytes;
+      if (!warm && out.frames >= (t.warmupFrames ?? 0) && performance.now() - started >= (t.warmupMinWallS ?? 0) * 1000) {
+        warm = true;
+        (globalThis as { gc?: () => void }).gc?.();
+        out.samples.push({ ...soakSample(out.frames, ev.end, started, st), warmupEnd: true });
+      }
       if (out.frames % t.sampleEvery !== 0) continue;
       const sample = soakSample(out.frames, ev.end, started, st);
       out.duringChildren.push(sample.children);

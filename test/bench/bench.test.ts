@@ -15,6 +15,7 @@ import { runB3, type B3Params } from '../../src/bench/suites/b3.js';
 import { runB4 } from '../../src/bench/suites/b4.js';
 import { runB5 } from '../../src/bench/suites/b5.js';
 import { runB6 } from '../../src/bench/suites/b6.js';
+import { B7_ENGINES, runB7, type B7Params } from '../../src/bench/suites/b7.js';
 import { lineChart, niceTicks } from '../../src/bench/svg.js';
 import { linearFit, percentile, rollingMedian } from '../../src/bench/stats.js';
 import { ensureBuilt } from '../server/helpers.js';
@@ -35,7 +36,7 @@ describe('bench helpers', () => {
     expect(fit.intercept).toBeCloseTo(1);
     expect(rollingMedian([1, 100, 1, 1, 1], 3)).toEqual([50.5, 1, 1, 1, 1]);
     expect(niceTicks(0, 10)).toEqual([0, 2, 4, 6, 8, 10]);
-    expect(() => parseSuites('b7')).toThrow(/unknown suite/);
+    expect(() => parseSuites('b42')).toThrow(/unknown suite/);
     expect(parseSuites('b3,b1')).toEqual(['b1', 'b3']);
     expect(parseSuites(undefined)).toEqual([...SUITE_IDS]);
   });
@@ -51,7 +52,17 @@ describe('bench helpers', () => {
 describe('casa-live bench (smoke, tiny inputs)', () => {
   let out: string;
   let run: BenchRunResult;
-  const b3Tiny: B3Params = { warmupS: 0.6, searchMeasureS: 1.2, confirmMeasureS: 1.2, confirmRepeats: 1, maxStreams: 1, graceS: 0.3, clip: { seconds: 12, width: 64, height: 64, fps: 4 } };
+  const b3Tiny: B3Params = {
+    warmupS: 0.6, searchMeasureS: 1.2, confirmMeasureS: 1.2, confirmRepeats: 1, fromStreams: 1, maxStreams: 1, graceS: 0.3,
+    clip: { seconds: 12, width: 64, height: 64, fps: 4 }, liveSeconds: 20, decodeOptions: { threads: 1 },
+    decode: { streams: 1, warmupS: 0.3, measureS: 0.6, clipSeconds: 6, inputs: [{ name: '64x64 4 fps', width: 64, height: 64, fps: 4, noise: 0 }], variants: { 'threads 1': { threads: 1 } }, comparePts: 4 },
+    ingest: { fromStreams: 1, maxStreams: 1, warmupS: 0.3, measureS: 0.6 },
+    mainThreadEngine: null,
+  };
+  const b7Tiny: B7Params = {
+    sessions: [1, 2], repeats: 1, warmupS: 0.3, warmupLimitS: 10, measureS: 0.6, minFramesPerSession: 1, maxMeasureS: 5,
+    engines: B7_ENGINES, matmulSizes: '16x32x48', matmulThreads: [1], matmulSeconds: 0.1,
+  };
 
   beforeAll(async () => {
     await ensureBuilt();
@@ -64,10 +75,11 @@ describe('casa-live bench (smoke, tiny inputs)', () => {
         b3: (ctx) => runB3(ctx, b3Tiny),
         b4: (ctx) => runB4(ctx, { singleRepeats: 1, measureS: 1.2, warmupS: 0.6, graceS: 0.3 }, b3Tiny),
         b5: (ctx) => runB5(ctx, { clients: 20, windows: 1, windowS: 1.2, variants: [{ name: 'fsync off', fsync: false }], tokensPerFrame: 3, frameMs: 200, settleS: 0.3 }),
-        b6: (ctx) => runB6(ctx, { streamSeconds: 40, sampleEvery: 10, restartCycles: 1, warmupFraction: 0.1 }),
+        b6: (ctx) => runB6(ctx, { streamSeconds: 40, sampleEvery: 10, restartCycles: 1, warmupFraction: 0.1, warmupMinWallS: 0, warmupSettleS: 0 }),
+        b7: (ctx) => runB7(ctx, b7Tiny),
       },
     );
-  }, 120_000);
+  }, 240_000);
 
   afterAll(() => {
     if (out) rmSync(out, { recursive: true, force: true });
