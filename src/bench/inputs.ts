@@ -3,7 +3,8 @@
  * tools/casa_model, with a built-in fallback) and video clips encoded from it with ffmpeg.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -108,6 +109,40 @@ export function proceduralFrames(frames: number, size: number): Buffer {
     }
   }
   return out;
+}
+
+/** A token-compressed insertion bundle, or why there is none. */
+export type CompressedBundle = { tokens: number; dir: string; recipe: string } | { tokens: number; error: string };
+
+/**
+ * The insertion twin with a random Q-Former-style connector giving `tokens` image tokens per
+ * frame (`python3 -m tools.casa_model compressed`, benchmark B1), built once into the OS temp
+ * dir: keyed by the source bundle's files and the tool's source, never committed.
+ */
+export async function compressedBundle(root: string, insertion: string, tokens: number, log: (l: string) => void): Promise<CompressedBundle> {
+  const tool = path.join(root, 'tools', 'casa_model', 'compressed.py');
+  if (!existsSync(tool) || !existsSync(pythonPath())) return { tokens, error: `no ${existsSync(tool) ? pythonPath() : tool}` };
+  const h = createHash('sha256').update(readFileSync(tool));
+  for (const f of ['casa.json', 'vision.onnx', 'decoder.onnx', 'tokenizer.json']) h.update(readFileSync(path.join(insertion, f)));
+  const dir = path.join(cacheDir(), `compressed-${path.basename(insertion)}-${h.digest('hex').slice(0, 12)}-q${tokens}`);
+  const recipe = `PYTHONPATH=. ${pythonPath()} -m tools.casa_model compressed --tokens ${tokens} --bundle ${path.relative(root, insertion) || insertion} --out DIR`;
+  if (existsSync(path.join(dir, 'casa.json'))) return { tokens, dir, recipe };
+  log(`building a ${tokens}-token compressed insertion bundle (${recipe})`);
+  const tmp = `${dir}.tmp`;
+  rmSync(tmp, { recursive: true, force: true });
+  try {
+    await run(pythonPath(), ['-m', 'tools.casa_model', 'compressed', '--tokens', String(tokens), '--bundle', insertion, '--out', tmp, '--threads', '1'], {
+      cwd: root,
+      env: { ...process.env, PYTHONPATH: root },
+      maxBuffer: 1 << 20,
+    });
+    renameSync(tmp, dir);
+    return { tokens, dir, recipe };
+  } catch (err) {
+    rmSync(tmp, { recursive: true, force: true });
+    if (existsSync(path.join(dir, 'casa.json'))) return { tokens, dir, recipe }; // another bench process built it meanwhile
+    return { tokens, error: (err as Error).message.split('\n').slice(0, 3).join(' ') };
+  }
 }
 
 export interface Clip {

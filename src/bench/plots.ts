@@ -19,7 +19,8 @@ function b1(r: PlotInput): Record<string, string> {
   const N = c.frames as number;
   const casa = (r.samples.casa as Any[]) ?? [];
   const ins = (r.samples.insertion as Any[]) ?? [];
-  const runs: B1Runs = { c, res: r.results as Any, N, casa, ins, extended: ins[0] && (ins[0].frameMs as number[]).length > N ? ins[0] : undefined };
+  const comp = (r.samples.compressed as Any[] | undefined) ?? [];
+  const runs: B1Runs = { c, res: r.results as Any, N, casa, ins, comp, extended: ins[0] && (ins[0].frameMs as number[]).length > N ? ins[0] : undefined };
   return {
     'b1-frame-time.svg': b1FrameTime(runs),
     'b1-kv-bytes.svg': b1KvBytes(runs),
@@ -34,10 +35,19 @@ interface B1Runs {
   N: number;
   casa: Any[];
   ins: Any[];
+  /** Token-compressed insertion, one run per variant (imageTokensPerFrame). */
+  comp: Any[];
   extended: Any | undefined;
 }
 
-function b1FrameTime({ c, res, N, casa, ins, extended }: B1Runs): string {
+/** The compressed variants' line styles: the insertion colour, dashed the more the fewer tokens. */
+const COMPRESSED_DASH = ['2 3', '6 3', '10 3 2 3'];
+
+function compressedSeries(comp: readonly Any[], pick: (x: Any) => Pts): Series[] {
+  return comp.map((x, i) => ({ name: `insertion, ${x.imageTokensPerFrame} image token${x.imageTokensPerFrame === 1 ? '' : 's'}/frame (compressed)`, color: COLORS.fourth, dash: COMPRESSED_DASH[i % COMPRESSED_DASH.length] as string, points: pick(x) }));
+}
+
+function b1FrameTime({ c, res, N, casa, ins, comp, extended }: B1Runs): string {
   const realtimeMs = (c.realtimeMs as number) ?? 500;
   const cap = c.casa?.maxContextTokens as number | undefined;
   const casaMed = medianSeries(casa.map((x) => x.frameMs as number[]));
@@ -47,6 +57,7 @@ function b1FrameTime({ c, res, N, casa, ins, extended }: B1Runs): string {
   const frameSeries: Series[] = [
     { name: `CASA (${casa[0]?.model ?? ''}, cap ${cap ?? '?'} tokens)`, color: COLORS.casa, points: pts(rollingMedian(casaMed, 21)) },
     { name: `insertion (${ins[0]?.model ?? ''}, unbounded)`, color: COLORS.insertion, points: pts(smooth.slice(0, N)) },
+    ...compressedSeries(comp, (x) => pts(rollingMedian(x.frameMs as number[], 21))),
   ];
   if (extended) frameSeries.push({ name: 'insertion, run 1 continued', color: COLORS.insertion, dash: '4 3', points: pts(smooth, 1, N) });
   const rt = res.insertion?.realtimeLostAtFrame as number | undefined;
@@ -75,7 +86,7 @@ function b1FrameTime({ c, res, N, casa, ins, extended }: B1Runs): string {
   });
 }
 
-function b1KvBytes({ c, res, N, casa, ins, extended }: B1Runs): string {
+function b1KvBytes({ c, res, N, casa, ins, comp, extended }: B1Runs): string {
   const budget = (c.kvBudgetBytes as number) ?? 256 * 2 ** 20;
   const cap = c.casa?.maxContextTokens as number | undefined;
   const insKv = medianSeries(ins.map((x) => (x.kvBytes as number[]).slice(0, N)));
@@ -83,7 +94,8 @@ function b1KvBytes({ c, res, N, casa, ins, extended }: B1Runs): string {
   const casaKv = medianSeries(casa.map((x) => x.kvBytes as number[]));
   const kvSeries: Series[] = [
     { name: `CASA (≤ ${(max(casaKv) / 2 ** 20).toFixed(2)} MiB)`, color: COLORS.casa, points: pts(casaKv, 2 ** -20), width: 2.5 },
-    { name: 'insertion', color: COLORS.insertion, points: pts(kvAll, 2 ** -20) },
+    { name: `insertion (${c.insertion?.imageTokensPerFrame ?? '?'} image tokens/frame)`, color: COLORS.insertion, points: pts(kvAll, 2 ** -20) },
+    ...compressedSeries(comp, (x) => pts(x.kvBytes as number[], 2 ** -20)),
   ];
   const kvCross = res.insertion?.kvBudgetCrossedAtFrame as number | undefined;
   if (res.insertion?.kvBudgetCrossedHow === 'extrapolated' && Number.isFinite(kvCross) && kvAll.length) {
@@ -99,7 +111,7 @@ function b1KvBytes({ c, res, N, casa, ins, extended }: B1Runs): string {
   }
   return lineChart({
     title: 'B1: KV cache bytes in use vs frames',
-    subtitle: `CASA: text only, capped at ${cap ?? '?'} tokens; insertion: ${c.insertion?.imageTokensPerFrame ?? '?'} image tokens + text per frame, unbounded`,
+    subtitle: `CASA: text only, capped at ${cap ?? '?'} tokens; insertion: image tokens + text per frame, unbounded${comp.length ? '; compression slows the growth, CASA stays flat' : ''}`,
     xLabel: 'frames into the stream',
     yLabel: 'KV bytes in use (MiB)',
     series: kvSeries,
@@ -108,7 +120,7 @@ function b1KvBytes({ c, res, N, casa, ins, extended }: B1Runs): string {
   });
 }
 
-function b1Rss({ casa, ins }: B1Runs): string {
+function b1Rss({ casa, ins, comp }: B1Runs): string {
   const rss = (x: Any): Pts => (x.rss as Array<[number, number]>).map(([f, b]) => [f, b / 2 ** 20]);
   return lineChart({
     title: 'B1: process RSS vs frames',
@@ -119,6 +131,7 @@ function b1Rss({ casa, ins }: B1Runs): string {
     series: [
       ...casa.map((x, i) => ({ name: `CASA run ${i + 1}`, color: COLORS.casa, ...(i ? { dash: '5 3' } : {}), points: rss(x) })),
       ...ins.map((x, i) => ({ name: `insertion run ${i + 1}`, color: COLORS.insertion, ...(i ? { dash: '5 3' } : {}), points: rss(x) })),
+      ...compressedSeries(comp, rss),
     ],
     legend: 'bottom-right',
   });

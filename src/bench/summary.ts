@@ -45,18 +45,32 @@ function section(r: SuiteResult, body: string[]): string {
   return lines.join('\n');
 }
 
+/** The token-compressed variants B1 ran (one run each), for its opening sentence. */
+function compressedIntro(r: SuiteResult): string {
+  const ks = Object.values((r.results.compressed as Record<string, Any> | undefined) ?? {}).map((q) => q.imageTokensPerFrame as number);
+  return ks.length ? `, and one run each of the twin compressed to ${ks.join(', ')} image tokens per frame (a random Q-Former-style connector, instead of ${(r.config as Any).insertion?.imageTokensPerFrame})` : '';
+}
+
 function b1(r: SuiteResult): string[] {
   const c = r.results.casa as Any;
   const i = r.results.insertion as Any;
   const N = (r.config as Any).frames as number;
   return [
-    `CASA bundle \`${(r.config as Any).casa?.name}\` and its insertion twin \`${(r.config as Any).insertion?.name}\` (${(r.config as Any).casa?.weights}) on the same ${N}-frame synthetic stream, ${(r.config as Any).tokensPerFrame} tokens per frame, one thread, ${(r.config as Any).casaRepeats} CASA and ${(r.config as Any).insertionRepeats} insertion runs alternated in fresh processes.`,
+    `CASA bundle \`${(r.config as Any).casa?.name}\` and its insertion twin \`${(r.config as Any).insertion?.name}\` (${(r.config as Any).casa?.weights}) on the same ${N}-frame synthetic stream, ${(r.config as Any).tokensPerFrame} tokens per frame, one thread, ${(r.config as Any).casaRepeats} CASA and ${(r.config as Any).insertionRepeats} insertion runs alternated in fresh processes${compressedIntro(r)}.`,
     '',
     ...mdTable(
       [null, 'per-frame time at 50 frames', `at ${N} frames`, 'ratio', `KV bytes in use at ${N}`, `RSS growth 50→${N}`],
       [
         ['CASA', `${f(c.frameMsAt50, 2)} ms`, `${f(c[`frameMsAt${N}`], 2)} ms`, `**${f(c.ratio, 3)}×**`, `≤ ${mib(c.maxKvBytes, 2)} (allocated ${mib(c.kvCapacityBytes, 2)}, fixed)`, mib(c.rssGrowthBytes50toN)],
         ['insertion', `${f(i.frameMsAt50, 2)} ms`, `${f(i[`frameMsAt${N}`], 2)} ms`, `**${f(i.growth, 2)}×**`, `${mib(i[`kvBytesAt${N}`])} (+${f(i.kvBytesPerFrame / 1024, 1)} KiB/frame)`, mib(i.rssGrowthBytes50toN)],
+        ...Object.values((r.results.compressed as Record<string, Any> | undefined) ?? {}).map((q) => [
+          `insertion, ${q.imageTokensPerFrame} image token${q.imageTokensPerFrame === 1 ? '' : 's'}/frame (compressed)`,
+          `${f(q.frameMsAt50, 2)} ms`,
+          `${f(q[`frameMsAt${N}`], 2)} ms`,
+          `**${f(q.growth, 2)}×**`,
+          `${mib(q[`kvBytesAt${N}`])} (+${f(q.kvBytesPerFrame / 1024, 1)} KiB/frame; budget at frame ${q.kvBudgetCrossedAtFrame}, ${q.kvBudgetCrossedHow})`,
+          mib(q.rssGrowthBytes50toN),
+        ]),
       ],
     ),
     '',

@@ -70,7 +70,7 @@ describe('casa-live bench (smoke, tiny inputs)', () => {
     run = await runBench(
       { quick: true, suites: [...SUITE_IDS], outDir: out, casa: DEV_CASA, insertion: DEV_INSERTION, log: () => undefined, root: ROOT, command: 'vitest bench smoke' },
       {
-        b1: (ctx) => runB1(ctx, { frames: 60, casaRepeats: 1, insertionRepeats: 1, extendBudgetS: 0, extendMaxFrames: 60, rssEvery: 10 }),
+        b1: (ctx) => runB1(ctx, { frames: 60, casaRepeats: 1, insertionRepeats: 1, extendBudgetS: 0, extendMaxFrames: 60, rssEvery: 10, compressedTokens: havePython ? [2] : [] }),
         b2: (ctx) => runB2(ctx, { frames: 3, repeats: 1, warmup: 1, threads: 1 }),
         b3: (ctx) => runB3(ctx, b3Tiny),
         b4: (ctx) => runB4(ctx, { singleRepeats: 1, measureS: 1.2, warmupS: 0.6, graceS: 0.3 }, b3Tiny),
@@ -126,6 +126,12 @@ describe('casa-live bench (smoke, tiny inputs)', () => {
     // Insertion writes 16 image tokens + 8 text tokens per frame into its cache; CASA stays capped.
     expect((ins?.kvTokens[59] ?? 0) - (ins?.kvTokens[58] ?? 0)).toBe(24);
     expect(Math.max(...(b1.samples.casa as Array<{ kvTokens: number[] }>)[0]!.kvTokens)).toBeLessThanOrEqual(256);
+    if (havePython) {
+      // The twin compressed to 2 image tokens per frame (tools/casa_model compressed): 2 + 8 per frame.
+      const q2 = (b1.samples.compressed as Array<{ imageTokensPerFrame: number; kvTokens: number[] }>)[0];
+      expect(q2?.imageTokensPerFrame).toBe(2);
+      expect((q2?.kvTokens[59] ?? 0) - (q2?.kvTokens[58] ?? 0)).toBe(10);
+    }
     const b3 = run.results.find((r) => r.suite === 'b3') as SuiteResult;
     expect((b3.results.trials as unknown[]).length).toBeGreaterThan(0);
     const b5 = run.results.find((r) => r.suite === 'b5') as SuiteResult;
