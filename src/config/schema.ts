@@ -149,7 +149,7 @@ export const engineSchema = z.strictObject({
 });
 export type EngineConfig = z.infer<typeof engineSchema>;
 
-/** How every stream's ffmpeg decodes (src/ingest/ffmpeg-args.ts DecodeOptions, docs/serve.md §ingest). */
+/** How every stream's ffmpeg decodes (src/ingest/ffmpeg-args.ts DecodeOptions, docs/serve.md, "Ingest: decoding"). */
 export const ingestSchema = z.strictObject({
   decode: z
     .strictObject({

@@ -30,7 +30,7 @@ export const LIVE_ANALYZE_US = 1_000_000;
 export const RTSP_PROBE = { bytes: 32_768, us: 500_000 } as const;
 
 /**
- * How ffmpeg decodes (docs/ingest.md §Decoding CPU). Every field absent: ffmpeg's defaults.
+ * How ffmpeg decodes (docs/ingest.md, "Decoding CPU"). Every field absent: ffmpeg's defaults.
  * - threads: decoding (and filtering) threads per child; 0 = ffmpeg's choice (one per core).
  *   One per child suits many streams: ffmpeg's frame threads buy parallelism a machine full
  *   of children does not have, and cost CPU and memory.

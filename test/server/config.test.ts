@@ -322,3 +322,30 @@ describe('config/casa-live.example.yaml', () => {
     expect(config.dataDir).toBe('/var/lib/casa-live');
   });
 });
+
+describe('ingest.decode (every stream\'s ffmpeg decoding)', () => {
+  const auth = 'auth: { required: false }\n';
+  const problems = (text: string): string[] => {
+    try {
+      parseConfig(auth + text);
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigInvalidError);
+      return (err as ConfigInvalidError).problems.map((p) => `${p.path}: ${p.message}`);
+    }
+    throw new Error('the config was accepted');
+  };
+
+  it('absent: ffmpeg\'s defaults; given: passed as it is', () => {
+    expect(parseConfig(auth).ingest).toEqual({});
+    expect(parseConfig(auth + 'ingest: { decode: { threads: 1, skipFrame: noref, hwaccel: vaapi } }\n').ingest).toEqual({
+      decode: { threads: 1, skipFrame: 'noref', hwaccel: 'vaapi' },
+    });
+  });
+
+  it('invalid values are reported by field path', () => {
+    expect(problems('ingest: { decode: { threads: 65 } }\n').join('\n')).toMatch(/^ingest\.decode\.threads: /m);
+    expect(problems('ingest: { decode: { skipFrame: some } }\n').join('\n')).toMatch(/^ingest\.decode\.skipFrame: /m);
+    expect(problems('ingest: { decode: { hwaccel: "cuda -i /etc/passwd" } }\n').join('\n')).toMatch(/^ingest\.decode\.hwaccel: must be an ffmpeg hwaccel name/m);
+    expect(problems('ingest: { decoder: {} }\n').join('\n')).toMatch(/^ingest/m);
+  });
+});
