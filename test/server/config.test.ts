@@ -325,15 +325,7 @@ describe('config/casa-live.example.yaml', () => {
 
 describe('ingest.decode (every stream\'s ffmpeg decoding)', () => {
   const auth = 'auth: { required: false }\n';
-  const problems = (text: string): string[] => {
-    try {
-      parseConfig(auth + text);
-    } catch (err) {
-      expect(err).toBeInstanceOf(ConfigInvalidError);
-      return (err as ConfigInvalidError).problems.map((p) => `${p.path}: ${p.message}`);
-    }
-    throw new Error('the config was accepted');
-  };
+  const problems = (text: string): string => problemsOf(auth + text).join('\n');
 
   it('absent: ffmpeg\'s defaults; given: passed as it is', () => {
     expect(parseConfig(auth).ingest).toEqual({});
@@ -343,9 +335,9 @@ describe('ingest.decode (every stream\'s ffmpeg decoding)', () => {
   });
 
   it('invalid values are reported by field path', () => {
-    expect(problems('ingest: { decode: { threads: 65 } }\n').join('\n')).toMatch(/^ingest\.decode\.threads: /m);
-    expect(problems('ingest: { decode: { skipFrame: some } }\n').join('\n')).toMatch(/^ingest\.decode\.skipFrame: /m);
-    expect(problems('ingest: { decode: { hwaccel: "cuda -i /etc/passwd" } }\n').join('\n')).toMatch(/^ingest\.decode\.hwaccel: must be an ffmpeg hwaccel name/m);
-    expect(problems('ingest: { decoder: {} }\n').join('\n')).toMatch(/^ingest/m);
+    expect(problems('ingest: { decode: { threads: 65 } }\n')).toMatch(/ingest\.decode\.threads/);
+    expect(problems('ingest: { decode: { skipFrame: some } }\n')).toMatch(/ingest\.decode\.skipFrame/);
+    expect(problems('ingest: { decode: { hwaccel: "cuda -i /etc/passwd" } }\n')).toMatch(/ingest\.decode\.hwaccel.*must be an ffmpeg hwaccel name/);
+    expect(problems('ingest: { decoder: {} }\n')).toMatch(/ingest/);
   });
 });
