@@ -11,8 +11,8 @@ import path from 'node:path';
 import { packageRoot } from '../install.js';
 import { VERSION } from '../version.js';
 
-export type SuiteId = 'b1' | 'b2' | 'b3' | 'b4' | 'b5' | 'b6' | 'b8' | 'worker';
-export const SUITE_IDS: readonly SuiteId[] = ['b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'b8', 'worker'];
+export type SuiteId = 'b1' | 'b2' | 'b3' | 'b4' | 'b5' | 'b6' | 'b7' | 'b8' | 'worker';
+export const SUITE_IDS: readonly SuiteId[] = ['b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'b7', 'b8', 'worker'];
 
 export const SUITE_FILES: Record<SuiteId, string> = {
   b1: 'b1-casa-vs-insertion',
@@ -21,6 +21,7 @@ export const SUITE_FILES: Record<SuiteId, string> = {
   b4: 'b4-latency',
   b5: 'b5-ws-fanout',
   b6: 'b6-soak',
+  b7: 'b7-batch-throughput',
   b8: 'b8-cluster',
   worker: 'worker-engine',
 };
@@ -32,6 +33,7 @@ export const SUITE_TITLES: Record<SuiteId, string> = {
   b4: 'B4 — latency: frame arrival → first token / caption',
   b5: 'B5 — WebSocket fan-out',
   b6: 'B6 — soak',
+  b7: 'B7 — batched throughput and the physical limit',
   b8: 'B8 — cluster: failover time and fan-out over nodes',
   worker: 'Worker — the PyTorch worker engine vs the in-process ONNX engine',
 };

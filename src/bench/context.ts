@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { BenchOptions, SuiteId, SuiteResult } from './common.js';
-import { encodeClip, frameStream, type Clip, type FrameStream } from './inputs.js';
+import { encodeClip, frameStream, type Clip, type ClipSpec, type FrameStream } from './inputs.js';
 
 export interface SuiteContext {
   opts: BenchOptions;
@@ -10,7 +10,7 @@ export interface SuiteContext {
   /** The long synthetic stream (2,000 frames; 200 for --quick), shared by every suite. */
   stream(): Promise<FrameStream>;
   /** A clip encoded from the stream (cached). */
-  clip(o: { seconds: number; width: number; height: number; fps: number; name: string }): Promise<Clip>;
+  clip(o: ClipSpec): Promise<Clip>;
   /** The model's input size (from the CASA bundle's manifest). */
   imageSize: number;
   /** Results of suites run earlier in this invocation. */

@@ -24,6 +24,7 @@ import { runB3 } from './suites/b3.js';
 import { runB4 } from './suites/b4.js';
 import { runB5 } from './suites/b5.js';
 import { runB6 } from './suites/b6.js';
+import { runB7 } from './suites/b7.js';
 import { runB8 } from './suites/b8.js';
 import { runWorkerSuite } from './suites/worker.js';
 import { plotsFor } from './plots.js';
@@ -39,6 +40,7 @@ const SUITES: Record<SuiteId, (ctx: SuiteContext) => Promise<SuiteOutput>> = {
   b4: runB4,
   b5: runB5,
   b6: runB6,
+  b7: runB7,
   b8: runB8,
   worker: runWorkerSuite,
 };

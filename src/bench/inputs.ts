@@ -3,7 +3,8 @@
  * tools/casa_model, with a built-in fallback) and video clips encoded from it with ffmpeg.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -107,6 +108,40 @@ export function proceduralFrames(frames: number, size: number): Buffer {
   return out;
 }
 
+/** A token-compressed insertion bundle, or why there is none. */
+export type CompressedBundle = { tokens: number; dir: string; recipe: string } | { tokens: number; error: string };
+
+/**
+ * The insertion twin with a random Q-Former-style connector giving `tokens` image tokens per
+ * frame (`python3 -m tools.casa_model compressed`, benchmark B1), built once into the OS temp
+ * dir: keyed by the source bundle's files and the tool's source, never committed.
+ */
+export async function compressedBundle(root: string, insertion: string, tokens: number, log: (l: string) => void): Promise<CompressedBundle> {
+  const tool = path.join(root, 'tools', 'casa_model', 'compressed.py');
+  if (!existsSync(tool) || pythonMissing(pythonInterpreter())) return { tokens, error: `no ${existsSync(tool) ? pythonInterpreter() : tool}` };
+  const h = createHash('sha256').update(readFileSync(tool));
+  for (const f of ['casa.json', 'vision.onnx', 'decoder.onnx', 'tokenizer.json']) h.update(readFileSync(path.join(insertion, f)));
+  const dir = path.join(cacheDir(), `compressed-${path.basename(insertion)}-${h.digest('hex').slice(0, 12)}-q${tokens}`);
+  const recipe = `PYTHONPATH=. ${pythonInterpreter()} -m tools.casa_model compressed --tokens ${tokens} --bundle ${path.relative(root, insertion) || insertion} --out DIR`;
+  if (existsSync(path.join(dir, 'casa.json'))) return { tokens, dir, recipe };
+  log(`building a ${tokens}-token compressed insertion bundle (${recipe})`);
+  const tmp = `${dir}.tmp`;
+  rmSync(tmp, { recursive: true, force: true });
+  try {
+    await run(pythonInterpreter(), ['-m', 'tools.casa_model', 'compressed', '--tokens', String(tokens), '--bundle', insertion, '--out', tmp, '--threads', '1'], {
+      cwd: root,
+      env: { ...process.env, PYTHONPATH: root },
+      maxBuffer: 1 << 20,
+    });
+    renameSync(tmp, dir);
+    return { tokens, dir, recipe };
+  } catch (err) {
+    rmSync(tmp, { recursive: true, force: true });
+    if (existsSync(path.join(dir, 'casa.json'))) return { tokens, dir, recipe }; // another bench process built it meanwhile
+    return { tokens, error: (err as Error).message.split('\n').slice(0, 3).join(' ') };
+  }
+}
+
 export interface Clip {
   path: string;
   seconds: number;
@@ -117,37 +152,54 @@ export interface Clip {
   command: string;
 }
 
+export interface ClipSpec {
+  seconds: number;
+  width: number;
+  height: number;
+  fps: number;
+  name: string;
+  /** Container (default mp4; ts: MPEG-TS, for the live server). */
+  format?: 'mp4' | 'ts';
+  /**
+   * Camera-like picture: scaled smoothly (bicubic) with this much temporal noise (ffmpeg
+   * noise=alls=N:allf=t) instead of nearest-neighbour blocks, which would make a large clip
+   * unrealistically cheap to decode.
+   */
+  noise?: number;
+}
+
 /**
  * Encodes a video clip from a frame stream: the 2-fps frames held and re-timed to `fps`,
- * scaled (nearest neighbour) to `width`×`height`, looped to `seconds`. Cached.
+ * scaled (nearest neighbour, or smoothly with noise) to `width`×`height`, looped to `seconds`. Cached.
  */
-export async function encodeClip(
-  stream: FrameStream,
-  o: { seconds: number; width: number; height: number; fps: number; name: string },
-  log: (l: string) => void,
-): Promise<Clip> {
+export async function encodeClip(stream: FrameStream, o: ClipSpec, log: (l: string) => void): Promise<Clip> {
   const ff = await resolveFfmpeg();
-  const base = path.join(cacheDir(), `${o.name}-${path.basename(path.dirname(stream.framesPath))}-${o.width}x${o.height}-${o.fps}fps-${o.seconds}s`);
+  const base = path.join(
+    cacheDir(),
+    `${o.name}-${path.basename(path.dirname(stream.framesPath))}-${o.width}x${o.height}-${o.fps}fps-${o.seconds}s${o.noise ? `-noise${o.noise}` : ''}`,
+  );
+  const ext = o.format ?? 'mp4';
+  const scale = o.noise ? `scale=${o.width}:${o.height}:flags=bicubic,fps=${o.fps},noise=alls=${o.noise}:allf=t` : `scale=${o.width}:${o.height}:flags=neighbor,fps=${o.fps}`;
   const streamSeconds = stream.frames / 2;
   const loops = Math.max(0, Math.ceil(o.seconds / streamSeconds) - 1);
   for (const codec of ['libx264', 'mpeg4']) {
-    const out = `${base}-${codec}.mp4`;
+    const out = `${base}-${codec}.${ext}`;
     const args = [
       '-hide_banner', '-loglevel', 'error', '-y',
       '-stream_loop', String(loops),
       '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', `${stream.width}x${stream.height}`, '-framerate', '2', '-i', stream.framesPath,
-      '-vf', `scale=${o.width}:${o.height}:flags=neighbor,fps=${o.fps}`,
+      '-vf', scale,
       '-t', String(o.seconds),
       '-c:v', codec,
       ...(codec === 'libx264' ? ['-preset', 'veryfast', '-g', String(o.fps * 2)] : ['-q:v', '4', '-g', String(o.fps * 2)]),
-      '-pix_fmt', 'yuv420p', '-an', `${out}.tmp.mp4`,
+      '-pix_fmt', 'yuv420p', '-an', ...(ext === 'ts' ? ['-f', 'mpegts'] : []), `${out}.tmp.${ext}`,
     ];
     const command = `ffmpeg ${args.join(' ')}`;
     if (existsSync(out)) return { path: out, seconds: o.seconds, width: o.width, height: o.height, fps: o.fps, codec, command };
     try {
       log(`encoding ${path.basename(out)} (${o.seconds} s, ${o.width}x${o.height} @ ${o.fps} fps, ${codec})`);
       await run(ff.ffmpegPath, args, { maxBuffer: 1 << 20 });
-      renameSync(`${out}.tmp.mp4`, out);
+      renameSync(`${out}.tmp.${ext}`, out);
       return { path: out, seconds: o.seconds, width: o.width, height: o.height, fps: o.fps, codec, command };
     } catch (err) {
       if (codec === 'mpeg4') throw err;

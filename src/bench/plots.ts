@@ -4,6 +4,7 @@
  */
 import type { SuiteId, SuiteResult } from './common.js';
 import { linearFit, max, medianSeries, rollingMedian } from './stats.js';
+import { b7Plots } from './report-b7.js';
 import { COLORS, lineChart, type Series } from './svg.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -18,7 +19,8 @@ function b1(r: PlotInput): Record<string, string> {
   const N = c.frames as number;
   const casa = (r.samples.casa as Any[]) ?? [];
   const ins = (r.samples.insertion as Any[]) ?? [];
-  const runs: B1Runs = { c, res: r.results as Any, N, casa, ins, extended: ins[0] && (ins[0].frameMs as number[]).length > N ? ins[0] : undefined };
+  const comp = (r.samples.compressed as Any[] | undefined) ?? [];
+  const runs: B1Runs = { c, res: r.results as Any, N, casa, ins, comp, extended: ins[0] && (ins[0].frameMs as number[]).length > N ? ins[0] : undefined };
   return {
     'b1-frame-time.svg': b1FrameTime(runs),
     'b1-kv-bytes.svg': b1KvBytes(runs),
@@ -33,10 +35,19 @@ interface B1Runs {
   N: number;
   casa: Any[];
   ins: Any[];
+  /** Token-compressed insertion, one run per variant (imageTokensPerFrame). */
+  comp: Any[];
   extended: Any | undefined;
 }
 
-function b1FrameTime({ c, res, N, casa, ins, extended }: B1Runs): string {
+/** The compressed variants' line styles: the insertion colour, dashed the more the fewer tokens. */
+const COMPRESSED_DASH = ['2 3', '6 3', '10 3 2 3'];
+
+function compressedSeries(comp: readonly Any[], pick: (x: Any) => Pts): Series[] {
+  return comp.map((x, i) => ({ name: `insertion, ${x.imageTokensPerFrame} image token${x.imageTokensPerFrame === 1 ? '' : 's'}/frame (compressed)`, color: COLORS.fourth, dash: COMPRESSED_DASH[i % COMPRESSED_DASH.length] as string, points: pick(x) }));
+}
+
+function b1FrameTime({ c, res, N, casa, ins, comp, extended }: B1Runs): string {
   const realtimeMs = (c.realtimeMs as number) ?? 500;
   const cap = c.casa?.maxContextTokens as number | undefined;
   const casaMed = medianSeries(casa.map((x) => x.frameMs as number[]));
@@ -46,6 +57,7 @@ function b1FrameTime({ c, res, N, casa, ins, extended }: B1Runs): string {
   const frameSeries: Series[] = [
     { name: `CASA (${casa[0]?.model ?? ''}, cap ${cap ?? '?'} tokens)`, color: COLORS.casa, points: pts(rollingMedian(casaMed, 21)) },
     { name: `insertion (${ins[0]?.model ?? ''}, unbounded)`, color: COLORS.insertion, points: pts(smooth.slice(0, N)) },
+    ...compressedSeries(comp, (x) => pts(rollingMedian(x.frameMs as number[], 21))),
   ];
   if (extended) frameSeries.push({ name: 'insertion, run 1 continued', color: COLORS.insertion, dash: '4 3', points: pts(smooth, 1, N) });
   const rt = res.insertion?.realtimeLostAtFrame as number | undefined;
@@ -74,7 +86,7 @@ function b1FrameTime({ c, res, N, casa, ins, extended }: B1Runs): string {
   });
 }
 
-function b1KvBytes({ c, res, N, casa, ins, extended }: B1Runs): string {
+function b1KvBytes({ c, res, N, casa, ins, comp, extended }: B1Runs): string {
   const budget = (c.kvBudgetBytes as number) ?? 256 * 2 ** 20;
   const cap = c.casa?.maxContextTokens as number | undefined;
   const insKv = medianSeries(ins.map((x) => (x.kvBytes as number[]).slice(0, N)));
@@ -82,7 +94,8 @@ function b1KvBytes({ c, res, N, casa, ins, extended }: B1Runs): string {
   const casaKv = medianSeries(casa.map((x) => x.kvBytes as number[]));
   const kvSeries: Series[] = [
     { name: `CASA (≤ ${(max(casaKv) / 2 ** 20).toFixed(2)} MiB)`, color: COLORS.casa, points: pts(casaKv, 2 ** -20), width: 2.5 },
-    { name: 'insertion', color: COLORS.insertion, points: pts(kvAll, 2 ** -20) },
+    { name: `insertion (${c.insertion?.imageTokensPerFrame ?? '?'} image tokens/frame)`, color: COLORS.insertion, points: pts(kvAll, 2 ** -20) },
+    ...compressedSeries(comp, (x) => pts(x.kvBytes as number[], 2 ** -20)),
   ];
   const kvCross = res.insertion?.kvBudgetCrossedAtFrame as number | undefined;
   if (res.insertion?.kvBudgetCrossedHow === 'extrapolated' && Number.isFinite(kvCross) && kvAll.length) {
@@ -98,7 +111,7 @@ function b1KvBytes({ c, res, N, casa, ins, extended }: B1Runs): string {
   }
   return lineChart({
     title: 'B1: KV cache bytes in use vs frames',
-    subtitle: `CASA: text only, capped at ${cap ?? '?'} tokens; insertion: ${c.insertion?.imageTokensPerFrame ?? '?'} image tokens + text per frame, unbounded`,
+    subtitle: `CASA: text only, capped at ${cap ?? '?'} tokens; insertion: image tokens + text per frame, unbounded${comp.length ? '; compression slows the growth, CASA stays flat' : ''}`,
     xLabel: 'frames into the stream',
     yLabel: 'KV bytes in use (MiB)',
     series: kvSeries,
@@ -107,7 +120,7 @@ function b1KvBytes({ c, res, N, casa, ins, extended }: B1Runs): string {
   });
 }
 
-function b1Rss({ casa, ins }: B1Runs): string {
+function b1Rss({ casa, ins, comp }: B1Runs): string {
   const rss = (x: Any): Pts => (x.rss as Array<[number, number]>).map(([f, b]) => [f, b / 2 ** 20]);
   return lineChart({
     title: 'B1: process RSS vs frames',
@@ -118,6 +131,7 @@ function b1Rss({ casa, ins }: B1Runs): string {
     series: [
       ...casa.map((x, i) => ({ name: `CASA run ${i + 1}`, color: COLORS.casa, ...(i ? { dash: '5 3' } : {}), points: rss(x) })),
       ...ins.map((x, i) => ({ name: `insertion run ${i + 1}`, color: COLORS.insertion, ...(i ? { dash: '5 3' } : {}), points: rss(x) })),
+      ...compressedSeries(comp, rss),
     ],
     legend: 'bottom-right',
   });
@@ -161,11 +175,22 @@ function b3(r: PlotInput): Record<string, string> {
       series: [
         { name: 'passed (no drops, p99 ≤ 500 ms)', color: COLORS.third, line: false, markers: true, points: trials.filter((t) => t.pass).map((t) => [t.streams, p99(t)]) },
         { name: 'failed', color: COLORS.insertion, line: false, markers: true, points: trials.filter((t) => !t.pass).map((t) => [t.streams, p99(t)]) },
+        ...ingestSeries((res.ingestTrials as Any[] | undefined) ?? []),
       ],
       refLines: [{ y: (c.latencyBudgetMs as number) ?? 500, label: `budget ${(c.latencyBudgetMs as number) ?? 500} ms` }],
       legend: 'top-left',
     }),
   };
+}
+
+/** B3's ingest-only trials: their p99 frame lateness, passed and failed. */
+function ingestSeries(trials: Any[]): Series[] {
+  if (!trials.length) return [];
+  const late = (t: Any): number => Math.max(1, Number.isFinite(t.latenessP99Ms) ? t.latenessP99Ms : 1e4);
+  return [
+    { name: 'ingest only, passed (p99 frame lateness)', color: COLORS.grey, line: false, markers: true, points: trials.filter((t) => t.pass).map((t) => [t.streams, late(t)]) },
+    { name: 'ingest only, failed', color: COLORS.fourth, line: false, markers: true, points: trials.filter((t) => !t.pass).map((t) => [t.streams, late(t)]) },
+  ];
 }
 
 function cdf(xs: readonly number[]): Pts {
@@ -209,6 +234,9 @@ function b4(r: PlotInput): Record<string, string> {
       series: [
         { name: '1 stream: first token', color: COLORS.casa, dash: '5 3', points: cdf(all(one, 'firstTokenMs')) },
         { name: '1 stream: caption', color: COLORS.casa, points: cdf(all(one, 'captionMs')) },
+        ...Object.entries((r.samples.oneStreamByEngine as Record<string, Any[]> | undefined) ?? {})
+          .slice(1)
+          .map(([name, runs]) => ({ name: `1 stream, ${name} engine: caption`, color: COLORS.third, points: cdf(all(runs, 'captionMs')) })),
         ...(capStreams
           ? [
               { name: `${capStreams} streams: first token`, color: COLORS.insertion, dash: '5 3', points: cdf(all(cap, 'firstTokenMs')) },
@@ -253,7 +281,7 @@ function b6(r: PlotInput): Record<string, string> {
   return {
     'b6-soak-rss.svg': lineChart({
       title: `B6: process memory over ${res.streamHours} h of stream`,
-      subtitle: `${res.speedVsRealTime}× faster than real time; dashed: ±5% of RSS at the end of warm-up (first ${c.warmupFraction * 100}%)`,
+      subtitle: `${res.speedVsRealTime}× faster than real time; dashed: ±5% of RSS at the end of warm-up (${res.warmup ? `${res.warmup.frames} frames, ${res.warmup.wallSeconds} s of wall time` : `first ${c.warmupFraction * 100}%`})`,
       xLabel: 'stream time (minutes)',
       yLabel: 'MiB',
       yMin: 0,
@@ -323,7 +351,7 @@ function b8(r: PlotInput): Record<string, string> {
   };
 }
 
-const PLOTS: Record<SuiteId, (r: PlotInput) => Record<string, string>> = { b1, b2, b3, b4, b5, b6, b8, worker: () => ({}) };
+const PLOTS: Record<SuiteId, (r: PlotInput) => Record<string, string>> = { b1, b2, b3, b4, b5, b6, b7: b7Plots, b8, worker: () => ({}) };
 
 /** File name → SVG for a suite's result (none for a skipped suite). */
 export function plotsFor(r: PlotInput & { skipped?: string }): Record<string, string> {

@@ -6,6 +6,8 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { percentile } from './stats.js';
 import { f, SUITE_FILES, SUITE_IDS, type SuiteId, type SuiteResult, type Target } from './common.js';
+import { mdTable } from './markdown.js';
+import { b7Headline, b7Section } from './report-b7.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Any = Record<string, any>;
@@ -14,15 +16,6 @@ function mib(bytes: unknown, digits = 1): string {
   return typeof bytes === 'number' ? `${(bytes / 2 ** 20).toFixed(digits)} MiB` : '—';
 }
 
-/** One markdown table row; a null cell is a blank one. */
-function mdRow(cells: readonly unknown[]): string {
-  return `|${cells.map((c) => (c === null ? ' ' : ` ${String(c)} `)).join('|')}|`;
-}
-
-/** A markdown table: the header, its rule, then one row per array of cells. */
-function mdTable(header: ReadonlyArray<string | null>, rows: ReadonlyArray<readonly unknown[]>): string[] {
-  return [mdRow(header), `|${'---|'.repeat(header.length)}`, ...rows.map(mdRow)];
-}
 
 function targetCells(t: Target): string[] {
   const v = t.value === null || t.value === undefined ? '—' : `${t.value}${t.unit && typeof t.value === 'number' ? ` ${t.unit}` : ''}`;
@@ -52,18 +45,32 @@ function section(r: SuiteResult, body: string[]): string {
   return lines.join('\n');
 }
 
+/** The token-compressed variants B1 ran (one run each), for its opening sentence. */
+function compressedIntro(r: SuiteResult): string {
+  const ks = Object.values((r.results.compressed as Record<string, Any> | undefined) ?? {}).map((q) => q.imageTokensPerFrame as number);
+  return ks.length ? `, and one run each of the twin compressed to ${ks.join(', ')} image tokens per frame (a random Q-Former-style connector, instead of ${(r.config as Any).insertion?.imageTokensPerFrame})` : '';
+}
+
 function b1(r: SuiteResult): string[] {
   const c = r.results.casa as Any;
   const i = r.results.insertion as Any;
   const N = (r.config as Any).frames as number;
   return [
-    `CASA bundle \`${(r.config as Any).casa?.name}\` and its insertion twin \`${(r.config as Any).insertion?.name}\` (${(r.config as Any).casa?.weights}) on the same ${N}-frame synthetic stream, ${(r.config as Any).tokensPerFrame} tokens per frame, one thread, ${(r.config as Any).casaRepeats} CASA and ${(r.config as Any).insertionRepeats} insertion runs alternated in fresh processes.`,
+    `CASA bundle \`${(r.config as Any).casa?.name}\` and its insertion twin \`${(r.config as Any).insertion?.name}\` (${(r.config as Any).casa?.weights}) on the same ${N}-frame synthetic stream, ${(r.config as Any).tokensPerFrame} tokens per frame, one thread, ${(r.config as Any).casaRepeats} CASA and ${(r.config as Any).insertionRepeats} insertion runs alternated in fresh processes${compressedIntro(r)}.`,
     '',
     ...mdTable(
       [null, 'per-frame time at 50 frames', `at ${N} frames`, 'ratio', `KV bytes in use at ${N}`, `RSS growth 50→${N}`],
       [
         ['CASA', `${f(c.frameMsAt50, 2)} ms`, `${f(c[`frameMsAt${N}`], 2)} ms`, `**${f(c.ratio, 3)}×**`, `≤ ${mib(c.maxKvBytes, 2)} (allocated ${mib(c.kvCapacityBytes, 2)}, fixed)`, mib(c.rssGrowthBytes50toN)],
         ['insertion', `${f(i.frameMsAt50, 2)} ms`, `${f(i[`frameMsAt${N}`], 2)} ms`, `**${f(i.growth, 2)}×**`, `${mib(i[`kvBytesAt${N}`])} (+${f(i.kvBytesPerFrame / 1024, 1)} KiB/frame)`, mib(i.rssGrowthBytes50toN)],
+        ...Object.values((r.results.compressed as Record<string, Any> | undefined) ?? {}).map((q) => [
+          `insertion, ${q.imageTokensPerFrame} image token${q.imageTokensPerFrame === 1 ? '' : 's'}/frame (compressed)`,
+          `${f(q.frameMsAt50, 2)} ms`,
+          `${f(q[`frameMsAt${N}`], 2)} ms`,
+          `**${f(q.growth, 2)}×**`,
+          `${mib(q[`kvBytesAt${N}`])} (+${f(q.kvBytesPerFrame / 1024, 1)} KiB/frame; budget at frame ${q.kvBudgetCrossedAtFrame}, ${q.kvBudgetCrossedHow})`,
+          mib(q.rssGrowthBytes50toN),
+        ]),
       ],
     ),
     '',
@@ -119,8 +126,32 @@ function b3(r: SuiteResult): string[] {
   ]);
   return [
     `Capacity: **${x.capacityIsLowerBound ? '≥ ' : ''}${x.capacity} concurrent real-time 2-fps streams** with p99 frame→caption latency ≤ 500 ms and no dropped frames (confirmed by ${(x.atCapacity as Any[]).length} longer run(s)).`,
+    ...(x.ingestCeiling !== undefined
+      ? [
+          '',
+          `Ingest-only ceiling (the same ffmpeg children, no model): **${x.ingestCeiling} streams**; capacity is **${f((x.capacityShareOfIngestCeiling ?? NaN) * 100, 0)}%** of it. Event-loop delay p99 at the capacity: ${f(x.eventLoopDelayP99AtCapacityMs?.batched, 1)} ms with the batched engine, ${f(x.eventLoopDelayP99AtCapacityMs?.mainThread, 1)} ms with the engine on the main thread (batch: false${x.eventLoopDelayP99AtCapacityMs?.mainThreadTrial ? `; that trial: ${x.eventLoopDelayP99AtCapacityMs.mainThreadTrial.pass ? 'passed' : `failed — ${x.eventLoopDelayP99AtCapacityMs.mainThreadTrial.reasons.join('; ')}`}` : ''}).`,
+        ]
+      : []),
     '',
     ...mdTable(['phase', 'streams', 'result', 'p50 ms', 'p99 ms', 'dropped', 'node CPU', 'machine CPU', 'why'], rows),
+    ...b3Ingest(x),
+  ];
+}
+
+/** B3's ingest-only trials and the decode CPU table. */
+function b3Ingest(x: Any): string[] {
+  const ingest = ((x.ingestTrials as Any[]) ?? []).map((t) => [t.streams, t.pass ? 'pass' : 'fail', `${t.framesArrived}/${t.framesExpected}`, f(t.latenessP99Ms, 0), `${f(t.ffmpegCpuPercent, 0)}% (${f(t.ffmpegCpuPercentPerStream, 2)}%)`, `${t.machineCpuPercent ?? '—'}%`, t.reasons.join('; ')]);
+  const decode = ((x.decodeCpu as Any[]) ?? []).map((d) => [
+    d.input,
+    d.delivery,
+    d.variant,
+    `**${f(d.cpuPercentPerStream, 2)}%**`,
+    `${d.framesArrived}/${d.framesExpected}`,
+    d.sampledChanged ? `${d.sampledChanged.changed} of ${d.sampledChanged.compared}${d.sampledChanged.changed ? ` (up to ${d.sampledChanged.maxShiftS} s later${d.sampledChanged.missing ? `, ${d.sampledChanged.missing} missing` : ''})` : ''}` : '(reference)',
+  ]);
+  return [
+    ...(ingest.length ? ['', 'Ingest-only trials:', '', ...mdTable(['streams', 'result', 'frames', 'p99 lateness ms', 'ffmpeg CPU (per stream)', 'machine CPU', 'why'], ingest)] : []),
+    ...(decode.length ? ['', 'Decode CPU per stream (ffmpeg children\'s CPU, % of one core), sampling 2 fps:', '', ...mdTable(['input', 'delivery', 'decode options', 'CPU per stream', 'frames', 'sampled frames changed'], decode)] : []),
   ];
 }
 
@@ -130,7 +161,9 @@ function b4(r: SuiteResult): string[] {
   return mdTable(
     ['streams', 'arrival → first token, p50 / p95 / p99 (ms)', 'arrival → caption committed, p50 / p95 / p99 (ms)', 'frames'],
     [
-      [1, q(x.oneStream?.firstTokenMs), q(x.oneStream?.captionMs), x.oneStream?.captionMs?.n ?? 0],
+      ...(x.oneStreamByEngine
+        ? Object.entries(x.oneStreamByEngine as Record<string, Any>).map(([name, e]) => [`1 (${name} engine)`, q(e.firstTokenMs), q(e.captionMs), e.captionMs?.n ?? 0])
+        : [[1, q(x.oneStream?.firstTokenMs), q(x.oneStream?.captionMs), x.oneStream?.captionMs?.n ?? 0]]),
       x.atCapacity
         ? [`${x.atCapacity.streams} (capacity)`, q(x.atCapacity.firstTokenMs), q(x.atCapacity.captionMs), x.atCapacity.captionMs?.n ?? 0]
         : ['capacity', 'not measured (run B3)', null, null],
@@ -203,7 +236,7 @@ function b8(r: SuiteResult): string[] {
   ];
 }
 
-const RENDER: Record<SuiteId, (r: SuiteResult) => string[]> = { b1, b2, b3, b4, b5, b6, b8, worker };
+const RENDER: Record<SuiteId, (r: SuiteResult) => string[]> = { b1, b2, b3, b4, b5, b6, b7: b7Section, b8, worker };
 
 export function headline(r: SuiteResult): string {
   const x = r.results as Any;
@@ -220,6 +253,8 @@ export function headline(r: SuiteResult): string {
       return `1 stream: p99 first token ${f(x.oneStream?.firstTokenMs?.p99, 0)} ms, caption ${f(x.oneStream?.captionMs?.p99, 0)} ms${x.atCapacity ? `; at ${x.atCapacity.streams} streams: ${f(x.atCapacity.firstTokenMs?.p99, 0)} / ${f(x.atCapacity.captionMs?.p99, 0)} ms` : ''}`;
     case 'b5':
       return `p99 caption delivery ${f(x.headline?.captionP99Ms, 1)} ms to ${(r.config as Any).clients} subscribers, server CPU ${f(x.headline?.serverCpuPercent, 0)}% of a core`;
+    case 'b7':
+      return b7Headline(r);
     case 'worker': {
       const rows = (x.table as Any[] | undefined) ?? [];
       const fps = (engine: string, n: number) => f(rows.find((r) => r.engine === engine && r.streams === n)?.fps, 1);

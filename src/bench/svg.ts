@@ -31,6 +31,8 @@ export interface ChartOptions {
   refLines?: RefLine[];
   /** Logarithmic y axis (base 10); non-positive values are dropped. */
   logY?: boolean;
+  /** Logarithmic x axis (base 2, ticked at powers of 2); non-positive values are dropped. */
+  logX?: boolean;
   xMin?: number;
   xMax?: number;
   yMin?: number;
@@ -96,6 +98,7 @@ interface ChartFrame {
   pw: number;
   ph: number;
   logY: boolean;
+  logX: boolean;
   x0: number;
   x1: number;
   xTicks: number[];
@@ -105,8 +108,8 @@ interface ChartFrame {
 }
 
 /** A point is drawn when both coordinates are finite (and y is positive on a log axis). */
-function drawable(logY: boolean): (p: readonly [number, number]) => boolean {
-  return ([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!logY || y > 0);
+function drawable(logY: boolean, logX = false): (p: readonly [number, number]) => boolean {
+  return ([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!logY || y > 0) && (!logX || x > 0);
 }
 
 /** Renders a line chart as an SVG document. */
@@ -128,19 +131,28 @@ function chartFrame(o: ChartOptions, refs: readonly RefLine[]): ChartFrame {
   const pw = W - m.left - m.right;
   const ph = H - m.top - m.bottom;
   const logY = o.logY === true;
-  const all = o.series.flatMap((s) => s.points).filter(drawable(logY));
+  const logX = o.logX === true;
+  const all = o.series.flatMap((s) => s.points).filter(drawable(logY, logX));
   const xs = all.map(([x]) => x);
   const ys = all.map(([, y]) => y).concat(refs.map((r) => r.y));
-  let x0 = o.xMin ?? lowest(xs, 0);
-  let x1 = o.xMax ?? highest(xs, 1);
-  if (x1 <= x0) x1 = x0 + 1;
+  let x0 = o.xMin ?? lowest(xs, logX ? 1 : 0);
+  let x1 = o.xMax ?? highest(xs, logX ? 2 : 1);
+  if (x1 <= x0) x1 = logX ? x0 * 2 : x0 + 1;
   const { y0, y1, yTicks } = logY ? logAxis(o, ys) : linearAxis(o, ys);
-  const xTicks = niceTicks(x0, x1);
-  if (o.xMin === undefined && xTicks.length && (xTicks[0] as number) < x0) x0 = xTicks[0] as number;
-  const sx = (x: number): number => m.left + ((x - x0) / (x1 - x0)) * pw;
+  const xTicks = logX ? powersOfTwo(x0, x1) : niceTicks(x0, x1);
+  if (!logX && o.xMin === undefined && xTicks.length && (xTicks[0] as number) < x0) x0 = xTicks[0] as number;
+  const sx = (x: number): number =>
+    logX ? m.left + ((Math.log2(x) - Math.log2(x0)) / (Math.log2(x1) - Math.log2(x0))) * pw : m.left + ((x - x0) / (x1 - x0)) * pw;
   const sy = (y: number): number =>
     logY ? m.top + ph - ((Math.log10(y) - Math.log10(y0)) / (Math.log10(y1) - Math.log10(y0))) * ph : m.top + ph - ((y - y0) / (y1 - y0)) * ph;
-  return { W, H, m, pw, ph, logY, x0, x1, xTicks, yTicks, sx, sy };
+  return { W, H, m, pw, ph, logY, logX, x0, x1, xTicks, yTicks, sx, sy };
+}
+
+/** Powers of 2 from lo to hi. */
+function powersOfTwo(lo: number, hi: number): number[] {
+  const ticks: number[] = [];
+  for (let v = 2 ** Math.ceil(Math.log2(lo)); v <= hi * (1 + 1e-9); v *= 2) ticks.push(v);
+  return ticks;
 }
 
 /** A log10 y axis over whole decades, ticked at 1, 2 and 5 of each. */
@@ -193,7 +205,7 @@ function frameSvg(o: ChartOptions, f: ChartFrame): string[] {
     out.push(`<text x="${x}" y="${m.top + ph + 16}" text-anchor="middle" fill="#333">${fmt(t)}</text>`);
   }
   out.push(`<rect x="${m.left}" y="${m.top}" width="${pw}" height="${ph}" fill="none" stroke="#888"/>`);
-  out.push(`<text x="${m.left + pw / 2}" y="${H - 12}" text-anchor="middle">${esc(o.xLabel)}</text>`);
+  out.push(`<text x="${m.left + pw / 2}" y="${H - 12}" text-anchor="middle">${esc(o.xLabel)}${f.logX ? ' (log scale)' : ''}</text>`);
   out.push(
     `<text x="16" y="${m.top + ph / 2}" text-anchor="middle" transform="rotate(-90 16 ${m.top + ph / 2})">${esc(o.yLabel)}${f.logY ? ' (log scale)' : ''}</text>`,
   );
@@ -214,7 +226,7 @@ function refLinesSvg(refs: readonly RefLine[], f: ChartFrame): string[] {
 
 /** One series: its line (clipped to the plot) and/or a marker at each point. */
 function seriesSvg(s: Series, f: ChartFrame): string[] {
-  const pts = s.points.filter(drawable(f.logY));
+  const pts = s.points.filter(drawable(f.logY, f.logX));
   const out: string[] = [];
   if (pts.length === 0) return out;
   if (s.line !== false && pts.length > 1) {

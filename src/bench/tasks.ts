@@ -85,7 +85,10 @@ export interface ThroughputResult {
 export interface PipelinesTask {
   kind: 'pipelines';
   bundle: string;
+  /** The input; "{i}" is replaced by the stream's number (a live server URL). */
   clip: string;
+  /** Read a file at native speed (-re); false for live inputs (default true). */
+  realtime?: boolean;
   streams: number;
   /** Pipelines are started evenly over this span (one frame period: 500 ms at 2 fps). */
   staggerMs: number;
@@ -97,6 +100,9 @@ export interface PipelinesTask {
   /** Wait after the window for the captions of its last frames. */
   graceS: number;
   fps: number;
+  /** Engine load options (default: the engine's defaults, one intra-op thread). */
+  load?: import('../model/bundle.js').LoadOptions;
+  decode?: import('../ingest/index.js').DecodeOptions;
 }
 
 export interface PipelinesResult {
@@ -134,6 +140,9 @@ export interface SoakTask {
   sampleEvery: number;
   tokens: number;
   restartCycles: number;
+  /** Warm-up: at least this many frames and this many seconds of wall time; it ends with one full GC. */
+  warmupFrames?: number;
+  warmupMinWallS?: number;
 }
 
 export interface SoakSample {
@@ -149,6 +158,8 @@ export interface SoakSample {
   evictions: number;
   fds: number;
   children: number;
+  /** The sample taken right after the warm-up's full GC. */
+  warmupEnd?: boolean;
 }
 
 export interface SoakResult {
@@ -216,4 +227,99 @@ export interface FanoutMeasureResult {
   clientCpuPercent: number;
   /** Caption deliveries per port (B8: per node), ms. */
   captionMsByPort: number[][];
+}
+
+/** B7: N sessions captioning back to back on one engine configuration. */
+export interface EngineThroughputTask {
+  kind: 'engine-throughput';
+  bundle: string;
+  framesPath: string;
+  width: number;
+  height: number;
+  sessions: number;
+  /** Name of the configuration (e.g. "batched") and its load options. */
+  engine: string;
+  load: import('../model/bundle.js').LoadOptions;
+  tokens: number;
+  warmupS: number;
+  /** Longest warm-up while waiting for every session's first frame. */
+  warmupLimitS: number;
+  measureS: number;
+  /** The window goes on until this many frames per session completed on average, at most maxMeasureS. */
+  minFramesPerSession: number;
+  maxMeasureS: number;
+}
+
+export interface EngineThroughputResult {
+  engine: string;
+  sessions: number;
+  /** Frames completed inside the measured window. */
+  frames: number;
+  seconds: number;
+  fps: number;
+  tokensPerFrame: number;
+  framesPerCpuSecond: number;
+  /** This process's CPU (all its threads) and everything else's on the machine, % of one core. */
+  processCpuPercent: number;
+  othersCpuPercent: number | null;
+  eventLoopDelayP99Ms: number;
+  /** Mean self-attention cache length of the sessions (start and end of the window). */
+  meanKvTokens: number;
+  openSessionsMs: number;
+  warmupSeconds: number;
+  rssBytes: number;
+  engineInfo: unknown;
+  batch?: { decoderRuns: number; rowsPerDecoderRun: number; framesPerVisionRun: number; workerBusyShare: number };
+}
+
+/** B7: onnxruntime MatMul graphs timed back to back. */
+export interface MatmulTask {
+  kind: 'matmul';
+  graphs: Array<{ path: string; m: number; k: number; n: number }>;
+  threads: number[];
+  seconds: number;
+}
+
+export interface MatmulResult {
+  runs: Array<{ m: number; k: number; n: number; threads: number; runs: number; seconds: number; gflops: number }>;
+}
+
+/** B3: N frame sources as the pipelines open them, no model behind them. */
+export interface IngestTrialTask {
+  kind: 'ingest-trial';
+  /** The input; "{i}" is replaced by the stream's number (a live server URL). */
+  clip: string;
+  /** Read a file at native speed (-re); false for live inputs. */
+  realtime: boolean;
+  streams: number;
+  width: number;
+  height: number;
+  fps: number;
+  staggerMs: number;
+  warmupS: number;
+  measureS: number;
+  decode?: import('../ingest/index.js').DecodeOptions;
+  /** p99 lateness allowed (a frame's arrival against its stream's clock), ms. */
+  latenessBudgetMs: number;
+  /** pts of the first stream's first frames kept (to compare what decode options sample). */
+  keepPts: number;
+}
+
+export interface IngestTrialResult {
+  streams: number;
+  pass: boolean;
+  reasons: string[];
+  measureSeconds: number;
+  framesArrived: number;
+  framesExpected: number;
+  dropped: number;
+  latenessP99Ms: number;
+  ffmpegChildren: number;
+  /** The ffmpeg children's CPU in the window, % of one core: all of them, and per child. */
+  ffmpegCpuPercent: number;
+  ffmpegCpuPercentPerStream: number;
+  nodeCpuPercent: number;
+  machineCpuPercent: number | null;
+  errors: string[];
+  sampledPts: number[];
 }

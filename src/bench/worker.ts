@@ -10,19 +10,25 @@ import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import WebSocket from 'ws';
 import { stringify } from 'yaml';
-import { Model, type EngineFrame, type CaptionSession, type CaptionSessionLike } from '../engine.js';
+import { Model, type CaptionSession, type CaptionSessionLike } from '../engine.js';
 import type { UnsequencedEvent } from '../events.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { AsyncQueue, createCaptionPipeline, type CaptionPipeline, type CaptionPipelineHandle } from '../pipeline/index.js';
 import { runServe, type ServeHandle } from '../server/index.js';
 import { runEngineStreams, type EngineStreamsTask } from './engine-streams.js';
 import { childProcesses, forcedGeneration, machineCpu, machineCpuPercent, openFds, sleep } from './common.js';
+import { frameAt, runEngineThroughput, runMatmul } from './engine-load.js';
+import { runIngestTrial } from './ingest-load.js';
+import { startLiveServer, stopLiveServer } from './live-server.js';
 import { max, median, min, quantiles, round, roundAll } from './stats.js';
 import type {
   ClusterNodeTask,
+  EngineThroughputTask,
   FanoutClientsTask,
   FanoutMeasureResult,
   FanoutServerTask,
+  IngestTrialTask,
+  MatmulTask,
   PipelinesResult,
   PipelinesTask,
   SoakResult,
@@ -36,13 +42,6 @@ import type {
 
 function progress(line: string): void {
   process.send?.({ progress: line });
-}
-
-function frameAt(all: Buffer, i: number, w: number, h: number): EngineFrame {
-  const bytes = w * h * 3;
-  const count = Math.floor(all.length / bytes);
-  const k = i % count;
-  return { index: i, ptsSeconds: i / 2, receivedAt: Date.now(), width: w, height: h, rgb: all.subarray(k * bytes, (k + 1) * bytes) };
 }
 
 // ------------------------------------------------------------------------------ B1: one long stream
@@ -219,7 +218,7 @@ interface TrialStream {
 }
 
 async function runPipelines(t: PipelinesTask): Promise<PipelinesResult> {
-  const model = await Model.load(t.bundle, { intraOpNumThreads: 1 });
+  const model = await Model.load(t.bundle, { intraOpNumThreads: 1, ...t.load });
   const errors: string[] = [];
   const logger = silentLogger();
   const streams: TrialStream[] = [];
@@ -284,11 +283,12 @@ function startTrialStream(t: PipelinesTask, shared: { model: Model; logger: Logg
   const records = new Map<number, FrameRecord>();
   const pipeline = createCaptionPipeline({
     model: shared.model,
-    input: t.clip,
-    realtime: true,
+    input: t.clip.replace('{i}', String(i)),
+    realtime: t.realtime ?? true,
     fps: t.fps,
     generation: { ...forcedGeneration(t.tokens, i + 1), tokenGranularity: 'piece' },
     logger: shared.logger,
+    ...(t.decode ? { source: { decode: t.decode } } : {}),
     onFrame: (frame) => records.set(frame.index, { arrivedAt: frame.receivedAt }),
   });
   return { pipeline, records, consumed: consumeTrialStream(pipeline, records, `stream ${i}`, errors) };
@@ -412,9 +412,13 @@ async function runSoak(t: SoakTask): Promise<SoakResult> {
   };
 }
 
-/** Reads the soak stream to its end: KV peaks, and a sample (memory, KV, fds, children) every t.sampleEvery captions. */
+/**
+ * Reads the soak stream to its end: KV peaks, and a sample (memory, KV, fds, children) every
+ * t.sampleEvery captions; the warm-up ends with one full GC (when exposed) and a sample.
+ */
 async function soakStream(p: CaptionPipelineHandle, session: CaptionSessionLike, t: SoakTask, started: number) {
   const out = { frames: 0, streamSeconds: 0, maxKvTokens: 0, maxKvBytes: 0, samples: [] as SoakSample[], duringChildren: [] as number[], errors: [] as string[] };
+  let warm = t.warmupFrames === undefined && t.warmupMinWallS === undefined;
   try {
     for await (const ev of p.events) {
       if (ev.type === 'status' && ev.state === 'error') out.errors.push(ev.reason ?? 'error');
@@ -424,6 +428,11 @@ async function soakStream(p: CaptionPipelineHandle, session: CaptionSessionLike,
       const st = session.stats();
       if (st.kvTokens > out.maxKvTokens) out.maxKvTokens = st.kvTokens;
       if (st.kvBytes > out.maxKvBytes) out.maxKvBytes = st.kvBytes;
+      if (!warm && out.frames >= (t.warmupFrames ?? 0) && performance.now() - started >= (t.warmupMinWallS ?? 0) * 1000) {
+        warm = true;
+        (globalThis as { gc?: () => void }).gc?.();
+        out.samples.push({ ...soakSample(out.frames, ev.end, started, st), warmupEnd: true });
+      }
       if (out.frames % t.sampleEvery !== 0) continue;
       const sample = soakSample(out.frames, ev.end, started, st);
       out.duringChildren.push(sample.children);
@@ -658,6 +667,16 @@ async function handle(task: Task): Promise<unknown> {
       return runSoak(task as unknown as SoakTask);
     case 'engine-streams':
       return runEngineStreams(task as unknown as EngineStreamsTask);
+    case 'engine-throughput':
+      return runEngineThroughput(task as unknown as EngineThroughputTask);
+    case 'matmul':
+      return runMatmul(task as unknown as MatmulTask);
+    case 'ingest-trial':
+      return runIngestTrial(task as unknown as IngestTrialTask);
+    case 'live-server':
+      return startLiveServer(task as unknown as { clip: string });
+    case 'live-server-stop':
+      return stopLiveServer();
     case 'fanout-server':
       return startFanoutServer(task as unknown as FanoutServerTask);
     case 'cluster-node':

@@ -406,6 +406,7 @@ function resolveConfig(raw: RawConfig, options: ParseOptions, problems: ConfigPr
     model,
     engine: raw.engine ?? {},
     ...(raw.worker !== undefined ? { worker: raw.worker } : {}),
+    ingest: raw.ingest ?? {},
     defaults,
     streams,
     outputs: resolveOutputs(raw, secrets),

@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { validateStreamInput } from './input.js';
 import { RESTART_MODES, type RestartMode } from '../ingest/retry-policy.js';
+import { HWACCEL_RE, SKIP_FRAME_MODES } from '../ingest/ffmpeg-args.js';
 import { LOG_LEVELS } from '../logger.js';
 import { STREAM_ID_RE, STREAM_ID_RULE } from '../events.js';
 
@@ -32,6 +33,7 @@ export const STRING_LIMITS = {
   topic: 256,
   region: 64,
   keyPrefix: 100,
+  hwaccel: 32,
 } as const;
 
 /** What a value over its limit is told (the value itself is not quoted). */
@@ -293,6 +295,21 @@ export const clusterSchema = z.strictObject({
 });
 export type RawClusterConfig = z.infer<typeof clusterSchema>;
 
+/** How every stream's ffmpeg decodes (src/ingest/ffmpeg-args.ts DecodeOptions, docs/serve.md, "Ingest: decoding"). */
+export const ingestSchema = z.strictObject({
+  decode: z
+    .strictObject({
+      /** Decoding threads per ffmpeg child (0: ffmpeg's choice, one per core). */
+      threads: z.int().min(0).max(64).optional(),
+      /** Frames the decoder may skip (ffmpeg -skip_frame): default (none), noref, bidir, nokey. */
+      skipFrame: z.enum(SKIP_FRAME_MODES).optional(),
+      /** A hardware decoder (ffmpeg -hwaccel), e.g. vaapi, cuda, auto. */
+      hwaccel: boundedString(STRING_LIMITS.hwaccel).regex(HWACCEL_RE, 'must be an ffmpeg hwaccel name (lower-case letters, digits, _)').optional(),
+    })
+    .optional(),
+});
+export type IngestConfig = z.infer<typeof ingestSchema>;
+
 export const rawConfigSchema = z.strictObject({
   listen: z
     .strictObject({
@@ -328,6 +345,7 @@ export const rawConfigSchema = z.strictObject({
       loadTimeoutMs: z.int().min(1000).max(24 * 3_600_000).optional(),
     })
     .optional(),
+  ingest: ingestSchema.optional(),
   defaults: z
     .strictObject({
       fps: z.number().gt(0).max(30).optional(),
@@ -444,6 +462,8 @@ export interface ServeConfig {
   engine: EngineConfig;
   /** Settings of the Python model worker (absent: its defaults). */
   worker?: WorkerConfig;
+  /** How ffmpeg decodes; {} = ffmpeg's defaults. */
+  ingest: IngestConfig;
   defaults: { fps: number; generation: GenerationOverrides; restart: RestartPolicy };
   streams: StreamConfig[];
   /** MQTT and YouTube outputs, secrets resolved. */

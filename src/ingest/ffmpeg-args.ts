@@ -33,6 +33,42 @@ export const LIVE_ANALYZE_US = 1_000_000;
  */
 export const RTSP_PROBE = { bytes: 32_768, us: 500_000 } as const;
 
+/**
+ * How ffmpeg decodes (docs/ingest.md, "Decoding CPU"). Every field absent: ffmpeg's defaults.
+ * - threads: decoding (and filtering) threads per child; 0 = ffmpeg's choice (one per core).
+ *   One per child suits many streams: ffmpeg's frame threads buy parallelism a machine full
+ *   of children does not have, and cost CPU and memory.
+ * - skipFrame: frames the decoder may skip (-skip_frame, ffmpeg's names): 'noref' (frames no other frame
+ *   refers to, e.g. H.264 non-reference B frames), 'bidir' (all B frames), 'nokey' (all but
+ *   keyframes). Sampling a 25 fps stream at 2 fps, most decoded frames are thrown away by the
+ *   select filter; a skipped one is never decoded. What changes: a grid point that falls on
+ *   a skipped frame takes the next decoded one instead (a sampled frame's time moves later by
+ *   a frame interval or so; 'nokey' keeps only keyframes, so the rate drops to the
+ *   keyframe rate when that is below fps).
+ * - hwaccel: a hardware decoder (-hwaccel, e.g. 'vaapi', 'cuda', 'auto'); ffmpeg falls back
+ *   to software decoding when it cannot use it.
+ */
+export interface DecodeOptions {
+  threads?: number;
+  skipFrame?: SkipFrame;
+  hwaccel?: string;
+}
+
+export const SKIP_FRAME_MODES = ['default', 'noref', 'bidir', 'nokey'] as const;
+export type SkipFrame = (typeof SKIP_FRAME_MODES)[number];
+/** What an hwaccel name may look like (it goes on ffmpeg's command line). */
+export const HWACCEL_RE = /^[a-z0-9_]{1,32}$/;
+
+/** The decoder's input options (before -i). */
+export function decodeInputOptions(d: DecodeOptions | undefined): string[] {
+  if (!d) return [];
+  const out: string[] = [];
+  if (d.hwaccel) out.push('-hwaccel', d.hwaccel);
+  if (d.threads !== undefined) out.push('-threads', String(d.threads), '-filter_threads', String(Math.max(1, d.threads)));
+  if (d.skipFrame && d.skipFrame !== 'default') out.push('-skip_frame', d.skipFrame);
+  return out;
+}
+
 export interface FfmpegArgsParams {
   input: ClassifiedInput;
   width: number;
@@ -49,6 +85,7 @@ export interface FfmpegArgsParams {
   maxOutputFrames?: number;
   /** A second output: the video as HLS, its timestamps offset by the attempt's place on the stream's clock. */
   hls?: { options: HlsOutputOptions; offsetSeconds: number };
+  decode?: DecodeOptions;
 }
 
 export interface FfmpegArgs {
@@ -88,6 +125,7 @@ export function buildFfmpegArgs(p: FfmpegArgsParams): FfmpegArgs {
   }
   if (p.inputFormat) inputOptions.push('-f', p.inputFormat);
   if (p.readAtNativeRate) inputOptions.push('-re');
+  inputOptions.push(...decodeInputOptions(p.decode));
 
   const outputOptions = [
     ...VIDEO_ONLY,

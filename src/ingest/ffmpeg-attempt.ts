@@ -182,6 +182,7 @@ export class FfmpegAttempt {
       ioTimeoutMs: o.ioTimeoutMs,
       features: this.bin.features,
       ...(o.inputFormat ? { inputFormat: o.inputFormat } : {}),
+      ...(o.decode ? { decode: o.decode } : {}),
       // Only where no frame is ever dropped can ffmpeg count the frames still wanted.
       ...(this.host.handoff.mode === 'backpressure' && remaining !== undefined && remaining > 0 ? { maxOutputFrames: remaining } : {}),
       ...(o.hls ? { hls: { options: o.hls, offsetSeconds: stamp.base } } : {}),

@@ -4,6 +4,7 @@ import { UsageError } from '../errors.js';
 import { clip } from '../logger.js';
 import type { ResolveFfmpegOptions } from './binaries.js';
 import type { HlsOutputOptions } from './hls-output.js';
+import { HWACCEL_RE, SKIP_FRAME_MODES, type DecodeOptions } from './ffmpeg-args.js';
 import { classifyInput, type ClassifiedInput } from './input.js';
 import { RESTART_MODES, type RetrySettings } from './retry-policy.js';
 import { FIT_MODES, type Fit, type IngestLogger, type SourceOptions } from './types.js';
@@ -39,6 +40,7 @@ export interface ResolvedSourceOptions {
   /** What resolveFfmpeg() is asked for. */
   binaries: ResolveFfmpegOptions;
   hls: HlsOutputOptions | undefined;
+  decode: DecodeOptions | undefined;
 }
 
 const silentLogger: IngestLogger = { info() {}, warn() {}, error() {}, debug() {} };
@@ -86,6 +88,7 @@ export function resolveSourceOptions(opts: SourceOptions): ResolvedSourceOptions
       logger: log,
     },
     hls: opts.hls && resolveHls(opts.hls),
+    decode: resolveDecode(opts.decode),
   };
 }
 
@@ -96,6 +99,20 @@ function resolveHls(h: HlsOutputOptions): HlsOutputOptions {
   positiveInt(h.listSize, 'hls.listSize', 1000);
   nonNegative(h.height, 'hls.height');
   return h;
+}
+
+function resolveDecode(d: DecodeOptions | undefined): DecodeOptions | undefined {
+  if (!d) return undefined;
+  if (d.threads !== undefined && !(Number.isInteger(d.threads) && d.threads >= 0 && d.threads <= 64)) {
+    throw new UsageError(`decode.threads must be a whole number from 0 to 64, not ${String(d.threads)}.`);
+  }
+  if (d.skipFrame !== undefined && !SKIP_FRAME_MODES.includes(d.skipFrame)) {
+    throw new UsageError(`decode.skipFrame must be one of ${SKIP_FRAME_MODES.join(', ')}, not "${String(d.skipFrame)}".`);
+  }
+  if (d.hwaccel !== undefined && !HWACCEL_RE.test(d.hwaccel)) {
+    throw new UsageError(`decode.hwaccel must be an ffmpeg hwaccel name (lower-case letters, digits, _), not "${String(d.hwaccel)}".`);
+  }
+  return d;
 }
 
 function resolveReconnect(opts: SourceOptions): RetrySettings {

@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { HlsOutputOptions } from './hls-output.js';
 import type { StreamState } from '../events.js';
+import type { DecodeOptions } from './ffmpeg-args.js';
 
 /** One decoded, scaled frame, exactly as the model will see it. */
 export interface Frame {
@@ -97,6 +98,8 @@ export interface SourceOptions {
   stdin?: Readable;
   /** Also write the video as low-latency HLS (a second output of the same ffmpeg; hls-output.ts). */
   hls?: HlsOutputOptions;
+  /** How ffmpeg decodes: threads per child, frames it may skip, a hardware decoder (src/ingest/ffmpeg-args.ts). */
+  decode?: DecodeOptions;
 }
 
 export interface SourceStatus {

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { SAMPLING_FIELDS, type LoadOptions, type SessionOptions, type WorkerOptions } from '../engine.js';
 import { hlsDir, type EngineConfig, type GenerationOverrides, type HlsConfig, type ServeConfig, type StreamConfig, type WorkerConfig } from '../config/schema.js';
 import type { HlsOutputOptions } from '../ingest/hls-output.js';
+import type { DecodeOptions } from '../ingest/index.js';
 import { createLogger } from '../logger.js';
 import { createCaptionPipeline } from './pipeline.js';
 import type { CaptionPipelineHandle, PipelineFactory, PrepareHook } from './types.js';
@@ -89,6 +90,8 @@ export function createDaemonHooks(options: DaemonHooksOptions = {}): DaemonHooks
   // The config's `engine` and `worker` settings, known once prepare has run (before any model loads).
   let engine: LoadOptions = {};
   let worker: WorkerOptions = workerOptionsFrom(undefined, options.logger, env);
+  // The config's `ingest.decode` settings, for every stream's ffmpeg.
+  let decode: DecodeOptions | undefined;
   const registry =
     options.registry ??
     new ModelRegistry({ load: (ref, opts) => loadModelRef(ref, { ...options.loadOptions, ...opts, ...engine, worker }, env) });
@@ -100,6 +103,7 @@ export function createDaemonHooks(options: DaemonHooksOptions = {}): DaemonHooks
     dataDir = config.dataDir;
     engine = loadOptionsFrom(config.engine ?? {}); // absent in configs built by hand (tests)
     worker = workerOptionsFrom(config.worker, options.logger ?? createLogger({ level: config.log?.level ?? 'info', base: { component: 'worker' } }), env);
+    decode = config.ingest?.decode;
     const model = await registry.load(resolveModelRef(config.model, baseDir, env), true);
     return { modelName: model.name };
   };
@@ -116,6 +120,7 @@ export function createDaemonHooks(options: DaemonHooksOptions = {}): DaemonHooks
       source: {
         // One retry policy per stream: the ingest retries a live input by the stream's restart block.
         reconnect: stream.restart,
+        ...(decode ? { decode } : {}),
         // The stream's HLS video: a second output of the same ffmpeg, on every attempt.
         ...(stream.hls?.enabled ? { hls: hlsOutput(stream.hls, hlsDir(dataDir, stream.id)) } : {}),
       },

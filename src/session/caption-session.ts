@@ -7,14 +7,16 @@
  *     in-frame: preprocess → vision (→ casa_kv, window swap) → prefill [preImage, postImage]
  *               (+ frameOpening on the first frame) → sample ≤ maxNewTokensPerFrame tokens,
  *               each pushed out and fed (with realtimeDeadline, until the frame's 1/fps
- *               budget is spent) → feed a stop token unless the last sampled token was one
- *               (the one the model sampled last: EOS for the bundles)
- *               → the backend is told the frame ended (the batched engine stops waiting for it)
+ *               budget is spent; a sampled stop token ends the text, not fed yet) → the
+ *               caption event → feed the stop token (the one sampled, else the one the model
+ *               sampled last: EOS for the bundles) → the backend is told the frame ended (the
+ *               batched engine stops waiting for it)
  *   ready / failed / in-frame ──close()──▶ closed (a step still waiting rejects; closed stays closed)
- *   in-frame ──decoder failure──▶ failed (every later call throws)
+ *   in-frame ──decoder failure──▶ failed (every later call throws; a failure feeding the
+ *               final stop token comes after the frame's caption event)
  *
  * A frame the consumer stops reading half way (break out of the iteration) is still
- * closed properly: EOS is fed, so every window's text ends with EOS as in training.
+ * closed properly: a stop token is fed, so every window's text ends with one as in training.
  */
 import { randomInt } from 'node:crypto';
 import { CasaLiveError, InputError, UsageError } from '../errors.js';
@@ -303,6 +305,7 @@ class CaptionSession {
     const deadline = this.options.realtimeDeadline ? started + 1000 / this.options.fps : Infinity;
     let frameOpen = false;
     let eosFed = false;
+    let stopSampled = false;
     let fedBefore = 0;
     const ids: number[] = [];
     try {
@@ -321,9 +324,8 @@ class CaptionSession {
         this.sampled += 1;
         if (this.stops.has(tok)) {
           this.lastStop = tok;
-          await this.backend.feedText([tok]);
-          eosFed = true;
-          break;
+          stopSampled = true;
+          break; // fed below, after the caption
         }
         ids.push(tok);
         const piece = this.detok.push(tok);
@@ -332,13 +334,13 @@ class CaptionSession {
         row = logits.subarray(0, V);
         if (performance.now() >= deadline) break;
       }
-      if (!eosFed) {
-        await this.feedStop();
-        eosFed = true;
-      }
       const rest = this.detok.flush();
       if (rest) yield { type: 'token', frame: frame.index, pts: frame.ptsSeconds, text: rest };
+      // The caption is complete once its last token is sampled: it goes out before the stop
+      // token that closes the window is fed (a graph run whose logits nothing uses).
       yield this.captionEvent(frame, ids);
+      await this.closeText(stopSampled);
+      eosFed = true;
     } catch (err) {
       // The caches may be half updated: the session cannot go on.
       if (frameOpen || !(err instanceof InputError)) this.markFailed(err);
@@ -348,7 +350,7 @@ class CaptionSession {
         // Normal end, or the consumer stopped reading: close the window with EOS.
         if (frameOpen && !eosFed) {
           try {
-            await this.feedStop();
+            await this.closeText(stopSampled);
           } catch (err) {
             this.markFailed(err);
           }
@@ -376,9 +378,13 @@ class CaptionSession {
     };
   }
 
-  /** Ends a frame's text that was cut (token budget, deadline, consumer gone) with the last stop token sampled. */
-  private async feedStop(): Promise<void> {
-    this.sampler.fed([this.lastStop]);
+  /**
+   * Closes the frame's text with a stop token: the one just sampled (the sampler has observed
+   * it), or, for a text that was cut (token budget, deadline, consumer gone), the last stop
+   * token sampled before.
+   */
+  private async closeText(stopSampled: boolean): Promise<void> {
+    if (!stopSampled) this.sampler.fed([this.lastStop]);
     await this.backend.feedText([this.lastStop]);
   }
 

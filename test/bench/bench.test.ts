@@ -15,6 +15,7 @@ import { runB3, type B3Params } from '../../src/bench/suites/b3.js';
 import { runB4 } from '../../src/bench/suites/b4.js';
 import { runB5 } from '../../src/bench/suites/b5.js';
 import { runB6 } from '../../src/bench/suites/b6.js';
+import { B7_ENGINES, runB7, type B7Params } from '../../src/bench/suites/b7.js';
 import { runB8 } from '../../src/bench/suites/b8.js';
 import { runWorkerSuite } from '../../src/bench/suites/worker.js';
 import { lineChart, niceTicks } from '../../src/bench/svg.js';
@@ -37,7 +38,7 @@ describe('bench helpers', () => {
     expect(fit.intercept).toBeCloseTo(1);
     expect(rollingMedian([1, 100, 1, 1, 1], 3)).toEqual([50.5, 1, 1, 1, 1]);
     expect(niceTicks(0, 10)).toEqual([0, 2, 4, 6, 8, 10]);
-    expect(() => parseSuites('b7')).toThrow(/unknown suite/);
+    expect(() => parseSuites('b42')).toThrow(/unknown suite/);
     expect(parseSuites('b3,b1')).toEqual(['b1', 'b3']);
     expect(parseSuites(undefined)).toEqual([...SUITE_IDS]);
   });
@@ -53,7 +54,17 @@ describe('bench helpers', () => {
 describe('casa-live bench (smoke, tiny inputs)', () => {
   let out: string;
   let run: BenchRunResult;
-  const b3Tiny: B3Params = { warmupS: 0.6, searchMeasureS: 1.2, confirmMeasureS: 1.2, confirmRepeats: 1, maxStreams: 1, graceS: 0.3, clip: { seconds: 12, width: 64, height: 64, fps: 4 } };
+  const b3Tiny: B3Params = {
+    warmupS: 0.6, searchMeasureS: 1.2, confirmMeasureS: 1.2, confirmRepeats: 1, fromStreams: 1, maxStreams: 1, graceS: 0.3,
+    clip: { seconds: 12, width: 64, height: 64, fps: 4 }, liveSeconds: 20, decodeOptions: { threads: 1 },
+    decode: { streams: 1, warmupS: 0.3, measureS: 0.6, clipSeconds: 6, inputs: [{ name: '64x64 4 fps', width: 64, height: 64, fps: 4, noise: 0 }], variants: { 'threads 1': { threads: 1 } }, comparePts: 4 },
+    ingest: { fromStreams: 1, maxStreams: 1, warmupS: 0.3, measureS: 0.6 },
+    mainThreadEngine: null,
+  };
+  const b7Tiny: B7Params = {
+    sessions: [1, 2], repeats: 1, warmupS: 0.3, warmupLimitS: 10, measureS: 0.6, minFramesPerSession: 1, maxMeasureS: 5,
+    engines: B7_ENGINES, matmulSizes: '16x32x48', matmulThreads: [1], matmulSeconds: 0.1,
+  };
 
   // Every suite at tiny sizes, one after the other: about 2 minutes alone, several when the
   // whole test run shares the machine (a limit, not a timing assertion).
@@ -63,18 +74,19 @@ describe('casa-live bench (smoke, tiny inputs)', () => {
     run = await runBench(
       { quick: true, suites: [...SUITE_IDS], outDir: out, casa: DEV_CASA, insertion: DEV_INSERTION, log: () => undefined, root: ROOT, command: 'vitest bench smoke' },
       {
-        b1: (ctx) => runB1(ctx, { frames: 60, casaRepeats: 1, insertionRepeats: 1, extendBudgetS: 0, extendMaxFrames: 60, rssEvery: 10 }),
+        b1: (ctx) => runB1(ctx, { frames: 60, casaRepeats: 1, insertionRepeats: 1, extendBudgetS: 0, extendMaxFrames: 60, rssEvery: 10, compressedTokens: havePython ? [2] : [] }),
         b2: (ctx) => runB2(ctx, { frames: 3, repeats: 1, warmup: 1, threads: 1 }),
         b3: (ctx) => runB3(ctx, b3Tiny),
         b4: (ctx) => runB4(ctx, { singleRepeats: 1, measureS: 1.2, warmupS: 0.6, graceS: 0.3 }, b3Tiny),
         b5: (ctx) => runB5(ctx, { clients: 20, windows: 1, windowS: 1.2, variants: [{ name: 'fsync off', fsync: false }], tokensPerFrame: 3, frameMs: 200, settleS: 0.3 }),
-        b6: (ctx) => runB6(ctx, { streamSeconds: 40, sampleEvery: 10, restartCycles: 1, warmupFraction: 0.1 }),
+        b6: (ctx) => runB6(ctx, { streamSeconds: 40, sampleEvery: 10, restartCycles: 1, warmupFraction: 0.1, warmupMinWallS: 0, warmupSettleS: 0 }),
+        b7: (ctx) => runB7(ctx, b7Tiny),
         // a real redis-server (.ci/deps-server.sh installs it): without one B8 is skipped and the JSON check below fails
         b8: (ctx) => runB8(ctx, { nodes: 2, streams: 2, kills: 1, leaseMs: 1000, quietMs: 500, viewers: 10, viewerNodes: 2, windows: 1, windowS: 1.2, settleS: 0.3, tokensPerFrame: 3, frameMs: 200 }),
         worker: (ctx) => runWorkerSuite(ctx, { streams: [1, 2], frames: 2, warmup: 1, repeats: 1 }),
       },
     );
-  }, 480_000);
+  }, 600_000);
 
   afterAll(() => {
     if (out) rmSync(out, { recursive: true, force: true });
@@ -121,6 +133,12 @@ describe('casa-live bench (smoke, tiny inputs)', () => {
     // Insertion writes 16 image tokens + 8 text tokens per frame into its cache; CASA stays capped.
     expect((ins?.kvTokens[59] ?? 0) - (ins?.kvTokens[58] ?? 0)).toBe(24);
     expect(Math.max(...(b1.samples.casa as Array<{ kvTokens: number[] }>)[0]!.kvTokens)).toBeLessThanOrEqual(256);
+    if (havePython) {
+      // The twin compressed to 2 image tokens per frame (tools/casa_model compressed): 2 + 8 per frame.
+      const q2 = (b1.samples.compressed as Array<{ imageTokensPerFrame: number; kvTokens: number[] }>)[0];
+      expect(q2?.imageTokensPerFrame).toBe(2);
+      expect((q2?.kvTokens[59] ?? 0) - (q2?.kvTokens[58] ?? 0)).toBe(10);
+    }
     const b3 = run.results.find((r) => r.suite === 'b3') as SuiteResult;
     expect((b3.results.trials as unknown[]).length).toBeGreaterThan(0);
     const b5 = run.results.find((r) => r.suite === 'b5') as SuiteResult;

@@ -79,6 +79,27 @@ describe('caption session events', () => {
     s.close();
   });
 
+  it('the caption event goes out before EOS is fed, and one EOS closes the window (sampled EOS, token limit, consumer stopping at the caption)', async () => {
+    const cases = [
+      { opts: { eosBias: 1000 }, sampled: 0, stopAtCaption: false },
+      { opts: { eosBias: -100, maxNewTokensPerFrame: 3 }, sampled: 3, stopAtCaption: false },
+      { opts: { eosBias: -100, maxNewTokensPerFrame: 3 }, sampled: 3, stopAtCaption: true },
+    ];
+    for (const c of cases) {
+      const s = await models.casa.openSession({ temperature: 0, greedyProcessors: true, ...c.opts });
+      const before = s.stats().textTokensFed;
+      for await (const ev of s.captionFrame(noiseFrame(0))) {
+        if (ev.type !== 'caption') continue;
+        expect(s.stats().textTokensFed - before).toBe(2 + c.sampled); // markers + sampled, no EOS yet
+        if (c.stopAtCaption) break;
+      }
+      expect(s.stats().textTokensFed - before).toBe(2 + c.sampled + 1);
+      expect(s.stats().lastFrameTokens).toBe(2 + c.sampled + 1);
+      expect((await s.caption(noiseFrame(1))).caption.type).toBe('caption');
+      s.close();
+    }
+  });
+
   it('a consumer that stops reading mid-frame: the window is closed with EOS and the session goes on', async () => {
     const s = await models.casa.openSession({ seed: 4, temperature: 0, tokenGranularity: 'piece', maxNewTokensPerFrame: 8, eosBias: -100, greedyProcessors: true });
     const before = s.stats().textTokensFed;

@@ -256,3 +256,25 @@ describe('files: orientation and fit', () => {
     });
   }
 });
+
+describe('files: decode options (SourceOptions.decode)', () => {
+  it('one decoding thread gives the same frames; skip_frame noref keeps the 2-fps grid within a few source frames', async () => {
+    const file = join(tmp.dir, 'bframes.mp4');
+    // B frames (veryfast: 3, some not referenced): what noref lets the decoder skip.
+    await makeClip(file, { size: '320x240', rate: 25, seconds: 4, codecArgs: ['-c:v', 'libx264', '-preset', 'veryfast', '-bf', '3', '-g', '25', '-pix_fmt', 'yuv420p'] });
+    const opts = { input: file, width: 64, height: 48, fps: 2 };
+    const ref = (await collect(opts)).frames;
+    const one = (await collect({ ...opts, decode: { threads: 1 } })).frames;
+    expect(one.map((f) => f.ptsSeconds)).toEqual(ref.map((f) => f.ptsSeconds));
+    one.forEach((f, i) => expect(f.rgb.equals(ref[i]!.rgb)).toBe(true));
+    const noref = (await collect({ ...opts, decode: { threads: 1, skipFrame: 'noref' } })).frames;
+    expect(Math.abs(noref.length - ref.length)).toBeLessThanOrEqual(1);
+    noref.forEach((f, i) => {
+      // a grid point on a skipped frame takes the next decoded one: later, by a few frame intervals at most
+      const later = f.ptsSeconds - (ref[i]?.ptsSeconds ?? f.ptsSeconds);
+      expect(later).toBeGreaterThanOrEqual(-1e-3);
+      expect(later).toBeLessThanOrEqual(4 / 25 + 1e-3);
+    });
+    expect(strayChildren()).toEqual([]);
+  });
+});

@@ -1,8 +1,10 @@
 /** Pure parts: inputs, the ffmpeg command line, stderr parsing, failure classification, backoff. */
 import { describe, expect, it } from 'vitest';
+import { UsageError } from '../../src/errors.js';
 import {
   backoffDelay,
   classifyInput,
+  openFrameSource,
   defaultStartSlots,
   StartQueue,
   FAST_RETRY,
@@ -76,6 +78,25 @@ describe('ffmpeg command line', () => {
     expect(file.outputOptions.slice(0, 5)).toEqual(['-map', '0:v:0', '-an', '-sn', '-dn']);
     expect(file.outputOptions).toEqual(expect.arrayContaining(['-fps_mode', 'passthrough', '-frames:v', '5', '-pix_fmt', 'rgb24', '-f', 'rawvideo']));
     expect(buildFfmpegArgs({ ...base, input: classifyInput('/dev/video2') }).inputOptions).toEqual(expect.arrayContaining(['-f', 'v4l2']));
+  });
+
+  it('puts the decode options before -i: hwaccel, threads (filter threads at least 1), skip_frame; none by default', () => {
+    const base = { width: 8, height: 8, fit: 'fill' as const, fps: 2, readAtNativeRate: false, rtspTransport: 'tcp' as const, ioTimeoutMs: 5000, features, input: classifyInput('/a.mp4') };
+    const plain = buildFfmpegArgs(base).inputOptions;
+    expect(buildFfmpegArgs({ ...base, decode: {} }).inputOptions).toEqual(plain);
+    expect(buildFfmpegArgs({ ...base, decode: { skipFrame: 'default' } }).inputOptions).toEqual(plain);
+    expect(buildFfmpegArgs({ ...base, decode: { hwaccel: 'vaapi', threads: 1, skipFrame: 'noref' } }).inputOptions).toEqual([
+      ...plain, '-hwaccel', 'vaapi', '-threads', '1', '-filter_threads', '1', '-skip_frame', 'noref',
+    ]);
+    expect(buildFfmpegArgs({ ...base, decode: { threads: 0 } }).inputOptions.slice(plain.length)).toEqual(['-threads', '0', '-filter_threads', '1']);
+  });
+
+  it('refuses decode options ffmpeg would not take, naming the field', () => {
+    const open = (decode: object) => () => openFrameSource({ input: '/a.mp4', width: 8, height: 8, decode: decode as never });
+    expect(open({ threads: -1 })).toThrow(/decode\.threads must be a whole number from 0 to 64/);
+    expect(open({ threads: 1.5 })).toThrow(UsageError);
+    expect(open({ skipFrame: 'some' })).toThrow(/decode\.skipFrame must be one of default, noref, bidir, nokey/);
+    expect(open({ hwaccel: 'cuda -i x' })).toThrow(/decode\.hwaccel must be an ffmpeg hwaccel name/);
   });
 });
 

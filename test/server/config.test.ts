@@ -326,3 +326,22 @@ describe('config/casa-live.example.yaml', () => {
     expect(config.dataDir).toBe('/var/lib/casa-live');
   });
 });
+
+describe('ingest.decode (every stream\'s ffmpeg decoding)', () => {
+  const auth = 'auth: { required: false }\n';
+  const problems = (text: string): string => problemsOf(auth + text).join('\n');
+
+  it('absent: ffmpeg\'s defaults; given: passed as it is', () => {
+    expect(parseConfig(auth).ingest).toEqual({});
+    expect(parseConfig(auth + 'ingest: { decode: { threads: 1, skipFrame: noref, hwaccel: vaapi } }\n').ingest).toEqual({
+      decode: { threads: 1, skipFrame: 'noref', hwaccel: 'vaapi' },
+    });
+  });
+
+  it('invalid values are reported by field path', () => {
+    expect(problems('ingest: { decode: { threads: 65 } }\n')).toMatch(/ingest\.decode\.threads/);
+    expect(problems('ingest: { decode: { skipFrame: some } }\n')).toMatch(/ingest\.decode\.skipFrame/);
+    expect(problems('ingest: { decode: { hwaccel: "cuda -i /etc/passwd" } }\n')).toMatch(/ingest\.decode\.hwaccel.*must be an ffmpeg hwaccel name/);
+    expect(problems('ingest: { decoder: {} }\n')).toMatch(/ingest/);
+  });
+});

@@ -4,7 +4,8 @@ world data → tokenizer → CASA and insertion training → ONNX export → eva
 Each stage writes under tools/casa_model/.work/ (cache, not committed) and the final
 bundles under models/. Stages can be run alone: data, train, export, eval, clips; and
 `reexport --bundle DIR…` rewrites committed bundles in the current format version from
-their own ONNX weights (no training).
+their own ONNX weights (no training); `compressed --tokens K --out DIR` writes the insertion
+twin with a random Q-Former-style connector giving K image tokens per frame (benchmark B1).
 """
 from __future__ import annotations
 
@@ -214,6 +215,7 @@ def stage_clips(args) -> None:
 def stage_stream(args) -> None:
     """Writes one long world stream for runtime tests: frames.rgb (rgb24, concatenated) and
     truth.json (captions per frame)."""
+    args.out = args.out or os.path.join(WORK, "stream")
     os.makedirs(args.out, exist_ok=True)
     clip = make_clip(args.stream_seed, args.stream_frames)
     with open(os.path.join(args.out, "frames.rgb"), "wb") as f:
@@ -241,17 +243,30 @@ def stage_reexport(args) -> None:
             f"rebuilt model within {r['fixtureMaxAbsDiff']:.2g} of the fixtures")
 
 
+def stage_compressed(args) -> None:
+    """Writes a token-compressed insertion bundle (a random Q-Former-style connector giving
+    --tokens image tokens per frame) for benchmark B1: see tools/casa_model/compressed.py."""
+    from .compressed import build_compressed
+    bundle = (args.bundle or [os.path.join(ROOT, "models", BUNDLES["insertion"])])[0]
+    out = args.out or os.path.join(WORK, f"compressed-q{args.tokens}")
+    r = build_compressed(bundle, out, args.tokens, args.seed)
+    log(f"compressed: {out}: {r['tokens']} image tokens per frame instead of {r['sourceTokens']} "
+        f"({r['connectorParameters']:,} connector parameters, random)")
+
+
 # The stages by name; `build` runs BUILD in order.
 STAGES = {"data": stage_data, "train": stage_train, "eval": stage_eval, "export": stage_export,
-          "clips": stage_clips, "stream": stage_stream, "reexport": stage_reexport}
+          "clips": stage_clips, "stream": stage_stream, "reexport": stage_reexport, "compressed": stage_compressed}
 BUILD = ("data", "train", "eval", "export", "clips")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python3 -m tools.casa_model")
     p.add_argument("stage", choices=["build", *STAGES])
-    p.add_argument("--out", default=os.path.join(WORK, "stream"), help="stream: output directory")
-    p.add_argument("--bundle", nargs="+", help="reexport: bundle directories, rewritten in place")
+    p.add_argument("--out", help="stream, compressed: output directory (default under tools/casa_model/.work/)")
+    p.add_argument("--bundle", nargs="+", help="reexport: bundle directories, rewritten in place; "
+                   "compressed: the insertion bundle (default models/casa-tiny-insertion)")
+    p.add_argument("--tokens", type=int, default=4, help="compressed: image tokens per frame")
     p.add_argument("--stream-seed", type=int, default=TEST_SEEDS[0] + 800_000)
     p.add_argument("--stream-frames", type=int, default=2000)
     p.add_argument("--train-clips", type=int, default=3000)

@@ -2,11 +2,15 @@
  * B1 — CASA vs token insertion (the seed's figure): the CASA bundle and its insertion twin
  * on the same long synthetic stream, per-frame wall time and memory (KV bytes, process RSS)
  * against the number of frames. Runs alternate (CASA, insertion, CASA, …), each in a fresh
- * process, in the same invocation.
+ * process, in the same invocation. Token-compressed insertion (the twin with a random
+ * Q-Former-style connector giving 1, 4 or 8 image tokens per frame instead of 16, built at
+ * bench time by tools/casa_model) runs once each in the first round.
  */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { bundleInfo, inWorker, TOKENS_PER_FRAME, type SuiteOutput, type Target } from '../common.js';
 import type { SuiteContext } from '../context.js';
-import type { FrameStream } from '../inputs.js';
+import { compressedBundle, type CompressedBundle, type FrameStream } from '../inputs.js';
 import { linearFit, median, medianSeries, max, min, round, rollingMedian } from '../stats.js';
 import { COLORS, lineChart } from '../svg.js';
 import type { StreamResult, StreamTask } from '../tasks.js';
@@ -24,12 +28,14 @@ export interface B1Params {
   extendBudgetS: number;
   extendMaxFrames: number;
   rssEvery: number;
+  /** Token-compressed insertion: image tokens per frame of each variant, one run each ([]: none). */
+  compressedTokens?: number[];
 }
 
 export function b1Params(quick: boolean): B1Params {
   return quick
-    ? { frames: 120, casaRepeats: 2, insertionRepeats: 2, extendBudgetS: 0, extendMaxFrames: 120, rssEvery: 10 }
-    : { frames: 2000, casaRepeats: 3, insertionRepeats: 2, extendBudgetS: 420, extendMaxFrames: 8000, rssEvery: 10 };
+    ? { frames: 120, casaRepeats: 2, insertionRepeats: 2, extendBudgetS: 0, extendMaxFrames: 120, rssEvery: 10, compressedTokens: [1, 4, 8] }
+    : { frames: 2000, casaRepeats: 3, insertionRepeats: 2, extendBudgetS: 420, extendMaxFrames: 8000, rssEvery: 10, compressedTokens: [1, 4, 8] };
 }
 
 /** Median frame time over frames [from, to) (1-based frame counts → indices). */
@@ -39,12 +45,14 @@ function windowMedian(frameMs: readonly number[], from: number, to: number): num
 
 export async function runB1(ctx: SuiteContext, params: B1Params = b1Params(ctx.opts.quick)): Promise<SuiteOutput> {
   const stream = await ctx.stream();
-  const { casaRuns, insRuns } = await b1Runs(ctx, params, stream);
+  const bundles = await Promise.all((params.compressedTokens ?? []).map((k) => compressedBundle(ctx.opts.root, ctx.opts.insertion, k, ctx.log)));
+  const { casaRuns, insRuns, compRuns } = await b1Runs(ctx, params, stream, bundles);
   const N = params.frames;
   const casa = casaFigures(casaRuns, N);
   const ins = insertionFigures(insRuns, N);
+  const comp = compRuns.map((c) => ({ ...c, figures: insertionFigures([c.run], N) }));
   return {
-    config: b1Config(ctx, params, stream),
+    config: { ...b1Config(ctx, params, stream), compressed: bundles.map(compressedInfo) },
     results: {
       casa: {
         frameMsAt50: round(casa.at50, 2),
@@ -62,22 +70,34 @@ export async function runB1(ctx: SuiteContext, params: B1Params = b1Params(ctx.o
         wallSeconds: casaRuns.map((r) => r.wallSeconds),
       },
       insertion: insertionResults(insRuns, ins, N),
+      compressed: Object.fromEntries(comp.map((c) => [`q${c.tokens}`, { imageTokensPerFrame: c.tokens, ...insertionResults([c.run], c.figures, N) }])),
     },
-    targets: b1Targets(casa, ins, N, insRuns.length),
-    notes: b1Notes(ctx, stream, N),
+    targets: [...b1Targets(casa, ins, N, insRuns.length), ...compressedTargets(casa, ins, comp, bundles)],
+    notes: [...b1Notes(ctx, stream, N), ...compressedNotes(bundles)],
     samples: {
       casa: casaRuns.map((r) => ({ model: r.model, cpuSegments: r.cpuSegments, frameMs: r.frameMs, kvBytes: r.kvBytes, kvTokens: r.kvTokens, kvCapacityBytes: r.kvCapacityBytes[0], rss: r.rss, promptTokens: r.promptTokens, graphRuns: r.graphRuns, textTokensFed: r.textTokensFed, sampledTokens: r.sampledTokens })),
-      insertion: insRuns.map((r) => ({ model: r.model, cpuSegments: r.cpuSegments, frameMs: r.frameMs, kvBytes: r.kvBytes, kvTokens: r.kvTokens, kvCapacityChanges: capacityChanges(r.kvCapacityBytes), rss: r.rss, promptTokens: r.promptTokens, graphRuns: r.graphRuns, textTokensFed: r.textTokensFed, sampledTokens: r.sampledTokens, stoppedBecause: r.stoppedBecause })),
+      insertion: insRuns.map(insertionSample),
+      compressed: comp.map((c) => ({ imageTokensPerFrame: c.tokens, ...insertionSample(c.run) })),
     },
   };
 }
 
-/** The runs, alternated (CASA, insertion, CASA, …), each in a fresh worker process. */
-async function b1Runs(ctx: SuiteContext, params: B1Params, stream: FrameStream): Promise<{ casaRuns: StreamResult[]; insRuns: StreamResult[] }> {
+function insertionSample(r: StreamResult): Record<string, unknown> {
+  return { model: r.model, cpuSegments: r.cpuSegments, frameMs: r.frameMs, kvBytes: r.kvBytes, kvTokens: r.kvTokens, kvCapacityChanges: capacityChanges(r.kvCapacityBytes), rss: r.rss, promptTokens: r.promptTokens, graphRuns: r.graphRuns, textTokensFed: r.textTokensFed, sampledTokens: r.sampledTokens, stoppedBecause: r.stoppedBecause };
+}
+
+interface CompressedRun {
+  tokens: number;
+  run: StreamResult;
+}
+
+/** The runs, alternated (CASA, insertion, CASA, …), each in a fresh worker process; the compressed variants once each, in the first round. */
+async function b1Runs(ctx: SuiteContext, params: B1Params, stream: FrameStream, bundles: readonly CompressedBundle[]): Promise<{ casaRuns: StreamResult[]; insRuns: StreamResult[]; compRuns: CompressedRun[] }> {
   const { opts, log } = ctx;
   const base = { kind: 'stream' as const, framesPath: stream.framesPath, width: stream.width, height: stream.height, frames: params.frames, tokens: TOKENS_PER_FRAME, rssEvery: params.rssEvery };
   const casaRuns: StreamResult[] = [];
   const insRuns: StreamResult[] = [];
+  const compRuns: CompressedRun[] = [];
   const reps = Math.max(params.casaRepeats, params.insertionRepeats);
   for (let r = 0; r < reps; r++) {
     if (r < params.casaRepeats) {
@@ -91,8 +111,19 @@ async function b1Runs(ctx: SuiteContext, params: B1Params, stream: FrameStream):
       const task: StreamTask = { ...base, bundle: opts.insertion, cap: null, ...(extend ? { extend } : {}) };
       insRuns.push(await inWorker<StreamResult>(log, 'B1 insertion', task));
     }
+    if (r === 0) compRuns.push(...(await compressedRuns(ctx, base, bundles)));
   }
-  return { casaRuns, insRuns };
+  return { casaRuns, insRuns, compRuns };
+}
+
+async function compressedRuns(ctx: SuiteContext, base: Omit<StreamTask, 'bundle'>, bundles: readonly CompressedBundle[]): Promise<CompressedRun[]> {
+  const out: CompressedRun[] = [];
+  for (const b of bundles) {
+    if (!('dir' in b)) continue;
+    ctx.log(`B1 run 1: insertion compressed to ${b.tokens} image token${b.tokens === 1 ? '' : 's'} per frame (${b.dir}), ${base.frames} frames`);
+    out.push({ tokens: b.tokens, run: await inWorker<StreamResult>(ctx.log, `B1 q${b.tokens}`, { ...base, bundle: b.dir, cap: null }) });
+  }
+  return out;
 }
 
 const at50 = (r: StreamResult): number => windowMedian(r.frameMs, 40, 60);
@@ -222,6 +253,49 @@ function b1Targets(casa: ReturnType<typeof casaFigures>, ins: ReturnType<typeof 
       value: `${round(ins.atN / ins.at50, 2)}× time from 50 to ${N} frames; +${round(ins.bytesPerFrame / 1024, 2)} KiB KV per frame`,
       met: insRunCount > 0,
     },
+  ];
+}
+
+type InsertionFigures = ReturnType<typeof insertionFigures>;
+
+function compressedInfo(b: CompressedBundle): Record<string, unknown> {
+  if (!('dir' in b)) return { imageTokensPerFrame: b.tokens, skipped: b.error };
+  const info = bundleInfo(b.dir);
+  const man = JSON.parse(readFileSync(path.join(b.dir, 'casa.json'), 'utf8')) as { training?: { connector?: unknown } };
+  return { imageTokensPerFrame: b.tokens, ...info, weights: "the insertion twin's, plus a random (untrained) connector", dir: b.dir, recipe: b.recipe, connector: man.training?.connector ?? null };
+}
+
+/**
+ * Token compression delays the memory growth but does not stop it: each variant's KV grows
+ * every frame, less than full insertion's and more the more tokens it keeps; CASA's does not.
+ */
+function compressedTargets(casa: ReturnType<typeof casaFigures>, ins: InsertionFigures, comp: Array<{ tokens: number; figures: InsertionFigures }>, bundles: readonly CompressedBundle[]): Target[] {
+  if (!bundles.length) return [];
+  const missing = bundles.filter((b): b is Extract<CompressedBundle, { error: string }> => 'error' in b);
+  if (!comp.length) {
+    return [{ name: 'token-compressed insertion: memory still grows', target: 'measured', value: 'not run', met: null, note: `No compressed bundle could be built (${missing.map((m) => `${m.tokens}: ${m.error}`).join('; ')}).` }];
+  }
+  const sorted = [...comp].sort((a, b) => a.tokens - b.tokens);
+  const slopes = sorted.map((c) => c.figures.bytesPerFrame);
+  const grows = slopes.every((x) => x > 0);
+  const ordered = slopes.every((x, i) => i === 0 || x > (slopes[i - 1] as number)) && (slopes[slopes.length - 1] as number) < ins.bytesPerFrame;
+  const met = grows && ordered && casa.capConst;
+  return [
+    {
+      name: 'token-compressed insertion: memory still grows (compression delays the growth, CASA stays flat)',
+      target: `KV bytes per frame > 0 for every variant, rising with the tokens kept, below full insertion's (${round(ins.bytesPerFrame / 1024, 2)} KiB)`,
+      value: sorted.map((c) => `${c.tokens} tok: +${round(c.figures.bytesPerFrame / 1024, 2)} KiB/frame, budget at frame ${c.figures.kvCross.frame}`).join('; '),
+      met,
+      ...(missing.length ? { note: `Not built: ${missing.map((m) => `${m.tokens} tokens (${m.error})`).join('; ')}.` } : {}),
+    },
+  ];
+}
+
+function compressedNotes(bundles: readonly CompressedBundle[]): string[] {
+  if (!bundles.length) return [];
+  const recipe = bundles.find((b): b is Extract<CompressedBundle, { dir: string }> => 'dir' in b)?.recipe ?? 'python3 -m tools.casa_model compressed';
+  return [
+    `Token-compressed insertion (${bundles.map((b) => b.tokens).join(', ')} image tokens per frame): the insertion twin with a Q-Former-style connector after its vision encoder — learned queries cross-attending to the frame's image tokens, one attention block and an MLP — built at bench time (\`${recipe}\`, cached in the OS temp dir, not committed). Its weights are random: the captions mean nothing, but every frame still makes exactly ${TOKENS_PER_FRAME} tokens + EOS, so time and memory are what a trained connector would cost. One run each, in the first round, unbounded like the twin.`,
   ];
 }
 
