@@ -655,51 +655,42 @@ async function measureClients(seconds: number): Promise<FanoutMeasureResult> {
 
 type Task = { kind: string } & Record<string, unknown>;
 
+/** Each task kind's handler (the worker's router: a table). */
+const HANDLERS: Record<string, (task: Task) => unknown> = {
+  stream: (t) => runStream(t as unknown as StreamTask),
+  throughput: (t) => runThroughput(t as unknown as ThroughputTask),
+  pipelines: (t) => runPipelines(t as unknown as PipelinesTask),
+  soak: (t) => runSoak(t as unknown as SoakTask),
+  'engine-streams': (t) => runEngineStreams(t as unknown as EngineStreamsTask),
+  'engine-throughput': (t) => runEngineThroughput(t as unknown as EngineThroughputTask),
+  matmul: (t) => runMatmul(t as unknown as MatmulTask),
+  'ingest-trial': (t) => runIngestTrial(t as unknown as IngestTrialTask),
+  'live-server': (t) => startLiveServer(t as unknown as { clip: string }),
+  'live-server-stop': () => stopLiveServer(),
+  'fanout-server': (t) => startFanoutServer(t as unknown as FanoutServerTask),
+  'cluster-node': (t) => startClusterNode(t as unknown as ClusterNodeTask),
+  'fanout-server-cpu': () => {
+    const c = process.cpuUsage();
+    return { cpuMicros: c.user + c.system, at: performance.now(), fds: openFds() };
+  },
+  'fanout-server-stop': async () => {
+    await serve?.close();
+    serve = undefined;
+    return { fds: openFds() };
+  },
+  'fanout-clients': (t) => connectClients(t as unknown as FanoutClientsTask),
+  'fanout-measure': (t) => measureClients(Number(t.seconds)),
+  'fanout-clients-close': () => {
+    for (const ws of clients) ws.terminate();
+    clients = [];
+    return { closed: true };
+  },
+};
+
 async function handle(task: Task): Promise<unknown> {
-  switch (task.kind) {
-    case 'stream':
-      return runStream(task as unknown as StreamTask);
-    case 'throughput':
-      return runThroughput(task as unknown as ThroughputTask);
-    case 'pipelines':
-      return runPipelines(task as unknown as PipelinesTask);
-    case 'soak':
-      return runSoak(task as unknown as SoakTask);
-    case 'engine-streams':
-      return runEngineStreams(task as unknown as EngineStreamsTask);
-    case 'engine-throughput':
-      return runEngineThroughput(task as unknown as EngineThroughputTask);
-    case 'matmul':
-      return runMatmul(task as unknown as MatmulTask);
-    case 'ingest-trial':
-      return runIngestTrial(task as unknown as IngestTrialTask);
-    case 'live-server':
-      return startLiveServer(task as unknown as { clip: string });
-    case 'live-server-stop':
-      return stopLiveServer();
-    case 'fanout-server':
-      return startFanoutServer(task as unknown as FanoutServerTask);
-    case 'cluster-node':
-      return startClusterNode(task as unknown as ClusterNodeTask);
-    case 'fanout-server-cpu': {
-      const c = process.cpuUsage();
-      return { cpuMicros: c.user + c.system, at: performance.now(), fds: openFds() };
-    }
-    case 'fanout-server-stop':
-      await serve?.close();
-      serve = undefined;
-      return { fds: openFds() };
-    case 'fanout-clients':
-      return connectClients(task as unknown as FanoutClientsTask);
-    case 'fanout-measure':
-      return measureClients(Number(task.seconds));
-    case 'fanout-clients-close':
-      for (const ws of clients) ws.terminate();
-      clients = [];
-      return { closed: true };
-    default:
-      throw new Error(`unknown bench task ${task.kind}`);
-  }
+  const handler = HANDLERS[task.kind];
+  if (!handler) throw new Error(`unknown bench task ${task.kind}`);
+  return handler(task);
 }
 
 process.on('message', (msg: { id: number; task: Task }) => {

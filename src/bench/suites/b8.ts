@@ -102,6 +102,11 @@ interface FanoutRun {
   token: number[];
 }
 
+/** Appends `items` to `to` (push(...items) overflows the stack with a window's hundreds of thousands of token deliveries). */
+function appendAll(to: number[], items: readonly number[]): void {
+  for (const x of items) to.push(x);
+}
+
 /** One measuring window: every node's CPU around the viewers' measurement. */
 async function fanoutWindow(cluster: BenchCluster, viewers: WorkerHandle, seconds: number, run: FanoutRun): Promise<void> {
   const cpu = (): Promise<Array<{ cpuMicros: number; at: number }>> => Promise.all(cluster.nodes.map((n) => n.worker.call<{ cpuMicros: number; at: number }>({ kind: 'fanout-server-cpu' })));
@@ -114,10 +119,10 @@ async function fanoutWindow(cluster: BenchCluster, viewers: WorkerHandle, second
     const a = c0[i] as { cpuMicros: number; at: number };
     const b = c1[i] as { cpuMicros: number; at: number };
     n.cpuPercent.push(round(((b.cpuMicros - a.cpuMicros) / 1e6 / ((b.at - a.at) / 1000)) * 100, 1));
-    n.captionMs.push(...(m.captionMsByPort[i] ?? []));
+    appendAll(n.captionMs, m.captionMsByPort[i] ?? []);
   });
-  run.caption.push(...m.captionMs);
-  run.token.push(...m.tokenMs);
+  appendAll(run.caption, m.captionMs);
+  appendAll(run.token, m.tokenMs);
   const captionMs = quantiles(m.captionMs);
   run.windows.push({ captionMs, tokenMs: quantiles(m.tokenMs), machineCpuPercent: machineCpuPercent(m0, m1), clientCpuPercent: m.clientCpuPercent, captionsPerClient: m.captionsPerClient, closedClients: m.closedClients });
 }
