@@ -346,6 +346,32 @@ class StepAttention:
         return stack(self.new_keys), stack(self.new_values)
 
 
+class SplitStepAttention(StepAttention):
+    """Self-attention of a batched step (format version 2) over [past ; new] without
+    concatenating the cache: the new tokens' scores against the past keys and against their
+    own keys share one softmax, and the two value products are summed. The same function as
+    StepAttention's, but a run no longer copies every row's whole cache (at 64 rows of ~200
+    tokens the copies were a fifth of the decoder's time). `past_mask` broadcasts to
+    [B,KVH,G*T,P] (the ragged lengths), `causal` to [B,KVH,G*T,T]."""
+
+    def __init__(self, cfg: "ModelConfig", cos, sin, past_mask, causal, cached_keys, cached_values, lead):
+        super().__init__(cfg, cos, sin, None, cached_keys, cached_values, lead)
+        self.past_mask, self.causal = past_mask, causal
+
+    def attend(self, i: int, q, k, v):
+        self.new_keys.append(k)
+        self.new_values.append(v)
+        cfg, rows = self.cfg, self.lead[0]
+        past_k, past_v = self.cached_keys[0][i], self.cached_values[0][i]
+        qg = q.reshape(rows, cfg.kv_heads, -1, cfg.head_dim) * (1.0 / math.sqrt(cfg.head_dim))
+        past_scores = torch.matmul(qg, past_k.transpose(-1, -2)) + self.past_mask
+        new_scores = torch.matmul(qg, k.transpose(-1, -2)) + self.causal
+        probs = torch.softmax(torch.cat([past_scores, new_scores], dim=-1), dim=-1)
+        p = past_k.shape[2]
+        out = torch.matmul(probs[..., :p], past_v) + torch.matmul(probs[..., p:], v)
+        return out.reshape(rows, cfg.heads, -1, cfg.head_dim)
+
+
 class ImageOnlyStepAttention(StepAttention):
     """The plain cross-attention ablation's CASA step (PyTorch only, not exported): the text
     attends to the image keys only (`cached_keys` = (image keys,)); in a window without an
@@ -554,10 +580,10 @@ class CasaModel(nn.Module):
         cos, sin = rope_cos_sin(position_ids, cfg.head_dim, cfg.rope_theta)
         wcos, wsin = rope_cos_sin(window_position_ids, cfg.head_dim, cfg.rope_theta)
         causal = grouped_causal_mask(t, g)
-        self_mask = ragged_step_mask(ragged_valid(past_lengths, past_k[0].shape[2]), causal, b)
+        past_mask = additive(ragged_valid(past_lengths, past_k[0].shape[2]))[:, None, None, :]
         casa_mask = ragged_step_mask(torch.cat([ragged_valid(image_lengths, image_k[0].shape[2]),
                                                 ragged_valid(window_lengths, window_k[0].shape[2])], dim=1), causal, b)
-        self_attn = StepAttention(cfg, cos, sin, self_mask, (past_k,), (past_v,), (b, t))
+        self_attn = SplitStepAttention(cfg, cos, sin, past_mask, causal, (past_k,), (past_v,), (b, t))
         casa_attn = StepAttention(cfg, wcos, wsin, casa_mask, (image_k, window_k), (image_v, window_v), (b, t))
         return self._casa_blocks(h, self_attn, casa_attn, t)
 
