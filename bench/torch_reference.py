@@ -15,7 +15,8 @@ Timing: `Session` of tools/casa_model/stream.py (explicit caches, one decoder_st
 chunk, the same step functions that were exported), driven with the runtime's protocol:
 prompt prefill (not timed), then per frame start_frame (vision, casa_kv, window swap,
 markers), `--tokens` greedy tokens with EOS masked out (so every frame has exactly that
-many, as casa-live does with eosBias -1e9), then EOS. No context cap (the reference has
+many, as casa-live does with eosBias -1e9), the last one fed together with EOS (one step,
+as casa-live does). No context cap (the reference has
 none), so the bench runs casa-live uncapped too. Prints one JSON object on stdout.
 """
 from __future__ import annotations
@@ -57,13 +58,15 @@ def run_frames(model: CasaModel, tok: ByteLevelBPE, man: Dict, frames: np.ndarra
     for rgb in frames:
         t0 = time.perf_counter()
         logits = s.start_frame(rgb)
-        for _ in range(tokens):
+        for k in range(tokens):
             logits = logits.clone()
             logits[eos] = float("-inf")
             nxt = int(torch.argmax(logits))
-            logits = s.feed([nxt])[-1]
             produced += 1
-        s.feed([eos])
+            if k == tokens - 1:
+                s.feed([nxt, eos])  # the last token goes with EOS in one step, as in casa-live
+            else:
+                logits = s.feed([nxt])[-1]
         per_frame.append((time.perf_counter() - t0) * 1000)
     wall = time.perf_counter() - start
     return {"frames": len(frames), "seconds": wall, "fps": len(frames) / wall, "tokens": produced,

@@ -7,10 +7,11 @@
  *     in-frame: preprocess → vision (→ casa_kv, window swap) → prefill [preImage, postImage]
  *               (+ frameOpening on the first frame) → sample ≤ maxNewTokensPerFrame tokens,
  *               each pushed out and fed (with realtimeDeadline, until the frame's 1/fps
- *               budget is spent; a sampled stop token ends the text, not fed yet) → the
- *               caption event → feed the stop token (the one sampled, else the one the model
- *               sampled last: EOS for the bundles) → the backend is told the frame ended (the
- *               batched engine stops waiting for it)
+ *               budget is spent; a sampled stop token ends the text, not fed yet; a text
+ *               cut by the budget or deadline keeps its last token for the closing step) →
+ *               the caption event → feed the stop token (the one sampled, else the one the
+ *               model sampled last: EOS for the bundles), with that last token in one step →
+ *               the backend is told the frame ended (the batched engine stops waiting for it)
  *   ready / failed / in-frame ──close()──▶ closed (a step still waiting rejects; closed stays closed)
  *   in-frame ──decoder failure──▶ failed (every later call throws; a failure feeding the
  *               final stop token comes after the frame's caption event)
@@ -306,6 +307,8 @@ class CaptionSession {
     let frameOpen = false;
     let eosFed = false;
     let stopSampled = false;
+    /** The last token sampled when the text ends without a stop token: fed with the stop token. */
+    let unfed: number | undefined;
     let fedBefore = 0;
     const ids: number[] = [];
     try {
@@ -318,7 +321,7 @@ class CaptionSession {
       this.sampler.fed(prefill);
       let row = logits.subarray((prefill.length - 1) * V, prefill.length * V);
       this.frames += 1;
-      while (ids.length < maxNew) {
+      for (;;) {
         const tok = this.sampler.sample(row);
         this.sampler.observe(tok);
         this.sampled += 1;
@@ -328,18 +331,22 @@ class CaptionSession {
           break; // fed below, after the caption
         }
         ids.push(tok);
+        unfed = tok;
         const piece = this.detok.push(tok);
         if (piece) yield { type: 'token', frame: frame.index, pts: frame.ptsSeconds, text: piece };
+        // The text's last token (budget spent, deadline passed): its logits would go unused,
+        // so it is fed together with the stop token that closes the window, in one step.
+        if (ids.length >= maxNew || performance.now() >= deadline) break;
         logits = await this.backend.feedText([tok]);
+        unfed = undefined;
         row = logits.subarray(0, V);
-        if (performance.now() >= deadline) break;
       }
       const rest = this.detok.flush();
       if (rest) yield { type: 'token', frame: frame.index, pts: frame.ptsSeconds, text: rest };
       // The caption is complete once its last token is sampled: it goes out before the stop
       // token that closes the window is fed (a graph run whose logits nothing uses).
       yield this.captionEvent(frame, ids);
-      await this.closeText(stopSampled);
+      await this.closeText(stopSampled, unfed);
       eosFed = true;
     } catch (err) {
       // The caches may be half updated: the session cannot go on.
@@ -350,7 +357,7 @@ class CaptionSession {
         // Normal end, or the consumer stopped reading: close the window with EOS.
         if (frameOpen && !eosFed) {
           try {
-            await this.closeText(stopSampled);
+            await this.closeText(stopSampled, unfed);
           } catch (err) {
             this.markFailed(err);
           }
@@ -381,11 +388,12 @@ class CaptionSession {
   /**
    * Closes the frame's text with a stop token: the one just sampled (the sampler has observed
    * it), or, for a text that was cut (token budget, deadline, consumer gone), the last stop
-   * token sampled before.
+   * token sampled before. `unfed`, the text's last token when it was not fed yet, goes in the
+   * same step (one graph run instead of two).
    */
-  private async closeText(stopSampled: boolean): Promise<void> {
+  private async closeText(stopSampled: boolean, unfed: number | undefined): Promise<void> {
     if (!stopSampled) this.sampler.fed([this.lastStop]);
-    await this.backend.feedText([this.lastStop]);
+    await this.backend.feedText(unfed === undefined ? [this.lastStop] : [unfed, this.lastStop]);
   }
 
   /** Captions one frame and collects its events. */

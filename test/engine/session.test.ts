@@ -80,17 +80,18 @@ describe('caption session events', () => {
   });
 
   it('the caption event goes out before EOS is fed, and one EOS closes the window (sampled EOS, token limit, consumer stopping at the caption)', async () => {
+    // At the token limit the last sampled token is fed together with EOS, in one step.
     const cases = [
-      { opts: { eosBias: 1000 }, sampled: 0, stopAtCaption: false },
-      { opts: { eosBias: -100, maxNewTokensPerFrame: 3 }, sampled: 3, stopAtCaption: false },
-      { opts: { eosBias: -100, maxNewTokensPerFrame: 3 }, sampled: 3, stopAtCaption: true },
+      { opts: { eosBias: 1000 }, sampled: 0, fedAtCaption: 2, stopAtCaption: false },
+      { opts: { eosBias: -100, maxNewTokensPerFrame: 3 }, sampled: 3, fedAtCaption: 2 + 2, stopAtCaption: false },
+      { opts: { eosBias: -100, maxNewTokensPerFrame: 3 }, sampled: 3, fedAtCaption: 2 + 2, stopAtCaption: true },
     ];
     for (const c of cases) {
       const s = await models.casa.openSession({ temperature: 0, greedyProcessors: true, ...c.opts });
       const before = s.stats().textTokensFed;
       for await (const ev of s.captionFrame(noiseFrame(0))) {
         if (ev.type !== 'caption') continue;
-        expect(s.stats().textTokensFed - before).toBe(2 + c.sampled); // markers + sampled, no EOS yet
+        expect(s.stats().textTokensFed - before).toBe(c.fedAtCaption); // no EOS yet
         if (c.stopAtCaption) break;
       }
       expect(s.stats().textTokensFed - before).toBe(2 + c.sampled + 1);
@@ -107,9 +108,9 @@ describe('caption session events', () => {
       expect(ev.type).toBe('token');
       break;
     }
-    // markers + 1 sampled (its piece was yielded before feeding it) + EOS
-    expect(s.stats().textTokensFed - before).toBe(2 + 1);
-    expect(s.stats().lastFrameTokens).toBe(3);
+    // markers + the sampled token (its piece was yielded before it was fed) fed with EOS
+    expect(s.stats().textTokensFed - before).toBe(2 + 1 + 1);
+    expect(s.stats().lastFrameTokens).toBe(4);
     const r = await s.caption(noiseFrame(1));
     expect(r.ids.length).toBe(8);
     s.close();
