@@ -183,12 +183,12 @@ function b3(r: PlotInput): Record<string, string> {
   };
 }
 
-/** B3's ingest-only trials: their p99 frame lateness, passed and failed. */
+/** B3's ingest-only trials: the spread of their frames' lateness (p99 − p50, the delivery's jitter), passed and failed. */
 function ingestSeries(trials: Any[]): Series[] {
   if (!trials.length) return [];
   const late = (t: Any): number => Math.max(1, Number.isFinite(t.latenessP99Ms) ? t.latenessP99Ms : 1e4);
   return [
-    { name: 'ingest only, passed (p99 frame lateness)', color: COLORS.grey, line: false, markers: true, points: trials.filter((t) => t.pass).map((t) => [t.streams, late(t)]) },
+    { name: 'ingest only, passed (frame lateness p99 − p50)', color: COLORS.grey, line: false, markers: true, points: trials.filter((t) => t.pass).map((t) => [t.streams, late(t)]) },
     { name: 'ingest only, failed', color: COLORS.fourth, line: false, markers: true, points: trials.filter((t) => !t.pass).map((t) => [t.streams, late(t)]) },
   ];
 }

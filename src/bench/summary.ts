@@ -140,7 +140,7 @@ function b3(r: SuiteResult): string[] {
 
 /** B3's ingest-only trials and the decode CPU table. */
 function b3Ingest(x: Any): string[] {
-  const ingest = ((x.ingestTrials as Any[]) ?? []).map((t) => [t.streams, t.pass ? 'pass' : 'fail', `${t.framesArrived}/${t.framesExpected}`, f(t.latenessP99Ms, 0), `${f(t.ffmpegCpuPercent, 0)}% (${f(t.ffmpegCpuPercentPerStream, 2)}%)`, `${t.machineCpuPercent ?? '—'}%`, t.reasons.join('; ')]);
+  const ingest = ((x.ingestTrials as Any[]) ?? []).map((t) => [t.streams, t.pass ? 'pass' : 'fail', `${t.framesArrived}/${t.framesExpected}`, f(t.latenessP99Ms, 0), f(t.latenessDriftMs, 0), `${f(t.ffmpegCpuPercent, 0)}% (${f(t.ffmpegCpuPercentPerStream, 2)}%)`, `${t.machineCpuPercent ?? '—'}%`, t.reasons.join('; ')]);
   const decode = ((x.decodeCpu as Any[]) ?? []).map((d) => [
     d.input,
     d.delivery,
@@ -150,7 +150,7 @@ function b3Ingest(x: Any): string[] {
     d.sampledChanged ? `${d.sampledChanged.changed} of ${d.sampledChanged.compared}${d.sampledChanged.changed ? ` (up to ${d.sampledChanged.maxShiftS} s later${d.sampledChanged.missing ? `, ${d.sampledChanged.missing} missing` : ''})` : ''}` : '(reference)',
   ]);
   return [
-    ...(ingest.length ? ['', 'Ingest-only trials:', '', ...mdTable(['streams', 'result', 'frames', 'p99 lateness ms', 'ffmpeg CPU (per stream)', 'machine CPU', 'why'], ingest)] : []),
+    ...(ingest.length ? ['', 'Ingest-only trials:', '', ...mdTable(['streams', 'result', 'frames', 'lateness p99 − p50 ms', 'drift ms', 'ffmpeg CPU (per stream)', 'machine CPU', 'why'], ingest)] : []),
     ...(decode.length ? ['', 'Decode CPU per stream (ffmpeg children\'s CPU, % of one core), sampling 2 fps:', '', ...mdTable(['input', 'delivery', 'decode options', 'CPU per stream', 'frames', 'sampled frames changed'], decode)] : []),
   ];
 }

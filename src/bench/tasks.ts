@@ -299,8 +299,8 @@ export interface IngestTrialTask {
   warmupS: number;
   measureS: number;
   decode?: import('../ingest/index.js').DecodeOptions;
-  /** p99 lateness allowed (a frame's arrival against its stream's clock), ms. */
-  latenessBudgetMs: number;
+  /** Drift allowed: how much later frames may arrive at the end of the window than at its start, ms. */
+  driftBudgetMs: number;
   /** pts of the first stream's first frames kept (to compare what decode options sample). */
   keepPts: number;
 }
@@ -313,7 +313,10 @@ export interface IngestTrialResult {
   framesArrived: number;
   framesExpected: number;
   dropped: number;
+  /** Spread of the frames' lateness (p99 − p50), ms: the delivery's jitter. */
   latenessP99Ms: number;
+  /** Median lateness at the window's end less at its start, ms (see ingest-load.ts). */
+  latenessDriftMs: number;
   ffmpegChildren: number;
   /** The ffmpeg children's CPU in the window, % of one core: all of them, and per child. */
   ffmpegCpuPercent: number;

@@ -62,7 +62,7 @@ export function ingestTask(input: string, realtime: boolean, streams: number, o:
     warmupS: o.warmupS,
     measureS: o.measureS,
     ...(o.decode ? { decode: o.decode } : {}),
-    latenessBudgetMs: 500,
+    driftBudgetMs: 250,
     keepPts: o.keepPts ?? 0,
   };
 }
