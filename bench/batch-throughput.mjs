@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // node bench/batch-throughput.mjs [--sessions 1,8,64,256] [--seconds 5] [--engines unbatched,w1i1,w2i1,w1i2]
-//                                 [--gather 2] [--max 64] [--bundle models/casa-tiny] [--out FILE]
+//                                 [--gather 2] [--frame-gather 80] [--max 64] [--bundle models/casa-tiny] [--out FILE]
 // Captioned frames per second against the number of concurrent sessions, for the unbatched
 // engine and batched ones (workers × intra-op threads), in one run: every session captions
 // noise frames back to back with exactly 5 tokens per frame (EOS masked, as B2 and B7 do),
@@ -24,13 +24,14 @@ const SESSIONS = arg('sessions', '1,8,64,256').split(',').map(Number);
 const SECONDS = Number(arg('seconds', '5'));
 const BUNDLE = path.resolve(root, arg('bundle', 'models/casa-tiny'));
 const GATHER = Number(arg('gather', '2'));
+const FRAME_GATHER = Number(arg('frame-gather', '80'));
 const MAX = Number(arg('max', '64'));
 const OUT = path.resolve(root, arg('out', 'bench/results/tmp/batch-throughput.json'));
 const ENGINES = {
   unbatched: { batch: false },
-  w1i1: { batch: { workers: 1, maxSize: MAX, gatherMs: GATHER }, intraOpNumThreads: 1 },
-  w2i1: { batch: { workers: 2, maxSize: MAX, gatherMs: GATHER }, intraOpNumThreads: 1 },
-  w1i2: { batch: { workers: 1, maxSize: MAX, gatherMs: GATHER }, intraOpNumThreads: 2 },
+  w1i1: { batch: { workers: 1, maxSize: MAX, gatherMs: GATHER, frameGatherMs: FRAME_GATHER }, intraOpNumThreads: 1 },
+  w2i1: { batch: { workers: 2, maxSize: MAX, gatherMs: GATHER, frameGatherMs: FRAME_GATHER }, intraOpNumThreads: 1 },
+  w1i2: { batch: { workers: 1, maxSize: MAX, gatherMs: GATHER, frameGatherMs: FRAME_GATHER }, intraOpNumThreads: 2 },
 };
 const engines = arg('engines', Object.keys(ENGINES).join(',')).split(',');
 const SESSION = { temperature: 0, maxNewTokensPerFrame: 5, eosBias: -1e9, greedyProcessors: true, seed: 1 };

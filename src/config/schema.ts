@@ -242,6 +242,8 @@ export const engineSchema = z.strictObject({
         maxSize: z.int().min(1).max(1024).optional(),
         /** How long a run waits for the other streams inside a frame (ms). */
         gatherMs: z.number().min(0).max(1000).optional(),
+        /** How long a frame's first step waits for other streams' frames (ms). */
+        frameGatherMs: z.number().min(0).max(1000).optional(),
       }),
     ])
     .optional(),

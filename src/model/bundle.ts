@@ -59,6 +59,12 @@ export interface BatchOptions {
   maxSize?: number;
   /** How long a run waits for the other streams inside a frame to submit their step (ms, default 2). */
   gatherMs?: number;
+  /**
+   * How long a frame's first step waits for other streams' frames, so that streams whose
+   * frames arrive at different moments share the frame's runs (ms, default 80; 0: frames
+   * start at once). Only in a worker serving at least 16 streams (scheduler.ts).
+   */
+  frameGatherMs?: number;
   /** Inference worker threads; streams are spread over them (default 1). */
   workers?: number;
 }

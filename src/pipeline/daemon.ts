@@ -79,6 +79,7 @@ export function loadOptionsFrom(e: EngineConfig): LoadOptions {
     o.batch = {};
     if (e.batch?.maxSize !== undefined) o.batch.maxSize = e.batch.maxSize;
     if (e.batch?.gatherMs !== undefined) o.batch.gatherMs = e.batch.gatherMs;
+    if (e.batch?.frameGatherMs !== undefined) o.batch.frameGatherMs = e.batch.frameGatherMs;
     if (e.threads?.workers !== undefined) o.batch.workers = e.threads.workers;
   }
   if (e.threads?.intraOp !== undefined) o.intraOpNumThreads = e.threads.intraOp;

@@ -19,7 +19,7 @@ import { InsertionBackend } from './insertion-backend.js';
 
 /** How a model runs: batched (with its settings) or not (and why). */
 export type EngineInfo =
-  | { batched: true; maxSize: number; gatherMs: number; workers: number }
+  | { batched: true; maxSize: number; gatherMs: number; frameGatherMs: number; workers: number }
   | { batched: false; reason: string };
 
 export interface Engine {

@@ -68,7 +68,7 @@ describe('bundle loading', () => {
   it('a version-2 CASA bundle runs batched by default, or unbatched with batch: false', async () => {
     const m = await Model.load(DEV_CASA);
     expect(m.engine).toEqual({ batched: true, ...BATCH_DEFAULTS });
-    expect(BATCH_DEFAULTS).toEqual({ maxSize: 64, gatherMs: 2, workers: Math.min(4, availableParallelism()) });
+    expect(BATCH_DEFAULTS).toEqual({ maxSize: 64, gatherMs: 2, frameGatherMs: 80, workers: Math.min(4, availableParallelism()) });
     expect(m.batchStats()).toMatchObject({ workers: BATCH_DEFAULTS.workers, decoderRuns: 0 });
     await m.release();
     const u = await Model.load(DEV_CASA, { batch: false });
@@ -98,6 +98,7 @@ describe('bundle loading', () => {
   it('invalid batch options are refused', async () => {
     await expect(loadModel(DEV_CASA, { batch: { maxSize: 0 } })).rejects.toThrow('load option batch.maxSize = 0 is invalid: must be an integer ≥ 1');
     await expect(loadModel(DEV_CASA, { batch: { gatherMs: -1 } })).rejects.toThrow(/batch.gatherMs = -1 is invalid/);
+    await expect(loadModel(DEV_CASA, { batch: { frameGatherMs: Number.NaN } })).rejects.toThrow(/batch.frameGatherMs = NaN is invalid/);
     await expect(loadModel(DEV_CASA, { batch: { workers: 1.5 } })).rejects.toThrow(UsageError);
   });
 });

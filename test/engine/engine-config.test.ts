@@ -29,8 +29,8 @@ describe('config engine block', () => {
   });
 
   it('maps batch and threads to load options', () => {
-    const c = parseConfig(auth + 'engine: { batch: { maxSize: 32, gatherMs: 1.5 }, threads: { workers: 2, intraOp: 1 } }\n');
-    expect(loadOptionsFrom(c.engine)).toEqual({ batch: { maxSize: 32, gatherMs: 1.5, workers: 2 }, intraOpNumThreads: 1 });
+    const c = parseConfig(auth + 'engine: { batch: { maxSize: 32, gatherMs: 1.5, frameGatherMs: 50 }, threads: { workers: 2, intraOp: 1 } }\n');
+    expect(loadOptionsFrom(c.engine)).toEqual({ batch: { maxSize: 32, gatherMs: 1.5, frameGatherMs: 50, workers: 2 }, intraOpNumThreads: 1 });
     expect(loadOptionsFrom(parseConfig(auth + 'engine: { batch: false, threads: { intraOp: 2 } }\n').engine)).toEqual({
       batch: false,
       intraOpNumThreads: 2,
@@ -43,6 +43,7 @@ describe('config engine block', () => {
     expect(problems('engine: { batch: true }\n')).toEqual([expect.stringMatching(/^engine\.batch: /)]);
     expect(problems('engine: { threads: { workers: 1.5 } }\n')).toEqual([expect.stringMatching(/^engine\.threads\.workers: /)]);
     expect(problems('engine: { batch: { gatherMs: -1 } }\n')).toEqual([expect.stringMatching(/^engine\.batch\.gatherMs: /)]);
+    expect(problems('engine: { batch: { frameGatherMs: 5000 } }\n')).toEqual([expect.stringMatching(/^engine\.batch\.frameGatherMs: /)]);
     expect(problems('engine: { workers: 2 }\n')).toEqual(['engine.workers: unknown field']);
   });
 
@@ -54,7 +55,7 @@ describe('config engine block', () => {
     await hooks.prepare(config);
     const model = await hooks.registry.load(DEV_CASA);
     if (!(model instanceof Model)) throw new Error('a bundle loads with the ONNX engine');
-    expect(model.engine).toEqual({ batched: true, maxSize: 8, gatherMs: 0, workers: 2 });
+    expect(model.engine).toEqual({ batched: true, maxSize: 8, gatherMs: 0, frameGatherMs: 80, workers: 2 });
     await hooks.registry.closeAll();
   });
 });

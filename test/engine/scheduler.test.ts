@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/errors.js';
 import { Model, type SessionOptions } from '../../src/engine.js';
+import { FRAME_GATHER_MIN_STREAMS } from '../../src/model/batch/scheduler.js';
 import type { UnsequencedEvent } from '../../src/events.js';
 import { createCaptionPipeline } from '../../src/pipeline/pipeline.js';
 import { makeClip } from '../cli/helpers.js';
@@ -145,6 +146,32 @@ describe('caps and evictions inside a batch', () => {
       await model.release();
     }
   });
+});
+
+describe('frames of streams at different phases', () => {
+  it('wait for each other (batch.frameGatherMs) and share the frame\'s runs; every caption is the one the stream gets alone', async () => {
+    const n = FRAME_GATHER_MIN_STREAMS;
+    const model = await Model.load(DEV_CASA, { batch: { frameGatherMs: 2_000, workers: 1 } });
+    try {
+      const sessions = await Promise.all(Array.from({ length: n }, () => model.openSession({ temperature: 0 })));
+      const before = model.batchStats()!;
+      // Each stream's frame comes 10 ms after the previous stream's: without the frame wait
+      // each would start alone.
+      const captions = await Promise.all(
+        sessions.map(async (s, k) => {
+          await new Promise((r) => setTimeout(r, 10 * k));
+          return (await s.caption(noiseFrame(k))).caption.text;
+        }),
+      );
+      const after = model.batchStats()!;
+      expect(after.frames - before.frames).toBe(n);
+      expect(after.frameRuns - before.frameRuns).toBe(1); // all in one vision run: the last frame released them
+      for (const [k, text] of captions.entries()) expect(text).toBe((await captionsOf(unbatched, {}, k, 1))[0]);
+      for (const s of sessions) s.close();
+    } finally {
+      await model.release();
+    }
+  }, 60_000);
 });
 
 describe('frames faster than the batch completes', () => {

@@ -14,9 +14,12 @@ import type { ResolvedBatch } from './pool.js';
  * main thread is mostly idle; on the 2-core development machine two workers gave 1.3–1.9×
  * the frames/s of one at 64 streams, at the same frames per CPU-second. 64 rows per run; a
  * 2 ms gather window (streams in step submit together, so it is rarely waited out; it bounds
- * what a late stream costs the others). Measurements: docs/architecture.md §Batching.
+ * what a late stream costs the others). Frames wait up to 80 ms for other streams' frames
+ * (in a worker serving ≥ 16 streams): 100–220 real-time 2-fps streams with no frame wait ran
+ * 1.4–3 rows per run at 5.8–6.4 ms of CPU per frame; with 40 ms, 6–11 rows and 2.4–3.8 ms;
+ * with 80 ms, 10–21 rows and 2.1–3.3 ms, p99 engine latency 125–161 ms (bench/realtime-batching.mjs). Measurements: docs/architecture.md §Batching.
  */
-export const BATCH_DEFAULTS: ResolvedBatch = { maxSize: 64, gatherMs: 2, workers: Math.min(4, Math.max(1, os.availableParallelism())) };
+export const BATCH_DEFAULTS: ResolvedBatch = { maxSize: 64, gatherMs: 2, frameGatherMs: 80, workers: Math.min(4, Math.max(1, os.availableParallelism())) };
 
 export type BatchPlan = ({ enabled: true } & ResolvedBatch) | { enabled: false; reason: string };
 
@@ -43,10 +46,12 @@ export function planBatch(opts: LoadOptions, meta: BundleMeta): BatchPlan {
   const b: ResolvedBatch = {
     maxSize: o.maxSize ?? BATCH_DEFAULTS.maxSize,
     gatherMs: o.gatherMs ?? BATCH_DEFAULTS.gatherMs,
+    frameGatherMs: o.frameGatherMs ?? BATCH_DEFAULTS.frameGatherMs,
     workers: o.workers ?? BATCH_DEFAULTS.workers,
   };
   check('maxSize', b.maxSize, Number.isInteger(b.maxSize) && b.maxSize >= 1, 'must be an integer ≥ 1');
   check('gatherMs', b.gatherMs, Number.isFinite(b.gatherMs) && b.gatherMs >= 0, 'must be a number ≥ 0');
+  check('frameGatherMs', b.frameGatherMs, Number.isFinite(b.frameGatherMs) && b.frameGatherMs >= 0, 'must be a number ≥ 0');
   check('workers', b.workers, Number.isInteger(b.workers) && b.workers >= 1 && b.workers <= 64, 'must be an integer from 1 to 64');
   return { enabled: true, ...b };
 }

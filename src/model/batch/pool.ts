@@ -16,6 +16,7 @@ import type { FromWorker, ToWorker, WorkerInit, WorkerOp, WorkerStats } from './
 export interface ResolvedBatch {
   maxSize: number;
   gatherMs: number;
+  frameGatherMs: number;
   workers: number;
 }
 
@@ -178,6 +179,7 @@ export class InferencePool {
       load: ort,
       maxSize: batch.maxSize,
       gatherMs: batch.gatherMs,
+      frameGatherMs: batch.frameGatherMs,
       poolSegment: 16,
     };
     const script = workerScript();

@@ -17,6 +17,7 @@ export interface WorkerInit {
   load: Omit<LoadOptions, 'batch'>;
   maxSize: number;
   gatherMs: number;
+  frameGatherMs: number;
   /** Slots of the model's default cap preallocated per pool segment. */
   poolSegment: number;
 }

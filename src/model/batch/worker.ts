@@ -29,7 +29,7 @@ try {
 }
 
 const executor = new BatchExecutor(init.manifest, graphs, init.maxSize, init.poolSegment);
-const rule = new GatherRule(init.maxSize, init.gatherMs);
+const rule = new GatherRule(init.maxSize, init.gatherMs, init.frameGatherMs);
 let pending: WorkerOp[] = [];
 let busy = false;
 let releasing = false;
@@ -75,7 +75,7 @@ async function pump(): Promise<void> {
   apply(pending);
   pending = [];
   if (releasing) return release();
-  const decision = rule.decide();
+  const decision = rule.decide(executor.stats.streams);
   if (!decision) return;
   if ('waitMs' in decision) {
     timer = setTimeout(() => void pump(), Math.max(1, Math.ceil(decision.waitMs)));

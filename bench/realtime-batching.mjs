@@ -1,0 +1,124 @@
+#!/usr/bin/env node
+// node bench/realtime-batching.mjs [--streams 100,160,220] [--frame-gather 0,40,80] [--seconds 12]
+//                                  [--bundle models/casa-tiny] [--out FILE]
+// The batched engine under real-time load, without ingest: N caption sessions on one loaded
+// model, each given a noise frame every 500 ms (2 fps) at its own random phase, exactly 5
+// tokens per frame (EOS masked, as B3 and B7 do). A frame that comes while its session is
+// still busy is dropped (newest wins, as the pipeline does). For each stream count and
+// `batch.frameGatherMs`: frames/s captioned, drops, engine latency (frame given → caption)
+// p50/p99, the process's CPU per frame, decoder rows per run and frames per vision run, over
+// the run less its first 3 s. Builds nothing: run `npm run build` first.
+// Writes bench/results/tmp/realtime-batching.json.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Model } from '../dist/engine.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const arg = (name, fallback) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : fallback;
+};
+const STREAMS = arg('streams', '100,160,220').split(',').map(Number);
+const GATHER = arg('frame-gather', '0,40,80').split(',').map(Number);
+const SECONDS = Number(arg('seconds', '12'));
+const WARMUP_S = 3;
+const BUNDLE = path.resolve(root, arg('bundle', 'models/casa-tiny'));
+const OUT = path.resolve(root, arg('out', 'bench/results/tmp/realtime-batching.json'));
+const SESSION = { temperature: 0, maxNewTokensPerFrame: 5, eosBias: -1e9, greedyProcessors: true, seed: 1 };
+
+function noiseFrame(index) {
+  const rgb = Buffer.allocUnsafe(64 * 64 * 3);
+  let x = index + 1;
+  for (let i = 0; i < rgb.length; i++) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    rgb[i] = x >>> 24;
+  }
+  return { index, ptsSeconds: index / 2, receivedAt: Date.now(), width: 64, height: 64, rgb };
+}
+const frames = Array.from({ length: 16 }, (_, i) => noiseFrame(i));
+const sleepUntil = (t) => new Promise((r) => setTimeout(r, Math.max(0, t - performance.now())));
+
+/** One stream: a frame every 500 ms from `start + phase` until `end`; each frame captioned unless the last is still running. */
+async function stream(s, k, start, end, tally) {
+  const phase = Math.random() * 500;
+  let running = Promise.resolve();
+  let busy = false;
+  for (let i = 0; start + phase + i * 500 < end; i++) {
+    await sleepUntil(start + phase + i * 500);
+    const counted = performance.now() >= start + WARMUP_S * 1000;
+    if (busy) {
+      if (counted) tally.dropped++;
+      continue;
+    }
+    busy = true;
+    const at = performance.now();
+    running = s.caption(frames[(k + i) % frames.length]).then(() => {
+      busy = false;
+      if (counted) tally.latency.push(performance.now() - at);
+    });
+  }
+  await running;
+}
+
+async function measure(n, frameGatherMs) {
+  const model = await Model.load(BUNDLE, { batch: { frameGatherMs } });
+  const sessions = await Promise.all(Array.from({ length: n }, () => model.openSession(SESSION)));
+  await Promise.all(sessions.map((s, k) => s.caption(frames[k % frames.length])));
+  const tally = { latency: [], dropped: 0 };
+  const start = performance.now() + 200;
+  const end = start + SECONDS * 1000;
+  let cpu0;
+  let b0;
+  setTimeout(() => {
+    cpu0 = process.cpuUsage();
+    b0 = model.batchStats();
+  }, 200 + WARMUP_S * 1000);
+  await Promise.all(sessions.map((s, k) => stream(s, k, start, end, tally)));
+  const cpu = process.cpuUsage(cpu0);
+  const b1 = model.batchStats();
+  for (const s of sessions) s.close();
+  await model.release();
+  const lat = tally.latency.sort((a, b) => a - b);
+  const q = (p) => Math.round(lat[Math.min(lat.length - 1, Math.floor(lat.length * p))] ?? NaN);
+  const window = SECONDS - WARMUP_S;
+  return {
+    streams: n,
+    frameGatherMs,
+    framesPerSecond: Math.round((lat.length / window) * 10) / 10,
+    expectedFramesPerSecond: n * 2,
+    dropped: tally.dropped,
+    latencyP50Ms: q(0.5),
+    latencyP99Ms: q(0.99),
+    cpuMsPerFrame: Math.round(((cpu.user + cpu.system) / 1000 / Math.max(1, lat.length)) * 100) / 100,
+    rowsPerDecoderRun: Math.round(((b1.decoderRows - b0.decoderRows) / Math.max(1, b1.decoderRuns - b0.decoderRuns)) * 10) / 10,
+    framesPerVisionRun: Math.round(((b1.frames - b0.frames) / Math.max(1, b1.frameRuns - b0.frameRuns)) * 10) / 10,
+  };
+}
+
+const results = [];
+for (const n of STREAMS) {
+  for (const g of GATHER) {
+    const r = await measure(n, g);
+    results.push(r);
+    console.log(JSON.stringify(r));
+  }
+}
+mkdirSync(path.dirname(OUT), { recursive: true });
+writeFileSync(
+  OUT,
+  JSON.stringify(
+    {
+      bench: 'realtime-batching (bench/realtime-batching.mjs)',
+      bundle: path.relative(root, BUNDLE),
+      measuredAt: new Date().toISOString(),
+      machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, loadAverage: os.loadavg() },
+      settings: { seconds: SECONDS, warmupS: WARMUP_S, session: SESSION },
+      results,
+    },
+    null,
+    1,
+  ),
+);
+console.log(`wrote ${path.relative(root, OUT)}`);
