@@ -305,6 +305,8 @@ export const ingestSchema = z.strictObject({
       threads: z.int().min(0).max(64).optional(),
       /** Frames the decoder may skip (ffmpeg -skip_frame): default (none), noref, bidir, nokey. */
       skipFrame: z.enum(SKIP_FRAME_MODES).optional(),
+      /** Skip the decoder's deblocking filter (ffmpeg -skip_loop_filter all): the same frames, less CPU. */
+      skipLoopFilter: z.boolean().optional(),
       /** A hardware decoder (ffmpeg -hwaccel), e.g. vaapi, cuda, auto. */
       hwaccel: boundedString(STRING_LIMITS.hwaccel).regex(HWACCEL_RE, 'must be an ffmpeg hwaccel name (lower-case letters, digits, _)').optional(),
     })

@@ -45,12 +45,18 @@ export const RTSP_PROBE = { bytes: 32_768, us: 500_000 } as const;
  *   a skipped frame takes the next decoded one instead (a sampled frame's time moves later by
  *   a frame interval or so; 'nokey' keeps only keyframes, so the rate drops to the
  *   keyframe rate when that is below fps).
+ * - skipLoopFilter: the decoder skips its in-loop deblocking filter (-skip_loop_filter all;
+ *   H.264, HEVC): every frame is still decoded and the same frames are sampled, but their
+ *   pictures keep block edges the filter would have smoothed (invisible at the model's 64×64);
+ *   about a sixth less decoding CPU (measured: 720p25 2.06 → 1.68 CPU-s per minute, 256²
+ *   10 fps 0.38 → 0.31).
  * - hwaccel: a hardware decoder (-hwaccel, e.g. 'vaapi', 'cuda', 'auto'); ffmpeg falls back
  *   to software decoding when it cannot use it.
  */
 export interface DecodeOptions {
   threads?: number;
   skipFrame?: SkipFrame;
+  skipLoopFilter?: boolean;
   hwaccel?: string;
 }
 
@@ -66,6 +72,7 @@ export function decodeInputOptions(d: DecodeOptions | undefined): string[] {
   if (d.hwaccel) out.push('-hwaccel', d.hwaccel);
   if (d.threads !== undefined) out.push('-threads', String(d.threads), '-filter_threads', String(Math.max(1, d.threads)));
   if (d.skipFrame && d.skipFrame !== 'default') out.push('-skip_frame', d.skipFrame);
+  if (d.skipLoopFilter) out.push('-skip_loop_filter', 'all');
   return out;
 }
 

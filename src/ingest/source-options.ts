@@ -109,6 +109,9 @@ function resolveDecode(d: DecodeOptions | undefined): DecodeOptions | undefined 
   if (d.skipFrame !== undefined && !SKIP_FRAME_MODES.includes(d.skipFrame)) {
     throw new UsageError(`decode.skipFrame must be one of ${SKIP_FRAME_MODES.join(', ')}, not "${String(d.skipFrame)}".`);
   }
+  if (d.skipLoopFilter !== undefined && typeof d.skipLoopFilter !== 'boolean') {
+    throw new UsageError(`decode.skipLoopFilter must be true or false, not ${clip(String(d.skipLoopFilter))}.`);
+  }
   if (d.hwaccel !== undefined && !HWACCEL_RE.test(d.hwaccel)) {
     throw new UsageError(`decode.hwaccel must be an ffmpeg hwaccel name (lower-case letters, digits, _), not "${String(d.hwaccel)}".`);
   }

@@ -258,7 +258,7 @@ describe('files: orientation and fit', () => {
 });
 
 describe('files: decode options (SourceOptions.decode)', () => {
-  it('one decoding thread gives the same frames; skip_frame noref keeps the 2-fps grid within a few source frames', async () => {
+  it('one decoding thread gives the same frames; skip_loop_filter the same frames, nearly the same pictures; skip_frame noref keeps the 2-fps grid within a few source frames', async () => {
     const file = join(tmp.dir, 'bframes.mp4');
     // B frames (veryfast: 3, some not referenced): what noref lets the decoder skip.
     await makeClip(file, { size: '320x240', rate: 25, seconds: 4, codecArgs: ['-c:v', 'libx264', '-preset', 'veryfast', '-bf', '3', '-g', '25', '-pix_fmt', 'yuv420p'] });
@@ -267,6 +267,15 @@ describe('files: decode options (SourceOptions.decode)', () => {
     const one = (await collect({ ...opts, decode: { threads: 1 } })).frames;
     expect(one.map((f) => f.ptsSeconds)).toEqual(ref.map((f) => f.ptsSeconds));
     one.forEach((f, i) => expect(f.rgb.equals(ref[i]!.rgb)).toBe(true));
+    // No deblocking: the same frames, pictures within a few levels of the filtered ones.
+    const unfiltered = (await collect({ ...opts, decode: { threads: 1, skipLoopFilter: true } })).frames;
+    expect(unfiltered.map((f) => f.ptsSeconds)).toEqual(ref.map((f) => f.ptsSeconds));
+    unfiltered.forEach((f, i) => {
+      const r = ref[i]!.rgb;
+      let sum = 0;
+      for (let k = 0; k < r.length; k++) sum += Math.abs((f.rgb[k] as number) - (r[k] as number));
+      expect(sum / r.length).toBeLessThan(4);
+    });
     const noref = (await collect({ ...opts, decode: { threads: 1, skipFrame: 'noref' } })).frames;
     expect(Math.abs(noref.length - ref.length)).toBeLessThanOrEqual(1);
     noref.forEach((f, i) => {

@@ -85,9 +85,10 @@ describe('ffmpeg command line', () => {
     const plain = buildFfmpegArgs(base).inputOptions;
     expect(buildFfmpegArgs({ ...base, decode: {} }).inputOptions).toEqual(plain);
     expect(buildFfmpegArgs({ ...base, decode: { skipFrame: 'default' } }).inputOptions).toEqual(plain);
-    expect(buildFfmpegArgs({ ...base, decode: { hwaccel: 'vaapi', threads: 1, skipFrame: 'noref' } }).inputOptions).toEqual([
-      ...plain, '-hwaccel', 'vaapi', '-threads', '1', '-filter_threads', '1', '-skip_frame', 'noref',
+    expect(buildFfmpegArgs({ ...base, decode: { hwaccel: 'vaapi', threads: 1, skipFrame: 'noref', skipLoopFilter: true } }).inputOptions).toEqual([
+      ...plain, '-hwaccel', 'vaapi', '-threads', '1', '-filter_threads', '1', '-skip_frame', 'noref', '-skip_loop_filter', 'all',
     ]);
+    expect(buildFfmpegArgs({ ...base, decode: { skipLoopFilter: false } }).inputOptions).toEqual(plain);
     expect(buildFfmpegArgs({ ...base, decode: { threads: 0 } }).inputOptions.slice(plain.length)).toEqual(['-threads', '0', '-filter_threads', '1']);
   });
 
@@ -97,6 +98,7 @@ describe('ffmpeg command line', () => {
     expect(open({ threads: 1.5 })).toThrow(UsageError);
     expect(open({ skipFrame: 'some' })).toThrow(/decode\.skipFrame must be one of default, noref, bidir, nokey/);
     expect(open({ hwaccel: 'cuda -i x' })).toThrow(/decode\.hwaccel must be an ffmpeg hwaccel name/);
+    expect(open({ skipLoopFilter: 'yes' })).toThrow(/decode\.skipLoopFilter must be true or false/);
   });
 });
 

@@ -54,6 +54,7 @@ const DECODE_INPUTS = [
 const DECODE_VARIANTS: Record<string, DecodeOptions | null> = {
   'ffmpeg defaults': null,
   'threads 1': { threads: 1 },
+  'threads 1, skip_loop_filter': { threads: 1, skipLoopFilter: true },
   'threads 1, skip_frame noref': { threads: 1, skipFrame: 'noref' },
   'threads 1, skip_frame nokey': { threads: 1, skipFrame: 'nokey' },
 };
@@ -69,7 +70,7 @@ export function b3Params(quick: boolean): B3Params {
       }
     : {
         warmupS: 6, searchMeasureS: 20, confirmMeasureS: 40, confirmRepeats: 2, fromStreams: 32, maxStreams: 512, graceS: 1.5,
-        clip: { seconds: 80, width: 256, height: 256, fps: 10 }, liveSeconds: 240, decodeOptions: { threads: 1 },
+        clip: { seconds: 80, width: 256, height: 256, fps: 10 }, liveSeconds: 240, decodeOptions: { threads: 1, skipLoopFilter: true },
         decode: { streams: 8, warmupS: 3, measureS: 12, clipSeconds: 60, inputs: DECODE_INPUTS, variants: DECODE_VARIANTS, comparePts: 40 },
         ingest: { fromStreams: 64, maxStreams: 640, warmupS: 5, measureS: 15 },
         mainThreadEngine: { batch: false },
