@@ -102,7 +102,8 @@ function b2(r: SuiteResult): string[] {
     ...mdTable(
       [null, 'frames/s (median)', 'ms per frame (p50)'],
       [
-        [`casa-live (onnxruntime-node ${r.versions.onnxruntimeNode})`, `**${f(x.casaLiveFps, 1)}**`, f(x.casaLiveFrameMsP50, 2)],
+        [`casa-live (onnxruntime-node ${r.versions.onnxruntimeNode}), one thread (batch: false)`, `**${f(x.casaLiveFps, 1)}**`, f(x.casaLiveFrameMsP50, 2)],
+        ...(x.casaLiveBatchedFps !== undefined ? [[`casa-live, default batched engine (one stream: a round trip to the inference worker per step)`, f(x.casaLiveBatchedFps, 1), f(x.casaLiveBatchedFrameMsP50, 2)]] : []),
         [`PyTorch ${x.pytorchVersions?.torch ?? ''} eager (tools/casa_model/stream.py)`, `**${f(x.pytorchFps, 1)}**`, f(x.pytorchFrameMsP50, 2)],
       ],
     ),

@@ -60,6 +60,8 @@ export interface ThroughputTask {
   warmup: number;
   tokens: number;
   threads: number;
+  /** false: the unbatched engine, every graph run on the calling thread; absent: the default (batched) engine. */
+  batch?: false;
 }
 
 /** One timed pass over a stream's frames (either runtime). */

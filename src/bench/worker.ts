@@ -162,7 +162,7 @@ function recordStreamFrame(r: StreamResult, ms: number, session: CaptionSession,
 async function runThroughput(t: ThroughputTask): Promise<ThroughputResult> {
   const all = readFileSync(t.framesPath);
   const l0 = performance.now();
-  const model = await Model.load(t.bundle, { intraOpNumThreads: t.threads, interOpNumThreads: 1 });
+  const model = await Model.load(t.bundle, { intraOpNumThreads: t.threads, interOpNumThreads: 1, ...(t.batch === false ? { batch: false as const } : {}) });
   const loadMs = performance.now() - l0;
   const opts = { ...forcedGeneration(t.tokens), maxContextTokens: Infinity };
   // Warm-up (not timed), as the reference does.
