@@ -7,7 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { openFrameSource, type FrameSource } from '../ingest/index.js';
-import { machineCpu, machineCpuPercent, sleep } from './common.js';
+import { machineCpu, machineCpuPercent, sleep, widenFfmpegStarts } from './common.js';
 import { percentile, round } from './stats.js';
 import type { IngestTrialResult, IngestTrialTask } from './tasks.js';
 
@@ -70,6 +70,7 @@ function ticksBetween(a: Map<number, number>, b: Map<number, number>): number {
 }
 
 export async function runIngestTrial(t: IngestTrialTask): Promise<IngestTrialResult> {
+  widenFfmpegStarts();
   const streams: IngestStream[] = [];
   for (let i = 0; i < t.streams; i++) {
     streams.push(startStream(t, i));

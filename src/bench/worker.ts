@@ -16,7 +16,7 @@ import { silentLogger, type Logger } from '../logger.js';
 import { AsyncQueue, createCaptionPipeline, type CaptionPipeline, type CaptionPipelineHandle } from '../pipeline/index.js';
 import { runServe, type ServeHandle } from '../server/index.js';
 import { runEngineStreams, type EngineStreamsTask } from './engine-streams.js';
-import { childProcesses, forcedGeneration, machineCpu, machineCpuPercent, openFds, sleep } from './common.js';
+import { childProcesses, forcedGeneration, machineCpu, machineCpuPercent, openFds, sleep, widenFfmpegStarts } from './common.js';
 import { frameAt, runEngineThroughput, runMatmul } from './engine-load.js';
 import { runIngestTrial } from './ingest-load.js';
 import { startLiveServer, stopLiveServer } from './live-server.js';
@@ -218,6 +218,7 @@ interface TrialStream {
 }
 
 async function runPipelines(t: PipelinesTask): Promise<PipelinesResult> {
+  widenFfmpegStarts();
   const model = await Model.load(t.bundle, { intraOpNumThreads: 1, ...t.load });
   const errors: string[] = [];
   const logger = silentLogger();
