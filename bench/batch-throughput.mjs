@@ -8,18 +8,11 @@
 // (perf_hooks monitorEventLoopDelay) while it runs, the batched engine's rows per run, and
 // frames per CPU-second of the process (the figure least disturbed by other load).
 // Builds nothing: run `npm run build` first. Writes bench/results/tmp/batch-throughput.json.
-import { mkdirSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Model } from '../dist/engine.js';
+import { arg, FRAMES as frames, root, SESSION, writeResult } from './engine-load-common.mjs';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const arg = (name, fallback) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? process.argv[i + 1] : fallback;
-};
 const SESSIONS = arg('sessions', '1,8,64,256').split(',').map(Number);
 const SECONDS = Number(arg('seconds', '5'));
 const BUNDLE = path.resolve(root, arg('bundle', 'models/casa-tiny'));
@@ -33,19 +26,8 @@ const ENGINES = {
   w2i1: { batch: { workers: 2, maxSize: MAX, gatherMs: GATHER, frameGatherMs: FRAME_GATHER }, intraOpNumThreads: 1 },
   w1i2: { batch: { workers: 1, maxSize: MAX, gatherMs: GATHER, frameGatherMs: FRAME_GATHER }, intraOpNumThreads: 2 },
 };
-const engines = arg('engines', Object.keys(ENGINES).join(',')).split(',');
-const SESSION = { temperature: 0, maxNewTokensPerFrame: 5, eosBias: -1e9, greedyProcessors: true, seed: 1 };
 
-function noiseFrame(index) {
-  const rgb = Buffer.allocUnsafe(64 * 64 * 3);
-  let x = index + 1;
-  for (let i = 0; i < rgb.length; i++) {
-    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-    rgb[i] = x >>> 24;
-  }
-  return { index, ptsSeconds: index / 2, receivedAt: Date.now(), width: 64, height: 64, rgb };
-}
-const frames = Array.from({ length: 16 }, (_, i) => noiseFrame(i));
+const engines = arg('engines', Object.keys(ENGINES).join(',')).split(',');
 
 async function measure(engine, n) {
   const model = await Model.load(BUNDLE, ENGINES[engine]);
@@ -116,21 +98,4 @@ const summary = SESSIONS.map((n) => {
   return row;
 });
 console.table(summary);
-mkdirSync(path.dirname(OUT), { recursive: true });
-writeFileSync(
-  OUT,
-  JSON.stringify(
-    {
-      bench: 'batch-throughput (bench/batch-throughput.mjs)',
-      bundle: path.relative(root, BUNDLE),
-      measuredAt: new Date().toISOString(),
-      machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, loadAverage: os.loadavg() },
-      settings: { seconds: SECONDS, gatherMs: GATHER, maxSize: MAX, session: SESSION },
-      summary,
-      results,
-    },
-    null,
-    1,
-  ),
-);
-console.log(`wrote ${path.relative(root, OUT)}`);
+writeResult(OUT, 'batch-throughput (bench/batch-throughput.mjs)', BUNDLE, { settings: { seconds: SECONDS, gatherMs: GATHER, frameGatherMs: FRAME_GATHER, maxSize: MAX, session: SESSION }, summary, results });

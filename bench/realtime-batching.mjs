@@ -9,35 +9,16 @@
 // p50/p99, the process's CPU per frame, decoder rows per run and frames per vision run, over
 // the run less its first 3 s. Builds nothing: run `npm run build` first.
 // Writes bench/results/tmp/realtime-batching.json.
-import { mkdirSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Model } from '../dist/engine.js';
+import { arg, FRAMES as frames, root, SESSION, writeResult } from './engine-load-common.mjs';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const arg = (name, fallback) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? process.argv[i + 1] : fallback;
-};
 const STREAMS = arg('streams', '100,160,220').split(',').map(Number);
 const GATHER = arg('frame-gather', '0,40,80').split(',').map(Number);
 const SECONDS = Number(arg('seconds', '12'));
 const WARMUP_S = 3;
 const BUNDLE = path.resolve(root, arg('bundle', 'models/casa-tiny'));
 const OUT = path.resolve(root, arg('out', 'bench/results/tmp/realtime-batching.json'));
-const SESSION = { temperature: 0, maxNewTokensPerFrame: 5, eosBias: -1e9, greedyProcessors: true, seed: 1 };
-
-function noiseFrame(index) {
-  const rgb = Buffer.allocUnsafe(64 * 64 * 3);
-  let x = index + 1;
-  for (let i = 0; i < rgb.length; i++) {
-    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-    rgb[i] = x >>> 24;
-  }
-  return { index, ptsSeconds: index / 2, receivedAt: Date.now(), width: 64, height: 64, rgb };
-}
-const frames = Array.from({ length: 16 }, (_, i) => noiseFrame(i));
 const sleepUntil = (t) => new Promise((r) => setTimeout(r, Math.max(0, t - performance.now())));
 
 /** One stream: a frame every 500 ms from `start + phase` until `end`; each frame captioned unless the last is still running. */
@@ -105,20 +86,4 @@ for (const n of STREAMS) {
     console.log(JSON.stringify(r));
   }
 }
-mkdirSync(path.dirname(OUT), { recursive: true });
-writeFileSync(
-  OUT,
-  JSON.stringify(
-    {
-      bench: 'realtime-batching (bench/realtime-batching.mjs)',
-      bundle: path.relative(root, BUNDLE),
-      measuredAt: new Date().toISOString(),
-      machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, loadAverage: os.loadavg() },
-      settings: { seconds: SECONDS, warmupS: WARMUP_S, session: SESSION },
-      results,
-    },
-    null,
-    1,
-  ),
-);
-console.log(`wrote ${path.relative(root, OUT)}`);
+writeResult(OUT, 'realtime-batching (bench/realtime-batching.mjs)', BUNDLE, { settings: { seconds: SECONDS, warmupS: WARMUP_S, session: SESSION }, results });

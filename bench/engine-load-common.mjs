@@ -1,0 +1,38 @@
+// Shared by bench/batch-throughput.mjs and bench/realtime-batching.mjs: the command line, the
+// sessions' settings (exactly 5 tokens per frame, EOS masked, as B2/B3/B7 do), noise frames,
+// and how a result file is written.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** The value after `--name` on the command line, else `fallback`. */
+export function arg(name, fallback) {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : fallback;
+}
+
+export const SESSION = { temperature: 0, maxNewTokensPerFrame: 5, eosBias: -1e9, greedyProcessors: true, seed: 1 };
+
+/** A 64×64 frame of deterministic noise. */
+export function noiseFrame(index) {
+  const rgb = Buffer.allocUnsafe(64 * 64 * 3);
+  let x = index + 1;
+  for (let i = 0; i < rgb.length; i++) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    rgb[i] = x >>> 24;
+  }
+  return { index, ptsSeconds: index / 2, receivedAt: Date.now(), width: 64, height: 64, rgb };
+}
+
+export const FRAMES = Array.from({ length: 16 }, (_, i) => noiseFrame(i));
+
+/** Writes `body` (with the bench name, bundle, time and machine) as JSON to `out`. */
+export function writeResult(out, bench, bundle, body) {
+  mkdirSync(path.dirname(out), { recursive: true });
+  const machine = { cpus: os.cpus().length, model: os.cpus()[0]?.model, loadAverage: os.loadavg() };
+  writeFileSync(out, JSON.stringify({ bench, bundle: path.relative(root, bundle), measuredAt: new Date().toISOString(), machine, ...body }, null, 1));
+  console.log(`wrote ${path.relative(root, out)}`);
+}
