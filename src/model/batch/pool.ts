@@ -177,9 +177,7 @@ export class InferencePool {
       manifest: meta.manifest,
       files: meta.files,
       load: ort,
-      maxSize: batch.maxSize,
-      gatherMs: batch.gatherMs,
-      frameGatherMs: batch.frameGatherMs,
+      batch,
       poolSegment: 16,
     };
     const script = workerScript();

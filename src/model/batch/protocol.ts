@@ -8,6 +8,7 @@
 import type { BundleFiles, LoadOptions } from '../bundle.js';
 import type { Eviction } from '../kv-cache.js';
 import type { Manifest } from '../manifest.js';
+import type { ResolvedBatch } from './pool.js';
 
 /** What a worker is started with (workerData). */
 export interface WorkerInit {
@@ -15,9 +16,8 @@ export interface WorkerInit {
   files: BundleFiles;
   /** onnxruntime settings (execution provider, threads); `batch` is not used there. */
   load: Omit<LoadOptions, 'batch'>;
-  maxSize: number;
-  gatherMs: number;
-  frameGatherMs: number;
+  /** The batch settings: run size and gather windows (`workers` is the pool's, not used there). */
+  batch: ResolvedBatch;
   /** Slots of the model's default cap preallocated per pool segment. */
   poolSegment: number;
 }

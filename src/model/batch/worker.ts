@@ -28,8 +28,8 @@ try {
   process.exit(0);
 }
 
-const executor = new BatchExecutor(init.manifest, graphs, init.maxSize, init.poolSegment);
-const rule = new GatherRule(init.maxSize, init.gatherMs, init.frameGatherMs);
+const executor = new BatchExecutor(init.manifest, graphs, init.batch.maxSize, init.poolSegment);
+const rule = new GatherRule(init.batch.maxSize, init.batch.gatherMs, init.batch.frameGatherMs);
 let pending: WorkerOp[] = [];
 let busy = false;
 let releasing = false;
