@@ -150,11 +150,17 @@ describe('watch page', () => {
 
   it('hls.js lists the WebVTT subtitle rendition and shows its cues', async () => {
     const { page, errors } = await open(`http://127.0.0.1:${port}/watch/cam?token=${TOKEN}&captions=hls`);
-    await page.waitForFunction(() => ((window as unknown as { casaWatch: { hls?: { subtitleTracks: unknown[] } } }).casaWatch.hls?.subtitleTracks.length ?? 0) >= 1, undefined, { timeout: 30_000 });
-    const track = await page.evaluate(() => {
-      const t = (window as unknown as { casaWatch: { hls: { subtitleTracks: Array<{ name: string; lang: string }> } } }).casaWatch.hls.subtitleTracks[0]!;
-      return { name: t.name, lang: t.lang };
-    });
+    // Read in the same evaluation that finds it: hls.js empties its track list while it reloads the
+    // master playlist (after a network error), so a second evaluation could find none.
+    const listed = await page.waitForFunction(
+      () => {
+        const t = (window as unknown as { casaWatch: { hls?: { subtitleTracks: Array<{ name: string; lang: string }> } } }).casaWatch.hls?.subtitleTracks[0];
+        return t ? { name: t.name, lang: t.lang } : false;
+      },
+      undefined,
+      { timeout: 30_000 },
+    );
+    const track = await listed.jsonValue();
     expect(track).toEqual({ name: 'Captions', lang: 'en' });
     // A cue is showing over the video (rendered natively by Chromium from the text track).
     const handle = await page.waitForFunction(
