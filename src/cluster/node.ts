@@ -292,11 +292,13 @@ export class ClusterNode {
     }
   }
 
+  private lastRenewAt = 0;
+
   /** Renews every held lease in one round trip; a lease found gone or taken is lost. */
   private async renew(): Promise<void> {
     const held = [...this.owned.values()];
+    const sentAt = (this.lastRenewAt = Date.now());
     if (held.length === 0) return;
-    const sentAt = Date.now();
     const pipe = this.cmd.pipeline();
     for (const h of held) pipe.casaRenew(this.keys.lease(h.id), h.lease, this.opts.config.leaseMs);
     let results: Array<[Error | null, unknown]>;
@@ -367,6 +369,8 @@ export class ClusterNode {
       if (!(this.held.has(id) ? self.accepting : mayClaim(self, nodes))) break;
       tried.add(id);
       if (await this.claim(id)) {
+        // Claiming many streams (each started, then announced) can outlast a renewal period.
+        if (Date.now() - this.lastRenewAt >= this.opts.config.renewEveryMs) await this.renew();
         await this.beat();
         nodes = this.lastNodes = await this.membership.live();
       }

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEV_MODEL, ffmpeg, makeClip } from '../cli/helpers.js';
 import { RtspServer } from '../ingest/helpers/rtsp-server.js';
 import { ensureBuilt, freePort, getJson, sleep, TestClient, until, type Msg } from '../server/helpers.js';
-import { checkOneSequence, eventLog, killNodes, leaseOwners, RedisServer, startNode, tempDir, writeNodeConfig, type LoggedEvent, type NodeProcess } from './helpers.js';
+import { checkOneSequence, eventLog, killNodes, clusterHistory, leaseOwners, RedisServer, startNode, tempDir, writeNodeConfig, type LoggedEvent, type NodeProcess } from './helpers.js';
 
 const LEASE_MS = 2000;
 const tmp = tempDir('casa-cluster-');
@@ -115,7 +115,7 @@ describe('cluster of three nodes', () => {
     // In a steady cluster, sampled for a while: every stream has one lease, and exactly one node runs it.
     for (let i = 0; i < 8; i++) {
       const claimed = (await Promise.all(live().map(ownedBy))).flat();
-      expect(claimed.sort()).toEqual([...IDS].sort());
+      expect(claimed.sort(), `sample ${i} at ${new Date().toISOString()}; the lease moves:\n${clusterHistory(live())}`).toEqual([...IDS].sort());
       expect((await leaseOwners(db, IDS)).size).toBe(IDS.length);
       await sleep(250);
     }

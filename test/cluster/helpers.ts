@@ -192,6 +192,16 @@ export async function startNode(id: string, configPath: string): Promise<NodePro
   return { id, child, port: listening.port as number, configPath, lines: () => parsed, exited };
 }
 
+/** The nodes' cluster log lines (leases acquired, released, lost; streams that could not start), oldest first: what an ownership assertion prints when it fails. */
+export function clusterHistory(nodes: Iterable<NodeProcess>): string {
+  const moves = [...nodes].flatMap((n) =>
+    n.lines()
+      .filter((l) => String(l.msg).startsWith('cluster: ') && l.msg !== 'cluster: joined')
+      .map((l) => `${String(l.time)} ${n.id} ${String(l.stream)}: ${String(l.msg)}${l.reason ? ` (${String(l.reason)})` : ''}`),
+  );
+  return moves.sort().join('\n');
+}
+
 /** Kills every node still running (test teardown). */
 export async function killNodes(nodes: Iterable<NodeProcess>): Promise<void> {
   await Promise.all(

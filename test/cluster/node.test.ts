@@ -176,6 +176,26 @@ describe('the event writer\'s bound (Redis unreachable)', () => {
 });
 
 describe('cluster node', () => {
+  it('claiming many streams that are slow to start outlasts the lease without losing the first ones (renewed meanwhile)', async () => {
+    const ids = ['s1', 's2', 's3', 's4', 's5', 's6', 's7', 's8'];
+    // Each start takes 250 ms: the eight claims of one tick last 2 s, 2.5 leases of 800 ms.
+    class SlowStarts extends FakeStreams {
+      override async start(record: StreamRecord, sink: OwnedStreamSink): Promise<void> {
+        await sleep(250);
+        await super.start(record, sink);
+      }
+    }
+    const slow = new SlowStarts();
+    const { metrics } = await startNode('a', ids.map(stream), slow);
+    await until(() => slow.running.size === ids.length, 15_000, 'every stream started');
+    await sleep(1000);
+    expect(await counter(metrics.leases, { event: 'lost' })).toBe(0);
+    expect(slow.starts.map((s) => s.id).sort()).toEqual([...ids].sort()); // each started once
+    const c = redis.client();
+    expect((await leaseOwners(c, ids)).size).toBe(ids.length);
+    c.disconnect();
+  });
+
   it('two nodes split the streams within one of each other; one lease per stream; handed over on leave', async () => {
     const ids = ['s1', 's2', 's3', 's4', 's5'];
     const fa = new FakeStreams();
