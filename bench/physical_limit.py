@@ -10,8 +10,9 @@ Each prints one JSON object on stdout.
 
 Counting rule (`flops`): one frame of the fixed-work protocol is the graph runs a caption
 session makes for it — vision and casa_kv on one frame, then the decoder on the frame's
-markers (2 tokens, empty window), on each of the `--tokens` sampled tokens and on EOS (one
-token each, the window growing by one each time) — with a batch of one stream. The graphs'
+markers (2 tokens, empty window), on each sampled token but the last (one token each, the
+window growing by one each time), and on the last one together with EOS (2 tokens: the
+budget cuts the text, and the session feeds both in one step) — with a batch of one stream. The graphs'
 symbolic input dimensions are bound to those sizes and onnx's shape inference (with data
 propagation, and the exporter's shape arithmetic — Shape, Gather, Div, Slice … — folded into
 constants where onnx does not follow it) gives every node's shapes. Counted: MatMul (2·M·N·K per product, times the
@@ -225,7 +226,9 @@ def frame_runs(man: Dict, tokens: int, cache: int) -> List[Dict]:
     """The graph runs of one frame (CASA, one stream) starting at cache length `cache`."""
     n = man["image"]["tokensPerFrame"]
     runs = [{"graph": "vision", "dims": {"frames": 1}}, {"graph": "casaKv", "dims": {"frames": 1}}]
-    steps = [2] + [1] * (tokens + 1)  # markers, each sampled token fed, EOS
+    # The markers; each sampled token but the last fed alone; the last one fed with EOS (the
+    # budget cuts the text: caption-session.ts feeds them in one step).
+    steps = [2] + [1] * (tokens - 1) + [2]
     p, w = cache, 0
     for t in steps:
         runs.append({"graph": "decoder", "dims": {"batch": 1, "tokens": t, "past": p, "image_tokens": n, "window": w}})

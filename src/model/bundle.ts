@@ -65,7 +65,7 @@ export interface BatchOptions {
    * start at once). Only in a worker serving at least 16 streams (scheduler.ts).
    */
   frameGatherMs?: number;
-  /** Inference worker threads; streams are spread over them (default 1). */
+  /** Inference worker threads; streams are spread over them (default one per core, at most 4). */
   workers?: number;
 }
 

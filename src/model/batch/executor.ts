@@ -1,9 +1,9 @@
 /**
  * The graph runs of one inference worker (docs/architecture.md §Batching): it holds the
  * K/V of its streams and runs a round of steps as few graph runs as it can —
- *   1. the frames among the steps: one vision run and one casa_kv run for all of them,
+ *   1. evictions the main thread decided;
+ *   2. the frames among the steps: one vision run and one casa_kv run for all of them,
  *      then each stream's image K/V swapped in and its window emptied;
- *   2. evictions the main thread decided;
  *   3. the decoder: steps with the same number of tokens together, at most `maxSize` rows
  *      per run, each row with its own positions and cache lengths.
  * A failing run fails the steps in it (and their streams), nothing else.

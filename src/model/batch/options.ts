@@ -15,7 +15,7 @@ import type { ResolvedBatch } from './pool.js';
  * the frames/s of one at 64 streams, at the same frames per CPU-second. 64 rows per run; a
  * 2 ms gather window (streams in step submit together, so it is rarely waited out; it bounds
  * what a late stream costs the others). Frames wait up to 80 ms for other streams' frames
- * (in a worker serving ≥ 16 streams): 100–220 real-time 2-fps streams with no frame wait ran
+ * (in a worker serving ≥ 16 streams): 100–160 real-time 2-fps streams with no frame wait ran
  * 1.4–3 rows per run at 5.8–6.4 ms of CPU per frame; with 40 ms, 6–11 rows and 2.4–3.8 ms;
  * with 80 ms, 10–21 rows and 2.1–3.3 ms, p99 engine latency 125–161 ms (bench/realtime-batching.mjs). Measurements: docs/architecture.md §Batching.
  */
