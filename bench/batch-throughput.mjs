@@ -11,7 +11,7 @@
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Model } from '../dist/engine.js';
-import { arg, FRAMES as frames, root, SESSION, writeResult } from './engine-load-common.mjs';
+import { arg, FRAMES as frames, measureGrid, ratio, root, round, SESSION, statsDelta, writeResult } from './engine-load-common.mjs';
 
 const SESSIONS = arg('sessions', '1,8,64,256').split(',').map(Number);
 const SECONDS = Number(arg('seconds', '5'));
@@ -56,45 +56,38 @@ async function measure(engine, n) {
   const after = model.batchStats();
   for (const s of sessions) s.close();
   await model.release();
-  const runs = after && before ? after.decoderRuns - before.decoderRuns : undefined;
+  const d = after && before ? statsDelta(before, after) : undefined;
   return {
     engine,
     sessions: n,
-    framesPerSecond: Math.round((count / wall) * 10) / 10,
+    framesPerSecond: round(count / wall, 1),
     frames: count,
-    tokensPerFrame: Math.round((tokens / count) * 100) / 100,
-    seconds: Math.round(wall * 100) / 100,
-    eventLoopDelayP99Ms: Math.round((eld.percentile(99) / 1e6) * 100) / 100,
-    eventLoopDelayMaxMs: Math.round((eld.max / 1e6) * 100) / 100,
-    processCpuSeconds: Math.round(((cpu.user + cpu.system) / 1e6) * 100) / 100,
+    tokensPerFrame: round(tokens / count, 2),
+    seconds: round(wall, 2),
+    eventLoopDelayP99Ms: round(eld.percentile(99) / 1e6, 2),
+    eventLoopDelayMaxMs: round(eld.max / 1e6, 2),
+    processCpuSeconds: round((cpu.user + cpu.system) / 1e6, 2),
     // Frames per second of CPU the process got: less sensitive than frames/s to other load on a shared machine.
     framesPerCpuSecond: Math.round(count / ((cpu.user + cpu.system) / 1e6)),
-    ...(runs !== undefined
+    ...(d !== undefined
       ? {
-          decoderRuns: runs,
-          rowsPerRun: Math.round(((after.decoderRows - before.decoderRows) / Math.max(1, runs)) * 10) / 10,
-          workerBusyShare: Math.round(((after.busyMs - before.busyMs) / (wall * 1000 * after.workers)) * 100) / 100,
-          msPerDecoderRun: Math.round(((after.decoderMs - before.decoderMs) / Math.max(1, runs)) * 100) / 100,
-          decoderShareOfBusy: Math.round(((after.decoderMs - before.decoderMs) / Math.max(1, after.busyMs - before.busyMs)) * 100) / 100,
-          frameShareOfBusy: Math.round(((after.frameMs - before.frameMs) / Math.max(1, after.busyMs - before.busyMs)) * 100) / 100,
+          decoderRuns: d.decoderRuns,
+          rowsPerRun: ratio(d.decoderRows, d.decoderRuns),
+          workerBusyShare: round(d.busyMs / (wall * 1000 * after.workers), 2),
+          msPerDecoderRun: ratio(d.decoderMs, d.decoderRuns, 2),
+          decoderShareOfBusy: ratio(d.decoderMs, d.busyMs, 2),
+          frameShareOfBusy: ratio(d.frameMs, d.busyMs, 2),
         }
       : {}),
   };
 }
 
-const results = [];
-for (const n of SESSIONS) {
-  for (const engine of engines) {
-    const r = await measure(engine, n);
-    results.push(r);
-    console.log(JSON.stringify(r));
-  }
-}
+const results = await measureGrid(SESSIONS, engines, (n, engine) => measure(engine, n));
 const summary = SESSIONS.map((n) => {
   const row = { sessions: n };
   for (const e of engines) row[e] = results.find((r) => r.sessions === n && r.engine === e)?.framesPerSecond;
   for (const e of engines) row[`${e}/cpu-s`] = results.find((r) => r.sessions === n && r.engine === e)?.framesPerCpuSecond;
-  if (row.unbatched) for (const e of engines) if (e !== 'unbatched') row[`${e}/unbatched`] = Math.round((row[e] / row.unbatched) * 100) / 100;
+  if (row.unbatched) for (const e of engines) if (e !== 'unbatched') row[`${e}/unbatched`] = round(row[e] / row.unbatched, 2);
   return row;
 });
 console.table(summary);

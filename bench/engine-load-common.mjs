@@ -29,6 +29,32 @@ export function noiseFrame(index) {
 
 export const FRAMES = Array.from({ length: 16 }, (_, i) => noiseFrame(i));
 
+/** `x` rounded to `digits` decimals. */
+export const round = (x, digits) => Math.round(x * 10 ** digits) / 10 ** digits;
+
+/** `a ÷ b` (b counted as at least 1: a count over a window that may be empty), rounded. */
+export const ratio = (a, b, digits = 1) => round(a / Math.max(1, b), digits);
+
+/** What the batched engine's counters (Model.batchStats()) grew by between two readings. */
+export function statsDelta(before, after) {
+  const d = {};
+  for (const k of ['decoderRuns', 'decoderRows', 'frameRuns', 'frames', 'busyMs', 'decoderMs', 'frameMs']) d[k] = after[k] - before[k];
+  return d;
+}
+
+/** `measure(a, b)` for every `a` of `outer` and `b` of `inner`, in that order, each result printed as a JSON line; the results. */
+export async function measureGrid(outer, inner, measure) {
+  const results = [];
+  for (const a of outer) {
+    for (const b of inner) {
+      const r = await measure(a, b);
+      results.push(r);
+      console.log(JSON.stringify(r));
+    }
+  }
+  return results;
+}
+
 /** Writes `body` (with the bench name, bundle, time and machine) as JSON to `out`. */
 export function writeResult(out, bench, bundle, body) {
   mkdirSync(path.dirname(out), { recursive: true });

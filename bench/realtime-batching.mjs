@@ -11,7 +11,7 @@
 // Writes bench/results/tmp/realtime-batching.json.
 import path from 'node:path';
 import { Model } from '../dist/engine.js';
-import { arg, FRAMES as frames, root, SESSION, writeResult } from './engine-load-common.mjs';
+import { arg, FRAMES as frames, measureGrid, ratio, root, round, SESSION, statsDelta, writeResult } from './engine-load-common.mjs';
 
 const STREAMS = arg('streams', '100,160,220').split(',').map(Number);
 const GATHER = arg('frame-gather', '0,40,80').split(',').map(Number);
@@ -64,26 +64,20 @@ async function measure(n, frameGatherMs) {
   const lat = tally.latency.sort((a, b) => a - b);
   const q = (p) => Math.round(lat[Math.min(lat.length - 1, Math.floor(lat.length * p))] ?? NaN);
   const window = SECONDS - WARMUP_S;
+  const d = statsDelta(b0, b1);
   return {
     streams: n,
     frameGatherMs,
-    framesPerSecond: Math.round((lat.length / window) * 10) / 10,
+    framesPerSecond: round(lat.length / window, 1),
     expectedFramesPerSecond: n * 2,
     dropped: tally.dropped,
     latencyP50Ms: q(0.5),
     latencyP99Ms: q(0.99),
-    cpuMsPerFrame: Math.round(((cpu.user + cpu.system) / 1000 / Math.max(1, lat.length)) * 100) / 100,
-    rowsPerDecoderRun: Math.round(((b1.decoderRows - b0.decoderRows) / Math.max(1, b1.decoderRuns - b0.decoderRuns)) * 10) / 10,
-    framesPerVisionRun: Math.round(((b1.frames - b0.frames) / Math.max(1, b1.frameRuns - b0.frameRuns)) * 10) / 10,
+    cpuMsPerFrame: ratio((cpu.user + cpu.system) / 1000, lat.length, 2),
+    rowsPerDecoderRun: ratio(d.decoderRows, d.decoderRuns),
+    framesPerVisionRun: ratio(d.frames, d.frameRuns),
   };
 }
 
-const results = [];
-for (const n of STREAMS) {
-  for (const g of GATHER) {
-    const r = await measure(n, g);
-    results.push(r);
-    console.log(JSON.stringify(r));
-  }
-}
+const results = await measureGrid(STREAMS, GATHER, measure);
 writeResult(OUT, 'realtime-batching (bench/realtime-batching.mjs)', BUNDLE, { settings: { seconds: SECONDS, warmupS: WARMUP_S, session: SESSION }, results });
