@@ -10,7 +10,7 @@ import { releaseGraphs, openGraphs, type BundleMeta, type LoadOptions } from '..
 import type { BundleGraphs, RunTimer } from '../model/graphs.js';
 import type { ContextPolicy } from '../model/kv-cache.js';
 import { planBatch } from '../model/batch/options.js';
-import { InferencePool, type BatchStats } from '../model/batch/pool.js';
+import { InferencePool, type BatchStats, type ResolvedBatch } from '../model/batch/pool.js';
 import { inverseFrequencies } from '../model/rope.js';
 import type { DecoderBackend } from './backend.js';
 import { BatchedCasaBackend } from './batched-backend.js';
@@ -19,7 +19,7 @@ import { InsertionBackend } from './insertion-backend.js';
 
 /** How a model runs: batched (with its settings) or not (and why). */
 export type EngineInfo =
-  | { batched: true; maxSize: number; gatherMs: number; frameGatherMs: number; workers: number }
+  | ({ batched: true } & ResolvedBatch)
   | { batched: false; reason: string };
 
 export interface Engine {

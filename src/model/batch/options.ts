@@ -11,7 +11,7 @@ import type { ResolvedBatch } from './pool.js';
 
 /**
  * One worker per core (at most 4): with one worker, the worker is the bottleneck while the
- * main thread is mostly idle; on the 2-core development machine two workers gave 1.3–1.9×
+ * main thread is mostly idle; on the 2-core development machine two workers gave 1.1–1.9×
  * the frames/s of one at 64 streams, at the same frames per CPU-second. 64 rows per run; a
  * 2 ms gather window (streams in step submit together, so it is rarely waited out; it bounds
  * what a late stream costs the others). Frames wait up to 80 ms for other streams' frames
