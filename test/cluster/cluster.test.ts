@@ -3,8 +3,10 @@
 // a real redis-server (AOF, appendfsync always). One cluster lives through the whole file, in
 // order: spread and single ownership; kill -9 and failover with gap-free resume on another
 // node; SIGSTOP past the lease, then SIGCONT; Redis crash and restart; SIGTERM hand-over;
-// streams added and removed through the API. Leases are short (2 s) to keep it quick; nothing
-// here asserts a latency a loaded machine could break, only the bounds the issue sets.
+// streams added and removed through the API. Leases are the default 5 s: with 2 s, a stall of
+// Redis's fsync (AOF always) or of a node on the loaded CI machine let leases lapse in Redis
+// now and then while the cluster was steady. Nothing here asserts a latency a loaded machine
+// could break, only the bounds the issue sets.
 import path from 'node:path';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,7 +15,7 @@ import { RtspServer } from '../ingest/helpers/rtsp-server.js';
 import { ensureBuilt, freePort, getJson, sleep, TestClient, until, type Msg } from '../server/helpers.js';
 import { checkOneSequence, eventLog, killNodes, clusterHistory, leaseOwners, RedisServer, startNode, tempDir, writeNodeConfig, type LoggedEvent, type NodeProcess } from './helpers.js';
 
-const LEASE_MS = 2000;
+const LEASE_MS = 5000;
 const tmp = tempDir('casa-cluster-');
 const RTSP_IDS = ['r1', 'r2', 'r3', 'r4', 'r5', 'r6', 'r7', 'r8'];
 const FILE_IDS = ['f1', 'f2', 'f3', 'f4'];
@@ -115,8 +117,9 @@ describe('cluster of three nodes', () => {
     // In a steady cluster, sampled for a while: every stream has one lease, and exactly one node runs it.
     for (let i = 0; i < 8; i++) {
       const claimed = (await Promise.all(live().map(ownedBy))).flat();
-      expect(claimed.sort(), `sample ${i} at ${new Date().toISOString()}; the lease moves:\n${clusterHistory(live())}`).toEqual([...IDS].sort());
-      expect((await leaseOwners(db, IDS)).size).toBe(IDS.length);
+      const history = (): string => `sample ${i} at ${new Date().toISOString()}; the nodes' cluster log:\n${clusterHistory(live())}`;
+      expect(claimed.sort(), history()).toEqual([...IDS].sort());
+      expect((await leaseOwners(db, IDS)).size, history()).toBe(IDS.length);
       await sleep(250);
     }
     const [n1, n2] = [nodes.get('n1')!, nodes.get('n2')!];
@@ -201,6 +204,7 @@ describe('cluster of three nodes', () => {
     await until(async () => (await getJson(`http://127.0.0.1:${n2.port}/readyz`)).body.degraded === true, 10_000, '/readyz to say degraded');
     await sleep(500);
     await redis.run();
+    const backAt = Date.now();
     await until(async () => (await Promise.all(live().map(async (n) => (await getJson(`http://127.0.0.1:${n.port}/readyz`)).body.degraded))).every((d) => d === false), 20_000, 'every node to recover');
     await until(() => settled(), 40_000, 'every stream owned again');
     for (const id of IDS) {
@@ -212,6 +216,9 @@ describe('cluster of three nodes', () => {
     }
     await v.waitFor((m) => IDS.every((id) => m.some((x) => x.type === 'caption' && x.stream === id && (x.seq as number) > acknowledged.get(id)!.at(-1)!.seq)), 20_000, 'the viewer to get captions after the restart');
     for (const id of IDS) await expectGapFree(id, v.messages);
+    // For leaseMs after Redis is back, a node claims only streams it held (docs/cluster.md): the
+    // next test's hand-over needs that grace over.
+    await sleep(Math.max(0, backAt + LEASE_MS + 500 - Date.now()));
   }, 120_000);
 
   it('SIGTERM a node: its streams move to the others at once (under 2 s)', async () => {
