@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -71,8 +72,15 @@ def manifest(model: CasaModel, tok: ByteLevelBPE, name: str, extra: Optional[Dic
 
 
 def _export(module, args, path, input_names, output_names, dynamic_axes, output_shapes):
-    torch.onnx.export(module, args, path, input_names=input_names, output_names=output_names,
-                      dynamic_axes=dynamic_axes, opset_version=OPSET, do_constant_folding=True)
+    # The tracer warns about Python values it records as constants: nn.MultiheadAttention's
+    # shape asserts (key and value are one tensor in the vision encoder's self-attention) and
+    # its per-head scale, and constant tensors. Each holds for every input of the exported
+    # graphs, so the warnings say nothing about this export; the graphs are checked against
+    # the fixtures.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        torch.onnx.export(module, args, path, input_names=input_names, output_names=output_names,
+                          dynamic_axes=dynamic_axes, opset_version=OPSET, do_constant_folding=True)
     # Shape inference leaves generated names on some output dims; write the specified ones.
     graph_model = onnx.load(path)
     for out in graph_model.graph.output:
