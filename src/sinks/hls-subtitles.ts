@@ -86,6 +86,10 @@ export class HlsSubtitleSink implements EventSink {
   private busy = false;
   private closed = false;
   private readonly graceMs: number;
+  /** Sequences of WebVTT segments that left the video playlist, not deleted yet. */
+  private retired: number[] = [];
+  /** The first sequence subs.m3u8 listed when it was last written. */
+  private previousFirst = 0;
 
   constructor(private readonly o: HlsSubtitleSinkOptions) {
     this.name = `hls-subtitles:${o.stream}`;
@@ -182,7 +186,8 @@ export class HlsSubtitleSink implements EventSink {
     const first = p.segments[0]?.sequence ?? 0;
     const old = this.segments.filter((s) => s.sequence < first);
     this.segments.splice(0, old.length);
-    await Promise.all(old.map((s) => rm(path.join(this.o.dir, vttName(s.sequence)), { force: true })));
+    // Deleted only once subs.m3u8 has stopped listing them (writeSubtitlePlaylist).
+    this.retired.push(...old.map((s) => s.sequence));
   }
 
   /** A new video segment: its first timestamp gives its place on the stream's clock. */
@@ -245,6 +250,21 @@ export class HlsSubtitleSink implements EventSink {
     const text = formatMediaPlaylist({ version: 3, targetDuration: video.targetDuration, mediaSequence: video.mediaSequence, segments: listed, ended });
     await writeAtomic(path.join(this.o.dir, HLS_FILES.subtitles), text);
     this.subtitlesListed = true;
+    await this.removeRetired(this.previousFirst);
+    this.previousFirst = (listed[0] as MediaSegment).sequence;
+  }
+
+  /**
+   * Deletes the WebVTT segments that left the window before `before`: the subtitle playlist
+   * written before this one did not list them either, so a player holding either playlist
+   * never asks for them (deleted as soon as they left the video playlist, they were still
+   * listed in subs.m3u8 until its next rewrite, and a player asking for them got a 404).
+   */
+  private async removeRetired(before: number): Promise<void> {
+    const gone = this.retired.filter((seq) => seq < before);
+    if (gone.length === 0) return;
+    this.retired = this.retired.filter((seq) => seq >= before);
+    await Promise.all(gone.map((seq) => rm(path.join(this.o.dir, vttName(seq)), { force: true })));
   }
 
   private async writeMaster(): Promise<void> {
