@@ -74,7 +74,7 @@ async function open(url: string): Promise<{ page: Page; requests: string[]; erro
   const requests: string[] = [];
   const errors: string[] = [];
   page.on('request', (r) => requests.push(r.url()));
-  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+  page.on('console', (m) => m.type() === 'error' && errors.push(`${m.text()} (${m.location().url})`));
   page.on('pageerror', (e) => errors.push(e.message));
   await page.goto(url);
   return { page, requests, errors };
