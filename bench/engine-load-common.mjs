@@ -14,7 +14,7 @@ export function arg(name, fallback) {
   return i > 0 ? process.argv[i + 1] : fallback;
 }
 
-export const SESSION = { temperature: 0, maxNewTokensPerFrame: 5, eosBias: -1e9, greedyProcessors: true, seed: 1 };
+export const SESSION = { temperature: 0, maxNewTokensPerFrame: 5, eosBias: -1e9, greedyProcessors: true, repetitionPenalty: 1, seed: 1 };
 
 /** A 64×64 frame of deterministic noise. */
 export function noiseFrame(index) {

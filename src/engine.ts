@@ -20,10 +20,12 @@ import type { ContextPolicy } from './model/kv-cache.js';
 import type { Fusion, Manifest } from './model/manifest.js';
 import type { Fit } from './ingest/types.js';
 import type { BatchStats } from './model/batch/pool.js';
+import type { ChainRule } from './model/batch/protocol.js';
 import { Preprocessor } from './model/preprocess.js';
 import type { DecoderBackend } from './session/backend.js';
 import { startEngine, type Engine, type EngineInfo } from './session/engines.js';
 import {
+  chainRule,
   frameTextTokens,
   openCaptionSession,
   resolveSessionOptions,
@@ -110,6 +112,8 @@ export interface BackendOptions {
   timer?: RunTimer;
   /** CASA window tokens preallocated (default 32; the window grows if a frame's text is longer). */
   windowCapacity?: number;
+  /** Greedy sessions: how the batched engine may chain their steps (ignored by the unbatched one). */
+  chain?: ChainRule;
 }
 
 /**
@@ -194,10 +198,12 @@ export class Model implements CaptionModel {
     const { promptIds, frameOpeningIds } = this.bundle;
     const options = resolveSessionOptions(this.manifest, promptIds.length, frameOpeningIds.length, opts);
     const timer = newRunTimer();
+    const chain = chainRule(this.manifest, options);
     const backend = this.openBackend({
       policy: { maxTokens: options.maxContextTokens, sinkTokens: options.sinkTokens, evictChunk: options.evictChunk },
       timer,
       windowCapacity: frameTextTokens(frameOpeningIds.length, options.maxNewTokensPerFrame),
+      ...(chain ? { chain } : {}),
     });
     let session: CaptionSession;
     try {
@@ -228,13 +234,13 @@ export class Model implements CaptionModel {
    */
   openBackend(opts: BackendOptions = {}): DecoderBackend {
     this.assertLive();
-    const { policy, timer, windowCapacity = 32 } = opts;
+    const { policy, timer, windowCapacity = 32, chain } = opts;
     const full: ContextPolicy = {
       maxTokens: policy?.maxTokens ?? this.manifest.context.maxContextTokens,
       sinkTokens: policy?.sinkTokens ?? this.bundle.promptIds.length,
       evictChunk: policy?.evictChunk ?? this.manifest.context.evictChunk,
     };
-    return this.core.openBackend(full, windowCapacity, timer);
+    return this.core.openBackend(full, windowCapacity, timer, chain);
   }
 
   /** The frame preprocessing of this model (resize with `fit`, normalise). */

@@ -113,6 +113,8 @@ export async function runEngineThroughput(t: EngineThroughputTask): Promise<Engi
             rowsPerDecoderRun: round((batch1.decoderRows - batch0.decoderRows) / Math.max(1, batch1.decoderRuns - batch0.decoderRuns), 2),
             framesPerVisionRun: round((batch1.frames - batch0.frames) / Math.max(1, batch1.frameRuns - batch0.frameRuns), 2),
             workerBusyShare: round((batch1.busyMs - batch0.busyMs) / (seconds * 1000 * batch1.workers), 3),
+            chainedSteps: batch1.chainedSteps - batch0.chainedSteps,
+            chainedRolledBack: batch1.chainedRolledBack - batch0.chainedRolledBack,
           },
         }
       : {}),

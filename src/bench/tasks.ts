@@ -271,7 +271,7 @@ export interface EngineThroughputResult {
   warmupSeconds: number;
   rssBytes: number;
   engineInfo: unknown;
-  batch?: { decoderRuns: number; rowsPerDecoderRun: number; framesPerVisionRun: number; workerBusyShare: number };
+  batch?: { decoderRuns: number; rowsPerDecoderRun: number; framesPerVisionRun: number; workerBusyShare: number; chainedSteps: number; chainedRolledBack: number };
 }
 
 /** B7: onnxruntime MatMul graphs timed back to back. */

@@ -31,6 +31,7 @@ import type { SessionCaptionEvent, SessionEvent, SessionTokenEvent } from './eve
 import { Sampler, type SamplerSettings } from './sampler.js';
 import { assertSessionReady, collectFrame, type SessionState } from './session-state.js';
 import type { RunTimer } from '../model/graphs.js';
+import type { ChainRule } from '../model/batch/protocol.js';
 
 /** A video frame: the same shape as src/ingest's Frame. */
 export interface EngineFrame extends RgbFrame {
@@ -142,6 +143,25 @@ export interface FrameResult {
  */
 export function frameTextTokens(frameOpeningLength: number, maxNewTokensPerFrame: number): number {
   return 2 + frameOpeningLength + maxNewTokensPerFrame + 1;
+}
+
+/**
+ * How the batched engine may chain a greedy session's steps (src/model/batch/protocol.ts):
+ * the single-token steps the frame loop below makes after a frame's first step (its last
+ * token goes in with the stop token: closeText), its stop ids, and the stop bias its
+ * sampler applies in greedy mode.
+ * Sampling sessions are not chained: a guess would rarely be the token drawn.
+ */
+export function chainRule(manifest: Manifest, options: ResolvedSessionOptions): ChainRule | undefined {
+  const s = options.sampler;
+  if (s.temperature !== 0) return undefined;
+  const biased = s.greedyProcessors === true;
+  return {
+    tokens: options.maxNewTokensPerFrame - 1,
+    stopIds: [...(s.stopIds ?? [manifest.tokens.eos])],
+    eosBias: biased ? s.eosBias : 0,
+    stopBias: biased ? (s.stopBias ?? 1) : 1,
+  };
 }
 
 function check(name: string, value: number, ok: boolean, rule: string): void {

@@ -11,6 +11,7 @@ import type { BundleGraphs, RunTimer } from '../model/graphs.js';
 import type { ContextPolicy } from '../model/kv-cache.js';
 import { planBatch } from '../model/batch/options.js';
 import { InferencePool, type BatchStats, type ResolvedBatch } from '../model/batch/pool.js';
+import type { ChainRule } from '../model/batch/protocol.js';
 import { inverseFrequencies } from '../model/rope.js';
 import type { DecoderBackend } from './backend.js';
 import { BatchedCasaBackend } from './batched-backend.js';
@@ -25,7 +26,7 @@ export type EngineInfo =
 export interface Engine {
   readonly info: EngineInfo;
   /** A stream's decoder state (caches and graph runs). */
-  openBackend(policy: ContextPolicy, windowCapacity: number, timer?: RunTimer): DecoderBackend;
+  openBackend(policy: ContextPolicy, windowCapacity: number, timer?: RunTimer, chain?: ChainRule): DecoderBackend;
   /** The batched engine's counters (undefined when unbatched). */
   stats(): BatchStats | undefined;
   release(): Promise<void>;
@@ -66,8 +67,8 @@ class BatchedEngine implements Engine {
     readonly info: EngineInfo,
   ) {}
 
-  openBackend(policy: ContextPolicy, windowCapacity: number, timer?: RunTimer): DecoderBackend {
-    const channel = this.pool.open(policy.maxTokens, windowCapacity);
+  openBackend(policy: ContextPolicy, windowCapacity: number, timer?: RunTimer, chain?: ChainRule): DecoderBackend {
+    const channel = this.pool.open(policy.maxTokens, windowCapacity, chain);
     return new BatchedCasaBackend(this.meta.manifest, channel, policy, windowCapacity, timer);
   }
 

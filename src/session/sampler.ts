@@ -37,6 +37,10 @@
  * greedy mode, so switching settings mid-stream is consistent.
  */
 
+import { applyStopBias, argmax } from '../model/logits.js';
+
+export { applyEosBias, applyStopBias, argmax } from '../model/logits.js';
+
 export interface SamplerSettings {
   /** 0 = greedy. */
   temperature: number;
@@ -198,20 +202,6 @@ export function applyRepetitionPenalty(
   });
 }
 
-export function applyEosBias(logits: Float32Array, eosId: number, bias: number): void {
-  if (bias !== 0 && eosId < logits.length) logits[eosId] = (logits[eosId] as number) + bias;
-}
-
-/** Step 2 on every stop id: ℓ + add, then ·mul (ℓ ≥ 0) or /mul (ℓ < 0). In place. */
-export function applyStopBias(logits: Float32Array, stopIds: readonly number[], add: number, mul: number): void {
-  for (const id of stopIds) {
-    applyEosBias(logits, id, add);
-    if (mul === 1 || id >= logits.length) continue;
-    const l = logits[id] as number;
-    logits[id] = l < 0 ? l / mul : l * mul;
-  }
-}
-
 /**
  * The recent tokens fed to the model (a ring of `window` ids), for the windowed no-repeat
  * n-gram ban (step 2b): across frames, since the window outlives a frame.
@@ -259,19 +249,6 @@ export class NgramWindow {
   }
 }
 
-/** First index of the largest value. */
-export function argmax(values: Float32Array): number {
-  let best = 0;
-  let bestValue = -Infinity;
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i] as number;
-    if (v > bestValue) {
-      bestValue = v;
-      best = i;
-    }
-  }
-  return best;
-}
 
 /**
  * The k-th largest value of `values` (1-based k), using `scratch` (same length) as work

@@ -100,3 +100,33 @@ describe('steps inside frames (unchanged by frame gathering)', () => {
     expect(sids(r.decide(2))).toEqual([1]);
   });
 });
+
+describe('chained steps (the worker feeds a greedy stream\'s guessed step)', () => {
+  const chained = (sid: number, closes = false): StepOp => ({ ...step(sid), chained: true, ...(closes ? { closes: true } : {}) });
+
+  it('a step of the main thread\'s withdraws the stream\'s waiting chained step, and only that', () => {
+    const { r } = rule(0);
+    r.submit(step(1, true));
+    r.submit(step(2, true));
+    expect(sids(r.decide(2))).toEqual([1, 2]);
+    const mine = step(1);
+    r.submit(chained(1));
+    r.submit(chained(2));
+    r.withdrawChained(1);
+    r.submit(mine);
+    const d = r.decide(2);
+    expect(d && 'run' in d ? d.run : []).toEqual([expect.objectContaining({ sid: 2, chained: true }), mine]);
+  });
+
+  it('a chained closing step ends its stream\'s frame when it runs: the others no longer wait for it', () => {
+    const { r } = rule(0);
+    r.submit(step(1, true));
+    r.submit(step(2, true));
+    expect(sids(r.decide(2))).toEqual([1, 2]);
+    r.submit(chained(1, true));
+    r.submit(chained(2));
+    expect(sids(r.decide(2))).toEqual([1, 2]);
+    r.submit(chained(2));
+    expect(sids(r.decide(2))).toEqual([2]); // stream 1's frame is closed: not waited for
+  });
+});

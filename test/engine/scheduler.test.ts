@@ -142,6 +142,8 @@ describe('caps and evictions inside a batch', () => {
       expect(got[4]!.evictions).toBe(0);
       expect(got[0]!.kvTokens).toBeLessThanOrEqual(120);
       expect(model.batchStats()!.maxRows).toBe(caps.length);
+      expect(model.batchStats()!.chainedSteps).toBeGreaterThan(0); // greedy: chained steps between the evictions
+      expect(model.batchStats()!.chainedRolledBack).toBe(0);
     } finally {
       await model.release();
     }

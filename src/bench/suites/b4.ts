@@ -114,7 +114,7 @@ function b4Targets(byEngine: Record<string, Trial[]>): Target[] {
       ...(vsBaseline <= 1.2
         ? {}
         : {
-            note: `${other ? `In the same run the engine on the main thread (${otherName}) measured p99 ${other.captionMs.p99} ms (${round(p99One / other.captionMs.p99, 2)}× of it). ` : ''}${load.length ? `The machine's CPU was ${Math.round(Math.min(...load))}–${Math.round(Math.max(...load))} % busy during the runs (all cores). ` : ''}Before its caption a one-stream frame makes 6 decoder runs besides vision and casa_kv; in the batched engine each is a round trip to an inference worker thread that waits for the thread to be scheduled, which a loaded machine delays.`,
+            note: `${other ? `In the same run the engine on the main thread (${otherName}) measured p99 ${other.captionMs.p99} ms (${round(p99One / other.captionMs.p99, 2)}× of it). ` : ''}${load.length ? `The machine's CPU was ${Math.round(Math.min(...load))}–${Math.round(Math.max(...load))} % busy during the runs (all cores). ` : ''}Before its caption a one-stream frame makes 5 decoder runs besides vision and casa_kv; in the batched engine the frame's first step is a round trip to an inference worker thread and the other runs (chained by the worker, the sessions being greedy) each post their result back; every hop waits for a thread to be scheduled, which a loaded machine delays.`,
           }),
     },
     { name: 'p99 frame arrival → first token, one stream', target: '(reported)', value: one.firstTokenMs.p99, unit: 'ms', met: null },

@@ -7,11 +7,16 @@
  *   3. the decoder: steps with the same number of tokens together, at most `maxSize` rows
  *      per run, each row with its own positions and cache lengths.
  * A failing run fails the steps in it (and their streams), nothing else.
+ *
+ * Chaining (greedy streams, protocol.ts ChainRule): after a decoder run, each such row's
+ * likely next token becomes a step of its own (`takeChained`), run in the next round; a
+ * step of the main thread's that comes instead rolls the chained entries back first.
  */
 import type { CasaBatchDecoderGraph, CasaGraphs } from '../graphs.js';
 import type { Manifest } from '../manifest.js';
+import { applyStopBias, argmax } from '../logits.js';
 import { inverseFrequencies } from '../rope.js';
-import type { StepOp, StepResult, WorkerStats } from './protocol.js';
+import type { ChainRule, StepOp, StepOutcome, StepResult, WorkerStats } from './protocol.js';
 import { ResidentInput, SlotPool, StridedKv } from './slots.js';
 
 /** Resident decoder inputs for one run's rows: the self-attention cache, image and window K/V. */
@@ -31,6 +36,20 @@ interface Stream {
   image: StridedKv;
   /** Why the stream cannot go on (a failed run left its caches half updated). */
   failed?: string;
+  /** The cache cap (null: unbounded): a step that would need an eviction is not chained. */
+  maxTokens: number | null;
+  chain?: ChainRule;
+  /** Single-token steps since the frame's first step (none chained before the first frame). */
+  chainUsed: number;
+  /** Cache length where the entries of chained steps not yet confirmed start. */
+  chainedFrom?: number;
+  /** `chainUsed` before each of those chained steps, by position (restored by a roll-back). */
+  chainUsedAt: Map<number, number>;
+}
+
+/** A step's result, in the form its kind is answered with. */
+export function stepResult(step: StepOp, outcome: StepOutcome): StepResult {
+  return step.chained ? { req: step.req, chained: { sid: step.sid, position: step.position }, ...outcome } : { req: step.req, ...outcome };
 }
 
 function message(err: unknown): string {
@@ -48,11 +67,15 @@ export class BatchExecutor {
     decoderMs: 0,
     frameMs: 0,
     streams: 0,
+    chainedSteps: 0,
+    chainedRolledBack: 0,
   };
   private readonly decoderTimer = { ortMs: 0, runs: 0 };
   private readonly frameTimer = { ortMs: 0, runs: 0 };
   private readonly streams = new Map<number, Stream>();
   private readonly pool: SlotPool;
+  /** Chained steps made by the last round, for the next. */
+  private chained: StepOp[] = [];
   /** The frames of a vision run, one after the other (grown when a run has more). */
   private pixels = new Float32Array(0);
   /**
@@ -78,14 +101,15 @@ export class BatchExecutor {
   }
 
   /** A new stream: a pool slot when its cap fits the pool's, else storage of its own (growing when unbounded). */
-  open(sid: number, maxTokens: number | null, windowCapacity: number): void {
+  open(sid: number, maxTokens: number | null, windowCapacity: number, chain?: ChainRule): void {
     const { L, C, H, Dh, N } = this.dims;
     const pooled = maxTokens !== null && maxTokens <= this.pool.slotCapacity;
     const slot = pooled
       ? this.pool.acquire()
       : new StridedKv({ layers: L, kvHeads: H, headDim: Dh }, maxTokens ?? this.pool.slotCapacity, maxTokens === null);
     const casa = { layers: C, kvHeads: H, headDim: Dh };
-    this.streams.set(sid, { slot, pooled, window: new StridedKv(casa, windowCapacity, true), image: new StridedKv(casa, N, false) });
+    const window = new StridedKv(casa, windowCapacity, true);
+    this.streams.set(sid, { slot, pooled, window, image: new StridedKv(casa, N, false), maxTokens, ...(chain ? { chain } : {}), chainUsed: Infinity, chainUsedAt: new Map() });
     this.stats.streams = this.streams.size;
   }
 
@@ -95,6 +119,13 @@ export class BatchExecutor {
     if (s.pooled) this.pool.release(s.slot);
     this.streams.delete(sid);
     this.stats.streams = this.streams.size;
+  }
+
+  /** The chained steps the last round made (to be submitted like the main thread's). */
+  takeChained(): StepOp[] {
+    const out = this.chained;
+    this.chained = [];
+    return out;
   }
 
   /** Runs one round of steps; `emit` receives each graph run's results as soon as they are known. */
@@ -126,6 +157,7 @@ export class BatchExecutor {
       const s = this.streams.get(step.sid);
       let error = s ? s.failed : 'the stream is not open in this worker';
       if (s && error === undefined) {
+        if (!step.chained) this.rollBack(s, step);
         if (step.evict) s.slot.evict(step.evict.start, step.evict.count, this.invFreq);
         if (s.slot.length !== step.position) {
           error = `internal: the stream's cache holds ${s.slot.length} entries, the step expects ${step.position}`;
@@ -133,10 +165,53 @@ export class BatchExecutor {
         }
       }
       if (error === undefined) live.push(step);
-      else refused.push({ req: step.req, error });
+      else refused.push(stepResult(step, { error }));
     }
     if (refused.length) emit(refused);
     return live;
+  }
+
+  /**
+   * A step of the main thread's: the entries of chained steps it did not take (at and after
+   * the position it feeds, before its eviction) are dropped from the caches.
+   */
+  private rollBack(s: Stream, step: StepOp): void {
+    const from = s.chainedFrom;
+    const used = s.chainUsedAt;
+    s.chainedFrom = undefined;
+    s.chainUsedAt = new Map();
+    const keep = step.position + (step.evict?.count ?? 0);
+    const extra = s.slot.length - keep;
+    if (from === undefined || keep < from || extra <= 0) return;
+    s.slot.truncate(keep);
+    s.window.truncate(s.window.length - extra);
+    s.chainUsed = used.get(keep) ?? s.chainUsed;
+    this.stats.chainedRolledBack += extra;
+  }
+
+  /**
+   * After a row's run: its likely next step (ChainRule) as a chained step, unless the rule,
+   * the cache cap or a closed frame says no; returns the step's ids.
+   */
+  private chainAfter(st: Stream, step: StepOp, logits: Float32Array, t: number): number[] | undefined {
+    const rule = st.chain;
+    // Not inside a frame (the prompt, chainUsed = Infinity), or its text is closed: nothing to chain.
+    if (!rule || st.failed !== undefined || st.chainUsed > rule.tokens || rule.stopIds.includes(step.ids[t - 1] as number)) return undefined;
+    const { V } = this.dims;
+    const row = logits.slice((t - 1) * V, t * V);
+    applyStopBias(row, rule.stopIds, rule.eosBias, rule.stopBias);
+    const next = argmax(row);
+    const stop = rule.stopIds.includes(next);
+    let ids: number[];
+    if (stop || st.chainUsed < rule.tokens) ids = [next];
+    else if (rule.stopIds.length === 1) ids = [next, rule.stopIds[0] as number];
+    else return undefined;
+    if (st.maxTokens !== null && st.slot.length + ids.length > st.maxTokens) return undefined;
+    st.chainedFrom ??= st.slot.length;
+    st.chainUsedAt.set(st.slot.length, st.chainUsed);
+    const closes = ids.length > 1 || stop;
+    this.chained.push({ op: 'step', sid: step.sid, req: step.req, chained: true, ...(closes ? { closes: true } : {}), ids, position: st.slot.length });
+    return ids;
   }
 
   /** vision + casa_kv for the steps' frames in one run each; the window swap. */
@@ -154,6 +229,7 @@ export class BatchExecutor {
       const v = values.data as Float32Array;
       steps.forEach((s, f) => {
         const st = this.streams.get(s.sid) as Stream;
+        st.chainUsed = 0;
         st.image.clear();
         st.image.appendRow(k, v, steps.length, f, N);
         st.window.clear();
@@ -170,7 +246,7 @@ export class BatchExecutor {
       const st = this.streams.get(s.sid);
       if (st) st.failed = error;
     }
-    return steps.map((s) => ({ req: s.req, error }));
+    return steps.map((s) => stepResult(s, { error }));
   }
 
   /**
@@ -226,6 +302,7 @@ export class BatchExecutor {
     });
     this.stats.decoderRuns += 1;
     this.stats.decoderRows += b;
+    for (const s of steps) if (s.chained) this.stats.chainedSteps += 1;
     this.stats.maxRows = Math.max(this.stats.maxRows, b);
     let out;
     try {
@@ -239,6 +316,12 @@ export class BatchExecutor {
     });
     lane.past.appendRows(out.newKeys, out.newValues, t);
     lane.window.appendRows(out.newWindowKeys, out.newWindowValues, t);
-    return steps.map((s, i) => ({ req: s.req, logits: out.logits.subarray(i * t * V, (i + 1) * t * V) }));
+    return steps.map((s, i) => {
+      const logits = out.logits.subarray(i * t * V, (i + 1) * t * V);
+      const st = rows[i] as Stream;
+      if (t === 1 && !st.chain?.stopIds.includes(s.ids[0] as number)) st.chainUsed += 1;
+      const next = this.chainAfter(st, s, logits, t);
+      return stepResult(s, next === undefined ? { logits } : { logits, next });
+    });
   }
 }

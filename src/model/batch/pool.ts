@@ -2,7 +2,8 @@
  * The main-thread side of the batched engine: a loaded model's inference workers
  * (worker.ts), the streams spread over them, and the channel each stream's backend talks
  * through. Operations made during one turn of the event loop go to a worker as one message
- * (flushed by setImmediate); results come back one message per graph run.
+ * (flushed by setImmediate); results come back one message per graph run. A greedy stream's
+ * channel takes the worker's chained steps (protocol.ts) for the steps they guessed right.
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -11,7 +12,7 @@ import { Worker } from 'node:worker_threads';
 import { ModelError, UsageError } from '../../errors.js';
 import type { BundleMeta, LoadOptions } from '../bundle.js';
 import type { Eviction } from '../kv-cache.js';
-import type { FromWorker, ToWorker, WorkerInit, WorkerOp, WorkerStats } from './protocol.js';
+import type { ChainRule, FromWorker, StepResult, ToWorker, WorkerInit, WorkerOp, WorkerStats } from './protocol.js';
 
 export interface ResolvedBatch {
   maxSize: number;
@@ -35,9 +36,12 @@ export interface StepArgs {
 
 interface Pending {
   sid: number;
-  resolve: (logits: Float32Array) => void;
+  resolve: (out: { logits: Float32Array; next?: number[] }) => void;
   reject: (err: Error) => void;
 }
+
+/** A chained step's result as it reaches the main thread. */
+type ChainedResult = Extract<StepResult, { chained: unknown }>;
 
 /** The worker script: next to this module in the build; from the sources (tests), the build's copy. */
 function workerScript(): URL {
@@ -48,10 +52,24 @@ function workerScript(): URL {
   return pathToFileURL(built);
 }
 
-const EMPTY_STATS: WorkerStats = { decoderRuns: 0, decoderRows: 0, maxRows: 0, frameRuns: 0, frames: 0, busyMs: 0, decoderMs: 0, frameMs: 0, streams: 0 };
+const EMPTY_STATS: WorkerStats = {
+  decoderRuns: 0,
+  decoderRows: 0,
+  maxRows: 0,
+  frameRuns: 0,
+  frames: 0,
+  busyMs: 0,
+  decoderMs: 0,
+  frameMs: 0,
+  streams: 0,
+  chainedSteps: 0,
+  chainedRolledBack: 0,
+};
 
 class WorkerHandle {
   readonly pending = new Map<number, Pending>();
+  /** The open streams' channels (chained results go to them). */
+  readonly channels = new Map<number, StreamChannel>();
   stats: WorkerStats = { ...EMPTY_STATS };
   streams = 0;
   dead: Error | undefined;
@@ -72,7 +90,7 @@ class WorkerHandle {
     this.pending.set(req, p);
   }
 
-  private settled(req: number): Pending | undefined {
+  settled(req: number): Pending | undefined {
     const p = this.pending.get(req);
     if (!p) return undefined;
     this.pending.delete(req);
@@ -107,10 +125,14 @@ class WorkerHandle {
     if (msg.type !== 'results') return;
     this.stats = msg.stats;
     for (const r of msg.results) {
+      if ('chained' in r) {
+        this.channels.get(r.chained.sid)?.chainedResult(r);
+        continue;
+      }
       const p = this.settled(r.req);
       if (!p) continue; // its stream was closed meanwhile
       if ('error' in r) p.reject(new Error(r.error));
-      else p.resolve(r.logits);
+      else p.resolve(r);
     }
   }
 
@@ -121,31 +143,96 @@ class WorkerHandle {
   }
 }
 
+function sameIds(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((id, i) => id === b[i]);
+}
+
 let nextSid = 1;
 let nextReq = 1;
 
 /** One stream's way to its worker. */
 export class StreamChannel {
   private closed = false;
+  /** The worker's chained step for this stream's next step: the chain's first request, its position and token. */
+  private chain: { origin: number; position: number; ids: number[] } | undefined;
+  /** Results of the chain's steps that came before the session asked for them, by position. */
+  private readonly early = new Map<number, ChainedResult>();
+  /** The session's step that a chained step answers, once asked for: its request here. */
+  private awaiting: { position: number; req: number } | undefined;
 
   constructor(
     private readonly handle: WorkerHandle,
     readonly sid: number,
-  ) {}
+  ) {
+    handle.channels.set(sid, this);
+  }
 
   /** Runs one step (batched with other streams'); resolves with its logits [T, V]. */
   step(args: StepArgs): Promise<Float32Array> {
     if (this.closed) return Promise.reject(new UsageError('the session was closed'));
     if (this.handle.dead) return Promise.reject(this.handle.dead);
     const req = nextReq++;
+    const { ids, position, evict, pixels } = args;
+    const c = this.chain;
+    const chained = c !== undefined && !evict && !pixels && position === c.position && sameIds(ids, c.ids);
     return new Promise<Float32Array>((resolve, reject) => {
-      this.handle.expect(req, { sid: this.sid, resolve, reject });
-      const { ids, position, evict, pixels } = args;
+      if (chained) {
+        this.handle.expect(req, { sid: this.sid, resolve: (out) => resolve(out.logits), reject });
+        this.takeChained(position, req);
+        return;
+      }
+      this.forgetChain();
+      this.handle.expect(req, {
+        sid: this.sid,
+        resolve: (out) => {
+          this.follow(req, position + ids.length, out.next);
+          resolve(out.logits);
+        },
+        reject,
+      });
       this.handle.send(
         { op: 'step', sid: this.sid, req, ids: [...ids], position, ...(evict ? { evict } : {}), ...(pixels ? { pixels } : {}) },
         pixels?.buffer as ArrayBuffer | undefined,
       );
     });
+  }
+
+  /** A chained step's result from the worker (one of a chain this stream no longer follows is dropped). */
+  chainedResult(r: ChainedResult): void {
+    if (this.closed || r.req !== this.chain?.origin) return;
+    if (this.awaiting?.position === r.chained.position) this.deliver(this.awaiting.req, r);
+    else this.early.set(r.chained.position, r);
+  }
+
+  /** The session asked for the step the chain guessed: answered now if its result is in, else when it comes. */
+  private takeChained(position: number, req: number): void {
+    const r = this.early.get(position);
+    this.early.delete(position);
+    if (r) this.deliver(req, r);
+    else this.awaiting = { position, req };
+  }
+
+  private deliver(req: number, r: ChainedResult): void {
+    this.awaiting = undefined;
+    const p = this.handle.settled(req);
+    if ('error' in r) {
+      this.forgetChain();
+      p?.reject(new Error(r.error));
+      return;
+    }
+    this.follow(r.req, r.chained.position + (this.chain?.ids.length ?? 0), r.next);
+    p?.resolve(r);
+  }
+
+  /** What the worker chained after a step: the next step's guess (none: the chain ends). */
+  private follow(origin: number, position: number, next: number[] | undefined): void {
+    this.chain = next === undefined ? undefined : { origin, position, ids: next };
+  }
+
+  private forgetChain(): void {
+    this.chain = undefined;
+    this.early.clear();
+    this.awaiting = undefined;
   }
 
   /** The stream's frame ended (the gather rule stops waiting for it). */
@@ -157,6 +244,8 @@ export class StreamChannel {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.forgetChain();
+    this.handle.channels.delete(this.sid);
     this.handle.streams -= 1;
     this.handle.drop(this.sid, new UsageError('the session was closed'));
     this.handle.send({ op: 'close', sid: this.sid });
@@ -191,14 +280,17 @@ export class InferencePool {
     return new InferencePool(ok.map((w) => new WorkerHandle(w)), batch);
   }
 
-  /** A new stream on the least loaded worker. `maxTokens`: its cache cap (Infinity: unbounded). */
-  open(maxTokens: number, windowCapacity: number): StreamChannel {
+  /**
+   * A new stream on the least loaded worker. `maxTokens`: its cache cap (Infinity: unbounded);
+   * `chain`: how the worker chains a greedy stream's steps (none: it does not).
+   */
+  open(maxTokens: number, windowCapacity: number, chain?: ChainRule): StreamChannel {
     const live = this.handles.filter((h) => !h.dead);
     if (live.length === 0) throw this.handles[0]?.dead ?? new ModelError('the model has no inference worker');
     const handle = live.reduce((a, b) => (b.streams < a.streams ? b : a));
     const sid = nextSid++;
     handle.streams += 1;
-    handle.send({ op: 'open', sid, maxTokens: Number.isFinite(maxTokens) ? maxTokens : null, windowCapacity });
+    handle.send({ op: 'open', sid, maxTokens: Number.isFinite(maxTokens) ? maxTokens : null, windowCapacity, ...(chain ? { chain } : {}) });
     return new StreamChannel(handle, sid);
   }
 
@@ -214,6 +306,8 @@ export class InferencePool {
       sum.decoderMs += s.decoderMs;
       sum.frameMs += s.frameMs;
       sum.streams += s.streams;
+      sum.chainedSteps += s.chainedSteps;
+      sum.chainedRolledBack += s.chainedRolledBack;
     }
     return sum;
   }

@@ -4,6 +4,11 @@
  * and eviction bookkeeping; a worker keeps the streams' K/V and runs the graphs. Operations
  * made during one turn of the main event loop travel as one `ops` message; a worker answers
  * each graph run with one `results` message.
+ *
+ * Chaining (greedy streams): a worker feeds a stream's likely next token itself, as soon as
+ * a step's logits are known, instead of waiting for the main thread to sample it; the main
+ * thread takes that run's result when its sampler chose the same token and otherwise sends
+ * its own step, which rolls the guessed entries back (docs/architecture.md §Batching, Chaining).
  */
 import type { BundleFiles, LoadOptions } from '../bundle.js';
 import type { Eviction } from '../kv-cache.js';
@@ -22,11 +27,32 @@ export interface WorkerInit {
   poolSegment: number;
 }
 
+/**
+ * How a worker guesses a greedy stream's next step (the sampler's greedy choice without its
+ * stateful processors): the argmax of the last logits row after the stop-token bias
+ * (`eosBias` added, `stopBias` multiplied; 0 and 1 when the sampler applies none). After a
+ * frame's first step it chains what the session's frame loop would feed: up to `tokens`
+ * single text tokens, then the closing step — the stop token when it is the guess, else
+ * (budget spent, and one stop id only) the last text token with the stop token. Nothing is
+ * chained after a step that ends with a stop token.
+ */
+export interface ChainRule {
+  tokens: number;
+  stopIds: number[];
+  eosBias: number;
+  stopBias: number;
+}
+
 /** A stream's next step: text tokens fed into its caches, after an optional frame start. */
 export interface StepOp {
   op: 'step';
   sid: number;
+  /** The request it answers; for a chained step, the request that started the chain. */
   req: number;
+  /** A step the worker chained itself (its `req` is the chain's first request). */
+  chained?: true;
+  /** It closes the stream's frame (a chained closing step: the gather rule stops waiting for the stream). */
+  closes?: true;
   ids: number[];
   /** Self-attention position of ids[0]: the stream's cache length once `evict` is applied. */
   position: number;
@@ -37,8 +63,8 @@ export interface StepOp {
 }
 
 export type WorkerOp =
-  /** A new stream: its cache cap (null: unbounded) and the window tokens to preallocate. */
-  | { op: 'open'; sid: number; maxTokens: number | null; windowCapacity: number }
+  /** A new stream: its cache cap (null: unbounded), the window tokens to preallocate, and (greedy streams) how to chain. */
+  | { op: 'open'; sid: number; maxTokens: number | null; windowCapacity: number; chain?: ChainRule }
   | StepOp
   /** The stream's frame ended: the gather rule stops waiting for it. */
   | { op: 'end'; sid: number }
@@ -47,10 +73,13 @@ export type WorkerOp =
 
 export type ToWorker = { type: 'ops'; ops: WorkerOp[] } | { type: 'release' };
 
+/** What a step produced: logits [T, V] of its tokens, and the ids of the step chained after it (if any). */
+export type StepOutcome = { logits: Float32Array; next?: number[] } | { error: string };
+
 export type StepResult =
-  /** Logits [T, V] of the step's tokens. */
-  | { req: number; logits: Float32Array }
-  | { req: number; error: string };
+  | ({ req: number } & StepOutcome)
+  /** A chained step's: the stream, the chain's first request and the step's position. */
+  | ({ req: number; chained: { sid: number; position: number } } & StepOutcome);
 
 /** Counters of one worker since it started. */
 export interface WorkerStats {
@@ -69,6 +98,9 @@ export interface WorkerStats {
   frameMs: number;
   /** Streams open. */
   streams: number;
+  /** Chained steps run, and the entries of those rolled back (the main thread sampled another token). */
+  chainedSteps: number;
+  chainedRolledBack: number;
 }
 
 export type FromWorker =

@@ -75,6 +75,13 @@ export class GatherRule {
     return [...heldSteps, ...dropped];
   }
 
+  /** A step of the main thread's for `sid` is in: its waiting chained steps are not wanted any more. */
+  withdrawChained(sid: number): void {
+    if (!this.queued.has(sid)) return;
+    this.queue = this.queue.filter((s) => s.sid !== sid || !s.chained);
+    if (!this.queue.some((s) => s.sid === sid)) this.queued.delete(sid);
+  }
+
   /**
    * What to do now: run these steps, wait this long, or nothing (no step waiting).
    * `streams`: the streams the worker serves (open sessions).
@@ -94,6 +101,7 @@ export class GatherRule {
     const run = this.queue;
     this.queue = [];
     this.queued.clear();
+    for (const s of run) if (s.closes) this.inFrame.delete(s.sid);
     return { run };
   }
 

@@ -76,6 +76,14 @@ export class StridedKv {
     this.ver++;
   }
 
+  /** Drops the entries from `length` on (a chained step's, rolled back). */
+  truncate(length: number): void {
+    if (length < 0 || length > this.len) throw new Error(`kv truncate: ${length} outside [0, ${this.len}]`);
+    if (length === this.len) return;
+    this.len = length;
+    this.ver++;
+  }
+
   /**
    * Appends row `row`'s entries of a step output laid out [layers, rows, KVH, tokens, Dh]:
    * `count` of them from token `from` (all by default).

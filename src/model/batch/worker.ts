@@ -8,7 +8,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { openGraphs } from '../bundle.js';
 import { CasaBatchDecoderGraph, graphSessions, type BundleGraphs } from '../graphs.js';
-import { BatchExecutor } from './executor.js';
+import { BatchExecutor, stepResult } from './executor.js';
 import type { FromWorker, StepOp, ToWorker, WorkerInit, WorkerOp } from './protocol.js';
 import { GatherRule } from './scheduler.js';
 
@@ -39,9 +39,10 @@ function apply(ops: WorkerOp[]): void {
   for (const op of ops) {
     switch (op.op) {
       case 'open':
-        executor.open(op.sid, op.maxTokens, op.windowCapacity);
+        executor.open(op.sid, op.maxTokens, op.windowCapacity, op.chain);
         break;
       case 'step':
+        rule.withdrawChained(op.sid);
         rule.submit(op);
         break;
       case 'end':
@@ -59,10 +60,12 @@ async function runRound(steps: StepOp[]): Promise<void> {
   busy = true;
   try {
     await executor.round(steps, (results) => post({ type: 'results', results, stats: executor.stats }));
+    for (const chained of executor.takeChained()) rule.submit(chained);
   } catch (err) {
     // A bug rather than an onnxruntime failure: fail the round's steps (answered ones are ignored).
+    executor.takeChained(); // not run: the main thread gets the error
     const error = `internal error in the inference worker: ${err instanceof Error ? err.message : String(err)}`;
-    post({ type: 'results', results: steps.map((s) => ({ req: s.req, error })), stats: executor.stats });
+    post({ type: 'results', results: steps.map((s) => stepResult(s, { error })), stats: executor.stats });
   } finally {
     busy = false;
   }
