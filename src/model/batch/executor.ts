@@ -76,6 +76,8 @@ export class BatchExecutor {
   private readonly pool: SlotPool;
   /** Chained steps made by the last round, for the next. */
   private chained: StepOp[] = [];
+  /** A logits row biased for a guess (chainAfter), reused. */
+  private readonly guessRow: Float32Array;
   /** The frames of a vision run, one after the other (grown when a run has more). */
   private pixels = new Float32Array(0);
   /**
@@ -96,6 +98,7 @@ export class BatchExecutor {
     const d = manifest.decoder;
     this.dims = { L: d.layers, C: d.casaLayers.length, H: d.kvHeads, Dh: d.headDim, N: manifest.image.tokensPerFrame, V: d.vocabSize };
     this.decoder = graphs.decoder as CasaBatchDecoderGraph;
+    this.guessRow = new Float32Array(d.vocabSize);
     this.invFreq = inverseFrequencies(d.headDim, d.ropeTheta);
     this.pool = new SlotPool({ layers: d.layers, kvHeads: d.kvHeads, headDim: d.headDim }, manifest.context.maxContextTokens, poolSegment);
   }
@@ -198,7 +201,8 @@ export class BatchExecutor {
     // Not inside a frame (the prompt, chainUsed = Infinity), or its text is closed: nothing to chain.
     if (!rule || st.failed !== undefined || st.chainUsed > rule.tokens || rule.stopIds.includes(step.ids[t - 1] as number)) return undefined;
     const { V } = this.dims;
-    const row = logits.slice((t - 1) * V, t * V);
+    const row = this.guessRow;
+    row.set(logits.subarray((t - 1) * V, t * V));
     applyStopBias(row, rule.stopIds, rule.eosBias, rule.stopBias);
     const next = argmax(row);
     const stop = rule.stopIds.includes(next);
