@@ -16,7 +16,7 @@ import type { CasaBatchDecoderGraph, CasaGraphs } from '../graphs.js';
 import type { Manifest } from '../manifest.js';
 import { applyStopBias, argmax } from '../logits.js';
 import { inverseFrequencies } from '../rope.js';
-import type { ChainRule, StepOp, StepOutcome, StepResult, WorkerStats } from './protocol.js';
+import { emptyWorkerStats, type ChainRule, type StepOp, type StepOutcome, type StepResult, type WorkerStats } from './protocol.js';
 import { ResidentInput, SlotPool, StridedKv } from './slots.js';
 
 /** Resident decoder inputs for one run's rows: the self-attention cache, image and window K/V. */
@@ -57,19 +57,7 @@ function message(err: unknown): string {
 }
 
 export class BatchExecutor {
-  readonly stats: WorkerStats = {
-    decoderRuns: 0,
-    decoderRows: 0,
-    maxRows: 0,
-    frameRuns: 0,
-    frames: 0,
-    busyMs: 0,
-    decoderMs: 0,
-    frameMs: 0,
-    streams: 0,
-    chainedSteps: 0,
-    chainedRolledBack: 0,
-  };
+  readonly stats: WorkerStats = emptyWorkerStats();
   private readonly decoderTimer = { ortMs: 0, runs: 0 };
   private readonly frameTimer = { ortMs: 0, runs: 0 };
   private readonly streams = new Map<number, Stream>();

@@ -12,7 +12,7 @@ import { Worker } from 'node:worker_threads';
 import { ModelError, UsageError } from '../../errors.js';
 import type { BundleMeta, LoadOptions } from '../bundle.js';
 import type { Eviction } from '../kv-cache.js';
-import type { ChainRule, FromWorker, StepResult, ToWorker, WorkerInit, WorkerOp, WorkerStats } from './protocol.js';
+import { emptyWorkerStats, type ChainRule, type FromWorker, type StepResult, type ToWorker, type WorkerInit, type WorkerOp, type WorkerStats } from './protocol.js';
 
 export interface ResolvedBatch {
   maxSize: number;
@@ -52,25 +52,12 @@ function workerScript(): URL {
   return pathToFileURL(built);
 }
 
-const EMPTY_STATS: WorkerStats = {
-  decoderRuns: 0,
-  decoderRows: 0,
-  maxRows: 0,
-  frameRuns: 0,
-  frames: 0,
-  busyMs: 0,
-  decoderMs: 0,
-  frameMs: 0,
-  streams: 0,
-  chainedSteps: 0,
-  chainedRolledBack: 0,
-};
 
 class WorkerHandle {
   readonly pending = new Map<number, Pending>();
   /** The open streams' channels (chained results go to them). */
   readonly channels = new Map<number, StreamChannel>();
-  stats: WorkerStats = { ...EMPTY_STATS };
+  stats: WorkerStats = emptyWorkerStats();
   streams = 0;
   dead: Error | undefined;
   private outbox: WorkerOp[] = [];
@@ -295,7 +282,7 @@ export class InferencePool {
   }
 
   stats(): BatchStats {
-    const sum: BatchStats = { ...EMPTY_STATS, workers: this.handles.length };
+    const sum: BatchStats = { ...emptyWorkerStats(), workers: this.handles.length };
     for (const { stats: s } of this.handles) {
       sum.decoderRuns += s.decoderRuns;
       sum.decoderRows += s.decoderRows;

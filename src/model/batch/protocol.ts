@@ -103,6 +103,23 @@ export interface WorkerStats {
   chainedRolledBack: number;
 }
 
+/** Counters at zero (a worker's at its start). */
+export function emptyWorkerStats(): WorkerStats {
+  return {
+    decoderRuns: 0,
+    decoderRows: 0,
+    maxRows: 0,
+    frameRuns: 0,
+    frames: 0,
+    busyMs: 0,
+    decoderMs: 0,
+    frameMs: 0,
+    streams: 0,
+    chainedSteps: 0,
+    chainedRolledBack: 0,
+  };
+}
+
 export type FromWorker =
   | { type: 'ready' }
   | { type: 'failed'; message: string }
