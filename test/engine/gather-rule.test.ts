@@ -130,3 +130,24 @@ describe('chained steps (the worker feeds a greedy stream\'s guessed step)', () 
     expect(sids(r.decide(2))).toEqual([2]); // stream 1's frame is closed: not waited for
   });
 });
+
+describe('a chained closing step the main thread did not take', () => {
+  it('puts its stream back inside the frame when the main thread\'s own step comes: the others wait for it again', () => {
+    const { r } = rule(0);
+    r.submit(step(1, true));
+    r.submit(step(2, true));
+    expect(sids(r.decide(2))).toEqual([1, 2]);
+    r.submit({ ...step(1), chained: true, closes: true });
+    r.submit(step(2));
+    expect(sids(r.decide(2))).toEqual([1, 2]); // stream 1's frame looks closed now
+    r.withdrawChained(1);
+    r.submit(step(1)); // its sampler chose otherwise: stream 1 goes on with its frame
+    expect(r.decide(2)).toEqual({ waitMs: 2 }); // waits for stream 2, inside its frame
+    r.submit(step(2));
+    expect(sids(r.decide(2))).toEqual([1, 2]);
+    r.submit(step(2));
+    expect(r.decide(2)).toEqual({ waitMs: 2 }); // stream 2 waits for stream 1 again
+    r.end(1);
+    expect(sids(r.decide(2))).toEqual([2]);
+  });
+});

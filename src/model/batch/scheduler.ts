@@ -31,6 +31,8 @@ export class GatherRule {
   private queue: StepOp[] = [];
   private readonly queued = new Set<number>();
   private readonly inFrame = new Set<number>();
+  /** Streams whose frame a chained closing step ended: back inside it if the main thread's own step comes instead. */
+  private readonly closedByChain = new Set<number>();
   private firstAt = 0;
   /** Frame-starting steps held for other frames, oldest first. */
   private held: Array<{ step: StepOp; at: number }> = [];
@@ -55,6 +57,7 @@ export class GatherRule {
   private enqueue(step: StepOp): void {
     if (this.queue.length === 0) this.firstAt = this.now();
     if (step.pixels) this.inFrame.add(step.sid);
+    else if (!step.chained && this.closedByChain.delete(step.sid)) this.inFrame.add(step.sid); // the chained closing was not taken
     this.queue.push(step);
     this.queued.add(step.sid);
   }
@@ -62,11 +65,13 @@ export class GatherRule {
   /** The stream's frame ended. */
   end(sid: number): void {
     this.inFrame.delete(sid);
+    this.closedByChain.delete(sid);
   }
 
   /** The stream is gone: its waiting step (if any) is dropped and returned. */
   drop(sid: number): StepOp[] {
     this.inFrame.delete(sid);
+    this.closedByChain.delete(sid);
     const heldSteps = this.held.filter((h) => h.step.sid === sid).map((h) => h.step);
     this.held = this.held.filter((h) => h.step.sid !== sid);
     if (!this.queued.delete(sid)) return heldSteps;
@@ -101,7 +106,11 @@ export class GatherRule {
     const run = this.queue;
     this.queue = [];
     this.queued.clear();
-    for (const s of run) if (s.closes) this.inFrame.delete(s.sid);
+    for (const s of run) {
+      if (!s.closes) continue;
+      this.inFrame.delete(s.sid);
+      this.closedByChain.add(s.sid);
+    }
     return { run };
   }
 

@@ -63,9 +63,11 @@ async function runRound(steps: StepOp[]): Promise<void> {
     for (const chained of executor.takeChained()) rule.submit(chained);
   } catch (err) {
     // A bug rather than an onnxruntime failure: fail the round's steps (answered ones are ignored).
-    executor.takeChained(); // not run: the main thread gets the error
+    // The round's chained steps are not run: their streams wait for them too (a result sent
+    // before the error may have announced one), so they get the error as well.
+    const lost = executor.takeChained();
     const error = `internal error in the inference worker: ${err instanceof Error ? err.message : String(err)}`;
-    post({ type: 'results', results: steps.map((s) => stepResult(s, { error })), stats: executor.stats });
+    post({ type: 'results', results: [...steps, ...lost].map((s) => stepResult(s, { error })), stats: executor.stats });
   } finally {
     busy = false;
   }
