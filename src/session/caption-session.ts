@@ -152,13 +152,18 @@ export function frameTextTokens(frameOpeningLength: number, maxNewTokensPerFrame
  * sampler applies in greedy mode.
  * Sampling sessions are not chained: a guess would rarely be the token drawn.
  */
+/** The ids that end a frame's text (resolved options always list them; the manifest's EOS otherwise). */
+function stopIdsOf(manifest: Manifest, options: ResolvedSessionOptions): readonly number[] {
+  return options.sampler.stopIds ?? [manifest.tokens.eos];
+}
+
 export function chainRule(manifest: Manifest, options: ResolvedSessionOptions): ChainRule | undefined {
   const s = options.sampler;
   if (s.temperature !== 0) return undefined;
   const biased = s.greedyProcessors === true;
   return {
     tokens: options.maxNewTokensPerFrame - 1,
-    stopIds: [...(s.stopIds ?? [manifest.tokens.eos])],
+    stopIds: [...stopIdsOf(manifest, options)],
     eosBias: biased ? s.eosBias : 0,
     stopBias: biased ? (s.stopBias ?? 1) : 1,
   };
@@ -306,7 +311,7 @@ class CaptionSession {
     this.onClose = parts.onClose;
     this.sampler = new Sampler(parts.manifest.decoder.vocabSize, parts.options.sampler);
     this.sampler.fed(parts.promptIds);
-    const stopIds = parts.options.sampler.stopIds ?? [parts.manifest.tokens.eos];
+    const stopIds = stopIdsOf(parts.manifest, parts.options);
     this.stops = new Set(stopIds);
     this.lastStop = stopIds[0] ?? parts.manifest.tokens.eos;
     this.detok = new StreamDetokenizer(parts.tokenizer, parts.options.tokenGranularity);

@@ -41,9 +41,7 @@ interface Stream {
   chain?: ChainRule;
   /** Single-token steps since the frame's first step (none chained before the first frame). */
   chainUsed: number;
-  /** Cache length where the entries of chained steps not yet confirmed start. */
-  chainedFrom?: number;
-  /** `chainUsed` before each of those chained steps, by position (restored by a roll-back). */
+  /** `chainUsed` before each chained step since the main thread's last step, by position (restored by a roll-back). */
   chainUsedAt: Map<number, number>;
 }
 
@@ -167,16 +165,14 @@ export class BatchExecutor {
    * the position it feeds, before its eviction) are dropped from the caches.
    */
   private rollBack(s: Stream, step: StepOp): void {
-    const from = s.chainedFrom;
-    const used = s.chainUsedAt;
-    s.chainedFrom = undefined;
-    s.chainUsedAt = new Map();
     const keep = step.position + (step.evict?.count ?? 0);
+    const used = s.chainUsedAt.get(keep); // the chained step this one replaces, if any
+    s.chainUsedAt.clear();
     const extra = s.slot.length - keep;
-    if (from === undefined || keep < from || extra <= 0) return;
+    if (used === undefined || extra <= 0) return;
     s.slot.truncate(keep);
     s.window.truncate(s.window.length - extra);
-    s.chainUsed = used.get(keep) ?? s.chainUsed;
+    s.chainUsed = used;
     this.stats.chainedRolledBack += extra;
   }
 
@@ -199,7 +195,6 @@ export class BatchExecutor {
     else if (rule.stopIds.length === 1) ids = [next, rule.stopIds[0] as number];
     else return undefined;
     if (st.maxTokens !== null && st.slot.length + ids.length > st.maxTokens) return undefined;
-    st.chainedFrom ??= st.slot.length;
     st.chainUsedAt.set(st.slot.length, st.chainUsed);
     const closes = ids.length > 1 || stop;
     this.chained.push({ op: 'step', sid: step.sid, req: step.req, chained: true, ...(closes ? { closes: true } : {}), ids, position: st.slot.length });
