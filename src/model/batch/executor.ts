@@ -244,7 +244,7 @@ export class BatchExecutor {
     const { H, Dh, L, C } = this.dims;
     const runs = Math.ceil(group.length / this.maxSize);
     while (this.lanes.length < runs) {
-      this.lanes.push({ past: new ResidentInput(L, H, Dh, 32), image: new ResidentInput(C, H, Dh, 0), window: new ResidentInput(C, H, Dh, 8) });
+      this.lanes.push({ past: new ResidentInput(L, H, Dh, 16), image: new ResidentInput(C, H, Dh, 0), window: new ResidentInput(C, H, Dh, 8) });
     }
     const slot = (s: StepOp): StridedKv => (this.streams.get(s.sid) as Stream).slot;
     const home = new Map<Lane, StepOp[]>(this.lanes.map((l) => [l, []]));

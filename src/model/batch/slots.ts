@@ -236,8 +236,15 @@ interface ResidentRow {
  * A batch input of the decoder ([B, KVH, size, Dh] per layer) kept between graph runs. A
  * row whose stream's storage has only grown, since, by the entries written here too, stays
  * where it is and is not copied again: streams that run together step after step (the gather
- * rule keeps a frame's streams in step) cost the copy of their new entries only. `size` (the
- * input's entry axis) keeps `headroom` spare entries, so appends do not change the layout.
+ * rule keeps a frame's streams in step) cost the copy of their new entries only.
+ *
+ * `size` (the input's entry axis) is the longest row plus `headroom` spare entries, so that
+ * appends do not change the layout, but never more than the rows' storage can hold (a capped
+ * cache evicts before it grows past its capacity). A run reads every row's whole `size`
+ * entries, padding included, and at 32–64 rows those reads are most of a decoder run's time
+ * (docs/architecture.md §Batching, "Copies"): so when the longest row has shrunk (an eviction,
+ * or the longest stream left) and the padding is over twice the headroom, the rows are laid
+ * out again at the smaller size.
  */
 export class ResidentInput {
   private keys: Float32Array[] = [];
@@ -261,10 +268,15 @@ export class ResidentInput {
 
   /** Lays the storages out as rows 0…B−1; returns the per-layer inputs and their entry size. */
   prepare(kvs: readonly StridedKv[]): { keys: Float32Array[]; values: Float32Array[]; size: number } {
-    const longest = Math.max(0, ...kvs.map((kv) => kv.length));
-    const fits = longest <= this.size && this.size <= 2 * longest + 2 * this.headroom;
+    let longest = 0;
+    let bound = 0;
+    for (const kv of kvs) {
+      longest = Math.max(longest, kv.length);
+      bound = Math.max(bound, kv.capacity);
+    }
+    const fits = longest <= this.size && this.size <= longest + 2 * this.headroom;
     if (!fits) {
-      this.size = longest + this.headroom;
+      this.size = Math.min(longest + this.headroom, bound);
       this.rows = [];
     }
     this.reserve(kvs.length);
