@@ -19,14 +19,14 @@ function grow(kv: StridedKv, tag: number, n: number): void {
   kv.appendRow(data, data, 1, 0, n);
 }
 
-/** Checks that row i of the input holds kv's entries (keys). */
-function expectRow(input: { keys: Float32Array[]; size: number }, i: number, kv: StridedKv, tag: number): void {
+/** Checks that row i of the input holds kv's entries (keys); `evicted`: how many of its first entries were evicted. */
+function expectRow(input: { keys: Float32Array[]; size: number }, i: number, kv: StridedKv, tag: number, evicted = 0): void {
   for (let l = 0; l < L; l++)
     for (let h = 0; h < H; h++)
       for (let p = 0; p < kv.length; p++)
         for (let d = 0; d < Dh; d++) {
           const at = ((i * H + h) * input.size + p) * Dh + d;
-          expect(input.keys[l]?.[at]).toBe(tag * 10000 + l * 1000 + h * 100 + p * 2 + d);
+          expect(input.keys[l]?.[at]).toBe(tag * 10000 + l * 1000 + h * 100 + (p + evicted) * 2 + d);
         }
 }
 
@@ -45,6 +45,7 @@ describe('ResidentInput (the batched decoder cache inputs)', () => {
     x = input.prepare([a, b]);
     expect(x.size).toBe(40);
     expectRow(x, 0, a, 1);
+    expectRow(x, 1, b, 2); // unchanged, but moved to the new size
   });
 
   it('lays the rows out again at a smaller size once the padding is over twice the headroom', () => {
@@ -59,9 +60,10 @@ describe('ResidentInput (the batched decoder cache inputs)', () => {
     b.evict(0, 20); // longest 28: padding 16 > 8
     const x = input.prepare([a, b]);
     expect(x.size).toBe(32);
-    // Row 1 starts with b's entry 20 (the first 20 evicted; no inverse frequencies: no re-rotation).
-    expect(x.keys[0]?.[((1 * H + 0) * x.size + 0) * Dh]).toBe(2 * 10000 + 20 * 2);
-    expect(x.keys[1]?.[((1 * H + 1) * x.size + 17) * Dh + 1]).toBe(2 * 10000 + 1000 + 100 + 37 * 2 + 1);
+    // Both rows moved to the new size, a (unchanged since the last run) as well as b; no
+    // inverse frequencies were given to evict, so the kept entries keep their values.
+    expectRow(x, 0, a, 1, 12);
+    expectRow(x, 1, b, 2, 20);
   });
 
   it('keeps rows in place across runs and appends the new entries as the slots get them', () => {

@@ -318,8 +318,9 @@ export class InferencePool {
  * The inference worker's V8 young generation (MB). A worker allocates small short-lived
  * objects between graph runs; with V8's default young generation (grown to tens of MB under
  * that rate) each allocation touches fresh memory and evicts the decoder's inputs and weights
- * from the CPU caches, which made the runs after it slower. Two megabytes keep the nursery
- * cache-sized: 8 % more frames per second at 64 sessions, measured (docs/architecture.md §Batching).
+ * from the CPU caches, which made the runs after it slower. A limit of 2 (V8 derives its
+ * semi-spaces from it) keeps the nursery small: 8 % more frames per second at 64 sessions,
+ * measured (docs/architecture.md §Batching).
  */
 const WORKER_YOUNG_GENERATION_MB = 2;
 
