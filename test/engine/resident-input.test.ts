@@ -30,12 +30,17 @@ function expectRow(input: { keys: Float32Array[]; size: number }, i: number, kv:
         }
 }
 
+/** Two streams in slots of `capacity` entries, holding `lengths` entries (tags 1 and 2). */
+function twoStreams(capacity: number, lengths: [number, number]): [StridedKv, StridedKv] {
+  const pool = new SlotPool(shape, capacity, 4);
+  const streams: [StridedKv, StridedKv] = [pool.acquire(), pool.acquire()];
+  streams.forEach((kv, i) => grow(kv, i + 1, lengths[i] as number));
+  return streams;
+}
+
 describe('ResidentInput (the batched decoder cache inputs)', () => {
   it('sizes the entry axis to the longest row plus headroom, capped by what the rows can hold', () => {
-    const pool = new SlotPool(shape, 40, 4);
-    const [a, b] = [pool.acquire(), pool.acquire()];
-    grow(a, 1, 10);
-    grow(b, 2, 4);
+    const [a, b] = twoStreams(40, [10, 4]);
     const input = new ResidentInput(L, H, Dh, 8);
     let x = input.prepare([a, b]);
     expect(x.size).toBe(18);
@@ -49,10 +54,7 @@ describe('ResidentInput (the batched decoder cache inputs)', () => {
   });
 
   it('lays the rows out again at a smaller size once the padding is over twice the headroom', () => {
-    const pool = new SlotPool(shape, 64, 4);
-    const [a, b] = [pool.acquire(), pool.acquire()];
-    grow(a, 1, 40);
-    grow(b, 2, 38);
+    const [a, b] = twoStreams(64, [40, 38]);
     const input = new ResidentInput(L, H, Dh, 4);
     expect(input.prepare([a, b]).size).toBe(44);
     a.evict(0, 12); // longest now 38: padding 6 ≤ 8, the layout stays
@@ -67,10 +69,7 @@ describe('ResidentInput (the batched decoder cache inputs)', () => {
   });
 
   it('keeps rows in place across runs and appends the new entries as the slots get them', () => {
-    const pool = new SlotPool(shape, 64, 4);
-    const [a, b] = [pool.acquire(), pool.acquire()];
-    grow(a, 1, 5);
-    grow(b, 2, 7);
+    const [a, b] = twoStreams(64, [5, 7]);
     const input = new ResidentInput(L, H, Dh, 16);
     input.prepare([a, b]);
     expect(input.rank(a)).toBe(0);
