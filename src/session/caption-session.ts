@@ -145,6 +145,11 @@ export function frameTextTokens(frameOpeningLength: number, maxNewTokensPerFrame
   return 2 + frameOpeningLength + maxNewTokensPerFrame + 1;
 }
 
+/** The ids that end a frame's text (resolved options always list them; the manifest's EOS otherwise). */
+function stopIdsOf(manifest: Manifest, options: ResolvedSessionOptions): readonly number[] {
+  return options.sampler.stopIds ?? [manifest.tokens.eos];
+}
+
 /**
  * How the batched engine may chain a greedy session's steps (src/model/batch/protocol.ts):
  * the single-token steps the frame loop below makes after a frame's first step (its last
@@ -152,11 +157,6 @@ export function frameTextTokens(frameOpeningLength: number, maxNewTokensPerFrame
  * sampler applies in greedy mode.
  * Sampling sessions are not chained: a guess would rarely be the token drawn.
  */
-/** The ids that end a frame's text (resolved options always list them; the manifest's EOS otherwise). */
-function stopIdsOf(manifest: Manifest, options: ResolvedSessionOptions): readonly number[] {
-  return options.sampler.stopIds ?? [manifest.tokens.eos];
-}
-
 export function chainRule(manifest: Manifest, options: ResolvedSessionOptions): ChainRule | undefined {
   const s = options.sampler;
   if (s.temperature !== 0) return undefined;

@@ -39,8 +39,6 @@
 
 import { applyStopBias, argmax } from '../model/logits.js';
 
-export { applyEosBias, applyStopBias, argmax } from '../model/logits.js';
-
 export interface SamplerSettings {
   /** 0 = greedy. */
   temperature: number;
@@ -248,7 +246,6 @@ export class NgramWindow {
     return out;
   }
 }
-
 
 /**
  * The k-th largest value of `values` (1-based k), using `scratch` (same length) as work

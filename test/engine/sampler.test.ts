@@ -1,10 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import { applyEosBias, argmax } from '../../src/model/logits.js';
 import {
-  applyEosBias,
   applyRepetitionPenalty,
   applyTemperature,
   applyTopK,
-  argmax,
   drawFromProbs,
   EmaCounts,
   kthLargest,

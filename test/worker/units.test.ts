@@ -12,7 +12,8 @@ import { ConfigInvalidError, parseConfig, parseStream } from '../../src/config/i
 import { InputError, ModelError, UsageError } from '../../src/errors.js';
 import { isHfDir, parseModelRef, refTakesPrompt } from '../../src/model-ref.js';
 import { resolveModelRef } from '../../src/pipeline/models.js';
-import { NgramWindow, Sampler, applyStopBias } from '../../src/session/sampler.js';
+import { applyStopBias } from '../../src/model/logits.js';
+import { NgramWindow, Sampler } from '../../src/session/sampler.js';
 import { FrameReader, WorkerProtocolError, workerError } from '../../src/worker/protocol.js';
 import { CASA_TINY, ROOT } from './helpers.js';
 

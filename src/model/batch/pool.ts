@@ -52,7 +52,6 @@ function workerScript(): URL {
   return pathToFileURL(built);
 }
 
-
 class WorkerHandle {
   readonly pending = new Map<number, Pending>();
   /** The open streams' channels (chained results go to them). */
