@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { validateStreamInput } from './input.js';
 import { RESTART_MODES, type RestartMode } from '../ingest/retry-policy.js';
-import { HWACCEL_RE, SKIP_FRAME_MODES } from '../ingest/ffmpeg-args.js';
+import { HWACCEL_RE, NICE_RANGE, SKIP_FRAME_MODES } from '../ingest/ffmpeg-args.js';
 import { LOG_LEVELS } from '../logger.js';
 import { STREAM_ID_RE, STREAM_ID_RULE } from '../events.js';
 
@@ -309,6 +309,8 @@ export const ingestSchema = z.strictObject({
       skipLoopFilter: z.boolean().optional(),
       /** A hardware decoder (ffmpeg -hwaccel), e.g. vaapi, cuda, auto. */
       hwaccel: boundedString(STRING_LIMITS.hwaccel).regex(HWACCEL_RE, 'must be an ffmpeg hwaccel name (lower-case letters, digits, _)').optional(),
+      /** The ffmpeg children's niceness (0–19): above 0 they yield the cores to the daemon's model runs. */
+      nice: z.int().min(NICE_RANGE.min).max(NICE_RANGE.max).optional(),
     })
     .optional(),
 });

@@ -34,7 +34,7 @@ export { ffmpegStarts, StartQueue, defaultStartSlots, type StartTicket } from '.
 export { SOURCE_STATES, SOURCE_TRANSITIONS, canTransition, IllegalTransitionError, type SourceState } from './source-state.js';
 export { resolveFfmpeg, clearFfmpegCache, type ResolvedFfmpeg, type ResolveFfmpegOptions, type BinarySource } from './binaries.js';
 export { isLiveKind } from './types.js';
-export { SKIP_FRAME_MODES, HWACCEL_RE, type DecodeOptions, type SkipFrame } from './ffmpeg-args.js';
+export { SKIP_FRAME_MODES, HWACCEL_RE, NICE_RANGE, type DecodeOptions, type SkipFrame } from './ffmpeg-args.js';
 export { validateInput, classifyInput, redactUrl, SUPPORTED_SCHEMES, type ClassifiedInput } from './input.js';
 export { runFramesCommand, type FramesCommandOptions, type FramesCommandResult } from './frames-command.js';
 export * from './errors.js';

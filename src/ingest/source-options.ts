@@ -4,7 +4,7 @@ import { UsageError } from '../errors.js';
 import { clip } from '../logger.js';
 import type { ResolveFfmpegOptions } from './binaries.js';
 import type { HlsOutputOptions } from './hls-output.js';
-import { HWACCEL_RE, SKIP_FRAME_MODES, type DecodeOptions } from './ffmpeg-args.js';
+import { HWACCEL_RE, NICE_RANGE, SKIP_FRAME_MODES, type DecodeOptions } from './ffmpeg-args.js';
 import { classifyInput, type ClassifiedInput } from './input.js';
 import { RESTART_MODES, type RetrySettings } from './retry-policy.js';
 import { FIT_MODES, type Fit, type IngestLogger, type SourceOptions } from './types.js';
@@ -114,6 +114,9 @@ function resolveDecode(d: DecodeOptions | undefined): DecodeOptions | undefined 
   }
   if (d.hwaccel !== undefined && !HWACCEL_RE.test(d.hwaccel)) {
     throw new UsageError(`decode.hwaccel must be an ffmpeg hwaccel name (lower-case letters, digits, _), not "${String(d.hwaccel)}".`);
+  }
+  if (d.nice !== undefined && !(Number.isInteger(d.nice) && d.nice >= NICE_RANGE.min && d.nice <= NICE_RANGE.max)) {
+    throw new UsageError(`decode.nice must be a whole number from ${NICE_RANGE.min} to ${NICE_RANGE.max}, not ${clip(String(d.nice))}.`);
   }
   return d;
 }

@@ -6,9 +6,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openFrameSource, type Fit, type Frame, type SourceOptions } from '../../src/ingest/index.js';
 import { ffmpeg, makeClip, makeRedOverBlue, tempDir, x264Args } from './helpers/media.js';
-import { strayChildren } from './helpers/procs.js';
+import { childProcesses, strayChildren } from './helpers/procs.js';
 import { setMp4Rotation90 } from './helpers/rotate.js';
-import { readToEnd } from './helpers/sources.js';
+import { consume, readToEnd } from './helpers/sources.js';
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
@@ -284,6 +284,24 @@ describe('files: decode options (SourceOptions.decode)', () => {
       expect(later).toBeGreaterThanOrEqual(-1e-3);
       expect(later).toBeLessThanOrEqual(4 / 25 + 1e-3);
     });
+    expect(strayChildren()).toEqual([]);
+  });
+
+  it('nice: ffmpeg runs at that niceness, with the same frames', async () => {
+    const file = join(tmp.dir, 'nice.mp4');
+    await makeClip(file, { size: '160x120', rate: 25, seconds: 3, codecArgs: x264 });
+    const opts = { input: file, width: 32, height: 24, fps: 2 };
+    const ref = (await collect(opts)).frames;
+    // Read at native speed, so that the child is still running when the first frame is in.
+    const source = openFrameSource({ ...opts, realtime: true, decode: { threads: 1, nice: 7 } });
+    const reading = consume(source);
+    await expect.poll(() => reading.frames.length, { timeout: 10_000 }).toBeGreaterThan(0);
+    const decoders = childProcesses().filter((c) => c.comm === 'ffmpeg');
+    expect(decoders.length).toBe(1);
+    expect(decoders[0]!.nice).toBe(7);
+    await reading.done;
+    expect(reading.frames.map((f) => f.ptsSeconds)).toEqual(ref.map((f) => f.ptsSeconds));
+    reading.frames.forEach((f, i) => expect(f.rgb.equals(ref[i]!.rgb)).toBe(true));
     expect(strayChildren()).toEqual([]);
   });
 });

@@ -99,6 +99,8 @@ describe('ffmpeg command line', () => {
     expect(open({ skipFrame: 'some' })).toThrow(/decode\.skipFrame must be one of default, noref, bidir, nokey/);
     expect(open({ hwaccel: 'cuda -i x' })).toThrow(/decode\.hwaccel must be an ffmpeg hwaccel name/);
     expect(open({ skipLoopFilter: 'yes' })).toThrow(/decode\.skipLoopFilter must be true or false/);
+    expect(open({ nice: -1 })).toThrow(/decode\.nice must be a whole number from 0 to 19, not -1/);
+    expect(open({ nice: 2.5 })).toThrow(UsageError);
   });
 });
 

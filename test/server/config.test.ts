@@ -333,8 +333,8 @@ describe('ingest.decode (every stream\'s ffmpeg decoding)', () => {
 
   it('absent: ffmpeg\'s defaults; given: passed as it is', () => {
     expect(parseConfig(auth).ingest).toEqual({});
-    expect(parseConfig(auth + 'ingest: { decode: { threads: 1, skipFrame: noref, hwaccel: vaapi } }\n').ingest).toEqual({
-      decode: { threads: 1, skipFrame: 'noref', hwaccel: 'vaapi' },
+    expect(parseConfig(auth + 'ingest: { decode: { threads: 1, skipFrame: noref, hwaccel: vaapi, nice: 10 } }\n').ingest).toEqual({
+      decode: { threads: 1, skipFrame: 'noref', hwaccel: 'vaapi', nice: 10 },
     });
   });
 
@@ -342,6 +342,8 @@ describe('ingest.decode (every stream\'s ffmpeg decoding)', () => {
     expect(problems('ingest: { decode: { threads: 65 } }\n')).toMatch(/ingest\.decode\.threads/);
     expect(problems('ingest: { decode: { skipFrame: some } }\n')).toMatch(/ingest\.decode\.skipFrame/);
     expect(problems('ingest: { decode: { hwaccel: "cuda -i /etc/passwd" } }\n')).toMatch(/ingest\.decode\.hwaccel.*must be an ffmpeg hwaccel name/);
+    expect(problems('ingest: { decode: { nice: -5 } }\n')).toMatch(/ingest\.decode\.nice/);
+    expect(problems('ingest: { decode: { nice: 20 } }\n')).toMatch(/ingest\.decode\.nice/);
     expect(problems('ingest: { decoder: {} }\n')).toMatch(/ingest/);
   });
 });

@@ -63,14 +63,14 @@ export function b3Params(quick: boolean): B3Params {
   return quick
     ? {
         warmupS: 3, searchMeasureS: 5, confirmMeasureS: 5, confirmRepeats: 1, fromStreams: 2, maxStreams: 4, graceS: 1,
-        clip: { seconds: 40, width: 256, height: 256, fps: 10 }, liveSeconds: 60, decodeOptions: { threads: 1 },
+        clip: { seconds: 40, width: 256, height: 256, fps: 10 }, liveSeconds: 60, decodeOptions: { threads: 1, nice: 10 },
         decode: { streams: 2, warmupS: 1, measureS: 2, clipSeconds: 20, inputs: DECODE_INPUTS.slice(0, 1), variants: { 'ffmpeg defaults': null, 'threads 1': { threads: 1 } }, comparePts: 10 },
         ingest: { fromStreams: 2, maxStreams: 4, warmupS: 2, measureS: 3 },
         mainThreadEngine: { batch: false },
       }
     : {
         warmupS: 6, searchMeasureS: 20, confirmMeasureS: 40, confirmRepeats: 2, fromStreams: 32, maxStreams: 512, graceS: 1.5,
-        clip: { seconds: 80, width: 256, height: 256, fps: 10 }, liveSeconds: 240, decodeOptions: { threads: 1, skipLoopFilter: true },
+        clip: { seconds: 80, width: 256, height: 256, fps: 10 }, liveSeconds: 240, decodeOptions: { threads: 1, skipLoopFilter: true, nice: 10 },
         decode: { streams: 8, warmupS: 3, measureS: 12, clipSeconds: 60, inputs: DECODE_INPUTS, variants: DECODE_VARIANTS, comparePts: 40 },
         ingest: { fromStreams: 64, maxStreams: 640, warmupS: 5, measureS: 15 },
         mainThreadEngine: { batch: false },
@@ -223,14 +223,15 @@ function b3Output(ctx: SuiteContext, params: B3Params, r: B3Runs): SuiteOutput {
       ingestTrials: r.ingest.trials.map(ingestRow),
     },
     targets: [capacityTarget(confirmed, failAbove, params.maxStreams, r.ingest.ceiling)],
-    notes: b3Notes(clip),
+    notes: b3Notes(clip, params.decodeOptions),
     samples: { trials, ingestTrials: r.ingest.trials, decodeTrials: r.decode.map((d) => ({ input: d.input, delivery: d.delivery, variant: d.variant, ...d.trial })), ...(r.mainThread ? { mainThread: r.mainThread } : {}) },
   };
 }
 
-function b3Notes(clip: Clip): string[] {
+function b3Notes(clip: Clip, decode: DecodeOptions): string[] {
   return [
     `Workload per stream: a ${clip.width}x${clip.height} ${clip.codec} clip at ${clip.fps} fps made from the synthetic world frames, served live over HTTP (MPEG-TS, each video packet sent when its time comes, from the clip's start for every connection: the bench's live server, its own process), read by the stream's own ffmpeg child, sampled at 2 fps; the engine generates exactly ${TOKENS_PER_FRAME} tokens per frame.`,
+    `Decoding: every capacity and ceiling trial runs its ffmpeg children with the decode options ${JSON.stringify(decode)} (docs/ingest.md, "Decoding CPU"): the decoders yield the cores to the model's runs. A frame's arrival is taken after its decoding, so a decoder's wait for a core is not in frame→caption; a decoder that does not keep up fails the trial as ingest falling behind real time.`,
     'Why a live server: a camera or relay delivers a live stream over the network, and ffmpeg waits on the socket between frames. Reading a file with -re instead (what B3 did before) makes every ffmpeg child poll its clock every 10 ms; the decode table measures that emulation next to the live delivery.',
     'Token events at piece granularity (each sampled token as soon as it completes a character), so the first token event is the first sampled token. Latency = frame arrival (the ingest source hands the frame over) → the caption event reaching the pipeline\'s consumer. Only frames that arrived inside the measured window count; warm-up (ffmpeg and model start) is excluded. A trial fails on any dropped frame, a p99 over 500 ms, a frame without caption, or ingest falling behind real time.',
     'Ingest-only ceiling: the same frame sources (one ffmpeg child per stream, the same decode options, the same live server) with nothing behind them, the same search; a trial fails on a dropped frame, on fewer frames than real time, or a p99 frame lateness (arrival against the stream\'s own clock, less its median) over 500 ms.',

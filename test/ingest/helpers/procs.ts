@@ -5,6 +5,8 @@ export interface ChildInfo {
   pid: number;
   comm: string;
   state: string;
+  /** Its niceness. */
+  nice: number;
 }
 
 export function childProcesses(ppid = process.pid): ChildInfo[] {
@@ -20,7 +22,7 @@ export function childProcesses(ppid = process.pid): ChildInfo[] {
     const close = stat.lastIndexOf(')');
     const comm = stat.slice(stat.indexOf('(') + 1, close);
     const fields = stat.slice(close + 2).split(' ');
-    if (Number(fields[1]) === ppid) out.push({ pid: Number(name), comm, state: fields[0] ?? '?' });
+    if (Number(fields[1]) === ppid) out.push({ pid: Number(name), comm, state: fields[0] ?? '?', nice: Number(fields[16]) });
   }
   return out;
 }
