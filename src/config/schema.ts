@@ -309,7 +309,7 @@ export const ingestSchema = z.strictObject({
       skipLoopFilter: z.boolean().optional(),
       /** A hardware decoder (ffmpeg -hwaccel), e.g. vaapi, cuda, auto. */
       hwaccel: boundedString(STRING_LIMITS.hwaccel).regex(HWACCEL_RE, 'must be an ffmpeg hwaccel name (lower-case letters, digits, _)').optional(),
-      /** The ffmpeg children's niceness (0–19): above 0 they yield the cores to the daemon's model runs. */
+      /** Added to the daemon's niceness for its ffmpeg children (0–19): above 0 they yield the cores to the model's runs. */
       nice: z.int().min(NICE_RANGE.min).max(NICE_RANGE.max).optional(),
     })
     .optional(),

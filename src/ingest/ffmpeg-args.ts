@@ -52,7 +52,8 @@ export const RTSP_PROBE = { bytes: 32_768, us: 500_000 } as const;
  *   10 fps 0.38 → 0.31).
  * - hwaccel: a hardware decoder (-hwaccel, e.g. 'vaapi', 'cuda', 'auto'); ffmpeg falls back
  *   to software decoding when it cannot use it.
- * - nice: the child's niceness, 0–19 (started through `nice`; ignored on Windows). Above 0 the
+ * - nice: how much lower the child's priority is than the daemon's, 0–19 (started through
+ *   `nice -n`, which adds it to the daemon's niceness, capped at 19; ignored on Windows). Above 0 the
  *   children yield the cores to the daemon: with many streams a frame's model runs no longer
  *   wait behind decoders, while a decoder's wait is short (the model's work per frame is
  *   small) and its input waits in the socket. It changes no frame; it cannot make a decoder
