@@ -197,7 +197,7 @@ export class FfmpegAttempt {
       stdout: this.assembler,
       ...(args.extraOutput ? { extraOutput: args.extraOutput } : {}),
       onStderrLine: (line) => this.onStderrLine(line),
-      ...(o.decode?.nice ? { niceness: o.decode.nice } : {}),
+      niceness: o.decode?.nice,
     });
     return this.child;
   }

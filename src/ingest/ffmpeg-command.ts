@@ -30,8 +30,8 @@ export interface FfmpegChildOptions {
   onStderrLine: (line: string) => void;
   /** Lines of stderr kept by fluent-ffmpeg for its own messages (default 50). */
   stderrLines?: number;
-  /** The child's niceness (fluent-ffmpeg starts it through nice; ignored on Windows). */
-  niceness?: number;
+  /** Added to this process's niceness for the child (fluent-ffmpeg starts it through `nice -n`; 0 or absent: not; ignored on Windows). */
+  niceness?: number | undefined;
 }
 
 export interface FfmpegExit {
@@ -54,7 +54,7 @@ export interface FfmpegChild {
 type GetPath = (cb: (err: Error | null, path?: string) => void) => void;
 
 export function startFfmpeg(opts: FfmpegChildOptions): FfmpegChild {
-  const command = ffmpeg({ stdoutLines: opts.stderrLines ?? 50, ...(opts.niceness ? { niceness: opts.niceness } : {}) });
+  const command = ffmpeg({ stdoutLines: opts.stderrLines ?? 50, niceness: opts.niceness ?? 0 });
   // Per-instance binary (see the header comment).
   (command as unknown as { _getFfmpegPath: GetPath })._getFfmpegPath = (cb) => cb(null, opts.ffmpegPath);
 
