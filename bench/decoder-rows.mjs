@@ -29,8 +29,10 @@ const opts = isMainThread
 if (isMainThread) opts.sync = new SharedArrayBuffer(4);
 const WARMUP = 30;
 const WINDOW = { size: 8, length: 3 };
+/** Entries of padding after each row's cache (the engine lays rows out with this headroom). */
+const PADDING = 16;
 
-/** B rows of one step: positions after `past − 16` cached entries, every cache filled with small finite values. */
+/** B rows of one step: positions after `past − PADDING` cached entries, every cache filled with small finite values. */
 function batchInput(dims, b, o) {
   const { layers, kvHeads, headDim, casaLayers, imageTokens } = dims;
   const cache = (blocks, size, length) => {
@@ -44,7 +46,7 @@ function batchInput(dims, b, o) {
     };
   };
   const filled = (v) => BigInt64Array.from({ length: b * o.tokens }, () => BigInt(v));
-  const length = Math.max(0, o.past - 16);
+  const length = Math.max(0, o.past - PADDING);
   return {
     rows: b,
     tokens: o.tokens,
