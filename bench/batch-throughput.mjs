@@ -1,16 +1,18 @@
 #!/usr/bin/env node
 // node bench/batch-throughput.mjs [--sessions 1,8,64,256] [--seconds 5] [--engines unbatched,w1i1,w2i1,w1i2]
-//                                 [--gather 2] [--frame-gather 80] [--max 64] [--bundle models/casa-tiny] [--out FILE]
+//                                 [--gather 2] [--frame-gather 80] [--max 64] [--bundle models/casa-tiny]
+//                                 [--dist dist] [--out FILE]
 // Captioned frames per second against the number of concurrent sessions, for the unbatched
 // engine and batched ones (workers × intra-op threads), in one run: every session captions
 // noise frames back to back with exactly 5 tokens per frame (EOS masked, as B2 and B7 do),
 // for --seconds after one warm-up frame each. Also the main thread's event-loop delay p99
 // (perf_hooks monitorEventLoopDelay) while it runs, the batched engine's rows per run, and
-// frames per CPU-second of the process (the figure least disturbed by other load).
+// frames per CPU-second of the process (the figure least disturbed by other load). `--dist`
+// measures another build of the engine (a copy of dist/ with a change, to compare builds).
 // Builds nothing: run `npm run build` first. Writes bench/results/tmp/batch-throughput.json.
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { Model } from '../dist/engine.js';
+import { pathToFileURL } from 'node:url';
 import { arg, FRAMES as frames, measureGrid, ratio, root, round, SESSION, statsDelta, writeResult } from './engine-load-common.mjs';
 
 const SESSIONS = arg('sessions', '1,8,64,256').split(',').map(Number);
@@ -20,6 +22,8 @@ const GATHER = Number(arg('gather', '2'));
 const FRAME_GATHER = Number(arg('frame-gather', '80'));
 const MAX = Number(arg('max', '64'));
 const OUT = path.resolve(root, arg('out', 'bench/results/tmp/batch-throughput.json'));
+const DIST = path.resolve(root, arg('dist', 'dist'));
+const { Model } = await import(pathToFileURL(path.join(DIST, 'engine.js')).href);
 const ENGINES = {
   unbatched: { batch: false },
   w1i1: { batch: { workers: 1, maxSize: MAX, gatherMs: GATHER, frameGatherMs: FRAME_GATHER }, intraOpNumThreads: 1 },
@@ -91,4 +95,4 @@ const summary = SESSIONS.map((n) => {
   return row;
 });
 console.table(summary);
-writeResult(OUT, 'batch-throughput (bench/batch-throughput.mjs)', BUNDLE, { settings: { seconds: SECONDS, gatherMs: GATHER, frameGatherMs: FRAME_GATHER, maxSize: MAX, session: SESSION }, summary, results });
+writeResult(OUT, 'batch-throughput (bench/batch-throughput.mjs)', BUNDLE, { settings: { seconds: SECONDS, dist: path.relative(root, DIST), gatherMs: GATHER, frameGatherMs: FRAME_GATHER, maxSize: MAX, session: SESSION }, summary, results });
