@@ -28,6 +28,8 @@ export interface CaptionArgs {
   maxTokens?: number;
   /** End a frame's text when its 1/fps budget is spent (live pacing). */
   realtimeDeadline?: boolean;
+  /** Run an ONNX bundle on the batched engine (inference worker threads) instead of this thread. */
+  batch?: boolean;
   /** The stream's instruction, for models that take one (hf: worker models). */
   prompt?: string;
   srt?: string;
@@ -100,6 +102,11 @@ export interface CaptionPlan {
   /** Live outputs: an MQTT broker, a YouTube Live caption ingestion URL. */
   feeds: CaptionFeeds;
   modelDir: string;
+  /**
+   * The batched engine (inference worker threads) for an ONNX bundle; otherwise the stream's
+   * graphs run on the main thread, the faster engine for one stream (docs/cli.md, --batch).
+   */
+  batched: boolean;
 }
 
 export interface CaptionFeeds {
@@ -219,6 +226,7 @@ export function resolveCaptionPlan(args: CaptionArgs, env: NodeJS.ProcessEnv): C
     streamId,
     logLevel,
     realtime: args.realtime === true,
+    batched: args.batch === true,
     quiet: args.quiet === true,
     outputs,
     feeds,

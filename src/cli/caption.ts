@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { CaptionModel } from '../engine.js';
+import { Model, type CaptionModel } from '../engine.js';
 import { CasaLiveError } from '../errors.js';
 import { stampEvent, type CaptionEvent, type StreamEvent } from '../events.js';
 import { isLiveKind, resolveFfmpeg, SOURCE_DEFAULTS } from '../ingest/index.js';
@@ -207,7 +207,8 @@ export async function runCaption(args: CaptionArgs, io: CliIo): Promise<number> 
   try {
     display.statusLine(`loading model ${plan.modelDir}…`);
     logger.info({ model: plan.modelDir }, 'loading model');
-    model = await loadModelRef(plan.modelDir, { worker: { logger } }, io.env);
+    model = await loadModelRef(plan.modelDir, { worker: { logger }, ...(plan.batched ? {} : { batch: false }) }, io.env);
+    logger.info({ model: plan.modelDir, runtime: model.runtime, ...(model instanceof Model ? { engine: model.engine } : {}) }, 'model loaded');
     if (control.interrupted) throw new ExitRequest(130);
     return await captionWith(model, plan, { display, outputs, control, logger, io, started });
   } catch (err) {

@@ -65,6 +65,10 @@ const caption: CommandDef = {
       .option('temperature', { type: 'number', describe: 'sampling temperature (0 = greedy)', defaultDescription: "the model's" })
       .option('max-tokens', { type: 'number', describe: 'most tokens generated per frame', defaultDescription: "the model's" })
       .option('realtime-deadline', { type: 'boolean', describe: "end a frame's text once its 1/fps budget is spent, so captions keep pace with a live stream" })
+      .option('batch', {
+        type: 'boolean',
+        describe: "run the model in inference worker threads, as the daemon does; without it the one stream's graphs run on this thread, which is faster for one stream (ONNX bundles)",
+      })
       .option('prompt', { type: 'string', describe: "instruction for models that take one (hf: models); a bundle's prompt is fixed", requiresArg: true })
       .option('srt', { type: 'string', describe: 'write SubRip subtitles to FILE', requiresArg: true })
       .option('vtt', { type: 'string', describe: 'write WebVTT subtitles to FILE', requiresArg: true })
@@ -257,6 +261,7 @@ const CAPTION_FLAGS: ReadonlyArray<[keyof CaptionArgs, string]> = [
   ['temperature', 'temperature'],
   ['maxTokens', 'max-tokens'],
   ['realtimeDeadline', 'realtime-deadline'],
+  ['batch', 'batch'],
   ['prompt', 'prompt'],
   ['srt', 'srt'],
   ['vtt', 'vtt'],

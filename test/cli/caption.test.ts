@@ -156,6 +156,26 @@ describe('casa-live caption', () => {
     expect(cc.map((e) => e.text)).not.toEqual(ca.map((e) => e.text));
   });
 
+  it('runs its one stream on the main thread, or on the batched engine with --batch: the same greedy captions', async () => {
+    const run = async (extra: string[]) => {
+      const jsonl = path.join(tmp.dir, `engine${extra.length}.jsonl`);
+      const r = await runCli(['caption', clip, '--model', DEV_MODEL, '-q', '--temperature', '0', '--max-frames', '4', '--jsonl', jsonl, '--log-level', 'info', ...extra]);
+      expect(r.code).toBe(0);
+      const loaded = r.stderr
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l))
+        .find((e) => e.msg === 'model loaded');
+      const captions = readJsonl(jsonl).filter((e) => e.type === 'caption');
+      return { engine: loaded?.engine, texts: captions.map((e) => e.text) };
+    };
+    const [plain, batched] = await Promise.all([run([]), run(['--batch'])]);
+    expect(plain.engine).toEqual({ batched: false, reason: 'batch: false' });
+    expect(batched.engine).toMatchObject({ batched: true });
+    expect(plain.texts).toHaveLength(4);
+    expect(batched.texts).toEqual(plain.texts);
+  });
+
   it('reads stdin (-) and stops quietly when the reader of stdout goes away', async () => {
     const ts = path.join(tmp.dir, 'clip.ts');
     await ffmpeg(['-i', clip, '-c', 'copy', '-f', 'mpegts', ts]);
