@@ -73,21 +73,27 @@ async function runRound(steps: StepOp[]): Promise<void> {
   }
 }
 
+/**
+ * Runs rounds while the gather rule has steps ready; a message or the gather timer starts it
+ * again. A loop, not a recursion: under a backlog that never empties, each awaited recursive
+ * call would keep the one before it alive.
+ */
 async function pump(): Promise<void> {
   if (busy) return;
-  if (timer) clearTimeout(timer);
-  timer = undefined;
-  apply(pending);
-  pending = [];
-  if (releasing) return release();
-  const decision = rule.decide(executor.stats.streams);
-  if (!decision) return;
-  if ('waitMs' in decision) {
-    timer = setTimeout(() => void pump(), Math.max(1, Math.ceil(decision.waitMs)));
-    return;
+  for (;;) {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+    apply(pending);
+    pending = [];
+    if (releasing) return release();
+    const decision = rule.decide(executor.stats.streams);
+    if (!decision) return;
+    if ('waitMs' in decision) {
+      timer = setTimeout(() => void pump(), Math.max(1, Math.ceil(decision.waitMs)));
+      return;
+    }
+    await runRound(decision.run);
   }
-  await runRound(decision.run);
-  await pump();
 }
 
 async function release(): Promise<void> {
