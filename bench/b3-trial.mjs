@@ -11,14 +11,12 @@
 // another. `--nice` sets decode.nice of the ffmpeg children (B3 uses 10). Builds nothing: run
 // `npm run build` first. Writes bench/results/tmp/b3-trial.json.
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { arg, root, writeResult } from './engine-load-common.mjs';
+import { arg, distModule, root, writeResult } from './engine-load-common.mjs';
 
-const dist = (...parts) => pathToFileURL(path.join(root, 'dist', 'bench', ...parts)).href;
-const { makeContext } = await import(dist('context.js'));
-const { defaultBundles } = await import(dist('index.js'));
-const { b3Params, runTrial } = await import(dist('suites', 'b3.js'));
-const { startLive } = await import(dist('suites', 'b3-ingest.js'));
+const { makeContext } = await distModule('bench/context.js');
+const { defaultBundles } = await distModule('bench/index.js');
+const { b3Params, runTrial } = await distModule('bench/suites/b3.js');
+const { startLive } = await distModule('bench/suites/b3-ingest.js');
 
 const STREAMS = Number(arg('streams', '176'));
 const MEASURE_S = Number(arg('measure', '20'));

@@ -12,8 +12,7 @@
 // Builds nothing: run `npm run build` first. Writes bench/results/tmp/batch-throughput.json.
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { pathToFileURL } from 'node:url';
-import { arg, FRAMES as frames, measureGrid, ratio, root, round, SESSION, statsDelta, writeResult } from './engine-load-common.mjs';
+import { arg, DIST, distModule, FRAMES as frames, measureGrid, ratio, root, round, SESSION, statsDelta, writeResult } from './engine-load-common.mjs';
 
 const SESSIONS = arg('sessions', '1,8,64,256').split(',').map(Number);
 const SECONDS = Number(arg('seconds', '5'));
@@ -22,8 +21,7 @@ const GATHER = Number(arg('gather', '2'));
 const FRAME_GATHER = Number(arg('frame-gather', '80'));
 const MAX = Number(arg('max', '64'));
 const OUT = path.resolve(root, arg('out', 'bench/results/tmp/batch-throughput.json'));
-const DIST = path.resolve(root, arg('dist', 'dist'));
-const { Model } = await import(pathToFileURL(path.join(DIST, 'engine.js')).href);
+const { Model } = await distModule('engine.js');
 const ENGINES = {
   unbatched: { batch: false },
   w1i1: { batch: { workers: 1, maxSize: MAX, gatherMs: GATHER, frameGatherMs: FRAME_GATHER }, intraOpNumThreads: 1 },

@@ -12,7 +12,7 @@
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { arg, root, round, writeResult } from './engine-load-common.mjs';
+import { arg, DIST, root, round, writeResult } from './engine-load-common.mjs';
 
 const opts = isMainThread
   ? {
@@ -22,7 +22,7 @@ const opts = isMainThread
       runs: Number(arg('runs', '150')),
       parallel: Math.max(1, Number(arg('parallel', '1'))),
       bundle: path.resolve(root, arg('bundle', 'models/casa-tiny')),
-      dist: path.resolve(root, arg('dist', 'dist')),
+      dist: DIST,
       out: path.resolve(root, arg('out', 'bench/results/tmp/decoder-rows.json')),
     }
   : workerData;

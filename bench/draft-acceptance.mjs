@@ -8,29 +8,33 @@
 // frame's from the start — the draft tokens one verifying run would accept. Tokens are
 // compared by their text pieces. Builds nothing: run `npm run build` first. Writes
 // bench/results/tmp/draft-acceptance.json.
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { gunzipSync } from 'node:zlib';
-import { Model } from '../dist/engine.js';
-import { arg, FRAMES, root, round, SESSION, writeResult } from './engine-load-common.mjs';
+import { arg, distModule, FRAMES, root, round, SESSION, writeResult } from './engine-load-common.mjs';
 
+const { Model } = await distModule('engine.js');
+const { readRawFrames } = await distModule('harness/long-stream.js');
 const NOISE = process.argv.includes('--noise');
 const BUNDLE = path.resolve(root, arg('bundle', 'models/casa-tiny'));
 const OUT = path.resolve(root, arg('out', 'bench/results/tmp/draft-acceptance.json'));
-const SIZE = 64 * 64 * 3;
-const world = NOISE ? undefined : gunzipSync(readFileSync(path.join(root, 'test', 'fixtures', 'long-stream', 'frames.rgb.gz')));
-const COUNT = Math.min(Number(arg('frames', '200')), world ? world.length / SIZE : Infinity);
-
-function rgbOf(i) {
-  return world ? world.subarray(i * SIZE, (i + 1) * SIZE) : FRAMES[i % FRAMES.length].rgb;
-}
+const COUNT = Number(arg('frames', '200'));
+const WORLD = path.join(root, 'test', 'fixtures', 'long-stream', 'frames.rgb.gz');
 
 const model = await Model.load(BUNDLE, { batch: false });
+const { width, height } = model.manifest.image;
+
+/** The frames' rgb24 pictures: the fixture's (at the model's size), or the noise frames in turn. */
+async function* pictures() {
+  if (NOISE) for (let i = 0; ; i++) yield FRAMES[i % FRAMES.length];
+  else for await (const rgb of readRawFrames(WORLD, width * height * 3)) yield { rgb, width, height };
+}
+
 const session = await model.openSession({ ...SESSION, tokenGranularity: 'piece' });
 const captions = [];
-for (let i = 0; i < COUNT; i++) {
-  const frame = { index: i, ptsSeconds: i / 2, receivedAt: Date.now(), width: 64, height: 64, rgb: rgbOf(i) };
+for await (const picture of pictures()) {
+  if (captions.length === COUNT) break;
+  const i = captions.length;
   const pieces = [];
+  const frame = { index: i, ptsSeconds: i / 2, receivedAt: Date.now(), width: picture.width, height: picture.height, rgb: picture.rgb };
   for await (const ev of session.captionFrame(frame)) if (ev.type === 'token') pieces.push(ev.text);
   captions.push(pieces);
 }

@@ -1,10 +1,10 @@
-// Shared by bench/batch-throughput.mjs and bench/realtime-batching.mjs: the command line, the
-// sessions' settings (exactly 5 tokens per frame, EOS masked, as B2/B3/B7 do), noise frames,
-// and how a result file is written.
+// Shared by the engine scripts in bench/ (batch-throughput, realtime-batching, one-stream-latency, …):
+// the command line, the build measured (`--dist`), the sessions' settings (exactly 5 tokens per
+// frame, EOS masked, as B2/B3/B7 do), noise frames, and how a result file is written.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -12,6 +12,14 @@ export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export function arg(name, fallback) {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 ? process.argv[i + 1] : fallback;
+}
+
+/** The build of the engine measured: `--dist DIR` (a changed copy of dist/, to compare builds), else dist/. */
+export const DIST = path.resolve(root, arg('dist', 'dist'));
+
+/** A module of that build, e.g. `await distModule('engine.js')`. */
+export function distModule(file) {
+  return import(pathToFileURL(path.join(DIST, file)).href);
 }
 
 export const SESSION = { temperature: 0, maxNewTokensPerFrame: 5, eosBias: -1e9, greedyProcessors: true, repetitionPenalty: 1, seed: 1 };

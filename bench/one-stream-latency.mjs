@@ -10,19 +10,17 @@
 // (e.g. a worktree's dist, to compare commits). Builds nothing: run `npm run build` first.
 // Writes bench/results/tmp/one-stream-latency.json.
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { arg, FRAMES, root, round, SESSION, writeResult } from './engine-load-common.mjs';
+import { arg, DIST, distModule, FRAMES, root, round, SESSION, writeResult } from './engine-load-common.mjs';
 
 const FRAME_COUNT = Number(arg('frames', '100'));
 const REPEATS = Number(arg('repeats', '2'));
 const GAP_MS = Number(arg('gap', '20'));
 const BUNDLE = path.resolve(root, arg('bundle', 'models/casa-tiny'));
-const DIST = path.resolve(root, arg('dist', 'dist'));
 const OUT = path.resolve(root, arg('out', 'bench/results/tmp/one-stream-latency.json'));
 const ENGINES = { unbatched: { batch: false }, batched: {} };
 const WARMUP = 10;
 
-const { Model } = await import(pathToFileURL(path.join(DIST, 'engine.js')).href);
+const { Model } = await distModule('engine.js');
 
 function quantile(sorted, q) {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
