@@ -255,10 +255,10 @@ function ingestRow(t: IngestTrialResult): Record<string, unknown> {
   };
 }
 
-type TrialRunner = (n: number, phase: 'search' | 'confirm') => Promise<Trial>;
+export type TrialRunner = (n: number, phase: 'search' | 'confirm') => Promise<Trial>;
 
 /** The most streams that passed: doubling from `from` until a trial fails, then bisection to within 8%. */
-async function searchCapacity(trial: (n: number, phase: 'search') => Promise<{ pass: boolean }>, from: number, maxStreams: number): Promise<number> {
+export async function searchCapacity(trial: (n: number, phase: 'search') => Promise<{ pass: boolean }>, from: number, maxStreams: number): Promise<number> {
   let lo = 0;
   let hi = Infinity;
   for (let n = from; n <= maxStreams; n *= 2) {
@@ -278,25 +278,27 @@ async function searchCapacity(trial: (n: number, phase: 'search') => Promise<{ p
   return lo;
 }
 
-/** Confirms with longer, repeated runs, stepping down when a confirmation fails (0: none held). */
-async function confirmCapacity(found: number, repeats: number, trial: TrialRunner): Promise<{ capacity: number; confirm: Trial[] }> {
-  let capacity = found;
-  const confirm: Trial[] = [];
-  for (let attempt = 0; capacity > 0 && attempt < 3; attempt++) {
-    confirm.length = 0;
-    let ok = true;
+/** How many levels the confirmation tries, each 8 % below the one before (200 → 112 at the last). */
+export const CONFIRM_LEVELS = 8;
+
+/**
+ * Confirms with longer, repeated runs, stepping down 8 % when a confirmation fails, until a
+ * level holds every run or CONFIRM_LEVELS levels were tried (capacity 0: none held). The
+ * confirmations are the runs that count: the search's short trials only find where to start.
+ */
+export async function confirmCapacity(found: number, repeats: number, trial: TrialRunner): Promise<{ capacity: number; confirm: Trial[] }> {
+  let confirm: Trial[] = [];
+  for (let level = 0, capacity = found; capacity > 0 && level < CONFIRM_LEVELS; level++) {
+    confirm = [];
     for (let r = 0; r < repeats; r++) {
       const t = await trial(capacity, 'confirm');
       confirm.push(t);
-      if (!t.pass) {
-        ok = false;
-        break;
-      }
+      if (!t.pass) break;
     }
-    if (ok) break;
-    capacity = Math.max(0, capacity - Math.max(1, Math.round(capacity * 0.08)));
+    if (confirm.every((t) => t.pass)) return { capacity, confirm };
+    capacity -= Math.max(1, Math.round(capacity * 0.08));
   }
-  return { capacity: confirm.length > 0 && confirm.every((t) => t.pass) ? capacity : 0, confirm };
+  return { capacity: 0, confirm };
 }
 
 export const CAPACITY_TARGET = 200;
