@@ -12,8 +12,9 @@ cd "$(dirname "$0")/.."
 ROUNDS="${1:-2}"
 REV="${2:-4b3b6e2}"
 OUT="$PWD/bench/results/tmp/b4-before"
-OLD="$(mktemp -d)/before"
-cleanup() { git worktree remove --force "$OLD" >/dev/null 2>&1 || true; }
+TMP="$(mktemp -d)"
+OLD="$TMP/before"
+cleanup() { git worktree remove --force "$OLD" >/dev/null 2>&1 || true; rm -rf "$TMP"; }
 trap cleanup EXIT
 mkdir -p "$OUT"
 git worktree add --detach "$OLD" "$REV" >/dev/null
