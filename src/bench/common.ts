@@ -293,8 +293,9 @@ export class WorkerHandle {
   private stderr = '';
   readonly exitedPromise: Promise<void>;
 
-  constructor(log: (line: string) => void, opts: { execArgv?: string[]; label?: string } = {}) {
-    const script = path.join(packageRoot(), 'dist', 'bench', 'worker.js');
+  /** `script`: another build's bench worker (src/bench/other-build.ts); default this build's. */
+  constructor(log: (line: string) => void, opts: { execArgv?: string[]; label?: string; script?: string } = {}) {
+    const script = opts.script ?? path.join(packageRoot(), 'dist', 'bench', 'worker.js');
     if (!existsSync(script)) throw new Error(`${script} is missing: run "npm run build" first`);
     this.child = fork(script, [], {
       execArgv: opts.execArgv ?? ['--expose-gc'],
@@ -355,9 +356,9 @@ export class WorkerHandle {
   }
 }
 
-/** Runs one task in a fresh worker and ends it. */
-export async function inWorker<T>(log: (line: string) => void, label: string, task: TaskMessage): Promise<T> {
-  const w = new WorkerHandle(log, { label });
+/** Runs one task in a fresh worker (this build's, or `script`) and ends it. */
+export async function inWorker<T>(log: (line: string) => void, label: string, task: TaskMessage, script?: string): Promise<T> {
+  const w = new WorkerHandle(log, { label, ...(script ? { script } : {}) });
   try {
     return await w.call<T>(task);
   } finally {

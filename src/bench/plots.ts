@@ -236,7 +236,7 @@ function b4(r: PlotInput): Record<string, string> {
         { name: '1 stream: caption', color: COLORS.casa, points: cdf(all(one, 'captionMs')) },
         ...Object.entries((r.samples.oneStreamByEngine as Record<string, Any[]> | undefined) ?? {})
           .slice(1)
-          .map(([name, runs]) => ({ name: `1 stream, ${name} engine: caption`, color: COLORS.third, points: cdf(all(runs, 'captionMs')) })),
+          .map(([name, runs], i) => ({ name: `1 stream, ${name} engine: caption`, color: i === 0 ? COLORS.third : COLORS.fourth, points: cdf(all(runs, 'captionMs')) })),
         ...(capStreams
           ? [
               { name: `${capStreams} streams: first token`, color: COLORS.insertion, dash: '5 3', points: cdf(all(cap, 'firstTokenMs')) },

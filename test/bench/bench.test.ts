@@ -12,7 +12,7 @@ import { SUITE_FILES, SUITE_IDS, type SuiteResult } from '../../src/bench/common
 import { runB1 } from '../../src/bench/suites/b1.js';
 import { runB2 } from '../../src/bench/suites/b2.js';
 import { runB3, type B3Params } from '../../src/bench/suites/b3.js';
-import { runB4 } from '../../src/bench/suites/b4.js';
+import { PRE_BATCHING, runB4 } from '../../src/bench/suites/b4.js';
 import { runB5 } from '../../src/bench/suites/b5.js';
 import { runB6 } from '../../src/bench/suites/b6.js';
 import { B7_ENGINES, runB7, type B7Params } from '../../src/bench/suites/b7.js';
@@ -77,7 +77,10 @@ describe('casa-live bench (smoke, tiny inputs)', () => {
         b1: (ctx) => runB1(ctx, { frames: 60, casaRepeats: 1, insertionRepeats: 1, extendBudgetS: 0, extendMaxFrames: 60, rssEvery: 10, compressedTokens: havePython ? [2] : [] }),
         b2: (ctx) => runB2(ctx, { frames: 3, repeats: 1, warmup: 1, threads: 1 }),
         b3: (ctx) => runB3(ctx, b3Tiny),
-        b4: (ctx) => runB4(ctx, { singleRepeats: 1, measureS: 1.2, warmupS: 0.6, graceS: 0.3 }, b3Tiny),
+        // The engine before batching, as a full run builds 4b3b6e2: here this checkout's HEAD
+        // (present in any clone, shallow or not), built in a temporary worktree and run by its
+        // own bench worker — the same machinery on a revision that always exists.
+        b4: (ctx) => runB4(ctx, { singleRepeats: 1, measureS: 1.2, warmupS: 0.6, graceS: 0.3, beforeBatching: 'HEAD' }, b3Tiny),
         b5: (ctx) => runB5(ctx, { clients: 20, windows: 1, windowS: 1.2, variants: [{ name: 'fsync off', fsync: false }], tokensPerFrame: 3, frameMs: 200, settleS: 0.3 }),
         b6: (ctx) => runB6(ctx, { streamSeconds: 40, sampleEvery: 10, restartCycles: 1, warmupFraction: 0.1, warmupMinWallS: 0, warmupSettleS: 0 }),
         b7: (ctx) => runB7(ctx, b7Tiny),
@@ -141,6 +144,12 @@ describe('casa-live bench (smoke, tiny inputs)', () => {
     }
     const b3 = run.results.find((r) => r.suite === 'b3') as SuiteResult;
     expect((b3.results.trials as unknown[]).length).toBeGreaterThan(0);
+    const b4 = run.results.find((r) => r.suite === 'b4') as SuiteResult;
+    const engines = b4.results.oneStreamByEngine as Record<string, { captionMs: { n: number; p99: number } }>;
+    expect(Object.keys(engines)).toEqual(['default', PRE_BATCHING]);
+    expect(engines[PRE_BATCHING]?.captionMs.n).toBeGreaterThan(0);
+    const vsBefore = b4.targets.find((t) => t.name.includes('÷ the engine before batching (HEAD) in the same runs'));
+    expect(vsBefore?.value).toBeCloseTo((engines.default?.captionMs.p99 ?? NaN) / (engines[PRE_BATCHING]?.captionMs.p99 ?? NaN), 2);
     const b5 = run.results.find((r) => r.suite === 'b5') as SuiteResult;
     const v = (b5.results.variants as Array<{ captionMs: { n: number }; closedClients: number[] }>)[0];
     expect(v?.captionMs.n).toBeGreaterThan(0);

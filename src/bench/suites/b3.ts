@@ -82,6 +82,13 @@ export type Trial = Omit<PipelinesResult, 'samples'> & { phase: 'search' | 'conf
 /** What a trial's pipelines read: a clip file (at native speed), or the live server's streams. */
 export type TrialInput = Clip | { live: string; decode?: DecodeOptions };
 
+/** A trial run by another build's bench worker (src/bench/other-build.ts) on its own bundle. */
+export interface TrialBuild {
+  label: string;
+  workerScript: string;
+  bundle: string;
+}
+
 export function pipelinesTask(ctx: SuiteContext, input: TrialInput, streams: number, measureS: number, warmupS: number, graceS: number, load?: LoadOptions): PipelinesTask {
   return {
     kind: 'pipelines',
@@ -103,13 +110,14 @@ export async function runTrial(
   ctx: SuiteContext,
   input: TrialInput,
   streams: number,
-  o: { measureS: number; warmupS: number; graceS: number; load?: LoadOptions },
+  o: { measureS: number; warmupS: number; graceS: number; load?: LoadOptions; build?: TrialBuild },
   phase: Trial['phase'],
   suite = 'B3',
 ): Promise<Trial> {
   const { measureS, warmupS } = o;
-  ctx.log(`${suite} trial (${phase}): ${streams} stream${streams === 1 ? '' : 's'}, ${warmupS} s warm-up + ${measureS} s measured`);
-  const r = await inWorker<PipelinesResult>(ctx.log, `${streams} streams`, pipelinesTask(ctx, input, streams, measureS, warmupS, o.graceS, o.load));
+  ctx.log(`${suite} trial (${phase}): ${streams} stream${streams === 1 ? '' : 's'}, ${warmupS} s warm-up + ${measureS} s measured${o.build ? ` (${o.build.label})` : ''}`);
+  const task = pipelinesTask(ctx, input, streams, measureS, warmupS, o.graceS, o.load);
+  const r = await inWorker<PipelinesResult>(ctx.log, `${streams} streams`, o.build ? { ...task, bundle: o.build.bundle } : task, o.build?.workerScript);
   ctx.log(
     `  → ${r.pass ? 'pass' : 'FAIL'}: p99 caption ${r.captionMs.p99} ms, first token p99 ${r.firstTokenMs.p99} ms, dropped ${r.dropped}, node CPU ${r.nodeCpuPercent}%, machine CPU ${r.machineCpuPercent ?? '?'}%${r.reasons.length ? ` (${r.reasons.join('; ')})` : ''}`,
   );
