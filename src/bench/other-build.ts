@@ -8,10 +8,11 @@
  * The revision is checked out in a temporary git worktree, using this checkout's
  * node_modules, and compiled with this checkout's TypeScript; its own bench worker
  * (dist/bench/worker.js) then runs tasks with its own bundles. Needs git and the revision in
- * the history (a shallow clone may lack it: the caller falls back and says why).
+ * the history (a shallow clone may lack it: the caller falls back and says why). The
+ * worktree is removed by close(), and on process exit (Ctrl-C) if close() did not run.
  */
-import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -23,8 +24,8 @@ export const BEFORE_BATCHING_REV = '4b3b6e2';
 
 export interface OtherBuild {
   rev: string;
-  /** The worktree: the revision's sources, models and dist/. */
-  dir: string;
+  /** This package's root in the worktree: the revision's sources, models and dist/. */
+  root: string;
   /** Its bench worker, forked instead of this build's. */
   workerScript: string;
   /** Removes the worktree and its temporary directory. */
@@ -35,38 +36,55 @@ function run(cmd: string, args: readonly string[], cwd: string, timeoutMs: numbe
   return new Promise((resolve, reject) => {
     execFile(cmd, args, { cwd, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`${path.basename(cmd)} ${args.join(' ')} failed: ${(stderr || stdout || err.message).trim().split('\n').slice(-3).join(' ')}`));
-      else resolve(stdout);
+      else resolve(stdout.trim());
     });
   });
 }
 
+/** Removes a worktree synchronously (the exit hook), then its temporary directory. */
+function removeWorktreeSync(top: string, dir: string, tmp: string): void {
+  try {
+    execFileSync('git', ['worktree', 'remove', '--force', dir], { cwd: top, stdio: 'ignore', timeout: 30_000 });
+  } catch {
+    /* removed below; `git worktree prune` forgets it later */
+  }
+  rmSync(tmp, { recursive: true, force: true });
+}
+
 /**
- * Checks out `rev` of the repository at `root` in a temporary worktree and builds it.
- * Rejects with the reason when it cannot (no git, no such revision, the build failed),
- * leaving nothing behind.
+ * Checks out `rev` of the git repository holding `root` (this package) in a temporary
+ * worktree and builds it there. Rejects with the reason when it cannot (no git, no such
+ * revision, the build failed), leaving nothing behind.
  */
 export async function buildOtherRevision(root: string, rev: string, log: (line: string) => void): Promise<OtherBuild> {
-  const git = (args: readonly string[]): Promise<string> => run('git', args, root, 60_000);
+  const top = await run('git', ['rev-parse', '--show-toplevel'], root, 30_000).catch(() => {
+    throw new Error(`${root} is not in a git repository (or git is missing)`);
+  });
+  const git = (args: readonly string[]): Promise<string> => run('git', args, top, 60_000);
   await git(['rev-parse', '--verify', '--quiet', `${rev}^{commit}`]).catch(() => {
-    throw new Error(`revision ${rev} is not in the git history of ${root} (a shallow clone, or no git repository)`);
+    throw new Error(`revision ${rev} is not in the git history of ${top} (a shallow clone?)`);
   });
   const tsc = path.join(root, 'node_modules', 'typescript', 'bin', 'tsc');
   if (!existsSync(tsc)) throw new Error(`${tsc} is missing: run "npm ci" first`);
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'casa-live-rev-'));
-  const dir = path.join(tmp, rev);
+  const dir = path.join(tmp, rev.replace(/[^A-Za-z0-9._-]/g, '_'));
+  const onExit = (): void => removeWorktreeSync(top, dir, tmp);
+  process.on('exit', onExit);
   const close = async (): Promise<void> => {
-    await git(['worktree', 'remove', '--force', dir]).catch(() => undefined);
+    process.off('exit', onExit);
+    const removed = await git(['worktree', 'remove', '--force', dir]).then(() => true, () => false);
     rmSync(tmp, { recursive: true, force: true });
-    await git(['worktree', 'prune']).catch(() => undefined);
+    if (!removed) await git(['worktree', 'prune']).catch(() => undefined);
   };
   try {
     log(`building revision ${rev} in a temporary worktree (${dir})`);
     await git(['worktree', 'add', '--detach', dir, rev]);
-    symlinkSync(path.join(root, 'node_modules'), path.join(dir, 'node_modules'), 'dir');
-    await run(process.execPath, [tsc, '-p', 'tsconfig.json'], dir, 600_000);
-    const workerScript = path.join(dir, 'dist', 'bench', 'worker.js');
-    if (!existsSync(workerScript)) throw new Error(`revision ${rev} built no ${path.relative(dir, workerScript)}`);
-    return { rev, dir, workerScript, close };
+    const otherRoot = path.join(dir, path.relative(realpathSync(top), realpathSync(root)));
+    symlinkSync(path.join(root, 'node_modules'), path.join(otherRoot, 'node_modules'), 'dir');
+    await run(process.execPath, [tsc, '-p', 'tsconfig.json'], otherRoot, 600_000);
+    const workerScript = path.join(otherRoot, 'dist', 'bench', 'worker.js');
+    if (!existsSync(workerScript)) throw new Error(`revision ${rev} built no ${path.relative(otherRoot, workerScript)}`);
+    return { rev, root: otherRoot, workerScript, close };
   } catch (err) {
     await close();
     throw err;

@@ -3,6 +3,7 @@
  * bundles, checking that it writes well-formed results (JSON envelope, targets, raw samples,
  * SVG plots, SUMMARY.md). No timing is asserted here: figures come from `npm run bench`.
  */
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -145,8 +146,12 @@ describe('casa-live bench (smoke, tiny inputs)', () => {
     const b3 = run.results.find((r) => r.suite === 'b3') as SuiteResult;
     expect((b3.results.trials as unknown[]).length).toBeGreaterThan(0);
     const b4 = run.results.find((r) => r.suite === 'b4') as SuiteResult;
+    expect((b4.results.beforeBatching as { notRun?: string }).notRun).toBeUndefined();
     const engines = b4.results.oneStreamByEngine as Record<string, { captionMs: { n: number; p99: number } }>;
     expect(Object.keys(engines)).toEqual(['default', PRE_BATCHING]);
+    // The worktree it was built in is gone.
+    const worktrees = execFileSync('git', ['worktree', 'list', '--porcelain'], { cwd: ROOT, encoding: 'utf8' });
+    expect(worktrees).not.toMatch(/casa-live-rev-\w+\/HEAD/);
     expect(engines[PRE_BATCHING]?.captionMs.n).toBeGreaterThan(0);
     const vsBefore = b4.targets.find((t) => t.name.includes('÷ the engine before batching (HEAD) in the same runs'));
     expect(vsBefore?.value).toBeCloseTo((engines.default?.captionMs.p99 ?? NaN) / (engines[PRE_BATCHING]?.captionMs.p99 ?? NaN), 2);

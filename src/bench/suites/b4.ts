@@ -62,11 +62,11 @@ interface PreBatching {
 
 async function preBatching(ctx: SuiteContext, rev: string | null | undefined): Promise<PreBatching> {
   const none = async (): Promise<void> => undefined;
-  if (!rev) return { reason: 'not asked for; --quick runs skip it', close: none };
+  if (!rev) return { reason: ctx.opts.quick ? '--quick runs skip it' : 'not asked for', close: none };
   try {
     const other = await buildOtherRevision(ctx.opts.root, rev, ctx.log);
     // The same bundle, as that revision has it (format version 1, before batching).
-    const bundle = path.join(other.dir, path.relative(ctx.opts.root, ctx.opts.casa));
+    const bundle = path.join(other.root, path.relative(ctx.opts.root, ctx.opts.casa));
     if (!existsSync(bundle)) {
       await other.close();
       return { reason: `revision ${rev} has no bundle ${path.relative(ctx.opts.root, ctx.opts.casa)}`, close: none };
@@ -77,19 +77,37 @@ async function preBatching(ctx: SuiteContext, rev: string | null | undefined): P
   }
 }
 
-/** The one-stream runs, the engines alternated (their order swapped every repeat). */
-async function singleRuns(ctx: SuiteContext, clip: Parameters<typeof runTrial>[1], params: B4Params, before?: TrialBuild): Promise<Record<string, Trial[]>> {
+/**
+ * The one-stream runs, the engines alternated (their order swapped every repeat). A failing
+ * trial of the engine before batching (another build) drops that engine, with the reason,
+ * instead of the suite.
+ */
+async function singleRuns(
+  ctx: SuiteContext,
+  clip: Parameters<typeof runTrial>[1],
+  params: B4Params,
+  before?: TrialBuild,
+): Promise<{ byEngine: Record<string, Trial[]>; beforeFailed?: string }> {
   const engines: Record<string, EngineRun> = Object.fromEntries(Object.entries(params.engines ?? { default: {} }).map(([name, load]) => [name, { load }]));
   if (before) engines[PRE_BATCHING] = { build: before };
   const names = Object.keys(engines);
   const out: Record<string, Trial[]> = Object.fromEntries(names.map((n) => [n, []]));
+  let beforeFailed: string | undefined;
   for (let r = 0; r < params.singleRepeats; r++) {
     for (const name of r % 2 === 0 ? names : [...names].reverse()) {
+      if (!out[name]) continue;
       ctx.log(`B4: one stream, ${name} engine (run ${r + 1}/${params.singleRepeats})`);
-      out[name]?.push(await runTrial(ctx, clip, 1, { measureS: params.measureS, warmupS: params.warmupS, graceS: params.graceS, ...engines[name] }, 'single', 'B4'));
+      try {
+        out[name].push(await runTrial(ctx, clip, 1, { measureS: params.measureS, warmupS: params.warmupS, graceS: params.graceS, ...engines[name] }, 'single', 'B4'));
+      } catch (err) {
+        if (name !== PRE_BATCHING) throw err;
+        beforeFailed = `its trial failed: ${(err as Error).message.split('\n')[0]}`;
+        ctx.log(`B4: the engine before batching is dropped (${beforeFailed})`);
+        delete out[name];
+      }
     }
   }
-  return out;
+  return { byEngine: out, ...(beforeFailed ? { beforeFailed } : {}) };
 }
 
 function pooled(trials: readonly Trial[]): { captionMs: Quantiles; firstTokenMs: Quantiles; caption: number[]; first: number[] } {
@@ -191,12 +209,14 @@ function byEngineOut(byEngine: Record<string, Trial[]>): { results: Record<strin
 export async function runB4(ctx: SuiteContext, params: B4Params = b4Params(ctx.opts.quick), b3p = b3Params(ctx.opts.quick)): Promise<SuiteOutput> {
   const clip = await benchClip(ctx, b3p);
   const before = await preBatching(ctx, params.beforeBatching);
-  let byEngine: Record<string, Trial[]>;
+  let runs: Awaited<ReturnType<typeof singleRuns>>;
   try {
-    byEngine = await singleRuns(ctx, clip, params, before.build);
+    runs = await singleRuns(ctx, clip, params, before.build);
   } finally {
     await before.close();
   }
+  const { byEngine } = runs;
+  const notRun = before.reason ?? runs.beforeFailed;
   const single: Trial[] = Object.values(byEngine)[0] ?? [];
   const { trials: atCap, source: capSource } = await capacityRuns(ctx, clip, b3p);
   const capStreams = atCap[0]?.streams ?? 0;
@@ -215,17 +235,17 @@ export async function runB4(ctx: SuiteContext, params: B4Params = b4Params(ctx.o
       oneStream: { engine: Object.keys(byEngine)[0] ?? 'default', firstTokenMs: one.firstTokenMs, captionMs: one.captionMs, perRunCaptionP99Ms: single.map((t) => t.captionMs.p99), engineLatencyMs: single.map((t) => t.engineLatencyMs) },
       oneStreamByEngine: engines.results,
       baselineP99CaptionMs: BASELINE_P99_CAPTION_MS,
-      beforeBatching: byEngine[PRE_BATCHING] ? { rev: params.beforeBatching, captionMs: pooled(byEngine[PRE_BATCHING]).captionMs } : { notRun: before.reason ?? 'not asked for' },
+      beforeBatching: byEngine[PRE_BATCHING] ? { rev: params.beforeBatching, captionMs: pooled(byEngine[PRE_BATCHING]).captionMs } : { notRun: notRun ?? 'not asked for' },
       atCapacity: atCap.length ? { streams: capStreams, firstTokenMs: cap.firstTokenMs, captionMs: cap.captionMs, runs: atCap.length } : null,
     },
-    targets: b4Targets(byEngine, params, before.reason),
+    targets: b4Targets(byEngine, params, notRun),
     notes: [
       'Arrival = the moment the ingest source hands the decoded frame over (Frame.receivedAt); first token and caption = when the pipeline\'s consumer receives the event. Percentiles pool every frame of the measured windows of all runs.',
       "Token events at 'piece' granularity, so first token = the first sampled token. With the default 'word' granularity a word's event waits for the next word to start (one more decode step).",
       `The one-stream runs alternate the engines (${Object.keys(byEngine).join(', ')}; the first is the headline, their order swapped every run). ${
         byEngine[PRE_BATCHING]
-          ? `${PRE_BATCHING} is the engine before batching: revision ${params.beforeBatching} (format-version-1 bundle, every graph run on the main thread; its caption event came after the closing EOS was fed, now before it), built from git history in a temporary worktree with this checkout's node_modules, its trials run by its own bench worker on its own bundle with the same clip and task. The target against the engine before batching divides the headline p99 by its p99 in the same runs, since a figure from another day moves with the host (the full run of 2026-11-24 measured ${BASELINE_P99_CAPTION_MS} ms on an AMD EPYC host; the ratio to it is reported).`
-          : `The engine before batching was not run (${before.reason ?? 'not asked for'}): the target divides the headline p99 by ${BASELINE_P99_CAPTION_MS} ms, the one-stream p99 of the full run of 2026-11-24 (the engine on the main thread, on an AMD EPYC host; its caption event came after the closing EOS was fed, now before it).`
+          ? `${PRE_BATCHING} is the engine before batching: revision ${params.beforeBatching} (format-version-1 bundle, every graph run on the main thread; its caption event came after the closing EOS was fed, now before it), built from git history in a temporary worktree with this checkout's node_modules, its trials run by its own bench worker on its own bundle with the same clip and task (that worker starts the warm-up when the stream starts, not at its first frame, which is ~0.5 s of a 5-s warm-up). The target against the engine before batching divides the headline p99 by its p99 in the same runs, since a figure from another day moves with the host (the full run of 2026-11-24 measured ${BASELINE_P99_CAPTION_MS} ms on an AMD EPYC host; the ratio to it is reported).`
+          : `The engine before batching was not run (${notRun ?? 'not asked for'}): the target divides the headline p99 by ${BASELINE_P99_CAPTION_MS} ms, the one-stream p99 of the full run of 2026-11-24 (the engine on the main thread, on an AMD EPYC host; its caption event came after the closing EOS was fed, now before it).`
       }`,
     ],
     samples: {
