@@ -41,14 +41,26 @@ function run(cmd: string, args: readonly string[], cwd: string, timeoutMs: numbe
   });
 }
 
-/** Removes a worktree synchronously (the exit hook), then its temporary directory. */
-function removeWorktreeSync(top: string, dir: string, tmp: string): void {
+/**
+ * Removes a worktree and its temporary directory. Synchronous, so that the exit hook can run
+ * it too; when git cannot remove it, the directory goes anyway and git forgets it (prune).
+ */
+function removeWorktree(top: string, dir: string, tmp: string): void {
+  const git = (args: string[]): void => void execFileSync('git', args, { cwd: top, stdio: 'ignore', timeout: 30_000 });
+  let removed = true;
   try {
-    execFileSync('git', ['worktree', 'remove', '--force', dir], { cwd: top, stdio: 'ignore', timeout: 30_000 });
+    git(['worktree', 'remove', '--force', dir]);
   } catch {
-    /* removed below; `git worktree prune` forgets it later */
+    removed = false;
   }
   rmSync(tmp, { recursive: true, force: true });
+  if (!removed) {
+    try {
+      git(['worktree', 'prune']);
+    } catch {
+      /* nothing left to do */
+    }
+  }
 }
 
 /**
@@ -68,13 +80,11 @@ export async function buildOtherRevision(root: string, rev: string, log: (line: 
   if (!existsSync(tsc)) throw new Error(`${tsc} is missing: run "npm ci" first`);
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'casa-live-rev-'));
   const dir = path.join(tmp, rev.replace(/[^A-Za-z0-9._-]/g, '_'));
-  const onExit = (): void => removeWorktreeSync(top, dir, tmp);
+  const onExit = (): void => removeWorktree(top, dir, tmp);
   process.on('exit', onExit);
   const close = async (): Promise<void> => {
     process.off('exit', onExit);
-    const removed = await git(['worktree', 'remove', '--force', dir]).then(() => true, () => false);
-    rmSync(tmp, { recursive: true, force: true });
-    if (!removed) await git(['worktree', 'prune']).catch(() => undefined);
+    removeWorktree(top, dir, tmp);
   };
   try {
     log(`building revision ${rev} in a temporary worktree (${dir})`);

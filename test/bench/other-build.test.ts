@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { makeContext } from '../../src/bench/context.js';
 import { buildOtherRevision } from '../../src/bench/other-build.js';
 import { BASELINE_P99_CAPTION_MS, runB4 } from '../../src/bench/suites/b4.js';
-import type { B3Params } from '../../src/bench/suites/b3.js';
+import { b3Params } from '../../src/bench/suites/b3.js';
 import { ensureBuilt } from '../server/helpers.js';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
@@ -29,15 +29,8 @@ describe('another revision for a same-run comparison', () => {
 
   it('B4 falls back to the fixed baseline and says why', async () => {
     await ensureBuilt();
-    const b3: B3Params = {
-      warmupS: 0.6, searchMeasureS: 1.2, confirmMeasureS: 1.2, confirmRepeats: 1, fromStreams: 1, maxStreams: 1, graceS: 0.3,
-      clip: { seconds: 8, width: 64, height: 64, fps: 4 }, liveSeconds: 10, decodeOptions: { threads: 1 },
-      decode: { streams: 0, warmupS: 0, measureS: 0, clipSeconds: 0, inputs: [], variants: {}, comparePts: 0 },
-      ingest: { fromStreams: 1, maxStreams: 1, warmupS: 0.3, measureS: 0.6 },
-      mainThreadEngine: null,
-    };
     const ctx = makeContext({ quick: true, suites: ['b4'], outDir: out, casa: DEV_CASA, insertion: DEV_INSERTION, log: () => undefined, root: ROOT, command: 'vitest other-build' }, {});
-    const r = await runB4(ctx, { singleRepeats: 1, measureS: 1.2, warmupS: 0.6, graceS: 0.3, beforeBatching: 'no-such-revision' }, b3);
+    const r = await runB4(ctx, { singleRepeats: 1, measureS: 1.2, warmupS: 0.6, graceS: 0.3, beforeBatching: 'no-such-revision' }, b3Params(true));
     const results = r.results as { oneStreamByEngine: Record<string, unknown>; beforeBatching: { notRun?: string } };
     expect(Object.keys(results.oneStreamByEngine)).toEqual(['default']);
     expect(results.beforeBatching.notRun).toMatch(/revision no-such-revision is not in the git history/);
