@@ -38,7 +38,7 @@ try {
   for (let r = 0; r < ROUNDS; r++) {
     for (const name of r % 2 === 0 ? names : [...names].reverse()) {
       const t = await runTrial(ctx, input, STREAMS, { measureS: MEASURE_S, warmupS: p.warmupS, graceS: p.graceS, load: VARIANTS[name] }, 'single');
-      const row = { round: r + 1, variant: name, pass: t.pass, p50Ms: t.captionMs.p50, p99Ms: t.captionMs.p99, dropped: t.dropped, nodeCpuPercent: t.nodeCpuPercent, machineCpuPercent: t.machineCpuPercent, eventLoopDelayP99Ms: t.eventLoopDelayP99Ms, reasons: t.reasons };
+      const row = { round: r + 1, variant: name, pass: t.pass, p50Ms: t.captionMs.p50, p99Ms: t.captionMs.p99, deliveryP50Ms: t.deliveryMs.p50, deliveryP99Ms: t.deliveryMs.p99, liveP99Ms: t.liveToCaptionMs.p99, dropped: t.dropped, nodeCpuPercent: t.nodeCpuPercent, machineCpuPercent: t.machineCpuPercent, eventLoopDelayP99Ms: t.eventLoopDelayP99Ms, reasons: t.reasons };
       console.log(JSON.stringify(row));
       trials.push(row);
     }

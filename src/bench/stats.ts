@@ -125,3 +125,21 @@ export function histogram(xs: readonly number[], bin: number): { binMs: number; 
   }
   return { binMs: bin, counts };
 }
+
+/** A frame of a live stream: its time in the stream (s) and when it came out of ffmpeg (ms). */
+export interface Arrival {
+  pts: number;
+  at: number;
+}
+
+/**
+ * A frame's delivery delay (ms): its arrival less its pts, less the least such offset of its
+ * stream — how much later than the stream's fastest-delivered frame it came. The constant
+ * part (connecting, probing) cancels; what stays is the delivery's jitter and any wait of the
+ * stream's decoder for a core.
+ */
+export function deliveryDelay(stream: readonly Arrival[]): (a: Arrival) => number {
+  const offset = (a: Arrival): number => a.at - a.pts * 1000;
+  const least = min(stream.map(offset));
+  return (a) => offset(a) - least;
+}

@@ -120,6 +120,8 @@ function b3(r: SuiteResult): string[] {
     t.pass ? 'pass' : 'fail',
     f(t.p50CaptionMs, 0),
     f(t.p99CaptionMs, 0),
+    t.p99DeliveryMs === undefined ? '—' : f(t.p99DeliveryMs, 0),
+    t.p99LiveToCaptionMs === undefined ? '—' : f(t.p99LiveToCaptionMs, 0),
     t.dropped,
     `${f(t.nodeCpuPercent, 0)}%`,
     `${t.machineCpuPercent ?? '—'}%`,
@@ -134,7 +136,7 @@ function b3(r: SuiteResult): string[] {
         ]
       : []),
     '',
-    ...mdTable(['phase', 'streams', 'result', 'p50 ms', 'p99 ms', 'dropped', 'node CPU', 'machine CPU', 'why'], rows),
+    ...mdTable(['phase', 'streams', 'result', 'p50 ms', 'p99 ms', 'delivery p99 ms', 'live→caption p99 ms', 'dropped', 'node CPU', 'machine CPU', 'why'], rows),
     ...b3Ingest(x),
   ];
 }

@@ -118,6 +118,10 @@ export interface PipelinesResult {
   firstTokenMs: Quantiles;
   /** The engine's own latencyMs of the caption events. */
   engineLatencyMs: Quantiles;
+  /** How much later than its stream's fastest frame each frame came out of ffmpeg (stats.ts deliveryDelay). */
+  deliveryMs: Quantiles;
+  /** Delivery delay + frame→caption: what a decoder's wait for a core adds shows here, not in captionMs. */
+  liveToCaptionMs: Quantiles;
   framesArrived: number;
   framesExpected: number;
   framesCaptioned: number;

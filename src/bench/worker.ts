@@ -20,7 +20,7 @@ import { childProcesses, forcedGeneration, machineCpu, machineCpuPercent, openFd
 import { frameAt, runEngineThroughput, runMatmul } from './engine-load.js';
 import { runIngestTrial } from './ingest-load.js';
 import { startLiveServer, stopLiveServer } from './live-server.js';
-import { max, median, min, quantiles, round, roundAll } from './stats.js';
+import { deliveryDelay, max, median, min, quantiles, round, roundAll } from './stats.js';
 import type {
   ClusterNodeTask,
   EngineThroughputTask,
@@ -204,6 +204,8 @@ async function runThroughput(t: ThroughputTask): Promise<ThroughputResult> {
 // ------------------------------------------------------------------------------ B3/B4: concurrent real-time pipelines
 
 interface FrameRecord {
+  /** The frame's time in its stream (s) and its arrival (ms, Date.now()). */
+  pts: number;
   arrivedAt: number;
   firstTokenAt?: number;
   captionAt?: number;
@@ -255,6 +257,8 @@ async function runPipelines(t: PipelinesTask): Promise<PipelinesResult> {
     captionMs: cq,
     firstTokenMs: quantiles(l.firstTokenMs),
     engineLatencyMs: quantiles(l.engineMs),
+    deliveryMs: quantiles(l.deliveryMs),
+    liveToCaptionMs: quantiles(l.liveToCaptionMs),
     framesArrived: l.arrived,
     framesExpected: expected,
     framesCaptioned: l.arrived - l.uncaptioned,
@@ -290,7 +294,7 @@ function startTrialStream(t: PipelinesTask, shared: { model: Model; logger: Logg
     generation: { ...forcedGeneration(t.tokens, i + 1), tokenGranularity: 'piece' },
     logger: shared.logger,
     ...(t.decode ? { source: { decode: t.decode } } : {}),
-    onFrame: (frame) => records.set(frame.index, { arrivedAt: frame.receivedAt }),
+    onFrame: (frame) => records.set(frame.index, { pts: frame.ptsSeconds, arrivedAt: frame.receivedAt }),
   });
   return { pipeline, records, consumed: consumeTrialStream(pipeline, records, `stream ${i}`, errors) };
 }
@@ -338,27 +342,38 @@ async function measureWindow(pipelines: CaptionPipelineHandle[], measureS: numbe
   return { ffmpegChildren, stats0, stats1, w0, w1, elapsed, cpu, mcpu0, mcpu1, eventLoopDelayP99Ms: round(loop.percentile(99) / 1e6, 2) };
 }
 
-/** Latencies of the frames that arrived inside [w0, w1), and how many of them got no caption. */
+/**
+ * Latencies of the frames that arrived inside [w0, w1), and how many of them got no caption.
+ * Besides frame→caption (from the frame's arrival out of ffmpeg), each frame's delivery delay
+ * (stats.ts deliveryDelay: how much later than its stream's fastest frame it came out of
+ * ffmpeg, which grows when a decoder waits for a core) and the two added: live→caption.
+ */
 function windowLatencies(streams: readonly TrialStream[], w0: number, w1: number) {
   const captionMs: number[] = [];
   const firstTokenMs: number[] = [];
   const engineMs: number[] = [];
+  const deliveryMs: number[] = [];
+  const liveToCaptionMs: number[] = [];
   let arrived = 0;
   let uncaptioned = 0;
   for (const { records } of streams) {
+    const delay = deliveryDelay([...records.values()].map((r) => ({ pts: r.pts, at: r.arrivedAt })));
     for (const r of records.values()) {
       if (r.arrivedAt < w0 || r.arrivedAt >= w1) continue;
       arrived++;
+      const d = delay({ pts: r.pts, at: r.arrivedAt });
+      deliveryMs.push(d);
       if (r.captionAt === undefined) {
         uncaptioned++;
         continue;
       }
       captionMs.push(r.captionAt - r.arrivedAt);
+      liveToCaptionMs.push(d + r.captionAt - r.arrivedAt);
       if (r.latencyMs !== undefined) engineMs.push(r.latencyMs);
       if (r.firstTokenAt !== undefined) firstTokenMs.push(r.firstTokenAt - r.arrivedAt);
     }
   }
-  return { captionMs, firstTokenMs, engineMs, arrived, uncaptioned };
+  return { captionMs, firstTokenMs, engineMs, deliveryMs, liveToCaptionMs, arrived, uncaptioned };
 }
 
 /** Why a trial fails (none: it passes). */

@@ -144,7 +144,13 @@ describe('casa-live bench (smoke, tiny inputs)', () => {
       expect((q2?.kvTokens[59] ?? 0) - (q2?.kvTokens[58] ?? 0)).toBe(10);
     }
     const b3 = run.results.find((r) => r.suite === 'b3') as SuiteResult;
-    expect((b3.results.trials as unknown[]).length).toBeGreaterThan(0);
+    const trials = b3.results.trials as Array<{ p50CaptionMs: number; p99DeliveryMs: number; p99LiveToCaptionMs: number }>;
+    expect(trials.length).toBeGreaterThan(0);
+    // Each frame's delivery delay is ≥ 0 (its stream's fastest frame is 0), so live→caption ≥ frame→caption.
+    for (const t of trials) {
+      expect(t.p99DeliveryMs).toBeGreaterThanOrEqual(0);
+      expect(t.p99LiveToCaptionMs).toBeGreaterThanOrEqual(t.p50CaptionMs);
+    }
     const b4 = run.results.find((r) => r.suite === 'b4') as SuiteResult;
     expect((b4.results.beforeBatching as { notRun?: string }).notRun).toBeUndefined();
     const engines = b4.results.oneStreamByEngine as Record<string, { captionMs: { n: number; p99: number } }>;

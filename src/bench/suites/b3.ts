@@ -239,7 +239,7 @@ function b3Output(ctx: SuiteContext, params: B3Params, r: B3Runs): SuiteOutput {
 function b3Notes(clip: Clip, decode: DecodeOptions): string[] {
   return [
     `Workload per stream: a ${clip.width}x${clip.height} ${clip.codec} clip at ${clip.fps} fps made from the synthetic world frames, served live over HTTP (MPEG-TS, each video packet sent when its time comes, from the clip's start for every connection: the bench's live server, its own process), read by the stream's own ffmpeg child, sampled at 2 fps; the engine generates exactly ${TOKENS_PER_FRAME} tokens per frame.`,
-    `Decoding: every capacity and ceiling trial runs its ffmpeg children with the decode options ${JSON.stringify(decode)} (docs/ingest.md, "Decoding CPU"): the decoders yield the cores to the model's runs. A frame's arrival is taken after its decoding, so a decoder's wait for a core is not in frame→caption; a decoder that does not keep up fails the trial as ingest falling behind real time.`,
+    `Decoding: every capacity and ceiling trial runs its ffmpeg children with the decode options ${JSON.stringify(decode)} (docs/ingest.md, "Decoding CPU"): the decoders yield the cores to the model's runs. A frame's arrival is taken after its decoding, so a decoder's wait for a core is not in frame→caption; a decoder that does not keep up fails the trial as ingest falling behind real time. What the waits add shows in each trial's delivery delay (a frame's arrival less its pts, less the least of its stream: the delivery's own jitter plus any decoder wait) and live→caption (delivery delay + frame→caption).`,
     'Why a live server: a camera or relay delivers a live stream over the network, and ffmpeg waits on the socket between frames. Reading a file with -re instead (what B3 did before) makes every ffmpeg child poll its clock every 10 ms; the decode table measures that emulation next to the live delivery.',
     'Token events at piece granularity (each sampled token as soon as it completes a character), so the first token event is the first sampled token. Latency = frame arrival (the ingest source hands the frame over) → the caption event reaching the pipeline\'s consumer. Only frames that arrived inside the measured window count; warm-up (ffmpeg and model start) is excluded. A trial fails on any dropped frame, a p99 over 500 ms, a frame without caption, or ingest falling behind real time.',
     'Ingest-only ceiling: the same frame sources (one ffmpeg child per stream, the same decode options, the same live server) with nothing behind them, the same search; a trial fails on a dropped frame, on fewer frames than real time, or a p99 frame lateness (arrival against the stream\'s own clock, less its median) over 500 ms.',
@@ -348,6 +348,8 @@ function trialRow(t: Trial): Record<string, unknown> {
     reasons: t.reasons,
     p99CaptionMs: t.captionMs.p99,
     p50CaptionMs: t.captionMs.p50,
+    p99DeliveryMs: t.deliveryMs.p99,
+    p99LiveToCaptionMs: t.liveToCaptionMs.p99,
     dropped: t.dropped,
     nodeCpuPercent: t.nodeCpuPercent,
     machineCpuPercent: t.machineCpuPercent,
