@@ -8,13 +8,13 @@
 import { readFileSync } from 'node:fs';
 import { openFrameSource, type FrameSource } from '../ingest/index.js';
 import { machineCpu, machineCpuPercent, sleep, widenFfmpegStarts } from './common.js';
-import { percentile, round } from './stats.js';
+import { deliveryDelay, percentile, round, type Arrival } from './stats.js';
 import type { IngestTrialResult, IngestTrialTask } from './tasks.js';
 
 /** One source of a trial: each frame's pts and arrival. */
 interface IngestStream {
   source: FrameSource;
-  arrivals: Array<{ pts: number; at: number }>;
+  arrivals: Arrival[];
   done: Promise<void>;
   error?: string;
 }
@@ -98,7 +98,7 @@ export async function runIngestTrial(t: IngestTrialTask): Promise<IngestTrialRes
 }
 
 /**
- * A frame's lateness: its arrival against its stream's first arrival plus its pts advance.
+ * A frame's lateness: its delivery delay (stats.ts deliveryDelay; only differences of it are used).
  * Its spread (p99 − p50, "jitter") is the delivery's own: the live server writes whole
  * chunks and ffmpeg's fps filter releases a sampled frame when a later one arrives, so it
  * is ~300–600 ms even on an idle machine and says nothing about keeping up. Falling behind
@@ -111,11 +111,10 @@ function lateness(streams: readonly IngestStream[], w0: number, w1: number): { a
   const tail: number[] = [];
   const third = (w1 - w0) / 3;
   for (const s of streams) {
-    const first = s.arrivals[0];
-    if (!first) continue;
+    const delay = deliveryDelay(s.arrivals);
     for (const a of s.arrivals) {
       if (a.at < w0 || a.at >= w1) continue;
-      const x = a.at - first.at - (a.pts - first.pts) * 1000;
+      const x = delay(a);
       late.push(x);
       if (a.at < w0 + third) head.push(x);
       else if (a.at >= w1 - third) tail.push(x);

@@ -20,7 +20,7 @@ import { childProcesses, forcedGeneration, machineCpu, machineCpuPercent, openFd
 import { frameAt, runEngineThroughput, runMatmul } from './engine-load.js';
 import { runIngestTrial } from './ingest-load.js';
 import { startLiveServer, stopLiveServer } from './live-server.js';
-import { deliveryDelay, max, median, min, quantiles, round, roundAll } from './stats.js';
+import { deliveryDelay, max, median, min, quantiles, round, roundAll, type Arrival } from './stats.js';
 import type {
   ClusterNodeTask,
   EngineThroughputTask,
@@ -203,10 +203,8 @@ async function runThroughput(t: ThroughputTask): Promise<ThroughputResult> {
 
 // ------------------------------------------------------------------------------ B3/B4: concurrent real-time pipelines
 
-interface FrameRecord {
-  /** The frame's time in its stream (s) and its arrival (ms, Date.now()). */
-  pts: number;
-  arrivedAt: number;
+/** A frame the session took: its pts and arrival (Arrival, ms Date.now()), first token and caption times. */
+interface FrameRecord extends Arrival {
   firstTokenAt?: number;
   captionAt?: number;
   latencyMs?: number;
@@ -294,7 +292,7 @@ function startTrialStream(t: PipelinesTask, shared: { model: Model; logger: Logg
     generation: { ...forcedGeneration(t.tokens, i + 1), tokenGranularity: 'piece' },
     logger: shared.logger,
     ...(t.decode ? { source: { decode: t.decode } } : {}),
-    onFrame: (frame) => records.set(frame.index, { pts: frame.ptsSeconds, arrivedAt: frame.receivedAt }),
+    onFrame: (frame) => records.set(frame.index, { pts: frame.ptsSeconds, at: frame.receivedAt }),
   });
   return { pipeline, records, consumed: consumeTrialStream(pipeline, records, `stream ${i}`, errors) };
 }
@@ -357,20 +355,20 @@ function windowLatencies(streams: readonly TrialStream[], w0: number, w1: number
   let arrived = 0;
   let uncaptioned = 0;
   for (const { records } of streams) {
-    const delay = deliveryDelay([...records.values()].map((r) => ({ pts: r.pts, at: r.arrivedAt })));
+    const delay = deliveryDelay([...records.values()]);
     for (const r of records.values()) {
-      if (r.arrivedAt < w0 || r.arrivedAt >= w1) continue;
+      if (r.at < w0 || r.at >= w1) continue;
       arrived++;
-      const d = delay({ pts: r.pts, at: r.arrivedAt });
+      const d = delay(r);
       deliveryMs.push(d);
       if (r.captionAt === undefined) {
         uncaptioned++;
         continue;
       }
-      captionMs.push(r.captionAt - r.arrivedAt);
-      liveToCaptionMs.push(d + r.captionAt - r.arrivedAt);
+      captionMs.push(r.captionAt - r.at);
+      liveToCaptionMs.push(d + r.captionAt - r.at);
       if (r.latencyMs !== undefined) engineMs.push(r.latencyMs);
-      if (r.firstTokenAt !== undefined) firstTokenMs.push(r.firstTokenAt - r.arrivedAt);
+      if (r.firstTokenAt !== undefined) firstTokenMs.push(r.firstTokenAt - r.at);
     }
   }
   return { captionMs, firstTokenMs, engineMs, deliveryMs, liveToCaptionMs, arrived, uncaptioned };
